@@ -1,0 +1,9 @@
+#![forbid(unsafe_code)]
+//! llm-batch-operator: run LLM batch work declaratively.
+
+pub mod api;
+pub mod engine;
+pub mod gateway;
+pub mod jsonl;
+pub mod local;
+pub mod simulator;
