@@ -1,0 +1,324 @@
+//! `Batch`: one OpenAI-compatible batch job.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{KeyRef, LocalObjectRef};
+
+/// Metadata pairs the user may set: OpenAI allows 16 and the operator keeps 3 for itself.
+pub const MAX_USER_METADATA_PAIRS: usize = 13;
+
+/// One OpenAI-compatible batch job: JSONL input in, output and error files out.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "llmbatch.io",
+    version = "v1alpha1",
+    kind = "Batch",
+    namespaced,
+    status = "BatchStatus",
+    shortname = "lb",
+    category = "llmbatch",
+    doc = "One OpenAI-compatible batch job: input uploaded, batch created, polled, results downloaded.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Completed",
+        type_ = "integer",
+        json_path = ".status.requestCounts.completed"
+    ),
+    printcolumn(
+        name = "Failed",
+        type_ = "integer",
+        json_path = ".status.requestCounts.failed"
+    ),
+    printcolumn(
+        name = "Total",
+        type_ = "integer",
+        json_path = ".status.requestCounts.total"
+    ),
+    printcolumn(
+        name = "Batch ID",
+        type_ = "string",
+        json_path = ".status.gateway.batchId"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchSpec {
+    /// The BatchGateway (same namespace) the batch is sent to.
+    pub gateway_ref: LocalObjectRef,
+    /// The endpoint every request line targets; immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("endpoint is immutable"))]
+    pub endpoint: Endpoint,
+    /// How long the gateway may take (OpenAI accepts only 24h).
+    #[serde(default = "default_completion_window")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub completion_window: String,
+    /// Where the JSONL request lines come from; immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("input is immutable"))]
+    pub input: BatchInput,
+    /// Where the results go. Without it they stay on the gateway (ids in status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<BatchOutput>,
+    /// Forwarded to the gateway batch metadata (at most 13 pairs; keys up to 64, values up to 512 characters).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 13))]
+    #[x_kube(validation = Rule::new("self.all(k, size(k) <= 64 && size(self[k]) <= 512)")
+        .message("metadata keys are at most 64 and values at most 512 characters"))]
+    pub metadata: BTreeMap<String, String>,
+    /// Set to true to cancel the batch; lines that completed are still collected.
+    #[serde(default)]
+    pub cancel: bool,
+    /// What deleting the Batch does upstream.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Delete the Batch this many seconds after it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i64>,
+}
+
+fn default_completion_window() -> String {
+    "24h".to_string()
+}
+
+/// The OpenAI endpoints a batch can target.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Endpoint {
+    #[serde(rename = "/v1/chat/completions")]
+    ChatCompletions,
+    #[serde(rename = "/v1/embeddings")]
+    Embeddings,
+    #[serde(rename = "/v1/completions")]
+    Completions,
+    #[serde(rename = "/v1/responses")]
+    Responses,
+    #[serde(rename = "/v1/moderations")]
+    Moderations,
+}
+
+impl Endpoint {
+    /// The path as it appears on the wire and in every request line's `url`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/v1/chat/completions",
+            Endpoint::Embeddings => "/v1/embeddings",
+            Endpoint::Completions => "/v1/completions",
+            Endpoint::Responses => "/v1/responses",
+            Endpoint::Moderations => "/v1/moderations",
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.path())
+    }
+}
+
+/// The source of the JSONL request lines: exactly one of the fields.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.configMap), has(self.secret)].filter(x, x).size() == 1")
+    .message("input needs exactly one source: configMap or secret"))]
+pub struct BatchInput {
+    /// A ConfigMap key (`data` or `binaryData`) holding the JSONL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<KeyRef>,
+    /// A Secret key holding the JSONL (for inputs that are themselves sensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<KeyRef>,
+}
+
+/// Where results go: exactly one sink.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.secret)].filter(x, x).size() == 1")
+    .message("output needs exactly one sink: secret"))]
+pub struct BatchOutput {
+    /// A Secret, owned by the Batch, holding output.jsonl and errors.jsonl.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<LocalObjectRef>,
+}
+
+/// What deleting a Batch does to its upstream batch and files.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Cancel a running upstream batch and delete the uploaded input file.
+    #[default]
+    Cancel,
+    /// Leave everything upstream as it is.
+    Orphan,
+}
+
+/// Where a Batch is in its life.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum BatchPhase {
+    /// Accepted, nothing sent upstream yet.
+    #[default]
+    Pending,
+    /// Reading, validating and uploading the input file.
+    Uploading,
+    /// The gateway is validating the input file.
+    Validating,
+    /// Requests are being processed.
+    InProgress,
+    /// The gateway is writing the output files.
+    Finalizing,
+    /// Results are being downloaded and written to the sink.
+    Downloading,
+    /// Every step finished; individual lines may still have failed (see requestCounts).
+    Succeeded,
+    /// The batch could not run (invalid input, gateway rejection).
+    Failed,
+    /// The completion window passed; lines that completed are kept.
+    Expired,
+    /// Cancelled on request; lines that completed are kept.
+    Cancelled,
+}
+
+impl BatchPhase {
+    /// True once nothing more will happen.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Expired | Self::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for BatchPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Everything the operator knows about a Batch; a restart resumes from this alone.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchStatus {
+    /// Where the batch is in its life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<BatchPhase>,
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the operator started working on the batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the upstream batch was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submit_time: Option<Time>,
+    /// When the batch reached a final phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Token of the current submission attempt, recorded before anything is created upstream
+    /// and carried in the uploaded file name and the batch metadata, so a restart adopts
+    /// what that attempt created instead of creating it twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<String>,
+    /// What the input held when it was validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<InputStatus>,
+    /// Identifiers and state on the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayStatus>,
+    /// Request lines by outcome, as the gateway reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_counts: Option<RequestCounts>,
+    /// Tokens summed from the output lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Where the results were written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputStatus>,
+    /// Admitted, Submitted, Complete, Failed, ... (Kubernetes API conventions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// The validated input.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InputStatus {
+    /// Request lines.
+    pub requests: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// Identifiers on the gateway. Their formats are the gateway's own: never parsed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStatus {
+    /// The uploaded input file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_file_id: Option<String>,
+    /// The gateway batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
+    /// The file of successful lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_file_id: Option<String>,
+    /// The file of failed lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_file_id: Option<String>,
+    /// The gateway's own status word (validating, in_progress, completed, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// Request lines by outcome.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestCounts {
+    /// Lines in the batch.
+    pub total: u64,
+    /// Lines that got a successful response.
+    pub completed: u64,
+    /// Lines that failed.
+    pub failed: u64,
+    /// Lines that never ran because the batch expired or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_run: Option<u64>,
+}
+
+/// Tokens summed over the successful lines.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// Prompt (input) tokens.
+    pub prompt_tokens: u64,
+    /// Completion (output) tokens.
+    pub completion_tokens: u64,
+    /// All tokens.
+    pub total_tokens: u64,
+}
+
+/// Where the results were written.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputStatus {
+    /// The Secret holding the results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// The local directory or volume path holding the results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Lines in the output file.
+    pub lines: u64,
+    /// Bytes of the output file.
+    pub bytes: u64,
+    /// Lines in the error file.
+    pub error_lines: u64,
+    /// Bytes of the error file.
+    pub error_bytes: u64,
+}

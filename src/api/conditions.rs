@@ -1,0 +1,139 @@
+//! Status conditions per the Kubernetes API conventions: a list keyed by `type`, whose
+//! `lastTransitionTime` moves only when the condition's status flips.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+/// Condition types a Batch carries.
+pub mod condition_types {
+    /// The input was read and validated and the batch may be sent.
+    pub const ADMITTED: &str = "Admitted";
+    /// The batch exists on the gateway.
+    pub const SUBMITTED: &str = "Submitted";
+    /// The batch reached a final phase and its results were collected.
+    pub const COMPLETE: &str = "Complete";
+    /// The batch could not run, or the gateway refused it.
+    pub const FAILED: &str = "Failed";
+    /// The gateway answers and accepts the key.
+    pub const GATEWAY_READY: &str = "GatewayReady";
+}
+
+/// Reasons (CamelCase, stable: alerting keys on them).
+pub mod reasons {
+    pub const INPUT_VALID: &str = "InputValid";
+    pub const INPUT_INVALID: &str = "InputInvalid";
+    pub const INPUT_NOT_FOUND: &str = "InputNotFound";
+    pub const SPEC_INVALID: &str = "SpecInvalid";
+    pub const UPLOADING: &str = "Uploading";
+    pub const BATCH_CREATED: &str = "BatchCreated";
+    pub const BATCH_ADOPTED: &str = "BatchAdopted";
+    pub const REJECTED_BY_GATEWAY: &str = "RejectedByGateway";
+    pub const GATEWAY_UNAUTHORIZED: &str = "GatewayUnauthorized";
+    pub const GATEWAY_UNAVAILABLE: &str = "GatewayUnavailable";
+    pub const GATEWAY_REACHABLE: &str = "GatewayReachable";
+    pub const BATCH_NOT_FOUND: &str = "BatchNotFound";
+    pub const SUCCEEDED: &str = "Succeeded";
+    pub const EXPIRED: &str = "Expired";
+    pub const CANCELLED: &str = "Cancelled";
+    pub const BATCH_FAILED: &str = "BatchFailed";
+}
+
+/// Helpers over a status's condition list.
+pub trait Conditions {
+    /// The condition of this type, if any.
+    fn condition(&self, type_: &str) -> Option<&Condition>;
+    /// Sets a condition; `lastTransitionTime` is kept unless the status changes.
+    fn set_condition(
+        &mut self,
+        type_: &str,
+        status: bool,
+        reason: &str,
+        message: impl Into<String>,
+        generation: Option<i64>,
+        now: Timestamp,
+    );
+    /// True when the condition exists with status "True".
+    fn is_true(&self, type_: &str) -> bool {
+        self.condition(type_).is_some_and(|c| c.status == "True")
+    }
+}
+
+impl Conditions for Vec<Condition> {
+    fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.iter().find(|c| c.type_ == type_)
+    }
+
+    fn set_condition(
+        &mut self,
+        type_: &str,
+        status: bool,
+        reason: &str,
+        message: impl Into<String>,
+        generation: Option<i64>,
+        now: Timestamp,
+    ) {
+        let status = if status { "True" } else { "False" }.to_string();
+        let next = Condition {
+            type_: type_.to_string(),
+            last_transition_time: Time(now),
+            message: message.into(),
+            observed_generation: generation,
+            reason: reason.to_string(),
+            status,
+        };
+        match self.iter_mut().find(|c| c.type_ == type_) {
+            Some(existing) => {
+                let time = if existing.status == next.status {
+                    existing.last_transition_time.clone()
+                } else {
+                    next.last_transition_time.clone()
+                };
+                *existing = Condition {
+                    last_transition_time: time,
+                    ..next
+                };
+            }
+            None => self.push(next),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).unwrap()
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_flips() {
+        let mut conditions: Vec<Condition> = Vec::new();
+        conditions.set_condition(
+            "Complete",
+            false,
+            "Running",
+            "in progress",
+            Some(1),
+            at(100),
+        );
+        conditions.set_condition(
+            "Complete",
+            false,
+            "Running",
+            "still in progress",
+            Some(2),
+            at(200),
+        );
+        let c = conditions.condition("Complete").unwrap();
+        assert_eq!(c.last_transition_time, Time(at(100)));
+        assert_eq!(c.message, "still in progress");
+        assert_eq!(c.observed_generation, Some(2));
+
+        conditions.set_condition("Complete", true, "Succeeded", "done", Some(2), at(300));
+        let c = conditions.condition("Complete").unwrap();
+        assert_eq!(c.last_transition_time, Time(at(300)));
+        assert!(conditions.is_true("Complete"));
+        assert_eq!(conditions.len(), 1);
+    }
+}

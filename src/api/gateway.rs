@@ -1,0 +1,164 @@
+//! `BatchGateway`: where batches go, with which key, and how hard they may push.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::KeyRef;
+
+/// Pattern every duration field accepts: "500ms", "10s", "5m", "1h30m".
+pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
+
+/// An OpenAI-compatible gateway (OpenAI itself, an AI gateway's `/v1`, a self-hosted
+/// server) and the limits batches sent through it must respect. One per API key.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "llmbatch.io",
+    version = "v1alpha1",
+    kind = "BatchGateway",
+    namespaced,
+    status = "BatchGatewayStatus",
+    shortname = "bgw",
+    category = "llmbatch",
+    doc = "An OpenAI-compatible gateway that Batches are sent to, with its key and limits.",
+    printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchGatewaySpec {
+    /// Base URL of the OpenAI-compatible API, ending in /v1 (paths such as /files are appended).
+    #[x_kube(validation = Rule::new("self.matches('^https?://[^/]+(/.*)?/v1/?$')")
+        .message("url must be an http(s) base URL ending in /v1, e.g. https://api.openai.com/v1"))]
+    pub url: String,
+    /// How to authenticate; omitted for gateways that need no key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<GatewayAuth>,
+    /// Extra static headers sent with every request (not for secrets: use `auth`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Ceilings for the batches sent through this gateway.
+    #[serde(default)]
+    pub limits: GatewayLimits,
+    /// How often running batches are polled.
+    #[serde(default)]
+    pub polling: Polling,
+}
+
+/// Bearer-token authentication from a Secret in the gateway's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayAuth {
+    /// The Secret key holding the API key, sent as `Authorization: Bearer <key>`.
+    pub secret_ref: KeyRef,
+}
+
+/// Provider ceilings and pacing budgets. Omitted fields use the OpenAI defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayLimits {
+    /// Batches in flight on this key at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_active_batches: Option<u32>,
+    /// Estimated input + maximum output tokens admitted per rolling hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub tokens_per_hour: Option<u64>,
+    /// Most requests one batch input file may hold (OpenAI: 50000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_requests_per_batch: Option<u64>,
+    /// Largest batch input file, as a quantity such as 200Mi (OpenAI: 200 MB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(Ki|Mi|Gi|Ti|k|K|M|G|T)?$"))]
+    pub max_bytes_per_batch: Option<String>,
+}
+
+/// Adaptive polling: soon after submit, backing off to `max` as the batch ages.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Polling {
+    /// First poll interval after submit (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub initial: Option<String>,
+    /// Longest poll interval (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub max: Option<String>,
+}
+
+/// What the operator last learnt about the gateway.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchGatewayStatus {
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Batches of this gateway currently in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_batches: Option<u32>,
+    /// Ready: the gateway is reachable and the key is accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// OpenAI's ceiling on requests per batch file.
+pub const DEFAULT_MAX_REQUESTS_PER_BATCH: u64 = 50_000;
+/// OpenAI's ceiling on batch input file size (200 MB).
+pub const DEFAULT_MAX_BYTES_PER_BATCH: u64 = 209_715_200;
+
+impl GatewayLimits {
+    /// The request ceiling in force.
+    pub fn max_requests(&self) -> u64 {
+        self.max_requests_per_batch
+            .unwrap_or(DEFAULT_MAX_REQUESTS_PER_BATCH)
+    }
+
+    /// The byte ceiling in force; an unparsable quantity is reported with the field path.
+    pub fn max_bytes(&self) -> Result<u64, String> {
+        match &self.max_bytes_per_batch {
+            None => Ok(DEFAULT_MAX_BYTES_PER_BATCH),
+            Some(q) => {
+                super::parse_bytes(q).map_err(|e| format!("spec.limits.maxBytesPerBatch: {e}"))
+            }
+        }
+    }
+}
+
+impl Polling {
+    /// First poll interval (default 10s).
+    pub fn initial(&self) -> Result<Duration, String> {
+        parse_duration(
+            "spec.polling.initial",
+            self.initial.as_deref(),
+            Duration::from_secs(10),
+        )
+    }
+
+    /// Longest poll interval (default 5m).
+    pub fn max(&self) -> Result<Duration, String> {
+        parse_duration(
+            "spec.polling.max",
+            self.max.as_deref(),
+            Duration::from_secs(300),
+        )
+    }
+}
+
+fn parse_duration(field: &str, text: Option<&str>, default: Duration) -> Result<Duration, String> {
+    match text {
+        None => Ok(default),
+        Some(t) => humantime::parse_duration(t)
+            .map_err(|e| format!("{field}: {t:?} is not a duration like 10s or 5m ({e})")),
+    }
+}

@@ -1,0 +1,339 @@
+//! How each outcome changes a Batch's status.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::{Context, Downloaded, ErrorClass, Outcome, Upstream, UpstreamState};
+use crate::api::{
+    BatchPhase, BatchStatus, Conditions, GatewayStatus, InputStatus, OutputStatus, RequestCounts,
+    condition_types as ct, reasons,
+};
+
+/// The status after `outcome`. Pure: the same inputs give the same status.
+pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchStatus {
+    let mut next = status.clone();
+    next.observed_generation = ctx.generation;
+    if !matches!(outcome, Outcome::GatewayError { .. })
+        && next.conditions.condition(ct::GATEWAY_READY).is_some()
+    {
+        set(
+            &mut next,
+            ct::GATEWAY_READY,
+            true,
+            reasons::GATEWAY_REACHABLE,
+            "the gateway answers",
+            ctx,
+        );
+    }
+    match outcome {
+        Outcome::InputValidated { requests, bytes } => {
+            next.input = Some(InputStatus { requests, bytes });
+            next.phase = Some(BatchPhase::Pending);
+            let message = format!("{requests} requests, {bytes} bytes, valid");
+            set(
+                &mut next,
+                ct::ADMITTED,
+                true,
+                reasons::INPUT_VALID,
+                message,
+                ctx,
+            );
+        }
+        Outcome::InputInvalid { message } => {
+            set(
+                &mut next,
+                ct::ADMITTED,
+                false,
+                reasons::INPUT_INVALID,
+                message.clone(),
+                ctx,
+            );
+            finish(
+                &mut next,
+                BatchPhase::Failed,
+                reasons::INPUT_INVALID,
+                message,
+                ctx,
+            );
+        }
+        Outcome::SpecInvalid { message } => {
+            set(
+                &mut next,
+                ct::ADMITTED,
+                false,
+                reasons::SPEC_INVALID,
+                message.clone(),
+                ctx,
+            );
+            finish(
+                &mut next,
+                BatchPhase::Failed,
+                reasons::SPEC_INVALID,
+                message,
+                ctx,
+            );
+        }
+        Outcome::InputNotFound { message } => {
+            next.phase = Some(BatchPhase::Pending);
+            set(
+                &mut next,
+                ct::ADMITTED,
+                false,
+                reasons::INPUT_NOT_FOUND,
+                message,
+                ctx,
+            );
+        }
+        Outcome::CancelledBeforeSubmit => {
+            let message = "cancelled before anything was submitted";
+            finish(
+                &mut next,
+                BatchPhase::Cancelled,
+                reasons::CANCELLED,
+                message.to_string(),
+                ctx,
+            );
+        }
+        Outcome::AttemptStarted { token } => {
+            next.attempt = Some(token);
+            next.phase = Some(BatchPhase::Uploading);
+            next.start_time.get_or_insert(Time(ctx.now));
+        }
+        Outcome::InputUploaded { file_id, .. } => {
+            gateway(&mut next).input_file_id = Some(file_id);
+        }
+        Outcome::BatchSubmitted { batch, adopted } => {
+            gateway(&mut next).batch_id = Some(batch.id.clone());
+            next.submit_time.get_or_insert(Time(ctx.now));
+            let (reason, verb) = if adopted {
+                (reasons::BATCH_ADOPTED, "adopted")
+            } else {
+                (reasons::BATCH_CREATED, "created")
+            };
+            let message = format!("batch {} {verb} on the gateway", batch.id);
+            set(&mut next, ct::SUBMITTED, true, reason, message, ctx);
+            observe(&mut next, batch, ctx);
+        }
+        Outcome::Observed(batch) => observe(&mut next, batch, ctx),
+        Outcome::Downloaded(downloaded) => collect(&mut next, downloaded, ctx),
+        Outcome::GatewayError { class, message } => gateway_error(&mut next, class, message, ctx),
+    }
+    next
+}
+
+fn observe(status: &mut BatchStatus, batch: Upstream, ctx: &Context) {
+    let gw = gateway(status);
+    gw.status = Some(batch.state.as_wire().to_string());
+    gw.output_file_id = batch.output_file_id.clone().or(gw.output_file_id.take());
+    gw.error_file_id = batch.error_file_id.clone().or(gw.error_file_id.take());
+    if let Some((total, completed, failed)) = batch.counts {
+        let not_run = status.request_counts.as_ref().and_then(|c| c.not_run);
+        status.request_counts = Some(RequestCounts {
+            total,
+            completed,
+            failed,
+            not_run,
+        });
+    }
+    let has_files = batch.output_file_id.is_some() || batch.error_file_id.is_some();
+    status.phase = Some(match batch.state {
+        UpstreamState::Validating => BatchPhase::Validating,
+        UpstreamState::InProgress | UpstreamState::Cancelling | UpstreamState::Other(_) => {
+            BatchPhase::InProgress
+        }
+        UpstreamState::Finalizing => BatchPhase::Finalizing,
+        state if has_files => {
+            debug_assert!(state.is_terminal());
+            BatchPhase::Downloading
+        }
+        UpstreamState::Failed => {
+            let message = failure_message(&batch.errors);
+            set(
+                status,
+                ct::ADMITTED,
+                false,
+                reasons::REJECTED_BY_GATEWAY,
+                message.clone(),
+                ctx,
+            );
+            finish(
+                status,
+                BatchPhase::Failed,
+                reasons::BATCH_FAILED,
+                message,
+                ctx,
+            );
+            return;
+        }
+        state => {
+            // A final state without files: nothing to collect.
+            let phase = final_phase(&state);
+            let (reason, message) = final_reason(phase, status);
+            finish(status, phase, reason, message, ctx);
+            return;
+        }
+    });
+}
+
+fn collect(status: &mut BatchStatus, d: Downloaded, ctx: &Context) {
+    status.usage = Some(d.usage.clone());
+    status.output = Some(OutputStatus {
+        secret_name: None,
+        path: Some(d.location.clone()),
+        lines: d.output_lines,
+        bytes: d.output_bytes,
+        error_lines: d.error_lines,
+        error_bytes: d.error_bytes,
+    });
+    let counts = status.request_counts.get_or_insert_with(Default::default);
+    // Gateways that report no counts still get the ones the files show.
+    if counts.total == 0 {
+        counts.completed = d.output_lines;
+        counts.failed = d.error_lines;
+        counts.total = d.output_lines + d.error_lines;
+    }
+    counts.not_run = (d.not_run > 0).then_some(d.not_run);
+    let state = status
+        .gateway
+        .as_ref()
+        .and_then(|g| g.status.as_deref())
+        .map(UpstreamState::from_wire)
+        .unwrap_or(UpstreamState::Completed);
+    let phase = final_phase(&state);
+    let (reason, message) = final_reason(phase, status);
+    finish(status, phase, reason, message, ctx);
+}
+
+fn final_phase(state: &UpstreamState) -> BatchPhase {
+    match state {
+        UpstreamState::Expired => BatchPhase::Expired,
+        UpstreamState::Cancelled => BatchPhase::Cancelled,
+        UpstreamState::Failed => BatchPhase::Failed,
+        _ => BatchPhase::Succeeded,
+    }
+}
+
+fn final_reason(phase: BatchPhase, status: &BatchStatus) -> (&'static str, String) {
+    let counts = status.request_counts.clone().unwrap_or_default();
+    let summary = format!(
+        "{} of {} requests completed, {} failed",
+        counts.completed, counts.total, counts.failed
+    );
+    let not_run = counts.not_run.unwrap_or(0);
+    match phase {
+        BatchPhase::Expired => (
+            reasons::EXPIRED,
+            format!("the completion window passed: {summary}, {not_run} never ran"),
+        ),
+        BatchPhase::Cancelled => (
+            reasons::CANCELLED,
+            format!("cancelled: {summary}, {not_run} never ran"),
+        ),
+        BatchPhase::Failed => (
+            reasons::BATCH_FAILED,
+            format!("the gateway failed the batch: {summary}"),
+        ),
+        _ => (reasons::SUCCEEDED, summary),
+    }
+}
+
+fn failure_message(errors: &[String]) -> String {
+    if errors.is_empty() {
+        return "the gateway failed the batch without saying why".to_string();
+    }
+    const SHOWN: usize = 5;
+    let mut message = format!(
+        "the gateway rejected the input: {}",
+        errors
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    if errors.len() > SHOWN {
+        message.push_str(&format!("; and {} more", errors.len() - SHOWN));
+    }
+    message
+}
+
+fn gateway_error(status: &mut BatchStatus, class: ErrorClass, message: String, ctx: &Context) {
+    match class {
+        ErrorClass::Transient => {
+            let message = format!("{message} (will retry)");
+            set(
+                status,
+                ct::GATEWAY_READY,
+                false,
+                reasons::GATEWAY_UNAVAILABLE,
+                message,
+                ctx,
+            );
+        }
+        ErrorClass::Unauthorized => {
+            let message = format!(
+                "{message}: fix the key in the BatchGateway's Secret; the batch resumes where it stopped"
+            );
+            set(
+                status,
+                ct::GATEWAY_READY,
+                false,
+                reasons::GATEWAY_UNAUTHORIZED,
+                message,
+                ctx,
+            );
+        }
+        ErrorClass::Rejected => finish(
+            status,
+            BatchPhase::Failed,
+            reasons::REJECTED_BY_GATEWAY,
+            message,
+            ctx,
+        ),
+        ErrorClass::NotFound => finish(
+            status,
+            BatchPhase::Failed,
+            reasons::BATCH_NOT_FOUND,
+            message,
+            ctx,
+        ),
+    }
+}
+
+/// Moves to a final phase and sets Complete or Failed accordingly.
+fn finish(
+    status: &mut BatchStatus,
+    phase: BatchPhase,
+    reason: &str,
+    message: String,
+    ctx: &Context,
+) {
+    status.phase = Some(phase);
+    status.completion_time.get_or_insert(Time(ctx.now));
+    let succeeded = phase == BatchPhase::Succeeded;
+    set(
+        status,
+        ct::COMPLETE,
+        succeeded,
+        reason,
+        message.clone(),
+        ctx,
+    );
+    set(status, ct::FAILED, !succeeded, reason, message, ctx);
+}
+
+fn set(
+    status: &mut BatchStatus,
+    type_: &str,
+    value: bool,
+    reason: &str,
+    message: impl Into<String>,
+    ctx: &Context,
+) {
+    status
+        .conditions
+        .set_condition(type_, value, reason, message, ctx.generation, ctx.now);
+}
+
+fn gateway(status: &mut BatchStatus) -> &mut GatewayStatus {
+    status.gateway.get_or_insert_with(GatewayStatus::default)
+}

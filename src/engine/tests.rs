@@ -1,0 +1,480 @@
+//! The lifecycle, step by step, without I/O.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::*;
+use crate::api::{
+    BatchInput, BatchSpec, Conditions, Endpoint, KeyRef, LocalObjectRef, condition_types as ct,
+    reasons,
+};
+
+fn spec() -> BatchSpec {
+    BatchSpec {
+        gateway_ref: LocalObjectRef { name: "gw".into() },
+        endpoint: Endpoint::ChatCompletions,
+        completion_window: "24h".into(),
+        input: BatchInput {
+            config_map: Some(KeyRef {
+                name: "tickets".into(),
+                key: "batch.jsonl".into(),
+            }),
+            secret: None,
+        },
+        output: None,
+        metadata: [("team".to_string(), "support".to_string())].into(),
+        cancel: false,
+        deletion_policy: Default::default(),
+        ttl_seconds_after_finished: None,
+    }
+}
+
+fn ctx_at(secs: i64) -> Context {
+    Context {
+        uid: "uid-1".into(),
+        object: "default/tickets".into(),
+        generation: Some(1),
+        polling: PollingPolicy {
+            initial: Duration::from_secs(10),
+            max: Duration::from_secs(300),
+        },
+        now: Timestamp::from_second(1_700_000_000 + secs).unwrap(),
+    }
+}
+
+fn upstream(state: UpstreamState) -> Upstream {
+    let terminal_with_files = matches!(
+        state,
+        UpstreamState::Completed | UpstreamState::Expired | UpstreamState::Cancelled
+    );
+    Upstream {
+        id: "batch-xyz".into(),
+        state,
+        output_file_id: terminal_with_files.then(|| "file-out".to_string()),
+        error_file_id: None,
+        counts: Some((20, 12, 1)),
+        errors: vec![],
+    }
+}
+
+/// Runs the happy path up to a submitted batch.
+fn submitted() -> BatchStatus {
+    let ctx = ctx_at(0);
+    let spec = spec();
+    let mut status = BatchStatus::default();
+    assert_eq!(decide(&spec, &status, &ctx), Action::ValidateInput);
+    status = reduce(
+        &status,
+        Outcome::InputValidated {
+            requests: 20,
+            bytes: 4000,
+        },
+        &ctx,
+    );
+    assert_eq!(decide(&spec, &status, &ctx), Action::StartAttempt);
+    status = reduce(
+        &status,
+        Outcome::AttemptStarted {
+            token: "a1b2".into(),
+        },
+        &ctx,
+    );
+    assert_eq!(status.phase, Some(BatchPhase::Uploading));
+    assert_eq!(
+        decide(&spec, &status, &ctx),
+        Action::UploadInput {
+            filename: "llmbatch-default_tickets-a1b2.jsonl".into()
+        }
+    );
+    status = reduce(
+        &status,
+        Outcome::InputUploaded {
+            file_id: "file-in".into(),
+            adopted: false,
+        },
+        &ctx,
+    );
+    let Action::CreateBatch(request) = decide(&spec, &status, &ctx) else {
+        panic!("expected CreateBatch")
+    };
+    assert_eq!(request.input_file_id, "file-in");
+    assert_eq!(request.attempt, "a1b2");
+    assert_eq!(request.metadata[ATTEMPT_KEY], "a1b2");
+    assert_eq!(request.metadata[UID_KEY], "uid-1");
+    assert_eq!(request.metadata["team"], "support");
+    reduce(
+        &status,
+        Outcome::BatchSubmitted {
+            batch: upstream(UpstreamState::Validating),
+            adopted: false,
+        },
+        &ctx,
+    )
+}
+
+#[test]
+fn happy_path_reaches_succeeded_with_counts_and_usage() {
+    let spec = spec();
+    let mut status = submitted();
+    assert_eq!(status.phase, Some(BatchPhase::Validating));
+    assert!(status.conditions.is_true(ct::SUBMITTED));
+    assert!(matches!(
+        decide(&spec, &status, &ctx_at(0)),
+        Action::Poll { .. }
+    ));
+
+    status = reduce(
+        &status,
+        Outcome::Observed(upstream(UpstreamState::InProgress)),
+        &ctx_at(5),
+    );
+    assert_eq!(status.phase, Some(BatchPhase::InProgress));
+    status = reduce(
+        &status,
+        Outcome::Observed(upstream(UpstreamState::Finalizing)),
+        &ctx_at(9),
+    );
+    assert_eq!(status.phase, Some(BatchPhase::Finalizing));
+    status = reduce(
+        &status,
+        Outcome::Observed(upstream(UpstreamState::Completed)),
+        &ctx_at(12),
+    );
+    assert_eq!(status.phase, Some(BatchPhase::Downloading));
+    assert_eq!(
+        decide(&spec, &status, &ctx_at(12)),
+        Action::Download {
+            output_file_id: Some("file-out".into()),
+            error_file_id: None
+        }
+    );
+    let downloaded = Downloaded {
+        location: "out/default/tickets".into(),
+        output_lines: 19,
+        output_bytes: 9000,
+        error_lines: 1,
+        error_bytes: 300,
+        not_run: 0,
+        usage: crate::api::Usage {
+            prompt_tokens: 100,
+            completion_tokens: 50,
+            total_tokens: 150,
+        },
+    };
+    status = reduce(&status, Outcome::Downloaded(downloaded), &ctx_at(13));
+    assert_eq!(status.phase, Some(BatchPhase::Succeeded));
+    assert!(status.conditions.is_true(ct::COMPLETE));
+    assert!(!status.conditions.is_true(ct::FAILED));
+    assert_eq!(status.usage.as_ref().unwrap().total_tokens, 150);
+    assert_eq!(status.output.as_ref().unwrap().lines, 19);
+    assert_eq!(status.request_counts.as_ref().unwrap().total, 20);
+    assert!(status.completion_time.is_some());
+    assert_eq!(decide(&spec, &status, &ctx_at(14)), Action::Finished);
+}
+
+#[test]
+fn every_upstream_state_maps_to_a_phase() {
+    let cases = [
+        (UpstreamState::Validating, BatchPhase::Validating),
+        (UpstreamState::InProgress, BatchPhase::InProgress),
+        (UpstreamState::Finalizing, BatchPhase::Finalizing),
+        (UpstreamState::Cancelling, BatchPhase::InProgress),
+        (
+            UpstreamState::Other("queued".into()),
+            BatchPhase::InProgress,
+        ),
+        (UpstreamState::Completed, BatchPhase::Downloading),
+        (UpstreamState::Expired, BatchPhase::Downloading),
+        (UpstreamState::Cancelled, BatchPhase::Downloading),
+        (UpstreamState::Failed, BatchPhase::Failed),
+    ];
+    for (state, phase) in cases {
+        let status = reduce(
+            &submitted(),
+            Outcome::Observed(upstream(state.clone())),
+            &ctx_at(30),
+        );
+        assert_eq!(status.phase, Some(phase), "upstream {state:?}");
+        assert_eq!(
+            status.gateway.unwrap().status.as_deref(),
+            Some(state.as_wire())
+        );
+    }
+}
+
+#[test]
+fn expired_batch_keeps_completed_lines_and_counts_those_never_run() {
+    let mut status = reduce(
+        &submitted(),
+        Outcome::Observed(upstream(UpstreamState::Expired)),
+        &ctx_at(30),
+    );
+    let downloaded = Downloaded {
+        output_lines: 12,
+        error_lines: 8,
+        not_run: 7,
+        ..Default::default()
+    };
+    status = reduce(&status, Outcome::Downloaded(downloaded), &ctx_at(31));
+    assert_eq!(status.phase, Some(BatchPhase::Expired));
+    assert_eq!(status.request_counts.as_ref().unwrap().not_run, Some(7));
+    let failed = status.conditions.condition(ct::FAILED).unwrap();
+    assert_eq!(failed.reason, reasons::EXPIRED);
+    assert!(failed.message.contains("7 never ran"), "{}", failed.message);
+}
+
+#[test]
+fn terminal_state_without_files_finishes_directly() {
+    let mut batch = upstream(UpstreamState::Cancelled);
+    batch.output_file_id = None;
+    let status = reduce(&submitted(), Outcome::Observed(batch), &ctx_at(30));
+    assert_eq!(status.phase, Some(BatchPhase::Cancelled));
+    assert_eq!(decide(&spec(), &status, &ctx_at(31)), Action::Finished);
+}
+
+#[test]
+fn upstream_validation_failure_fails_with_the_gateway_errors() {
+    let mut batch = upstream(UpstreamState::Failed);
+    batch.errors = vec!["line 3: Missing required parameter: 'url'. (url)".into()];
+    let status = reduce(&submitted(), Outcome::Observed(batch), &ctx_at(30));
+    assert_eq!(status.phase, Some(BatchPhase::Failed));
+    let failed = status.conditions.condition(ct::FAILED).unwrap();
+    assert!(failed.message.contains("line 3"), "{}", failed.message);
+    assert!(!status.conditions.is_true(ct::ADMITTED));
+}
+
+#[test]
+fn invalid_input_fails_before_anything_is_sent() {
+    let status = reduce(
+        &BatchStatus::default(),
+        Outcome::InputInvalid {
+            message: "line 2: not valid JSON (line)".into(),
+        },
+        &ctx_at(0),
+    );
+    assert_eq!(status.phase, Some(BatchPhase::Failed));
+    assert_eq!(
+        status.conditions.condition(ct::ADMITTED).unwrap().reason,
+        reasons::INPUT_INVALID
+    );
+    assert!(status.attempt.is_none());
+    assert_eq!(decide(&spec(), &status, &ctx_at(1)), Action::Finished);
+}
+
+#[test]
+fn missing_input_waits_and_is_retried() {
+    let status = reduce(
+        &BatchStatus::default(),
+        Outcome::InputNotFound {
+            message: "ConfigMap default/tickets not found".into(),
+        },
+        &ctx_at(0),
+    );
+    assert_eq!(status.phase, Some(BatchPhase::Pending));
+    assert_eq!(decide(&spec(), &status, &ctx_at(1)), Action::ValidateInput);
+}
+
+#[test]
+fn transient_and_unauthorized_errors_keep_the_step_for_a_retry() {
+    for (class, reason) in [
+        (ErrorClass::Transient, reasons::GATEWAY_UNAVAILABLE),
+        (ErrorClass::Unauthorized, reasons::GATEWAY_UNAUTHORIZED),
+    ] {
+        let before = submitted();
+        let status = reduce(
+            &before,
+            Outcome::GatewayError {
+                class,
+                message: "boom".into(),
+            },
+            &ctx_at(30),
+        );
+        assert_eq!(status.phase, before.phase);
+        assert_eq!(
+            decide(&spec(), &status, &ctx_at(30)),
+            decide(&spec(), &before, &ctx_at(30))
+        );
+        let ready = status.conditions.condition(ct::GATEWAY_READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", reason)
+        );
+        // The next success flips it back.
+        let healed = reduce(
+            &status,
+            Outcome::Observed(upstream(UpstreamState::InProgress)),
+            &ctx_at(40),
+        );
+        assert!(healed.conditions.is_true(ct::GATEWAY_READY));
+    }
+}
+
+#[test]
+fn rejected_and_not_found_errors_fail_the_batch() {
+    for (class, reason) in [
+        (ErrorClass::Rejected, reasons::REJECTED_BY_GATEWAY),
+        (ErrorClass::NotFound, reasons::BATCH_NOT_FOUND),
+    ] {
+        let status = reduce(
+            &submitted(),
+            Outcome::GatewayError {
+                class,
+                message: "no".into(),
+            },
+            &ctx_at(30),
+        );
+        assert_eq!(status.phase, Some(BatchPhase::Failed));
+        assert_eq!(
+            status.conditions.condition(ct::FAILED).unwrap().reason,
+            reason
+        );
+    }
+}
+
+#[test]
+fn cancel_before_submit_sends_nothing() {
+    let mut spec = spec();
+    spec.cancel = true;
+    assert_eq!(
+        decide(&spec, &BatchStatus::default(), &ctx_at(0)),
+        Action::CancelBeforeSubmit
+    );
+    let status = reduce(
+        &BatchStatus::default(),
+        Outcome::CancelledBeforeSubmit,
+        &ctx_at(0),
+    );
+    assert_eq!(status.phase, Some(BatchPhase::Cancelled));
+}
+
+#[test]
+fn cancel_of_a_running_batch_is_requested_once() {
+    let mut spec = spec();
+    spec.cancel = true;
+    let status = reduce(
+        &submitted(),
+        Outcome::Observed(upstream(UpstreamState::InProgress)),
+        &ctx_at(5),
+    );
+    assert_eq!(
+        decide(&spec, &status, &ctx_at(5)),
+        Action::Cancel {
+            batch_id: "batch-xyz".into()
+        }
+    );
+    let status = reduce(
+        &status,
+        Outcome::Observed(upstream(UpstreamState::Cancelling)),
+        &ctx_at(6),
+    );
+    assert!(matches!(
+        decide(&spec, &status, &ctx_at(6)),
+        Action::Poll { .. }
+    ));
+}
+
+#[test]
+fn adopted_batch_is_reported_as_adopted() {
+    let ctx = ctx_at(0);
+    let mut status = reduce(
+        &BatchStatus::default(),
+        Outcome::InputValidated {
+            requests: 1,
+            bytes: 10,
+        },
+        &ctx,
+    );
+    status = reduce(&status, Outcome::AttemptStarted { token: "t".into() }, &ctx);
+    status = reduce(
+        &status,
+        Outcome::InputUploaded {
+            file_id: "f".into(),
+            adopted: true,
+        },
+        &ctx,
+    );
+    status = reduce(
+        &status,
+        Outcome::BatchSubmitted {
+            batch: upstream(UpstreamState::InProgress),
+            adopted: true,
+        },
+        &ctx,
+    );
+    assert_eq!(
+        status.conditions.condition(ct::SUBMITTED).unwrap().reason,
+        reasons::BATCH_ADOPTED
+    );
+}
+
+#[test]
+fn polling_starts_soon_and_backs_off_to_the_max() {
+    let policy = PollingPolicy {
+        initial: Duration::from_secs(10),
+        max: Duration::from_secs(300),
+    };
+    assert_eq!(policy.delay(Duration::ZERO), Duration::from_secs(10));
+    assert_eq!(
+        policy.delay(Duration::from_secs(600)),
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        policy.delay(Duration::from_secs(86_400)),
+        Duration::from_secs(300)
+    );
+    let status = submitted();
+    let Action::Poll { after, .. } = decide(&spec(), &status, &ctx_at(1200)) else {
+        panic!()
+    };
+    assert_eq!(after, Duration::from_secs(120));
+}
+
+#[test]
+fn metadata_beyond_the_limits_is_named() {
+    let mut spec = spec();
+    spec.metadata = (0..14)
+        .map(|i| (format!("k{i}"), "v".to_string()))
+        .collect();
+    spec.metadata
+        .insert("llmbatch.io/attempt".into(), "x".into());
+    spec.metadata.insert("long".into(), "v".repeat(513));
+    let problems = check_spec(&spec).join("\n");
+    assert!(problems.contains("spec.metadata: 16 pairs"), "{problems}");
+    assert!(problems.contains("reserved"), "{problems}");
+    assert!(problems.contains("spec.metadata.long"), "{problems}");
+    assert!(batch_metadata(&spec, &ctx_at(0), "t").is_err());
+}
+
+#[test]
+fn operator_metadata_stays_within_openai_limits() {
+    let mut spec = spec();
+    spec.metadata = (0..13)
+        .map(|i| (format!("{i:0>64}"), "v".repeat(512)))
+        .collect();
+    let mut ctx = ctx_at(0);
+    ctx.object = format!("{}/{}", "n".repeat(63), "x".repeat(600));
+    let metadata = batch_metadata(&spec, &ctx, "token").unwrap();
+    assert_eq!(metadata.len(), 16);
+    assert!(
+        metadata
+            .iter()
+            .all(|(k, v)| k.chars().count() <= 64 && v.chars().count() <= 512)
+    );
+}
+
+#[test]
+fn a_status_that_survives_a_yaml_round_trip_decides_the_same() {
+    let status = reduce(
+        &submitted(),
+        Outcome::Observed(upstream(UpstreamState::InProgress)),
+        &ctx_at(5),
+    );
+    let yaml = serde_yaml::to_string(&status).unwrap();
+    let back: BatchStatus = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(back, status);
+    assert_eq!(
+        decide(&spec(), &back, &ctx_at(6)),
+        decide(&spec(), &status, &ctx_at(6))
+    );
+}

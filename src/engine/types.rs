@@ -1,0 +1,140 @@
+//! What drivers report back to the engine after performing an [`Action`](super::Action).
+
+use std::collections::BTreeMap;
+
+use crate::api::Usage;
+
+/// A batch to create upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchRequest {
+    pub input_file_id: String,
+    pub endpoint: String,
+    pub completion_window: String,
+    /// The user's metadata plus the operator's own keys (attempt, uid, object).
+    pub metadata: BTreeMap<String, String>,
+    /// The attempt token: an existing batch whose metadata carries it is adopted.
+    pub attempt: String,
+}
+
+/// The gateway's status word, as the engine understands it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamState {
+    Validating,
+    InProgress,
+    Finalizing,
+    Completed,
+    Failed,
+    Expired,
+    Cancelling,
+    Cancelled,
+    /// A word this engine does not know; treated as still running.
+    Other(String),
+}
+
+impl UpstreamState {
+    /// Parses the wire word (`in_progress`, ...).
+    pub fn from_wire(word: &str) -> Self {
+        match word {
+            "validating" => Self::Validating,
+            "in_progress" => Self::InProgress,
+            "finalizing" => Self::Finalizing,
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            "expired" => Self::Expired,
+            "cancelling" => Self::Cancelling,
+            "cancelled" => Self::Cancelled,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    /// The wire word.
+    pub fn as_wire(&self) -> &str {
+        match self {
+            Self::Validating => "validating",
+            Self::InProgress => "in_progress",
+            Self::Finalizing => "finalizing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+            Self::Cancelling => "cancelling",
+            Self::Cancelled => "cancelled",
+            Self::Other(word) => word,
+        }
+    }
+
+    /// True once the gateway will change nothing more.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Expired | Self::Cancelled
+        )
+    }
+}
+
+/// What the driver saw of the upstream batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    pub id: String,
+    pub state: UpstreamState,
+    pub output_file_id: Option<String>,
+    pub error_file_id: Option<String>,
+    /// `request_counts` as `(total, completed, failed)`, when the gateway reports them.
+    pub counts: Option<(u64, u64, u64)>,
+    /// The gateway's validation errors (`errors.data`), rendered `line N: message (param)`.
+    pub errors: Vec<String>,
+}
+
+/// What the download step wrote and counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Downloaded {
+    /// Where the results are (a directory, a Secret name, a URL).
+    pub location: String,
+    pub output_lines: u64,
+    pub output_bytes: u64,
+    pub error_lines: u64,
+    pub error_bytes: u64,
+    /// Error lines that say the request never ran (`batch_expired`, `batch_cancelled`).
+    pub not_run: u64,
+    /// Summed from the `usage` of each successful response body.
+    pub usage: Usage,
+}
+
+/// How a step failed, by what the Batch should do about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Worth retrying later (429, 5xx, timeouts, resets): never fails the Batch.
+    Transient,
+    /// The gateway refused the key (401/403): nothing changes until the key is fixed.
+    Unauthorized,
+    /// The gateway refused the request itself (400, 409, 422): the Batch fails.
+    Rejected,
+    /// Our own upstream batch or file is gone (404): the Batch fails.
+    NotFound,
+}
+
+/// What happened when the driver performed the action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The input was read and is valid.
+    InputValidated { requests: u64, bytes: u64 },
+    /// The input is invalid; `message` names the lines and fields.
+    InputInvalid { message: String },
+    /// The input's ConfigMap/Secret/key does not exist (yet).
+    InputNotFound { message: String },
+    /// The spec cannot be sent as is (e.g. too much metadata).
+    SpecInvalid { message: String },
+    /// Cancelled before anything was submitted.
+    CancelledBeforeSubmit,
+    /// An attempt token was recorded.
+    AttemptStarted { token: String },
+    /// The input file is on the gateway (`adopted`: found from an earlier run, not uploaded now).
+    InputUploaded { file_id: String, adopted: bool },
+    /// The batch exists upstream (`adopted`: found from an earlier run, not created now).
+    BatchSubmitted { batch: Upstream, adopted: bool },
+    /// The upstream batch as retrieved (or as returned by a cancel request).
+    Observed(Upstream),
+    /// Output and error files are in the sink.
+    Downloaded(Downloaded),
+    /// The step failed; what happens next depends on the class.
+    GatewayError { class: ErrorClass, message: String },
+}
