@@ -295,6 +295,19 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_line_is_not_buffered() {
+        let mut splitter = LineSplitter::with_max_line(1024);
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut seen = Vec::new();
+        for _ in 0..160 {
+            splitter.feed(&chunk, |l| seen.push(l.len));
+            assert!(splitter.pending.capacity() <= 4096);
+        }
+        splitter.feed(b"\n", |l| seen.push(l.len));
+        assert_eq!(seen, vec![160 * 64 * 1024]);
+    }
+
+    #[test]
     fn line_of_exactly_max_len_with_crlf_is_not_truncated() {
         let seen = split_chunks(&[b"abcd", b"\r", b"\n"], 4);
         assert_eq!(seen, vec![(1, 0, b"abcd".to_vec(), 4, Terminator::CrLf)]);

@@ -317,10 +317,10 @@ fn byte_limit_and_lines_longer_than_it() {
         max_bytes: a.len() as u64 + 1,
         ..Limits::default()
     };
-    assert!(validate_with(file(&[a.clone()]).as_bytes(), limits).is_valid());
+    assert!(validate_with(file(std::slice::from_ref(&a)).as_bytes(), limits).is_valid());
 
     let long = line(&"x".repeat(40), "m");
-    let data = file(&[a.clone(), long.clone(), line("c", "m")]);
+    let data = file(&[a, long.clone(), line("c", "m")]);
     let report = validate_with(data.as_bytes(), limits);
     let expected = [
         format!(
