@@ -7,7 +7,7 @@ use std::time::Duration;
 /// An API key that never prints.
 ///
 /// `Debug` shows `ApiKey(<redacted>)`; there is no `Display` and no `Serialize`, so the key can only
-/// leave this type through [`ApiKey::expose`], which the client uses to build the `Authorization` header.
+/// leave this type through a crate-private accessor, which the client uses to build the `Authorization` header.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(String);
 

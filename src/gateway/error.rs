@@ -21,15 +21,21 @@ pub enum GatewayError {
         kind: Option<String>,
     },
     /// The request could not be sent or the response could not be read (connection refused/reset, ...).
-    #[error("{operation} failed: {source}")]
+    ///
+    /// `detail` is the underlying error's whole cause chain (e.g. "error sending request: client
+    /// error (Connect): tcp connect error: Connection refused"), so the display stands alone; the
+    /// reqwest error is kept in `error` (URL removed) rather than exposed as `source()`, which
+    /// would print the chain twice.
+    #[error("{operation} failed: {detail}")]
     Transport {
         /// Operation that failed.
         operation: &'static str,
         /// Whether a retry could help (connection errors, resets, truncated bodies).
         retryable: bool,
+        /// The cause chain, joined with ": ".
+        detail: String,
         /// The underlying error, with its URL removed.
-        #[source]
-        source: reqwest::Error,
+        error: reqwest::Error,
     },
     /// No response (or no further body bytes) within the configured time.
     #[error("{operation} failed: timed out waiting for the gateway")]
@@ -69,10 +75,12 @@ impl GatewayError {
             return Self::Timeout { operation };
         }
         let retryable = err.is_connect() || err.is_request() || err.is_body() || err.is_decode();
+        let err = err.without_url();
         Self::Transport {
             operation,
             retryable,
-            source: err.without_url(),
+            detail: cause_chain(&err),
+            error: err,
         }
     }
 
@@ -144,6 +152,18 @@ impl GatewayError {
             Self::InvalidConfig(_) => "invalid_config",
         }
     }
+}
+
+/// `err` and its sources, joined with ": ".
+fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 /// Statuses that are transient by nature: 408, 429 and every 5xx.

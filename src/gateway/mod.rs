@@ -32,6 +32,7 @@ mod client;
 mod config;
 mod download;
 mod error;
+mod error_body;
 mod files;
 mod pages;
 pub mod retry;
