@@ -1,0 +1,363 @@
+//! The client handle and the machinery every operation shares: URLs, sending, error bodies, retries.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::config::{GatewayConfig, RetryPolicy};
+use super::error::GatewayError;
+use super::error_body::{MAX_ERROR_MESSAGE, parse_error_body, truncate};
+use super::retry::{self, Failure, RetryDecision};
+
+/// Connection setup never waits longer than this, whatever the request timeout.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A client of an OpenAI-compatible Files + Batches API. Cheap to clone.
+#[derive(Clone)]
+pub struct GatewayClient {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) http: reqwest::Client,
+    base_url: Url,
+    pub(super) retry: RetryPolicy,
+    pub(super) timeout: Duration,
+    /// The key and extra header values, scrubbed from any gateway message we surface.
+    secrets: Vec<String>,
+}
+
+/// One failed attempt: the error plus the response headers that steer the retry decision.
+pub(super) struct AttemptError {
+    pub(super) error: GatewayError,
+    headers: HeaderMap,
+}
+
+impl From<GatewayError> for AttemptError {
+    fn from(error: GatewayError) -> Self {
+        Self {
+            error,
+            headers: HeaderMap::new(),
+        }
+    }
+}
+
+impl fmt::Debug for GatewayClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayClient")
+            .field("base_url", &self.inner.base_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GatewayClient {
+    /// Builds a client. Fails on a base URL that is not http(s), or a key or header that is not a
+    /// valid HTTP header value (the error never repeats the value).
+    pub fn new(config: GatewayConfig) -> Result<Self, GatewayError> {
+        validate_base_url(&config.base_url)?;
+        let mut secrets = Vec::new();
+        let headers = default_headers(&config, &mut secrets)?;
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(config.request_timeout.min(MAX_CONNECT_TIMEOUT))
+            .user_agent(concat!("llm-batch-operator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| GatewayError::InvalidConfig(format!("cannot build HTTP client: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base_url: config.base_url,
+                retry: config.retry,
+                timeout: config.request_timeout,
+                secrets,
+            }),
+        })
+    }
+
+    /// The base URL requests are sent under.
+    pub fn base_url(&self) -> &Url {
+        &self.inner.base_url
+    }
+
+    /// `base_url` + path segments, each percent-encoded (ids are never trusted to be URL-safe).
+    pub(super) fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.inner.base_url.clone();
+        url.path_segments_mut()
+            .expect("base URL validated in GatewayClient::new")
+            .pop_if_empty()
+            .extend(segments);
+        url
+    }
+
+    /// Runs `attempt` until it succeeds, fails terminally, or the retry policy says stop.
+    pub(super) async fn execute<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        mut attempt: F,
+    ) -> Result<T, GatewayError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, AttemptError>>,
+    {
+        let mut number = 1;
+        loop {
+            let failed = match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(failed) => failed,
+            };
+            match self.decide(&failed.error, &failed.headers, number) {
+                RetryDecision::Retry(delay) => {
+                    tracing::warn!(
+                        operation,
+                        status = failed.error.status(),
+                        attempt = number,
+                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        error = %failed.error,
+                        "gateway request failed, retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    number += 1;
+                }
+                RetryDecision::GiveUp(reason) => {
+                    tracing::debug!(
+                        operation,
+                        attempt = number,
+                        ?reason,
+                        "gateway request failed"
+                    );
+                    return Err(failed.error);
+                }
+            }
+        }
+    }
+
+    /// The retry decision for one failed attempt, with fresh jitter and the current time.
+    pub(super) fn decide(
+        &self,
+        error: &GatewayError,
+        headers: &HeaderMap,
+        attempt: u32,
+    ) -> RetryDecision {
+        let failure = match error.status() {
+            Some(status) => Failure::Response { status, headers },
+            None => Failure::Transport {
+                retryable: error.is_retryable(),
+            },
+        };
+        let jitter = rand::random::<f64>();
+        retry::decide(
+            &self.inner.retry,
+            failure,
+            attempt,
+            jitter,
+            SystemTime::now(),
+        )
+    }
+
+    /// A request with the per-request timeout (covering the whole body).
+    pub(super) fn request(&self, method: reqwest::Method, url: &Url) -> RequestBuilder {
+        self.inner
+            .http
+            .request(method, url.clone())
+            .timeout(self.inner.timeout)
+    }
+
+    /// Sends `req` and decodes a JSON success body.
+    pub(super) async fn attempt_json<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        req: RequestBuilder,
+    ) -> Result<T, AttemptError> {
+        let resp = self.send_checked(operation, req).await?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| GatewayError::transport(operation, e))?;
+        serde_json::from_slice(&body)
+            .map_err(|source| GatewayError::Decode { operation, source }.into())
+    }
+
+    /// Sends `req`, accepting any success status and ignoring the body.
+    pub(super) async fn attempt_ok(
+        &self,
+        operation: &'static str,
+        req: RequestBuilder,
+    ) -> Result<(), AttemptError> {
+        self.send_checked(operation, req).await.map(drop)
+    }
+
+    /// Sends `req` and returns the response once its headers arrived with a success status.
+    /// Time limits are the request builder's (see [`Self::request`]).
+    pub(super) async fn send_checked(
+        &self,
+        operation: &'static str,
+        req: RequestBuilder,
+    ) -> Result<Response, AttemptError> {
+        tracing::debug!(operation, "gateway request");
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| GatewayError::transport(operation, e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(self.api_error(operation, resp).await)
+    }
+
+    /// Turns an error response into [`GatewayError::Api`] with the gateway's message.
+    async fn api_error(&self, operation: &'static str, resp: Response) -> AttemptError {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = tokio::time::timeout(self.inner.timeout, resp.bytes())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let parsed = parse_error_body(&body);
+        let message = parsed.message.unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("unknown error")
+                .to_owned()
+        });
+        AttemptError {
+            error: GatewayError::Api {
+                operation,
+                status: status.as_u16(),
+                message: self.redact(&message),
+                code: parsed.code.map(|c| self.redact(&c)),
+                kind: parsed.kind.map(|k| self.redact(&k)),
+            },
+            headers,
+        }
+    }
+
+    /// Removes every configured secret from text that came from the gateway (an echoing proxy
+    /// must not turn our key into an error message).
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for secret in &self.inner.secrets {
+            out = out.replace(secret.as_str(), "<redacted>");
+        }
+        truncate(out, MAX_ERROR_MESSAGE)
+    }
+}
+
+fn validate_base_url(url: &Url) -> Result<(), GatewayError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(GatewayError::InvalidConfig(format!(
+            "base URL scheme must be http or https, not {:?}",
+            url.scheme()
+        )));
+    }
+    if url.cannot_be_a_base() || url.host().is_none() {
+        return Err(GatewayError::InvalidConfig(
+            "base URL must be an absolute http(s) URL with a host".into(),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(GatewayError::InvalidConfig(
+            "base URL must not have a query or fragment".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Authorization and extra headers, all marked sensitive so they never print.
+fn default_headers(
+    config: &GatewayConfig,
+    secrets: &mut Vec<String>,
+) -> Result<HeaderMap, GatewayError> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &config.headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            GatewayError::InvalidConfig(format!("header name {name:?} is not valid"))
+        })?;
+        headers.insert(
+            name.clone(),
+            sensitive(value, || format!("value of header {name} is not valid"))?,
+        );
+        remember_secret(secrets, value);
+    }
+    if let Some(key) = &config.api_key {
+        let bearer = format!("Bearer {}", key.expose());
+        headers.insert(
+            AUTHORIZATION,
+            sensitive(&bearer, || "API key is not a valid header value".into())?,
+        );
+        remember_secret(secrets, key.expose());
+    }
+    Ok(headers)
+}
+
+fn sensitive(value: &str, what: impl FnOnce() -> String) -> Result<HeaderValue, GatewayError> {
+    let mut value =
+        HeaderValue::from_str(value).map_err(|_| GatewayError::InvalidConfig(what()))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn remember_secret(secrets: &mut Vec<String>, value: &str) {
+    // Very short values (flags like "1") would only mangle messages; they are not secrets.
+    if value.len() >= 6 {
+        secrets.push(value.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::ApiKey;
+
+    fn client_with_key(key: &str) -> GatewayClient {
+        let mut cfg = GatewayConfig::new("http://127.0.0.1:9/v1".parse().unwrap());
+        cfg.api_key = Some(ApiKey::new(key));
+        GatewayClient::new(cfg).unwrap()
+    }
+
+    #[test]
+    fn urls_append_encoded_segments_with_or_without_trailing_slash() {
+        for base in ["http://h:1/v1", "http://h:1/v1/"] {
+            let client = GatewayClient::new(GatewayConfig::new(base.parse().unwrap())).unwrap();
+            assert_eq!(
+                client.url(&["batches", "batch_1", "cancel"]).as_str(),
+                "http://h:1/v1/batches/batch_1/cancel"
+            );
+            assert_eq!(
+                client.url(&["files", "a/b?c"]).as_str(),
+                "http://h:1/v1/files/a%2Fb%3Fc"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_configs_are_rejected_without_echoing_secrets() {
+        let bad_scheme = GatewayClient::new(GatewayConfig::new("ftp://h/v1".parse().unwrap()));
+        assert!(matches!(bad_scheme, Err(GatewayError::InvalidConfig(_))));
+        let mut cfg = GatewayConfig::new("http://h/v1".parse().unwrap());
+        cfg.api_key = Some(ApiKey::new("sk-secret\nwith-newline"));
+        let err = GatewayClient::new(cfg).unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("sk-secret"), "{text}");
+    }
+
+    #[test]
+    fn gateway_messages_are_scrubbed_of_the_key() {
+        let client = client_with_key("sk-live-0123456789");
+        let text = client.redact("Incorrect API key provided: sk-live-0123456789.");
+        assert_eq!(text, "Incorrect API key provided: <redacted>.");
+        assert!(client.redact(&"x".repeat(2000)).len() < 600);
+    }
+
+    #[test]
+    fn client_debug_shows_no_key() {
+        let client = client_with_key("sk-live-0123456789");
+        assert!(!format!("{client:?}").contains("sk-live"));
+    }
+}

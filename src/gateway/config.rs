@@ -1,0 +1,130 @@
+//! Client configuration: base URL, credentials, extra headers, retry policy, timeouts.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// An API key that never prints.
+///
+/// `Debug` shows `ApiKey(<redacted>)`; there is no `Display` and no `Serialize`, so the key can only
+/// leave this type through a crate-private accessor, which the client uses to build the `Authorization` header.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a secret key.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself. Only for building the request header (and for redaction checks).
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// How transient failures (408, 429, 5xx, timeouts, connection errors) are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total attempts including the first one; `1` disables retries.
+    pub max_attempts: u32,
+    /// Ceiling of the first backoff delay (full jitter draws below it).
+    pub initial_backoff: Duration,
+    /// Largest backoff ceiling; the exponential growth stops here.
+    pub max_backoff: Duration,
+    /// Longest `retry-after` the client is willing to wait; a longer one ends the retries.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy that never retries.
+    pub fn no_retries() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+}
+
+/// Everything needed to build a [`GatewayClient`](super::GatewayClient).
+#[derive(Clone)]
+pub struct GatewayConfig {
+    /// Base URL ending in `/v1` (with or without a trailing slash); API paths are appended to it.
+    pub base_url: url::Url,
+    /// Sent as `Authorization: Bearer <key>` when present.
+    pub api_key: Option<ApiKey>,
+    /// Extra static headers on every request (their values are treated as secrets too).
+    pub headers: BTreeMap<String, String>,
+    /// Retry policy for transient failures.
+    pub retry: RetryPolicy,
+    /// Time limit per request. For streamed downloads it bounds the wait for the response
+    /// headers and each idle gap in the body, not the whole transfer.
+    pub request_timeout: Duration,
+}
+
+impl GatewayConfig {
+    /// A configuration with no key, no extra headers, the default retry policy and a 60 s timeout.
+    pub fn new(base_url: url::Url) -> Self {
+        Self {
+            base_url,
+            api_key: None,
+            headers: BTreeMap::new(),
+            retry: RetryPolicy::default(),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+// Manual so that extra header values (which may be credentials, e.g. `api-key`) never print.
+impl fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("base_url", &self.base_url.as_str())
+            .field("api_key", &self.api_key)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("retry", &self.retry)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_key_debug_is_redacted() {
+        let key = ApiKey::new("sk-very-secret-123");
+        assert_eq!(format!("{key:?}"), "ApiKey(<redacted>)");
+        assert!(!format!("{key:#?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn config_debug_hides_key_and_header_values() {
+        let mut cfg = GatewayConfig::new("http://127.0.0.1:1/v1".parse().unwrap());
+        cfg.api_key = Some(ApiKey::new("sk-very-secret-123"));
+        cfg.headers
+            .insert("api-key".into(), "other-secret-456".into());
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("sk-very-secret"), "{dbg}");
+        assert!(!dbg.contains("other-secret"), "{dbg}");
+        assert!(dbg.contains("api-key"), "{dbg}");
+    }
+}
