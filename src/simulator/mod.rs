@@ -1,1 +1,77 @@
-//! placeholder
+//! An OpenAI-compatible batch gateway simulator (Files + Batches API) for tests, demos and
+//! the local `run -f` driver.
+//!
+//! Written from the OpenAI API's shapes alone (see `OPENAI_BATCH_API.md`); it shares no types
+//! with the project's gateway client. Files live on disk and are streamed in and out; each
+//! batch is moved through its states by a background task. Faults (429, 5xx, latency,
+//! per-line failures, expiry) come from [`SimulatorConfig`] or per request from `x-sim-*`
+//! headers, and `GET /__sim/journal` lists every `/v1` request received.
+
+mod answers;
+mod batches;
+mod config;
+mod direct;
+mod error;
+mod files;
+mod gate;
+mod input;
+mod params;
+mod processor;
+mod results;
+mod server;
+mod state;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+
+pub use config::SimulatorConfig;
+pub use server::{RunningSimulator, serve_until_signal};
+pub use state::{JournalEntry, SimState};
+
+/// The simulator's HTTP routes over `state`; testable with `tower::ServiceExt::oneshot`.
+pub fn app(state: SimState) -> Router {
+    let v1 = Router::new()
+        .route(
+            "/files",
+            post(files::upload)
+                .layer(DefaultBodyLimit::disable())
+                .get(files::list),
+        )
+        .route("/files/{id}", get(files::get).delete(files::delete))
+        .route("/files/{id}/content", get(files::content))
+        .route("/batches", post(batches::create).get(batches::list))
+        .route("/batches/{id}", get(batches::get))
+        .route("/batches/{id}/cancel", post(batches::cancel))
+        .route("/chat/completions", post(direct::answer))
+        .route("/completions", post(direct::answer))
+        .route("/responses", post(direct::answer))
+        .route("/embeddings", post(direct::answer))
+        .route("/moderations", post(direct::answer))
+        .fallback(gate::unknown_route)
+        .layer(from_fn_with_state(state.clone(), gate::gate));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/__sim/journal", get(journal).delete(clear_journal))
+        .fallback(gate::unknown_route)
+        .layer(from_fn(gate::request_id))
+        .with_state(state)
+}
+
+/// `GET /__sim/journal`: every `/v1` request received, in order.
+async fn journal(State(state): State<SimState>) -> Json<Vec<JournalEntry>> {
+    Json(state.journal())
+}
+
+/// `DELETE /__sim/journal`: forgets the requests seen so far.
+async fn clear_journal(State(state): State<SimState>) -> StatusCode {
+    state.clear_journal();
+    StatusCode::NO_CONTENT
+}

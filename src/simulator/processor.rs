@@ -1,0 +1,283 @@
+//! The background task that moves one batch through its states:
+//! validating -> in_progress -> finalizing -> completed, or failed / expired / cancelled.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::input::{InputSummary, LineReader, check_line, validate_file};
+use super::results::{Abort, Produced, ResultFiles};
+use super::state::SimState;
+use super::wire::{Batch, BatchError, BatchErrors, BatchStatus, now_secs};
+
+/// Everything a batch task needs, fixed at create time (config merged with `x-sim-*` headers).
+#[derive(Debug, Clone)]
+pub struct BatchPlan {
+    pub batch_id: String,
+    pub endpoint: String,
+    /// `None` when the input file did not exist at create time.
+    pub input_path: Option<PathBuf>,
+    pub line_failure_rate: f64,
+    pub expire: bool,
+    pub lines_per_sec: u64,
+    pub validating: Duration,
+    pub finalizing: Duration,
+    pub cancelling: Duration,
+}
+
+/// How a batch that got past validation ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Completed,
+    Expired,
+    Cancelled,
+}
+
+/// One background task per batch. Returns quietly when the simulator shuts down.
+pub async fn run(state: SimState, plan: BatchPlan, cancel: CancellationToken) {
+    if let Err(err) = drive(&state, &plan, &cancel).await {
+        if state.shutdown_token().is_cancelled() {
+            return;
+        }
+        tracing::warn!(batch = %plan.batch_id, "simulated batch hit an I/O error: {err}");
+        let error = BatchError {
+            code: "server_error".into(),
+            message: "The simulator could not process the batch.".into(),
+            param: None,
+            line: None,
+        };
+        fail(&state, &plan.batch_id, vec![error]);
+    }
+}
+
+/// Waits for `duration`; false when the batch was cancelled (or the simulator stopped) meanwhile.
+async fn pause(cancel: &CancellationToken, duration: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => !cancel.is_cancelled(),
+        _ = cancel.cancelled() => false,
+    }
+}
+
+async fn drive(
+    state: &SimState,
+    plan: &BatchPlan,
+    cancel: &CancellationToken,
+) -> std::io::Result<()> {
+    let mut results = ResultFiles::new(state.clone(), &plan.batch_id, plan.line_failure_rate);
+    if !pause(cancel, plan.validating).await {
+        return conclude(state, plan, &mut results, Ending::Cancelled).await;
+    }
+    let Some(input) = &plan.input_path else {
+        let error = BatchError {
+            code: "invalid_request".into(),
+            message: "Cannot find file with the provided input_file_id.".into(),
+            param: Some("input_file_id".into()),
+            line: None,
+        };
+        fail(state, &plan.batch_id, vec![error]);
+        return Ok(());
+    };
+    let summary = match validate_file(input, &plan.endpoint).await? {
+        Ok(summary) => summary,
+        Err(errors) => {
+            fail(state, &plan.batch_id, errors);
+            return Ok(());
+        }
+    };
+    if !start(state, &plan.batch_id, &summary) {
+        return conclude(state, plan, &mut results, Ending::Cancelled).await;
+    }
+    let ending = process_lines(state, plan, cancel, &summary, &mut results).await?;
+    if state.shutdown_token().is_cancelled() {
+        return Ok(());
+    }
+    let ending = match ending {
+        Some(why) => why,
+        None => finalize(state, plan, cancel).await,
+    };
+    conclude(state, plan, &mut results, ending).await
+}
+
+/// validating -> in_progress; false when a cancel came first.
+fn start(state: &SimState, batch_id: &str, summary: &InputSummary) -> bool {
+    state
+        .update_batch(batch_id, |b| {
+            if b.status != BatchStatus::Validating {
+                return false;
+            }
+            b.status = BatchStatus::InProgress;
+            b.in_progress_at = Some(now_secs());
+            b.request_counts.total = summary.total;
+            b.model = summary.model.clone();
+            true
+        })
+        .unwrap_or(false)
+}
+
+/// validating -> failed with `errors` (or cancelled, when a cancel is pending).
+fn fail(state: &SimState, batch_id: &str, errors: Vec<BatchError>) {
+    state.update_batch(batch_id, |b| {
+        let now = Some(now_secs());
+        if b.status == BatchStatus::Cancelling {
+            b.status = BatchStatus::Cancelled;
+            b.cancelled_at = now;
+        } else {
+            b.status = BatchStatus::Failed;
+            b.failed_at = now;
+        }
+        b.errors = Some(BatchErrors {
+            object: "list",
+            data: errors,
+        });
+    });
+}
+
+/// Executes the lines at the paced speed. Returns why it stopped early, if it did.
+async fn process_lines(
+    state: &SimState,
+    plan: &BatchPlan,
+    cancel: &CancellationToken,
+    summary: &InputSummary,
+    results: &mut ResultFiles,
+) -> std::io::Result<Option<Ending>> {
+    let input = plan.input_path.as_deref().expect("validated input exists");
+    let mut reader = LineReader::open(input).await?;
+    let expire_after = plan.expire.then(|| summary.total / 2);
+    let publish_every = (plan.lines_per_sec / 20).max(1);
+    let started = Instant::now();
+    let mut executed = 0u64;
+    let mut stop: Option<Abort> = None;
+    while let Some((line, raw)) = reader.next_line().await? {
+        if state.shutdown_token().is_cancelled() {
+            return Ok(None);
+        }
+        if stop.is_none() {
+            stop = if cancel.is_cancelled() {
+                Some(Abort::Cancelled)
+            } else if expire_after == Some(executed) {
+                Some(Abort::Expired)
+            } else {
+                None
+            };
+        }
+        // Validation passed, so the line parses; a file changed underneath still gets an error line.
+        let request = check_line(raw, line, &plan.endpoint);
+        let custom_id = request
+            .as_ref()
+            .map(|r| r.custom_id.clone())
+            .unwrap_or_default();
+        match (stop, request) {
+            (Some(why), _) => results.abort(&custom_id, why).await?,
+            (None, Ok(request)) => {
+                results
+                    .execute(&plan.endpoint, &request.custom_id, &request.body)
+                    .await?;
+                executed += 1;
+                if executed % publish_every == 0 {
+                    publish(state, &plan.batch_id, results);
+                    pace(cancel, started, executed, plan.lines_per_sec).await;
+                }
+            }
+            (None, Err(_)) => results.abort(&custom_id, Abort::Cancelled).await?,
+        }
+    }
+    publish(state, &plan.batch_id, results);
+    Ok(stop.map(|why| match why {
+        Abort::Expired => Ending::Expired,
+        Abort::Cancelled => Ending::Cancelled,
+    }))
+}
+
+/// Sleeps until `executed` lines are due at `lines_per_sec` (0 means unpaced).
+async fn pace(cancel: &CancellationToken, started: Instant, executed: u64, lines_per_sec: u64) {
+    if lines_per_sec == 0 {
+        tokio::task::yield_now().await;
+        return;
+    }
+    let due = started + Duration::from_secs_f64(executed as f64 / lines_per_sec as f64);
+    tokio::select! {
+        _ = tokio::time::sleep_until(due) => {}
+        _ = cancel.cancelled() => {}
+    }
+}
+
+/// Makes the progress so far visible to pollers.
+fn publish(state: &SimState, batch_id: &str, results: &ResultFiles) {
+    state.update_batch(batch_id, |b| {
+        b.request_counts.completed = results.counts.completed;
+        b.request_counts.failed = results.counts.failed;
+        b.usage = results.usage;
+    });
+}
+
+/// in_progress -> finalizing, then waits; a cancel meanwhile turns the ending into Cancelled.
+async fn finalize(state: &SimState, plan: &BatchPlan, cancel: &CancellationToken) -> Ending {
+    let entered = state
+        .update_batch(&plan.batch_id, |b| {
+            if b.status != BatchStatus::InProgress {
+                return false;
+            }
+            b.status = BatchStatus::Finalizing;
+            b.finalizing_at = Some(now_secs());
+            true
+        })
+        .unwrap_or(false);
+    if entered && pause(cancel, plan.finalizing).await {
+        Ending::Completed
+    } else {
+        Ending::Cancelled
+    }
+}
+
+/// Registers the result files and moves the batch to its final state.
+async fn conclude(
+    state: &SimState,
+    plan: &BatchPlan,
+    results: &mut ResultFiles,
+    ending: Ending,
+) -> std::io::Result<()> {
+    if ending == Ending::Cancelled {
+        tokio::select! {
+            _ = tokio::time::sleep(plan.cancelling) => {}
+            _ = state.shutdown_token().cancelled() => return Ok(()),
+        }
+    }
+    let produced = results.finish().await?;
+    let counts = results.counts;
+    let usage = results.usage;
+    state.update_batch(&plan.batch_id, |b| {
+        b.request_counts.completed = counts.completed;
+        b.request_counts.failed = counts.failed;
+        b.usage = usage;
+        settle(b, ending, produced);
+    });
+    Ok(())
+}
+
+/// Sets the final status; a cancel that raced the ending wins.
+fn settle(batch: &mut Batch, ending: Ending, produced: Produced) {
+    let now = Some(now_secs());
+    batch.output_file_id = produced.output_file_id;
+    batch.error_file_id = produced.error_file_id;
+    let ending = if batch.status == BatchStatus::Cancelling {
+        Ending::Cancelled
+    } else {
+        ending
+    };
+    match ending {
+        Ending::Completed => {
+            batch.status = BatchStatus::Completed;
+            batch.completed_at = now;
+        }
+        Ending::Expired => {
+            batch.status = BatchStatus::Expired;
+            batch.expired_at = now;
+        }
+        Ending::Cancelled => {
+            batch.status = BatchStatus::Cancelled;
+            batch.cancelled_at = now;
+        }
+    }
+}

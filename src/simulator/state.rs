@@ -1,0 +1,224 @@
+//! The simulator's shared state: file and batch stores, the request journal, the fault RNG and
+//! the background batch tasks.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context as _;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::config::SimulatorConfig;
+use super::wire::{Batch, FileObject};
+
+/// Shared, cheaply clonable state behind the simulator's router.
+#[derive(Clone)]
+pub struct SimState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SimulatorConfig,
+    data_dir: DataDir,
+    files: Mutex<Vec<FileObject>>,
+    batches: Mutex<Vec<BatchRecord>>,
+    journal: Mutex<Vec<JournalEntry>>,
+    rng: Mutex<StdRng>,
+    shutdown: CancellationToken,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+/// A batch and the token that asks its background task to cancel.
+struct BatchRecord {
+    batch: Batch,
+    cancel: CancellationToken,
+}
+
+/// One `/v1` request as seen by `GET /__sim/journal`.
+#[derive(Debug, Clone, Serialize)]
+pub struct JournalEntry {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+/// The directory holding file contents; removed on drop when the simulator created it.
+struct DataDir {
+    path: PathBuf,
+    owned: bool,
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Locks a mutex, recovering from poisoning (a panicked handler must not wedge the simulator).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl SimState {
+    /// Creates the state: prepares the data directory and seeds the fault RNG.
+    pub fn new(config: SimulatorConfig) -> anyhow::Result<SimState> {
+        let data_dir = match &config.data_dir {
+            Some(path) => {
+                std::fs::create_dir_all(path)
+                    .with_context(|| format!("creating data dir {}", path.display()))?;
+                DataDir {
+                    path: path.clone(),
+                    owned: false,
+                }
+            }
+            None => {
+                let path = std::env::temp_dir().join(format!("llmb-sim-{}", uuid::Uuid::new_v4()));
+                std::fs::create_dir_all(&path)
+                    .with_context(|| format!("creating data dir {}", path.display()))?;
+                DataDir { path, owned: true }
+            }
+        };
+        let rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        Ok(SimState {
+            inner: Arc::new(Inner {
+                config,
+                data_dir,
+                files: Mutex::default(),
+                batches: Mutex::default(),
+                journal: Mutex::default(),
+                rng: Mutex::new(rng),
+                shutdown: CancellationToken::new(),
+                tasks: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The configuration the simulator runs with.
+    pub fn config(&self) -> &SimulatorConfig {
+        &self.inner.config
+    }
+
+    /// Where file contents are stored.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir.path
+    }
+
+    /// The on-disk path of a file's content.
+    pub(crate) fn file_path(&self, id: &str) -> PathBuf {
+        self.inner.data_dir.path.join(id)
+    }
+
+    pub(crate) fn insert_file(&self, file: FileObject) {
+        lock(&self.inner.files).push(file);
+    }
+
+    pub(crate) fn file(&self, id: &str) -> Option<FileObject> {
+        lock(&self.inner.files).iter().find(|f| f.id == id).cloned()
+    }
+
+    pub(crate) fn remove_file(&self, id: &str) -> Option<FileObject> {
+        let mut files = lock(&self.inner.files);
+        let pos = files.iter().position(|f| f.id == id)?;
+        Some(files.remove(pos))
+    }
+
+    /// All files, oldest first.
+    pub(crate) fn files(&self) -> Vec<FileObject> {
+        lock(&self.inner.files).clone()
+    }
+
+    /// Stores a new batch and returns the token its task watches for cancellation.
+    pub(crate) fn insert_batch(&self, batch: Batch) -> CancellationToken {
+        let cancel = self.inner.shutdown.child_token();
+        lock(&self.inner.batches).push(BatchRecord {
+            batch,
+            cancel: cancel.clone(),
+        });
+        cancel
+    }
+
+    pub(crate) fn batch(&self, id: &str) -> Option<Batch> {
+        lock(&self.inner.batches)
+            .iter()
+            .find(|r| r.batch.id == id)
+            .map(|r| r.batch.clone())
+    }
+
+    /// All batches, oldest first.
+    pub(crate) fn batches(&self) -> Vec<Batch> {
+        lock(&self.inner.batches)
+            .iter()
+            .map(|r| r.batch.clone())
+            .collect()
+    }
+
+    /// Runs `f` on a batch under the store's lock; `None` if the id is unknown.
+    pub(crate) fn update_batch<R>(&self, id: &str, f: impl FnOnce(&mut Batch) -> R) -> Option<R> {
+        let mut batches = lock(&self.inner.batches);
+        let record = batches.iter_mut().find(|r| r.batch.id == id)?;
+        Some(f(&mut record.batch))
+    }
+
+    /// Like [`Self::update_batch`], also handing out the batch's cancellation token.
+    pub(crate) fn update_batch_with_token<R>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Batch, &CancellationToken) -> R,
+    ) -> Option<R> {
+        let mut batches = lock(&self.inner.batches);
+        let record = batches.iter_mut().find(|r| r.batch.id == id)?;
+        Some(f(&mut record.batch, &record.cancel))
+    }
+
+    pub(crate) fn record(&self, entry: JournalEntry) {
+        lock(&self.inner.journal).push(entry);
+    }
+
+    pub(crate) fn journal(&self) -> Vec<JournalEntry> {
+        lock(&self.inner.journal).clone()
+    }
+
+    pub(crate) fn clear_journal(&self) {
+        lock(&self.inner.journal).clear();
+    }
+
+    /// A uniform draw in `0..1` from the (possibly seeded) fault RNG.
+    pub(crate) fn draw(&self) -> f64 {
+        lock(&self.inner.rng).random()
+    }
+
+    /// A uniform index in `0..n` from the fault RNG.
+    pub(crate) fn draw_index(&self, n: usize) -> usize {
+        lock(&self.inner.rng).random_range(0..n)
+    }
+
+    /// Spawns a background task that [`Self::shutdown`] waits for.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = lock(&self.inner.tasks);
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
+    }
+
+    /// Cancelled when the simulator shuts down.
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Stops every background batch task and waits for them.
+    pub(crate) async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let mut tasks = std::mem::take(&mut *lock(&self.inner.tasks));
+        while tasks.join_next().await.is_some() {}
+    }
+}
