@@ -2,6 +2,8 @@
 //! llm-batch-operator: run LLM batch work declaratively.
 
 pub mod api;
+pub mod cli;
+pub mod driver;
 pub mod engine;
 pub mod gateway;
 pub mod jsonl;

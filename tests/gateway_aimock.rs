@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use llm_batch_operator::gateway::{
-    ApiKey, Batch, BatchStatus, CreateBatch, GatewayClient, GatewayConfig, RetryPolicy,
-    UploadSource,
+    ApiKey, Batch, BatchStatus, CreateBatch, GatewayClient, GatewayConfig, RetryPolicy, UploadSource,
 };
 use tokio::process::{Child, Command};
 
@@ -30,16 +29,14 @@ struct Aimock {
 
 impl Aimock {
     async fn start() -> Self {
-        let bin = std::env::var_os("LLMB_AIMOCK_BIN")
-            .map_or_else(|| PathBuf::from(DEFAULT_BIN), PathBuf::from);
+        let bin = std::env::var_os("LLMB_AIMOCK_BIN").map_or_else(|| PathBuf::from(DEFAULT_BIN), PathBuf::from);
         assert!(
             bin.exists(),
             "aimock binary not found at {}: run scripts/test-deps (or set LLMB_AIMOCK_BIN)",
             bin.display()
         );
         let fixtures = tempfile::tempdir().unwrap();
-        let greeting =
-            r#"{"fixtures":[{"match":{"userMessage":"hello"},"response":{"content":"Hi"}}]}"#;
+        let greeting = r#"{"fixtures":[{"match":{"userMessage":"hello"},"response":{"content":"Hi"}}]}"#;
         std::fs::write(fixtures.path().join("greeting.json"), greeting).unwrap();
         let port = free_port();
         let mut child = Command::new(&bin)
@@ -149,30 +146,17 @@ async fn full_cycle_upload_create_poll_download() {
     assert_eq!(file.bytes, Some(input_jsonl().len() as u64));
     assert_eq!(file.purpose.as_deref(), Some("batch"));
     let adopted = client
-        .find_file(
-            "batch",
-            |f| f.filename.as_deref() == Some("attempt-tok1.jsonl"),
-            3,
-        )
+        .find_file("batch", |f| f.filename.as_deref() == Some("attempt-tok1.jsonl"), 3)
         .await
         .unwrap();
     assert_eq!(adopted.map(|f| f.id), Some(file.id.clone()));
 
-    let created = client
-        .create_batch(&create_request(&file.id, "tok1"))
-        .await
-        .unwrap();
+    let created = client.create_batch(&create_request(&file.id, "tok1")).await.unwrap();
     assert_eq!(created.status, BatchStatus::Validating);
     assert_eq!(created.input_file_id, file.id);
     let found = client
         .find_batch(
-            |b| {
-                b.metadata
-                    .as_ref()
-                    .and_then(|m| m.get("attempt"))
-                    .map(String::as_str)
-                    == Some("tok1")
-            },
+            |b| b.metadata.as_ref().and_then(|m| m.get("attempt")).map(String::as_str) == Some("tok1"),
             3,
         )
         .await
@@ -183,9 +167,7 @@ async fn full_cycle_upload_create_poll_download() {
     assert_eq!(done.status, BatchStatus::Completed);
     let counts = done.request_counts.unwrap();
     assert_eq!((counts.total, counts.completed, counts.failed), (3, 3, 0));
-    let output_id = done
-        .output_file_id
-        .expect("completed batch has an output file");
+    let output_id = done.output_file_id.expect("completed batch has an output file");
 
     let dest = dir.path().join("output.jsonl");
     let written = client.download_file_to(&output_id, &dest).await.unwrap();
@@ -225,18 +207,11 @@ async fn batch_forced_to_expire_reports_expired() {
     let client = aimock.client(&[]);
     let expiring = aimock.client(&[("X-AIMock-Batch-Outcome", "expired")]);
     let file = client
-        .upload_file(
-            "expire.jsonl",
-            "batch",
-            UploadSource::Bytes(input_jsonl().into()),
-        )
+        .upload_file("expire.jsonl", "batch", UploadSource::Bytes(input_jsonl().into()))
         .await
         .unwrap();
 
-    let created = expiring
-        .create_batch(&create_request(&file.id, "tok2"))
-        .await
-        .unwrap();
+    let created = expiring.create_batch(&create_request(&file.id, "tok2")).await.unwrap();
     let done = poll_to_terminal(&client, &created.id).await;
 
     assert_eq!(done.status, BatchStatus::Expired);
@@ -249,17 +224,10 @@ async fn cancel_and_unknown_batches() {
     let aimock = Aimock::start().await;
     let client = aimock.client(&[]);
     let file = client
-        .upload_file(
-            "cancel.jsonl",
-            "batch",
-            UploadSource::Bytes(input_jsonl().into()),
-        )
+        .upload_file("cancel.jsonl", "batch", UploadSource::Bytes(input_jsonl().into()))
         .await
         .unwrap();
-    let created = client
-        .create_batch(&create_request(&file.id, "tok3"))
-        .await
-        .unwrap();
+    let created = client.create_batch(&create_request(&file.id, "tok3")).await.unwrap();
 
     let cancelling = client.cancel_batch(&created.id).await.unwrap();
     assert_eq!(cancelling.status, BatchStatus::Cancelling);

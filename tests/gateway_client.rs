@@ -13,8 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use llm_batch_operator::gateway::{
-    ApiKey, BatchStatus, CreateBatch, GatewayClient, GatewayConfig, GatewayError, RetryPolicy,
-    UploadSource,
+    ApiKey, BatchStatus, CreateBatch, GatewayClient, GatewayConfig, GatewayError, RetryPolicy, UploadSource,
 };
 use serde_json::{Value, json};
 
@@ -91,8 +90,7 @@ async fn rate_limit_waits_for_retry_after_then_succeeds() {
                             "Rate limit reached",
                             "rate_limit_exceeded",
                         );
-                        resp.headers_mut()
-                            .insert(header::RETRY_AFTER, "1".parse().unwrap());
+                        resp.headers_mut().insert(header::RETRY_AFTER, "1".parse().unwrap());
                         return resp;
                     }
                     axum::Json(batch_json(&id, "in_progress")).into_response()
@@ -120,14 +118,16 @@ async fn server_errors_are_retried_until_success() {
     let router = Router::new()
         .route(
             "/v1/batches",
-            post(|State(calls): State<Arc<AtomicUsize>>, axum::Json(body): axum::Json<Value>| async move {
-                assert_eq!(body["input_file_id"], "file-in");
-                assert_eq!(body["metadata"]["attempt"], "tok-1");
-                if calls.fetch_add(1, Ordering::SeqCst) < 2 {
-                    return (StatusCode::SERVICE_UNAVAILABLE, "upstream busy").into_response();
-                }
-                axum::Json(batch_json("batch-new", "validating")).into_response()
-            }),
+            post(
+                |State(calls): State<Arc<AtomicUsize>>, axum::Json(body): axum::Json<Value>| async move {
+                    assert_eq!(body["input_file_id"], "file-in");
+                    assert_eq!(body["metadata"]["attempt"], "tok-1");
+                    if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                        return (StatusCode::SERVICE_UNAVAILABLE, "upstream busy").into_response();
+                    }
+                    axum::Json(batch_json("batch-new", "validating")).into_response()
+                },
+            ),
         )
         .with_state(calls.clone());
     let client = client(serve(router).await, 4);
@@ -167,15 +167,13 @@ async fn unauthorized_is_terminal_and_carries_the_gateway_message() {
     let router = Router::new()
         .route(
             "/v1/batches",
-            post(
-                |State(calls): State<Arc<AtomicUsize>>, headers: HeaderMap| async move {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    // Like OpenAI, echo (part of) the presented key: the client must scrub it.
-                    let presented = headers[header::AUTHORIZATION].to_str().unwrap().to_owned();
-                    let message = format!("Incorrect API key provided: {presented}.");
-                    error_json(StatusCode::UNAUTHORIZED, &message, "invalid_api_key")
-                },
-            ),
+            post(|State(calls): State<Arc<AtomicUsize>>, headers: HeaderMap| async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                // Like OpenAI, echo (part of) the presented key: the client must scrub it.
+                let presented = headers[header::AUTHORIZATION].to_str().unwrap().to_owned();
+                let message = format!("Incorrect API key provided: {presented}.");
+                error_json(StatusCode::UNAUTHORIZED, &message, "invalid_api_key")
+            }),
         )
         .with_state(calls.clone());
     let client = client(serve(router).await, 5);
@@ -224,11 +222,7 @@ async fn not_found_is_reported() {
     let router = Router::new().route(
         "/v1/files/{id}",
         get(|Path(id): Path<String>| async move {
-            error_json(
-                StatusCode::NOT_FOUND,
-                &format!("No such File object: {id}"),
-                "",
-            )
+            error_json(StatusCode::NOT_FOUND, &format!("No such File object: {id}"), "")
         }),
     );
     let client = client(serve(router).await, 5);
@@ -236,10 +230,7 @@ async fn not_found_is_reported() {
     let err = client.get_file("file-missing").await.unwrap_err();
 
     assert!(err.is_not_found());
-    assert!(
-        err.to_string()
-            .contains("No such File object: file-missing")
-    );
+    assert!(err.to_string().contains("No such File object: file-missing"));
 }
 
 #[tokio::test]
@@ -262,18 +253,11 @@ async fn sends_the_bearer_key_and_extra_headers() {
     config.api_key = Some(ApiKey::new(KEY));
     config.headers.insert("x-team".into(), "support".into());
 
-    let file = GatewayClient::new(config)
-        .unwrap()
-        .get_file("file-1")
-        .await
-        .unwrap();
+    let file = GatewayClient::new(config).unwrap().get_file("file-1").await.unwrap();
 
     assert_eq!(file.bytes, Some(3));
     let headers = seen.lock().unwrap().take().unwrap();
-    assert_eq!(
-        headers[header::AUTHORIZATION],
-        format!("Bearer {KEY}").as_str()
-    );
+    assert_eq!(headers[header::AUTHORIZATION], format!("Bearer {KEY}").as_str());
     assert_eq!(headers["x-team"], "support");
 }
 
@@ -290,10 +274,7 @@ async fn connection_errors_are_retryable_and_never_show_the_key() {
     assert!(err.is_retryable());
     let text = err.to_string();
     assert!(text.starts_with("list batches failed: "), "{text}");
-    assert!(
-        text.to_lowercase().contains("connect"),
-        "the cause is shown: {text}"
-    );
+    assert!(text.to_lowercase().contains("connect"), "the cause is shown: {text}");
     assert_no_key(&err);
 }
 
@@ -312,20 +293,18 @@ async fn download_restarts_after_a_connection_drop_mid_body() {
     let router = Router::new()
         .route(
             "/v1/files/{id}/content",
-            get(
-                |State((calls, content)): State<(Arc<AtomicUsize>, Bytes)>| async move {
-                    let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
-                    let half = content.slice(..content.len() / 2);
-                    let body = if first {
-                        let chunks: Vec<Result<Bytes, std::io::Error>> =
-                            vec![Ok(half), Err(std::io::Error::other("connection dropped"))];
-                        Body::from_stream(futures::stream::iter(chunks))
-                    } else {
-                        Body::from(content.clone())
-                    };
-                    ([(header::CONTENT_LENGTH, content.len().to_string())], body).into_response()
-                },
-            ),
+            get(|State((calls, content)): State<(Arc<AtomicUsize>, Bytes)>| async move {
+                let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+                let half = content.slice(..content.len() / 2);
+                let body = if first {
+                    let chunks: Vec<Result<Bytes, std::io::Error>> =
+                        vec![Ok(half), Err(std::io::Error::other("connection dropped"))];
+                    Body::from_stream(futures::stream::iter(chunks))
+                } else {
+                    Body::from(content.clone())
+                };
+                ([(header::CONTENT_LENGTH, content.len().to_string())], body).into_response()
+            }),
         )
         .with_state(state);
     let client = client(serve(router).await, 3);
@@ -372,30 +351,32 @@ async fn upload_streams_a_file_as_multipart_with_its_purpose() {
     let router = Router::new()
         .route(
             "/v1/files",
-            post(|State(received): State<Arc<Mutex<Upload>>>, headers: HeaderMap, mut form: Multipart| async move {
-                let mut upload = Upload {
-                    content_length: headers
-                        .get(header::CONTENT_LENGTH)
-                        .map(|v| v.to_str().unwrap().parse().unwrap()),
-                    ..Upload::default()
-                };
-                while let Some(field) = form.next_field().await.unwrap() {
-                    match field.name().unwrap() {
-                        "purpose" => upload.purpose = Some(field.text().await.unwrap()),
-                        "file" => {
-                            upload.filename = field.file_name().map(str::to_owned);
-                            upload.bytes = field.bytes().await.unwrap().to_vec();
+            post(
+                |State(received): State<Arc<Mutex<Upload>>>, headers: HeaderMap, mut form: Multipart| async move {
+                    let mut upload = Upload {
+                        content_length: headers
+                            .get(header::CONTENT_LENGTH)
+                            .map(|v| v.to_str().unwrap().parse().unwrap()),
+                        ..Upload::default()
+                    };
+                    while let Some(field) = form.next_field().await.unwrap() {
+                        match field.name().unwrap() {
+                            "purpose" => upload.purpose = Some(field.text().await.unwrap()),
+                            "file" => {
+                                upload.filename = field.file_name().map(str::to_owned);
+                                upload.bytes = field.bytes().await.unwrap().to_vec();
+                            }
+                            other => panic!("unexpected field {other}"),
                         }
-                        other => panic!("unexpected field {other}"),
                     }
-                }
-                let reply = json!({
-                    "id": "file-up", "object": "file", "bytes": upload.bytes.len(), "created_at": 1,
-                    "filename": upload.filename, "purpose": upload.purpose, "status": "processed"
-                });
-                *received.lock().unwrap() = upload;
-                axum::Json(reply)
-            }),
+                    let reply = json!({
+                        "id": "file-up", "object": "file", "bytes": upload.bytes.len(), "created_at": 1,
+                        "filename": upload.filename, "purpose": upload.purpose, "status": "processed"
+                    });
+                    *received.lock().unwrap() = upload;
+                    axum::Json(reply)
+                },
+            ),
         )
         .layer(DefaultBodyLimit::disable())
         .with_state(received.clone());
@@ -426,11 +407,7 @@ async fn upload_streams_a_file_as_multipart_with_its_purpose() {
 async fn upload_of_a_missing_path_is_a_local_error() {
     let client = client("http://127.0.0.1:9/v1".parse().unwrap(), 3);
     let err = client
-        .upload_file(
-            "x.jsonl",
-            "batch",
-            UploadSource::Path("/nonexistent/x.jsonl".into()),
-        )
+        .upload_file("x.jsonl", "batch", UploadSource::Path("/nonexistent/x.jsonl".into()))
         .await
         .unwrap_err();
     assert!(matches!(err, GatewayError::Io { .. }), "{err:?}");
@@ -450,9 +427,7 @@ async fn list_page(
 ) -> axum::Json<Value> {
     pages.lock().unwrap().push(q.after.clone());
     let all: Vec<String> = (0..250).rev().map(|i| format!("b-{i:03}")).collect();
-    let start = q
-        .after
-        .map_or(0, |a| all.iter().position(|id| *id == a).unwrap() + 1);
+    let start = q.after.map_or(0, |a| all.iter().position(|id| *id == a).unwrap() + 1);
     let end = (start + q.limit).min(all.len());
     let data: Vec<Value> = all[start..end]
         .iter()
@@ -476,32 +451,19 @@ async fn find_batch_walks_pages_newest_first() {
         .with_state(pages.clone());
     let client = client(serve(router).await, 3);
     let wanted = |b: &llm_batch_operator::gateway::Batch| {
-        b.metadata
-            .as_ref()
-            .and_then(|m| m.get("attempt"))
-            .map(String::as_str)
-            == Some("tok-030")
+        b.metadata.as_ref().and_then(|m| m.get("attempt")).map(String::as_str) == Some("tok-030")
     };
 
     let found = client.find_batch(wanted, 5).await.unwrap();
 
     assert_eq!(found.unwrap().id, "b-030");
     let cursors = std::mem::take(&mut *pages.lock().unwrap());
-    assert_eq!(
-        cursors,
-        vec![None, Some("b-150".into()), Some("b-050".into())]
-    );
+    assert_eq!(cursors, vec![None, Some("b-150".into()), Some("b-050".into())]);
 
     assert!(
         client.find_batch(wanted, 2).await.unwrap().is_none(),
         "bounded by max_pages"
     );
-    assert!(
-        client
-            .find_batch(|b| b.id == "nope", 10)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(client.find_batch(|b| b.id == "nope", 10).await.unwrap().is_none());
     assert_eq!(pages.lock().unwrap().len(), 2 + 3, "stops at the last page");
 }

@@ -63,10 +63,7 @@ async fn a_20_mb_file_streams_through_with_the_right_summary() {
     let per_model = (lines / MODELS.len()) as u64;
     for model in MODELS {
         let count = report.summary.models[model];
-        assert!(
-            count == per_model || count == per_model + 1,
-            "{model}: {count}"
-        );
+        assert!(count == per_model || count == per_model + 1, "{model}: {count}");
     }
 }
 

@@ -1,5 +1,8 @@
 //! `Batch`: one OpenAI-compatible batch job.
 
+// clippy reads the repeated `type_ = ...` inside printcolumn(...) as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -24,31 +27,11 @@ pub const MAX_USER_METADATA_PAIRS: usize = 13;
     category = "llmbatch",
     doc = "One OpenAI-compatible batch job: input uploaded, batch created, polled, results downloaded.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(
-        name = "Completed",
-        type_ = "integer",
-        json_path = ".status.requestCounts.completed"
-    ),
-    printcolumn(
-        name = "Failed",
-        type_ = "integer",
-        json_path = ".status.requestCounts.failed"
-    ),
-    printcolumn(
-        name = "Total",
-        type_ = "integer",
-        json_path = ".status.requestCounts.total"
-    ),
-    printcolumn(
-        name = "Batch ID",
-        type_ = "string",
-        json_path = ".status.gateway.batchId"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Completed", type_ = "integer", json_path = ".status.requestCounts.completed"),
+    printcolumn(name = "Failed", type_ = "integer", json_path = ".status.requestCounts.failed"),
+    printcolumn(name = "Total", type_ = "integer", json_path = ".status.requestCounts.total"),
+    printcolumn(name = "Batch ID", type_ = "string", json_path = ".status.gateway.batchId"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BatchSpec {
@@ -187,10 +170,7 @@ pub enum BatchPhase {
 impl BatchPhase {
     /// True once nothing more will happen.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Succeeded | Self::Failed | Self::Expired | Self::Cancelled
-        )
+        matches!(self, Self::Succeeded | Self::Failed | Self::Expired | Self::Cancelled)
     }
 }
 

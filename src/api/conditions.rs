@@ -109,22 +109,8 @@ mod tests {
     #[test]
     fn transition_time_moves_only_when_status_flips() {
         let mut conditions: Vec<Condition> = Vec::new();
-        conditions.set_condition(
-            "Complete",
-            false,
-            "Running",
-            "in progress",
-            Some(1),
-            at(100),
-        );
-        conditions.set_condition(
-            "Complete",
-            false,
-            "Running",
-            "still in progress",
-            Some(2),
-            at(200),
-        );
+        conditions.set_condition("Complete", false, "Running", "in progress", Some(1), at(100));
+        conditions.set_condition("Complete", false, "Running", "still in progress", Some(2), at(200));
         let c = conditions.condition("Complete").unwrap();
         assert_eq!(c.last_transition_time, Time(at(100)));
         assert_eq!(c.message, "still in progress");

@@ -26,11 +26,7 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
     category = "llmbatch",
     doc = "An OpenAI-compatible gateway that Batches are sent to, with its key and limits.",
     printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BatchGatewaySpec {
@@ -120,17 +116,14 @@ pub const DEFAULT_MAX_BYTES_PER_BATCH: u64 = 209_715_200;
 impl GatewayLimits {
     /// The request ceiling in force.
     pub fn max_requests(&self) -> u64 {
-        self.max_requests_per_batch
-            .unwrap_or(DEFAULT_MAX_REQUESTS_PER_BATCH)
+        self.max_requests_per_batch.unwrap_or(DEFAULT_MAX_REQUESTS_PER_BATCH)
     }
 
     /// The byte ceiling in force; an unparsable quantity is reported with the field path.
     pub fn max_bytes(&self) -> Result<u64, String> {
         match &self.max_bytes_per_batch {
             None => Ok(DEFAULT_MAX_BYTES_PER_BATCH),
-            Some(q) => {
-                super::parse_bytes(q).map_err(|e| format!("spec.limits.maxBytesPerBatch: {e}"))
-            }
+            Some(q) => super::parse_bytes(q).map_err(|e| format!("spec.limits.maxBytesPerBatch: {e}")),
         }
     }
 }
@@ -138,27 +131,20 @@ impl GatewayLimits {
 impl Polling {
     /// First poll interval (default 10s).
     pub fn initial(&self) -> Result<Duration, String> {
-        parse_duration(
-            "spec.polling.initial",
-            self.initial.as_deref(),
-            Duration::from_secs(10),
-        )
+        parse_duration("spec.polling.initial", self.initial.as_deref(), Duration::from_secs(10))
     }
 
     /// Longest poll interval (default 5m).
     pub fn max(&self) -> Result<Duration, String> {
-        parse_duration(
-            "spec.polling.max",
-            self.max.as_deref(),
-            Duration::from_secs(300),
-        )
+        parse_duration("spec.polling.max", self.max.as_deref(), Duration::from_secs(300))
     }
 }
 
 fn parse_duration(field: &str, text: Option<&str>, default: Duration) -> Result<Duration, String> {
     match text {
         None => Ok(default),
-        Some(t) => humantime::parse_duration(t)
-            .map_err(|e| format!("{field}: {t:?} is not a duration like 10s or 5m ({e})")),
+        Some(t) => {
+            humantime::parse_duration(t).map_err(|e| format!("{field}: {t:?} is not a duration like 10s or 5m ({e})"))
+        }
     }
 }

@@ -38,3 +38,6 @@ pub struct KeyRef {
     /// Key inside `data` (or `binaryData`).
     pub key: String,
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,9 +4,7 @@
 /// binary (Ki, Mi, Gi, Ti) or decimal (k, K, M, G, T) suffix.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, suffix) = text.split_at(split);
     let number: u64 = digits
         .parse()

@@ -53,11 +53,7 @@ pub fn check_spec(spec: &BatchSpec) -> Vec<String> {
 }
 
 /// The user's metadata plus the operator's keys; an error names what breaks the limits.
-pub fn batch_metadata(
-    spec: &BatchSpec,
-    ctx: &Context,
-    attempt: &str,
-) -> Result<BTreeMap<String, String>, String> {
+pub fn batch_metadata(spec: &BatchSpec, ctx: &Context, attempt: &str) -> Result<BTreeMap<String, String>, String> {
     let problems = check_spec(spec);
     if !problems.is_empty() {
         return Err(problems.join("; "));

@@ -49,6 +49,23 @@ pub enum Action {
     Finished,
 }
 
+impl Action {
+    /// A short stable name, for logs, metrics and the crash-test hook.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::ValidateInput => "validate-input",
+            Action::CancelBeforeSubmit => "cancel-before-submit",
+            Action::StartAttempt => "start-attempt",
+            Action::UploadInput { .. } => "upload-input",
+            Action::CreateBatch(_) => "create-batch",
+            Action::Poll { .. } => "poll",
+            Action::Cancel { .. } => "cancel",
+            Action::Download { .. } => "download",
+            Action::Finished => "finished",
+        }
+    }
+}
+
 /// Everything [`decide`] needs besides spec and status.
 #[derive(Clone, Debug)]
 pub struct Context {
@@ -111,12 +128,7 @@ pub fn decide(spec: &BatchSpec, status: &BatchStatus, ctx: &Context) -> Action {
     }
 }
 
-fn before_submit(
-    spec: &BatchSpec,
-    status: &BatchStatus,
-    input_file_id: Option<String>,
-    ctx: &Context,
-) -> Action {
+fn before_submit(spec: &BatchSpec, status: &BatchStatus, input_file_id: Option<String>, ctx: &Context) -> Action {
     if spec.cancel {
         return Action::CancelBeforeSubmit;
     }

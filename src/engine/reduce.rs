@@ -12,9 +12,7 @@ use crate::api::{
 pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchStatus {
     let mut next = status.clone();
     next.observed_generation = ctx.generation;
-    if !matches!(outcome, Outcome::GatewayError { .. })
-        && next.conditions.condition(ct::GATEWAY_READY).is_some()
-    {
+    if !matches!(outcome, Outcome::GatewayError { .. }) && next.conditions.condition(ct::GATEWAY_READY).is_some() {
         set(
             &mut next,
             ct::GATEWAY_READY,
@@ -29,14 +27,7 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
             next.input = Some(InputStatus { requests, bytes });
             next.phase = Some(BatchPhase::Pending);
             let message = format!("{requests} requests, {bytes} bytes, valid");
-            set(
-                &mut next,
-                ct::ADMITTED,
-                true,
-                reasons::INPUT_VALID,
-                message,
-                ctx,
-            );
+            set(&mut next, ct::ADMITTED, true, reasons::INPUT_VALID, message, ctx);
         }
         Outcome::InputInvalid { message } => {
             set(
@@ -47,13 +38,7 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
                 message.clone(),
                 ctx,
             );
-            finish(
-                &mut next,
-                BatchPhase::Failed,
-                reasons::INPUT_INVALID,
-                message,
-                ctx,
-            );
+            finish(&mut next, BatchPhase::Failed, reasons::INPUT_INVALID, message, ctx);
         }
         Outcome::SpecInvalid { message } => {
             set(
@@ -64,24 +49,11 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
                 message.clone(),
                 ctx,
             );
-            finish(
-                &mut next,
-                BatchPhase::Failed,
-                reasons::SPEC_INVALID,
-                message,
-                ctx,
-            );
+            finish(&mut next, BatchPhase::Failed, reasons::SPEC_INVALID, message, ctx);
         }
         Outcome::InputNotFound { message } => {
             next.phase = Some(BatchPhase::Pending);
-            set(
-                &mut next,
-                ct::ADMITTED,
-                false,
-                reasons::INPUT_NOT_FOUND,
-                message,
-                ctx,
-            );
+            set(&mut next, ct::ADMITTED, false, reasons::INPUT_NOT_FOUND, message, ctx);
         }
         Outcome::CancelledBeforeSubmit => {
             let message = "cancelled before anything was submitted";
@@ -137,9 +109,7 @@ fn observe(status: &mut BatchStatus, batch: Upstream, ctx: &Context) {
     let has_files = batch.output_file_id.is_some() || batch.error_file_id.is_some();
     status.phase = Some(match batch.state {
         UpstreamState::Validating => BatchPhase::Validating,
-        UpstreamState::InProgress | UpstreamState::Cancelling | UpstreamState::Other(_) => {
-            BatchPhase::InProgress
-        }
+        UpstreamState::InProgress | UpstreamState::Cancelling | UpstreamState::Other(_) => BatchPhase::InProgress,
         UpstreamState::Finalizing => BatchPhase::Finalizing,
         state if has_files => {
             debug_assert!(state.is_terminal());
@@ -155,13 +125,7 @@ fn observe(status: &mut BatchStatus, batch: Upstream, ctx: &Context) {
                 message.clone(),
                 ctx,
             );
-            finish(
-                status,
-                BatchPhase::Failed,
-                reasons::BATCH_FAILED,
-                message,
-                ctx,
-            );
+            finish(status, BatchPhase::Failed, reasons::BATCH_FAILED, message, ctx);
             return;
         }
         state => {
@@ -224,10 +188,7 @@ fn final_reason(phase: BatchPhase, status: &BatchStatus) -> (&'static str, Strin
             reasons::EXPIRED,
             format!("the completion window passed: {summary}, {not_run} never ran"),
         ),
-        BatchPhase::Cancelled => (
-            reasons::CANCELLED,
-            format!("cancelled: {summary}, {not_run} never ran"),
-        ),
+        BatchPhase::Cancelled => (reasons::CANCELLED, format!("cancelled: {summary}, {not_run} never ran")),
         BatchPhase::Failed => (
             reasons::BATCH_FAILED,
             format!("the gateway failed the batch: {summary}"),
@@ -243,12 +204,7 @@ fn failure_message(errors: &[String]) -> String {
     const SHOWN: usize = 5;
     let mut message = format!(
         "the gateway rejected the input: {}",
-        errors
-            .iter()
-            .take(SHOWN)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("; ")
+        errors.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("; ")
     );
     if errors.len() > SHOWN {
         message.push_str(&format!("; and {} more", errors.len() - SHOWN));
@@ -270,9 +226,8 @@ fn gateway_error(status: &mut BatchStatus, class: ErrorClass, message: String, c
             );
         }
         ErrorClass::Unauthorized => {
-            let message = format!(
-                "{message}: fix the key in the BatchGateway's Secret; the batch resumes where it stopped"
-            );
+            let message =
+                format!("{message}: fix the key in the BatchGateway's Secret; the batch resumes where it stopped");
             set(
                 status,
                 ct::GATEWAY_READY,
@@ -282,53 +237,21 @@ fn gateway_error(status: &mut BatchStatus, class: ErrorClass, message: String, c
                 ctx,
             );
         }
-        ErrorClass::Rejected => finish(
-            status,
-            BatchPhase::Failed,
-            reasons::REJECTED_BY_GATEWAY,
-            message,
-            ctx,
-        ),
-        ErrorClass::NotFound => finish(
-            status,
-            BatchPhase::Failed,
-            reasons::BATCH_NOT_FOUND,
-            message,
-            ctx,
-        ),
+        ErrorClass::Rejected => finish(status, BatchPhase::Failed, reasons::REJECTED_BY_GATEWAY, message, ctx),
+        ErrorClass::NotFound => finish(status, BatchPhase::Failed, reasons::BATCH_NOT_FOUND, message, ctx),
     }
 }
 
 /// Moves to a final phase and sets Complete or Failed accordingly.
-fn finish(
-    status: &mut BatchStatus,
-    phase: BatchPhase,
-    reason: &str,
-    message: String,
-    ctx: &Context,
-) {
+fn finish(status: &mut BatchStatus, phase: BatchPhase, reason: &str, message: String, ctx: &Context) {
     status.phase = Some(phase);
     status.completion_time.get_or_insert(Time(ctx.now));
     let succeeded = phase == BatchPhase::Succeeded;
-    set(
-        status,
-        ct::COMPLETE,
-        succeeded,
-        reason,
-        message.clone(),
-        ctx,
-    );
+    set(status, ct::COMPLETE, succeeded, reason, message.clone(), ctx);
     set(status, ct::FAILED, !succeeded, reason, message, ctx);
 }
 
-fn set(
-    status: &mut BatchStatus,
-    type_: &str,
-    value: bool,
-    reason: &str,
-    message: impl Into<String>,
-    ctx: &Context,
-) {
+fn set(status: &mut BatchStatus, type_: &str, value: bool, reason: &str, message: impl Into<String>, ctx: &Context) {
     status
         .conditions
         .set_condition(type_, value, reason, message, ctx.generation, ctx.now);

@@ -5,10 +5,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use super::*;
-use crate::api::{
-    BatchInput, BatchSpec, Conditions, Endpoint, KeyRef, LocalObjectRef, condition_types as ct,
-    reasons,
-};
+use crate::api::{BatchInput, BatchSpec, Conditions, Endpoint, KeyRef, LocalObjectRef, condition_types as ct, reasons};
 
 fn spec() -> BatchSpec {
     BatchSpec {
@@ -73,13 +70,7 @@ fn submitted() -> BatchStatus {
         &ctx,
     );
     assert_eq!(decide(&spec, &status, &ctx), Action::StartAttempt);
-    status = reduce(
-        &status,
-        Outcome::AttemptStarted {
-            token: "a1b2".into(),
-        },
-        &ctx,
-    );
+    status = reduce(&status, Outcome::AttemptStarted { token: "a1b2".into() }, &ctx);
     assert_eq!(status.phase, Some(BatchPhase::Uploading));
     assert_eq!(
         decide(&spec, &status, &ctx),
@@ -119,10 +110,7 @@ fn happy_path_reaches_succeeded_with_counts_and_usage() {
     let mut status = submitted();
     assert_eq!(status.phase, Some(BatchPhase::Validating));
     assert!(status.conditions.is_true(ct::SUBMITTED));
-    assert!(matches!(
-        decide(&spec, &status, &ctx_at(0)),
-        Action::Poll { .. }
-    ));
+    assert!(matches!(decide(&spec, &status, &ctx_at(0)), Action::Poll { .. }));
 
     status = reduce(
         &status,
@@ -180,26 +168,16 @@ fn every_upstream_state_maps_to_a_phase() {
         (UpstreamState::InProgress, BatchPhase::InProgress),
         (UpstreamState::Finalizing, BatchPhase::Finalizing),
         (UpstreamState::Cancelling, BatchPhase::InProgress),
-        (
-            UpstreamState::Other("queued".into()),
-            BatchPhase::InProgress,
-        ),
+        (UpstreamState::Other("queued".into()), BatchPhase::InProgress),
         (UpstreamState::Completed, BatchPhase::Downloading),
         (UpstreamState::Expired, BatchPhase::Downloading),
         (UpstreamState::Cancelled, BatchPhase::Downloading),
         (UpstreamState::Failed, BatchPhase::Failed),
     ];
     for (state, phase) in cases {
-        let status = reduce(
-            &submitted(),
-            Outcome::Observed(upstream(state.clone())),
-            &ctx_at(30),
-        );
+        let status = reduce(&submitted(), Outcome::Observed(upstream(state.clone())), &ctx_at(30));
         assert_eq!(status.phase, Some(phase), "upstream {state:?}");
-        assert_eq!(
-            status.gateway.unwrap().status.as_deref(),
-            Some(state.as_wire())
-        );
+        assert_eq!(status.gateway.unwrap().status.as_deref(), Some(state.as_wire()));
     }
 }
 
@@ -296,10 +274,7 @@ fn transient_and_unauthorized_errors_keep_the_step_for_a_retry() {
             decide(&spec(), &before, &ctx_at(30))
         );
         let ready = status.conditions.condition(ct::GATEWAY_READY).unwrap();
-        assert_eq!(
-            (ready.status.as_str(), ready.reason.as_str()),
-            ("False", reason)
-        );
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", reason));
         // The next success flips it back.
         let healed = reduce(
             &status,
@@ -325,10 +300,7 @@ fn rejected_and_not_found_errors_fail_the_batch() {
             &ctx_at(30),
         );
         assert_eq!(status.phase, Some(BatchPhase::Failed));
-        assert_eq!(
-            status.conditions.condition(ct::FAILED).unwrap().reason,
-            reason
-        );
+        assert_eq!(status.conditions.condition(ct::FAILED).unwrap().reason, reason);
     }
 }
 
@@ -340,11 +312,7 @@ fn cancel_before_submit_sends_nothing() {
         decide(&spec, &BatchStatus::default(), &ctx_at(0)),
         Action::CancelBeforeSubmit
     );
-    let status = reduce(
-        &BatchStatus::default(),
-        Outcome::CancelledBeforeSubmit,
-        &ctx_at(0),
-    );
+    let status = reduce(&BatchStatus::default(), Outcome::CancelledBeforeSubmit, &ctx_at(0));
     assert_eq!(status.phase, Some(BatchPhase::Cancelled));
 }
 
@@ -368,10 +336,7 @@ fn cancel_of_a_running_batch_is_requested_once() {
         Outcome::Observed(upstream(UpstreamState::Cancelling)),
         &ctx_at(6),
     );
-    assert!(matches!(
-        decide(&spec, &status, &ctx_at(6)),
-        Action::Poll { .. }
-    ));
+    assert!(matches!(decide(&spec, &status, &ctx_at(6)), Action::Poll { .. }));
 }
 
 #[test]
@@ -379,10 +344,7 @@ fn adopted_batch_is_reported_as_adopted() {
     let ctx = ctx_at(0);
     let mut status = reduce(
         &BatchStatus::default(),
-        Outcome::InputValidated {
-            requests: 1,
-            bytes: 10,
-        },
+        Outcome::InputValidated { requests: 1, bytes: 10 },
         &ctx,
     );
     status = reduce(&status, Outcome::AttemptStarted { token: "t".into() }, &ctx);
@@ -415,14 +377,8 @@ fn polling_starts_soon_and_backs_off_to_the_max() {
         max: Duration::from_secs(300),
     };
     assert_eq!(policy.delay(Duration::ZERO), Duration::from_secs(10));
-    assert_eq!(
-        policy.delay(Duration::from_secs(600)),
-        Duration::from_secs(60)
-    );
-    assert_eq!(
-        policy.delay(Duration::from_secs(86_400)),
-        Duration::from_secs(300)
-    );
+    assert_eq!(policy.delay(Duration::from_secs(600)), Duration::from_secs(60));
+    assert_eq!(policy.delay(Duration::from_secs(86_400)), Duration::from_secs(300));
     let status = submitted();
     let Action::Poll { after, .. } = decide(&spec(), &status, &ctx_at(1200)) else {
         panic!()
@@ -433,11 +389,8 @@ fn polling_starts_soon_and_backs_off_to_the_max() {
 #[test]
 fn metadata_beyond_the_limits_is_named() {
     let mut spec = spec();
-    spec.metadata = (0..14)
-        .map(|i| (format!("k{i}"), "v".to_string()))
-        .collect();
-    spec.metadata
-        .insert("llmbatch.io/attempt".into(), "x".into());
+    spec.metadata = (0..14).map(|i| (format!("k{i}"), "v".to_string())).collect();
+    spec.metadata.insert("llmbatch.io/attempt".into(), "x".into());
     spec.metadata.insert("long".into(), "v".repeat(513));
     let problems = check_spec(&spec).join("\n");
     assert!(problems.contains("spec.metadata: 16 pairs"), "{problems}");
@@ -449,9 +402,7 @@ fn metadata_beyond_the_limits_is_named() {
 #[test]
 fn operator_metadata_stays_within_openai_limits() {
     let mut spec = spec();
-    spec.metadata = (0..13)
-        .map(|i| (format!("{i:0>64}"), "v".repeat(512)))
-        .collect();
+    spec.metadata = (0..13).map(|i| (format!("{i:0>64}"), "v".repeat(512))).collect();
     let mut ctx = ctx_at(0);
     ctx.object = format!("{}/{}", "n".repeat(63), "x".repeat(600));
     let metadata = batch_metadata(&spec, &ctx, "token").unwrap();
@@ -473,8 +424,5 @@ fn a_status_that_survives_a_yaml_round_trip_decides_the_same() {
     let yaml = serde_yaml::to_string(&status).unwrap();
     let back: BatchStatus = serde_yaml::from_str(&yaml).unwrap();
     assert_eq!(back, status);
-    assert_eq!(
-        decide(&spec(), &back, &ctx_at(6)),
-        decide(&spec(), &status, &ctx_at(6))
-    );
+    assert_eq!(decide(&spec(), &back, &ctx_at(6)), decide(&spec(), &status, &ctx_at(6)));
 }

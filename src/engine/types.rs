@@ -64,10 +64,7 @@ impl UpstreamState {
 
     /// True once the gateway will change nothing more.
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            Self::Completed | Self::Failed | Self::Expired | Self::Cancelled
-        )
+        matches!(self, Self::Completed | Self::Failed | Self::Expired | Self::Cancelled)
     }
 }
 

@@ -14,28 +14,20 @@ impl GatewayClient {
     pub async fn create_batch(&self, req: &CreateBatch) -> Result<Batch, GatewayError> {
         const OP: &str = "create batch";
         let url = self.url(&["batches"]);
-        self.execute(OP, || {
-            self.attempt_json(OP, self.request(Method::POST, &url).json(req))
-        })
-        .await
+        self.execute(OP, || self.attempt_json(OP, self.request(Method::POST, &url).json(req)))
+            .await
     }
 
     /// `GET /batches/{id}`.
     pub async fn get_batch(&self, id: &str) -> Result<Batch, GatewayError> {
         const OP: &str = "get batch";
         let url = self.url(&["batches", id]);
-        self.execute(OP, || {
-            self.attempt_json(OP, self.request(Method::GET, &url))
-        })
-        .await
+        self.execute(OP, || self.attempt_json(OP, self.request(Method::GET, &url)))
+            .await
     }
 
     /// `GET /batches?after=..&limit=..`, newest first.
-    pub async fn list_batches(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Page<Batch>, GatewayError> {
+    pub async fn list_batches(&self, after: Option<&str>, limit: u32) -> Result<Page<Batch>, GatewayError> {
         const OP: &str = "list batches";
         let url = self.url(&["batches"]);
         let limit = limit.to_string();
@@ -51,10 +43,8 @@ impl GatewayClient {
     pub async fn cancel_batch(&self, id: &str) -> Result<Batch, GatewayError> {
         const OP: &str = "cancel batch";
         let url = self.url(&["batches", id, "cancel"]);
-        self.execute(OP, || {
-            self.attempt_json(OP, self.request(Method::POST, &url))
-        })
-        .await
+        self.execute(OP, || self.attempt_json(OP, self.request(Method::POST, &url)))
+            .await
     }
 
     /// Walks `list_batches` pages (limit 100) newest-first and returns the first batch matching
@@ -64,9 +54,7 @@ impl GatewayClient {
         pred: impl Fn(&Batch) -> bool,
         max_pages: u32,
     ) -> Result<Option<Batch>, GatewayError> {
-        let fetch = |after: Option<String>| async move {
-            self.list_batches(after.as_deref(), FIND_PAGE_SIZE).await
-        };
+        let fetch = |after: Option<String>| async move { self.list_batches(after.as_deref(), FIND_PAGE_SIZE).await };
         super::pages::find_in_pages(fetch, |b: &Batch| b.id.as_str(), pred, max_pages).await
     }
 }

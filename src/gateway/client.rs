@@ -96,11 +96,7 @@ impl GatewayClient {
     }
 
     /// Runs `attempt` until it succeeds, fails terminally, or the retry policy says stop.
-    pub(super) async fn execute<T, F, Fut>(
-        &self,
-        operation: &'static str,
-        mut attempt: F,
-    ) -> Result<T, GatewayError>
+    pub(super) async fn execute<T, F, Fut>(&self, operation: &'static str, mut attempt: F) -> Result<T, GatewayError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, AttemptError>>,
@@ -125,12 +121,7 @@ impl GatewayClient {
                     number += 1;
                 }
                 RetryDecision::GiveUp(reason) => {
-                    tracing::debug!(
-                        operation,
-                        attempt = number,
-                        ?reason,
-                        "gateway request failed"
-                    );
+                    tracing::debug!(operation, attempt = number, ?reason, "gateway request failed");
                     return Err(failed.error);
                 }
             }
@@ -138,12 +129,7 @@ impl GatewayClient {
     }
 
     /// The retry decision for one failed attempt, with fresh jitter and the current time.
-    pub(super) fn decide(
-        &self,
-        error: &GatewayError,
-        headers: &HeaderMap,
-        attempt: u32,
-    ) -> RetryDecision {
+    pub(super) fn decide(&self, error: &GatewayError, headers: &HeaderMap, attempt: u32) -> RetryDecision {
         let failure = match error.status() {
             Some(status) => Failure::Response { status, headers },
             None => Failure::Transport {
@@ -151,21 +137,12 @@ impl GatewayClient {
             },
         };
         let jitter = rand::random::<f64>();
-        retry::decide(
-            &self.inner.retry,
-            failure,
-            attempt,
-            jitter,
-            SystemTime::now(),
-        )
+        retry::decide(&self.inner.retry, failure, attempt, jitter, SystemTime::now())
     }
 
     /// A request with the per-request timeout (covering the whole body).
     pub(super) fn request(&self, method: reqwest::Method, url: &Url) -> RequestBuilder {
-        self.inner
-            .http
-            .request(method, url.clone())
-            .timeout(self.inner.timeout)
+        self.inner.http.request(method, url.clone()).timeout(self.inner.timeout)
     }
 
     /// Sends `req` and decodes a JSON success body.
@@ -175,20 +152,12 @@ impl GatewayClient {
         req: RequestBuilder,
     ) -> Result<T, AttemptError> {
         let resp = self.send_checked(operation, req).await?;
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| GatewayError::transport(operation, e))?;
-        serde_json::from_slice(&body)
-            .map_err(|source| GatewayError::Decode { operation, source }.into())
+        let body = resp.bytes().await.map_err(|e| GatewayError::transport(operation, e))?;
+        serde_json::from_slice(&body).map_err(|source| GatewayError::Decode { operation, source }.into())
     }
 
     /// Sends `req`, accepting any success status and ignoring the body.
-    pub(super) async fn attempt_ok(
-        &self,
-        operation: &'static str,
-        req: RequestBuilder,
-    ) -> Result<(), AttemptError> {
+    pub(super) async fn attempt_ok(&self, operation: &'static str, req: RequestBuilder) -> Result<(), AttemptError> {
         self.send_checked(operation, req).await.map(drop)
     }
 
@@ -200,10 +169,7 @@ impl GatewayClient {
         req: RequestBuilder,
     ) -> Result<Response, AttemptError> {
         tracing::debug!(operation, "gateway request");
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| GatewayError::transport(operation, e))?;
+        let resp = req.send().await.map_err(|e| GatewayError::transport(operation, e))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -220,12 +186,9 @@ impl GatewayClient {
             .and_then(Result::ok)
             .unwrap_or_default();
         let parsed = parse_error_body(&body);
-        let message = parsed.message.unwrap_or_else(|| {
-            status
-                .canonical_reason()
-                .unwrap_or("unknown error")
-                .to_owned()
-        });
+        let message = parsed
+            .message
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("unknown error").to_owned());
         AttemptError {
             error: GatewayError::Api {
                 operation,
@@ -270,15 +233,11 @@ fn validate_base_url(url: &Url) -> Result<(), GatewayError> {
 }
 
 /// Authorization and extra headers, all marked sensitive so they never print.
-fn default_headers(
-    config: &GatewayConfig,
-    secrets: &mut Vec<String>,
-) -> Result<HeaderMap, GatewayError> {
+fn default_headers(config: &GatewayConfig, secrets: &mut Vec<String>) -> Result<HeaderMap, GatewayError> {
     let mut headers = HeaderMap::new();
     for (name, value) in &config.headers {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            GatewayError::InvalidConfig(format!("header name {name:?} is not valid"))
-        })?;
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| GatewayError::InvalidConfig(format!("header name {name:?} is not valid")))?;
         headers.insert(
             name.clone(),
             sensitive(value, || format!("value of header {name} is not valid"))?,
@@ -297,8 +256,7 @@ fn default_headers(
 }
 
 fn sensitive(value: &str, what: impl FnOnce() -> String) -> Result<HeaderValue, GatewayError> {
-    let mut value =
-        HeaderValue::from_str(value).map_err(|_| GatewayError::InvalidConfig(what()))?;
+    let mut value = HeaderValue::from_str(value).map_err(|_| GatewayError::InvalidConfig(what()))?;
     value.set_sensitive(true);
     Ok(value)
 }

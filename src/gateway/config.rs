@@ -120,8 +120,7 @@ mod tests {
     fn config_debug_hides_key_and_header_values() {
         let mut cfg = GatewayConfig::new("http://127.0.0.1:1/v1".parse().unwrap());
         cfg.api_key = Some(ApiKey::new("sk-very-secret-123"));
-        cfg.headers
-            .insert("api-key".into(), "other-secret-456".into());
+        cfg.headers.insert("api-key".into(), "other-secret-456".into());
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("sk-very-secret"), "{dbg}");
         assert!(!dbg.contains("other-secret"), "{dbg}");

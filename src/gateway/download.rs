@@ -28,17 +28,15 @@ impl GatewayClient {
                     return Ok(written);
                 }
                 Err(DownloadError::BeforeBody(err)) => err,
-                Err(DownloadError::MidBody(err)) => {
-                    match self.decide(&err, &HeaderMap::new(), attempt) {
-                        RetryDecision::Retry(delay) => {
-                            tracing::warn!(operation = OP, attempt, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), error = %err, "download interrupted, restarting");
-                            tokio::time::sleep(delay).await;
-                            attempt += 1;
-                            continue;
-                        }
-                        RetryDecision::GiveUp(_) => err,
+                Err(DownloadError::MidBody(err)) => match self.decide(&err, &HeaderMap::new(), attempt) {
+                    RetryDecision::Retry(delay) => {
+                        tracing::warn!(operation = OP, attempt, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), error = %err, "download interrupted, restarting");
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                        continue;
                     }
-                }
+                    RetryDecision::GiveUp(_) => err,
+                },
             };
             // Best effort: a leftover partial file is harmless but untidy.
             let _ = tokio::fs::remove_file(&partial).await;
@@ -48,10 +46,7 @@ impl GatewayClient {
 
     async fn download_once(&self, id: &str, partial: &Path) -> Result<u64, DownloadError> {
         // `file_content` has already retried everything up to the response headers.
-        let body = self
-            .file_content(id)
-            .await
-            .map_err(DownloadError::BeforeBody)?;
+        let body = self.file_content(id).await.map_err(DownloadError::BeforeBody)?;
         let local = |source| DownloadError::BeforeBody(io(partial, source));
         let mut file = tokio::fs::File::create(partial).await.map_err(local)?;
         let mut body = std::pin::pin!(body);

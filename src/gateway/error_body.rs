@@ -68,15 +68,11 @@ mod tests {
             Some("plain")
         );
         assert_eq!(
-            parse_error_body(br#"{"detail":"fastapi"}"#)
-                .message
-                .as_deref(),
+            parse_error_body(br#"{"detail":"fastapi"}"#).message.as_deref(),
             Some("fastapi")
         );
         assert_eq!(
-            parse_error_body(b"<html>bad gateway</html>")
-                .message
-                .as_deref(),
+            parse_error_body(b"<html>bad gateway</html>").message.as_deref(),
             Some("<html>bad gateway</html>")
         );
         assert_eq!(parse_error_body(b"").message, None);

@@ -35,9 +35,7 @@ impl GatewayClient {
         let source = &source;
         self.execute(OP, || async {
             let (part, len) = file_part(OP, source, filename).await?;
-            let form = Form::new()
-                .text("purpose", purpose.to_owned())
-                .part("file", part);
+            let form = Form::new().text("purpose", purpose.to_owned()).part("file", part);
             let req = self
                 .request(Method::POST, &url)
                 .timeout(self.upload_timeout(len))
@@ -51,10 +49,8 @@ impl GatewayClient {
     pub async fn get_file(&self, id: &str) -> Result<FileObject, GatewayError> {
         const OP: &str = "get file";
         let url = self.url(&["files", id]);
-        self.execute(OP, || {
-            self.attempt_json(OP, self.request(Method::GET, &url))
-        })
-        .await
+        self.execute(OP, || self.attempt_json(OP, self.request(Method::GET, &url)))
+            .await
     }
 
     /// `GET /files` with the given filters and cursor.
@@ -71,10 +67,8 @@ impl GatewayClient {
     pub async fn delete_file(&self, id: &str) -> Result<(), GatewayError> {
         const OP: &str = "delete file";
         let url = self.url(&["files", id]);
-        self.execute(OP, || {
-            self.attempt_ok(OP, self.request(Method::DELETE, &url))
-        })
-        .await
+        self.execute(OP, || self.attempt_ok(OP, self.request(Method::DELETE, &url)))
+            .await
     }
 
     /// `GET /files/{id}/content`, streamed.
@@ -84,18 +78,13 @@ impl GatewayClient {
     pub async fn file_content(
         &self,
         id: &str,
-    ) -> Result<impl Stream<Item = Result<Bytes, GatewayError>> + Send + 'static, GatewayError>
-    {
+    ) -> Result<impl Stream<Item = Result<Bytes, GatewayError>> + Send + 'static, GatewayError> {
         const OP: &str = "download file";
         let url = self.url(&["files", id, "content"]);
         let timeout = self.inner.timeout;
         let resp = self
             .execute(OP, || async {
-                let req = self
-                    .inner
-                    .http
-                    .get(url.clone())
-                    .header(ACCEPT, "application/binary");
+                let req = self.inner.http.get(url.clone()).header(ACCEPT, "application/binary");
                 match tokio::time::timeout(timeout, self.send_checked(OP, req)).await {
                     Ok(result) => result,
                     Err(_) => Err(GatewayError::Timeout { operation: OP }.into()),

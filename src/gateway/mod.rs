@@ -43,7 +43,6 @@ pub use config::{ApiKey, GatewayConfig, RetryPolicy};
 pub use error::GatewayError;
 pub use retry::{GiveUpReason, RetryDecision};
 pub use types::{
-    Batch, BatchError, BatchErrors, BatchStatus, BatchUsage, CreateBatch, FileObject,
-    InputTokensDetails, ListFiles, OutputTokensDetails, Page, RequestCounts, SortOrder,
-    UploadSource,
+    Batch, BatchError, BatchErrors, BatchStatus, BatchUsage, CreateBatch, FileObject, InputTokensDetails, ListFiles,
+    OutputTokensDetails, Page, RequestCounts, SortOrder, UploadSource,
 };

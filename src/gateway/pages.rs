@@ -20,19 +20,13 @@ where
     let mut after: Option<String> = None;
     for _ in 0..max_pages {
         let page = fetch(after.clone()).await?;
-        let next = page
-            .data
-            .last()
-            .map(|item| id_of(item).to_owned())
-            .or(page.last_id);
+        let next = page.data.last().map(|item| id_of(item).to_owned()).or(page.last_id);
         if let Some(found) = page.data.into_iter().find(|item| pred(item)) {
             return Ok(Some(found));
         }
         // A gateway that repeats its cursor would otherwise be walked until max_pages.
         match next {
-            Some(cursor) if page.has_more && after.as_ref() != Some(&cursor) => {
-                after = Some(cursor)
-            }
+            Some(cursor) if page.has_more && after.as_ref() != Some(&cursor) => after = Some(cursor),
             _ => return Ok(None),
         }
     }

@@ -54,13 +54,7 @@ pub enum GiveUpReason {
 /// `jitter` in `[0, 1]` scales the exponential backoff ceiling (full jitter). A `retry-after` or
 /// `retry-after-ms` header raises the wait to at least that value; one longer than
 /// `max_retry_after` ends the retries. `x-should-retry: true|false` overrides the status code.
-pub fn decide(
-    policy: &RetryPolicy,
-    failure: Failure<'_>,
-    attempt: u32,
-    jitter: f64,
-    now: SystemTime,
-) -> RetryDecision {
+pub fn decide(policy: &RetryPolicy, failure: Failure<'_>, attempt: u32, jitter: f64, now: SystemTime) -> RetryDecision {
     let (retryable, retry_after) = match failure {
         Failure::Response { status, headers } => (
             should_retry_header(headers).unwrap_or_else(|| is_retryable_status(status)),
@@ -76,9 +70,7 @@ pub fn decide(
     }
     let backoff = backoff_ceiling(policy, attempt).mul_f64(clamp_unit(jitter));
     match retry_after {
-        Some(wait) if wait > policy.max_retry_after => {
-            RetryDecision::GiveUp(GiveUpReason::RetryAfterTooLong(wait))
-        }
+        Some(wait) if wait > policy.max_retry_after => RetryDecision::GiveUp(GiveUpReason::RetryAfterTooLong(wait)),
         Some(wait) => RetryDecision::Retry(wait.max(backoff).min(policy.max_retry_after)),
         None => RetryDecision::Retry(backoff),
     }
@@ -224,8 +216,7 @@ mod tests {
     fn server_errors_back_off_exponentially_up_to_the_cap() {
         let h = HeaderMap::new();
         let waits: Vec<_> = (1..=4).map(|a| on_status(503, &h, a, 1.0)).collect();
-        let expected =
-            [500, 1000, 2000, 4000].map(|ms| RetryDecision::Retry(Duration::from_millis(ms)));
+        let expected = [500, 1000, 2000, 4000].map(|ms| RetryDecision::Retry(Duration::from_millis(ms)));
         assert_eq!(waits, expected);
         let long = RetryPolicy {
             max_attempts: 100,
@@ -244,10 +235,7 @@ mod tests {
     #[test]
     fn full_jitter_scales_the_ceiling() {
         let h = HeaderMap::new();
-        assert_eq!(
-            on_status(502, &h, 2, 0.0),
-            RetryDecision::Retry(Duration::ZERO)
-        );
+        assert_eq!(on_status(502, &h, 2, 0.0), RetryDecision::Retry(Duration::ZERO));
         assert_eq!(
             on_status(502, &h, 2, 0.25),
             RetryDecision::Retry(Duration::from_millis(250))
@@ -272,29 +260,20 @@ mod tests {
                 RetryDecision::GiveUp(GiveUpReason::NotRetryable)
             );
         }
-        assert!(matches!(
-            on_status(408, &h, 1, 0.5),
-            RetryDecision::Retry(_)
-        ));
+        assert!(matches!(on_status(408, &h, 1, 0.5), RetryDecision::Retry(_)));
     }
 
     #[test]
     fn x_should_retry_overrides_status() {
         let yes = headers(&[("x-should-retry", "true")]);
-        assert!(matches!(
-            on_status(409, &yes, 1, 0.5),
-            RetryDecision::Retry(_)
-        ));
+        assert!(matches!(on_status(409, &yes, 1, 0.5), RetryDecision::Retry(_)));
         let no = headers(&[("x-should-retry", "false")]);
         assert_eq!(
             on_status(503, &no, 1, 0.5),
             RetryDecision::GiveUp(GiveUpReason::NotRetryable)
         );
         let other = headers(&[("x-should-retry", "maybe")]);
-        assert!(matches!(
-            on_status(503, &other, 1, 0.5),
-            RetryDecision::Retry(_)
-        ));
+        assert!(matches!(on_status(503, &other, 1, 0.5), RetryDecision::Retry(_)));
     }
 
     #[test]

@@ -79,10 +79,7 @@ impl BatchStatus {
 
     /// True for the states a batch never leaves: completed, failed, expired, cancelled.
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            Self::Completed | Self::Failed | Self::Expired | Self::Cancelled
-        )
+        matches!(self, Self::Completed | Self::Failed | Self::Expired | Self::Cancelled)
     }
 }
 
@@ -376,13 +373,7 @@ mod tests {
 
     #[test]
     fn status_round_trips_as_snake_case() {
-        for s in [
-            "validating",
-            "in_progress",
-            "finalizing",
-            "cancelling",
-            "weird",
-        ] {
+        for s in ["validating", "in_progress", "finalizing", "cancelling", "weird"] {
             let status: BatchStatus = serde_json::from_value(s.into()).unwrap();
             assert_eq!(serde_json::to_value(&status).unwrap(), s);
         }

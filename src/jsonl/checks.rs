@@ -36,8 +36,7 @@ impl Problems {
     fn add(&mut self, line: u64, field: Option<&str>, message: fmt::Arguments<'_>) {
         self.count += 1;
         if self.stored.len() < self.cap {
-            self.stored
-                .push(Problem::at_line(line, message.to_string(), field));
+            self.stored.push(Problem::at_line(line, message.to_string(), field));
         }
     }
 }
@@ -122,13 +121,11 @@ impl LineChecker {
         match custom_id {
             None => self.missing(n, FIELD),
             Some(Scalar::Str(id)) if id.is_empty() => {
-                self.problems
-                    .add(n, Some(FIELD), format_args!("custom_id is empty"));
+                self.problems.add(n, Some(FIELD), format_args!("custom_id is empty"));
             }
             Some(Scalar::Str(id)) => {
                 if let Err(first) = self.ids.insert(&id, n) {
-                    let msg =
-                        format_args!("custom_id {} is a duplicate of line {first}", Quoted(&id));
+                    let msg = format_args!("custom_id {} is a duplicate of line {first}", Quoted(&id));
                     self.problems.add(n, Some(FIELD), msg);
                 }
             }
@@ -174,8 +171,7 @@ impl LineChecker {
         match body.model {
             None => self.missing(n, MODEL),
             Some(Scalar::Str(model)) if model.is_empty() => {
-                self.problems
-                    .add(n, Some(MODEL), format_args!("body.model is empty"));
+                self.problems.add(n, Some(MODEL), format_args!("body.model is empty"));
             }
             Some(Scalar::Str(model)) => self.tally_model(&model),
             Some(other) => self.not_a_string(n, MODEL, &other),
@@ -195,8 +191,7 @@ impl LineChecker {
     }
 
     fn missing(&mut self, n: u64, field: &str) {
-        self.problems
-            .add(n, Some(field), format_args!("{field} is missing"));
+        self.problems.add(n, Some(field), format_args!("{field} is missing"));
     }
 
     fn not_a_string(&mut self, n: u64, field: &str, value: &Scalar<'_>) {
@@ -253,9 +248,6 @@ mod tests {
         let e = serde_json::from_str::<serde_json::Value>("{\"a\": x}").unwrap_err();
         assert_eq!(JsonError(&e).to_string(), "expected value at column 7");
         let e = serde_json::from_str::<serde_json::Value>("").unwrap_err();
-        assert_eq!(
-            JsonError(&e).to_string(),
-            "EOF while parsing a value at column 0"
-        );
+        assert_eq!(JsonError(&e).to_string(), "EOF while parsing a value at column 0");
     }
 }

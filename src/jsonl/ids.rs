@@ -35,9 +35,7 @@ impl CustomIds {
                 vacant.insert(store(&mut self.arena, id, line));
                 Ok(())
             }
-            Entry::Occupied(slot) if slot_bytes(&self.arena, slot.get()) == id.as_bytes() => {
-                Err(slot.get().line)
-            }
+            Entry::Occupied(slot) if slot_bytes(&self.arena, slot.get()) == id.as_bytes() => Err(slot.get().line),
             Entry::Occupied(_) => match self.collided.get(id) {
                 Some(&first) => Err(first),
                 None => {

@@ -65,11 +65,7 @@ impl Line<'_> {
 
     /// Whether the line is empty or holds only JSON whitespace (space, tab, CR).
     pub fn is_blank(&self) -> bool {
-        !self.is_truncated()
-            && self
-                .content
-                .iter()
-                .all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+        !self.is_truncated() && self.content.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
     }
 }
 
@@ -182,13 +178,7 @@ impl LineSplitter {
         self.pending_ends_cr = false;
     }
 
-    fn emit(
-        &mut self,
-        content: &[u8],
-        len: u64,
-        terminator: Terminator,
-        on_line: &mut impl FnMut(Line<'_>),
-    ) {
+    fn emit(&mut self, content: &[u8], len: u64, terminator: Terminator, on_line: &mut impl FnMut(Line<'_>)) {
         let line = Line {
             number: self.next_number,
             offset: self.line_offset,
@@ -207,12 +197,8 @@ impl LineSplitter {
         if piece.is_empty() {
             return;
         }
-        let room = self
-            .max_line
-            .saturating_add(1)
-            .saturating_sub(self.pending.len());
-        self.pending
-            .extend_from_slice(&piece[..piece.len().min(room)]);
+        let room = self.max_line.saturating_add(1).saturating_sub(self.pending.len());
+        self.pending.extend_from_slice(&piece[..piece.len().min(room)]);
         self.pending_len += piece.len() as u64;
         self.pending_ends_cr = piece.last() == Some(&b'\r');
     }

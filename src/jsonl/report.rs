@@ -128,20 +128,13 @@ mod tests {
 
     #[test]
     fn problem_display() {
-        let p = Problem::at_line(
-            3,
-            "custom_id \"a\" is a duplicate of line 1",
-            Some("custom_id"),
-        );
+        let p = Problem::at_line(3, "custom_id \"a\" is a duplicate of line 1", Some("custom_id"));
         assert_eq!(
             p.to_string(),
             "line 3: custom_id \"a\" is a duplicate of line 1 (custom_id)"
         );
         let p = Problem::at_line(5, "invalid UTF-8 at byte 17 of the line", None);
-        assert_eq!(
-            p.to_string(),
-            "line 5: invalid UTF-8 at byte 17 of the line"
-        );
+        assert_eq!(p.to_string(), "line 5: invalid UTF-8 at byte 17 of the line");
         assert_eq!(
             Problem::file("the file has no requests").to_string(),
             "the file has no requests"
@@ -151,9 +144,7 @@ mod tests {
     fn report(stored: u64, total: u64) -> Report {
         Report {
             summary: Summary::default(),
-            problems: (1..=stored)
-                .map(|n| Problem::at_line(n, "bad", Some("line")))
-                .collect(),
+            problems: (1..=stored).map(|n| Problem::at_line(n, "bad", Some("line"))).collect(),
             problem_count: total,
         }
     }
@@ -162,19 +153,13 @@ mod tests {
     fn render_caps_and_counts_the_rest() {
         assert_eq!(report(0, 0).render(10), "");
         assert!(report(0, 0).is_valid());
-        assert_eq!(
-            report(2, 2).render(10),
-            "line 1: bad (line)\nline 2: bad (line)"
-        );
+        assert_eq!(report(2, 2).render(10), "line 1: bad (line)\nline 2: bad (line)");
         assert_eq!(
             report(3, 3).render(2),
             "line 1: bad (line)\nline 2: bad (line)\nand 1 more problem"
         );
         // Problems beyond the stored ones are counted too.
-        assert_eq!(
-            report(3, 1000).render(1),
-            "line 1: bad (line)\nand 999 more problems"
-        );
+        assert_eq!(report(3, 1000).render(1), "line 1: bad (line)\nand 999 more problems");
         assert_eq!(report(3, 1000).render(0), "and 1000 more problems");
         assert!(!report(3, 1000).is_valid());
     }

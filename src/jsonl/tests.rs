@@ -22,11 +22,7 @@ fn validate(data: &str) -> Report {
 
 /// The rendered problems of `data`, one string per problem.
 fn problems(data: &str) -> Vec<String> {
-    validate(data)
-        .problems
-        .iter()
-        .map(Problem::to_string)
-        .collect()
+    validate(data).problems.iter().map(Problem::to_string).collect()
 }
 
 /// `lines` joined with `\n`, with a final newline.
@@ -45,19 +41,12 @@ fn a_valid_file() {
 
 #[test]
 fn summary_counts_bytes_requests_and_models() {
-    let data = file(&[
-        line("a", "gpt-4o"),
-        line("b", "gpt-4o-mini"),
-        line("c", "gpt-4o"),
-    ]);
+    let data = file(&[line("a", "gpt-4o"), line("b", "gpt-4o-mini"), line("c", "gpt-4o")]);
     let summary = validate(&data).summary;
     assert_eq!(summary.bytes, data.len() as u64);
     assert_eq!(summary.requests, 3);
     let models: Vec<_> = summary.models.into_iter().collect();
-    assert_eq!(
-        models,
-        vec![("gpt-4o".to_owned(), 2), ("gpt-4o-mini".to_owned(), 1)]
-    );
+    assert_eq!(models, vec![("gpt-4o".to_owned(), 2), ("gpt-4o-mini".to_owned(), 1)]);
 }
 
 #[test]
@@ -115,11 +104,7 @@ fn empty_files_have_no_requests() {
 
 #[test]
 fn invalid_json() {
-    let data = file(&[
-        line("a", "m"),
-        "{\"custom_id\": }".to_owned(),
-        "not json".to_owned(),
-    ]);
+    let data = file(&[line("a", "m"), "{\"custom_id\": }".to_owned(), "not json".to_owned()]);
     assert_eq!(
         problems(&data),
         vec![
@@ -134,13 +119,7 @@ fn invalid_json() {
 
 #[test]
 fn a_line_must_be_an_object() {
-    let data = file(&[
-        "[1]".into(),
-        "\"s\"".into(),
-        "3".into(),
-        "null".into(),
-        "true".into(),
-    ]);
+    let data = file(&["[1]".into(), "\"s\"".into(), "3".into(), "null".into(), "true".into()]);
     assert_eq!(
         problems(&data),
         vec![
@@ -172,8 +151,7 @@ fn custom_id_rules() {
         line("a", "m"),
         line("", "m"),
         line("a", "m"),
-        r#"{"custom_id":7,"method":"POST","url":"/v1/chat/completions","body":{"model":"m"}}"#
-            .into(),
+        r#"{"custom_id":7,"method":"POST","url":"/v1/chat/completions","body":{"model":"m"}}"#.into(),
         line("b", "m"),
         line("a", "m"),
     ]);
@@ -349,10 +327,7 @@ fn problems_are_capped_but_all_counted() {
     let rendered = report.render(3);
     let rendered: Vec<&str> = rendered.lines().collect();
     assert_eq!(rendered.len(), 4);
-    assert_eq!(
-        rendered[0],
-        "line 1: not valid JSON: expected ident at column 2 (line)"
-    );
+    assert_eq!(rendered[0], "line 1: not valid JSON: expected ident at column 2 (line)");
     assert_eq!(rendered[3], "and 2497 more problems");
 }
 

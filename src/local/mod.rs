@@ -1,1 +1,328 @@
-//! placeholder
+//! `run -f`: the same engine as the controller, without a cluster. Reads Batch,
+//! BatchGateway, ConfigMap and Secret documents from files, keeps durable state in a
+//! directory (a rerun resumes and never submits twice), writes results under an output
+//! directory, and starts the built-in simulator for Batches whose gateway is not given.
+
+mod manifests;
+mod progress;
+mod resolve;
+mod runner;
+mod state;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use manifests::{Located, ManifestError, Manifests, Origin};
+pub use resolve::{API_KEY_ENV, GatewayTarget, Plan};
+pub use state::{BatchState, StateDir};
+
+use crate::api::BatchPhase;
+use crate::engine::PollingPolicy;
+use crate::gateway::{ApiKey, GatewayClient, GatewayConfig};
+use crate::simulator::{RunningSimulator, SimulatorConfig};
+use progress::Reporter;
+use runner::{BatchRun, Ending};
+
+/// The built-in simulator's polling: it finishes in seconds, so poll often.
+const BUILTIN_POLLING: PollingPolicy = PollingPolicy {
+    initial: Duration::from_millis(250),
+    max: Duration::from_secs(2),
+};
+
+/// Options of `run -f`.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub paths: Vec<PathBuf>,
+    pub out_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// Send every Batch to the built-in simulator.
+    pub simulator: bool,
+    /// Draw progress bars on a terminal.
+    pub progress: bool,
+}
+
+/// Exit codes of `run -f`.
+pub mod exit {
+    /// Every Batch Succeeded.
+    pub const SUCCEEDED: u8 = 0;
+    /// A Batch ended Failed, Expired or Cancelled, or the run stopped early.
+    pub const NOT_SUCCEEDED: u8 = 1;
+    /// Invalid manifests or input; nothing was sent upstream.
+    pub const INVALID: u8 = 2;
+    /// Interrupted (Ctrl-C); a rerun resumes.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Runs every Batch in the files to a final phase. Errors that are the user's to fix are
+/// printed and mapped to exit code 2 before anything is sent upstream.
+pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
+    let reporter = Reporter::new(options.progress);
+    let manifests = match Manifests::load(&options.paths) {
+        Ok(m) => m,
+        Err(e) => return Ok(invalid(&[e.to_string()])),
+    };
+    for skipped in &manifests.skipped {
+        reporter.say(format!(
+            "ignoring {skipped} (run -f uses Batch, BatchGateway, ConfigMap and Secret)"
+        ));
+    }
+    let plans = match resolve::plan_all(&manifests, options.simulator) {
+        Ok(plans) => plans,
+        Err(problems) => return Ok(invalid(&problems)),
+    };
+    let validated = match validate_inputs(&plans) {
+        Ok(v) => v,
+        Err(problems) => return Ok(invalid(&problems)),
+    };
+    let state_dir = StateDir::open(&options.state_dir)?;
+    let states = match load_states(&state_dir, &plans, &reporter) {
+        Ok(states) => states,
+        Err(problems) => return Ok(invalid(&problems)),
+    };
+
+    let needs_simulator = plans.iter().zip(&states).any(|(p, s)| {
+        matches!(p.gateway, GatewayTarget::Builtin { .. }) && !s.status.phase.unwrap_or_default().is_terminal()
+    });
+    let simulator = if needs_simulator {
+        let sim = RunningSimulator::start(SimulatorConfig::default(), "127.0.0.1:0".parse()?).await?;
+        reporter.say(format!(
+            "using the built-in simulator at {} ({})",
+            sim.base_url(),
+            simulator_reason(&options, &plans)
+        ));
+        Some(sim)
+    } else {
+        None
+    };
+
+    let cancel = CancellationToken::new();
+    let ctrl_c = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                cancel.cancel();
+            }
+        })
+    };
+    let mut runs = Vec::new();
+    for ((plan, state), validated) in plans.iter().zip(states).zip(validated) {
+        let (client, polling) = client_for(plan, simulator.as_ref())?;
+        runs.push(
+            BatchRun {
+                plan,
+                state,
+                client,
+                polling,
+                validated,
+                out_dir: options.out_dir.join(&plan.namespace).join(&plan.name),
+                state_dir: &state_dir,
+                progress: reporter.batch(&plan.object()),
+                cancel: cancel.clone(),
+            }
+            .run(),
+        );
+    }
+    let endings = futures::future::join_all(runs).await;
+    ctrl_c.abort();
+    if let Some(sim) = simulator {
+        sim.shutdown().await;
+    }
+    Ok(summarise(&plans, &endings, &options, &reporter))
+}
+
+fn invalid(problems: &[String]) -> ExitCode {
+    for problem in problems {
+        eprintln!("error: {problem}");
+    }
+    eprintln!("nothing was sent to any gateway");
+    ExitCode::from(exit::INVALID)
+}
+
+/// Validates every input in full before anything is sent; returns (requests, bytes) per plan.
+fn validate_inputs(plans: &[Plan]) -> Result<Vec<(u64, u64)>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut validated = Vec::new();
+    for plan in plans {
+        let endpoint = plan.batch.object.spec.endpoint.path();
+        let mut validator = crate::jsonl::Validator::new(endpoint, resolve::limits(&plan.gateway));
+        validator.feed(&plan.input);
+        let report = validator.finish();
+        if report.is_valid() {
+            validated.push((report.summary.requests, report.summary.bytes));
+        } else {
+            let input = &plan.batch.object.spec.input;
+            let source = match (&input.config_map, &input.secret) {
+                (Some(r), _) => format!("ConfigMap {}/{} key {}", plan.namespace, r.name, r.key),
+                (_, Some(r)) => format!("Secret {}/{} key {}", plan.namespace, r.name, r.key),
+                _ => "input".to_string(),
+            };
+            problems.push(format!(
+                "{} Batch {}: invalid input in {source}:\n{}",
+                plan.batch.origin,
+                plan.object(),
+                indent(&report.render(20))
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(validated)
+    } else {
+        Err(problems)
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Loads or creates each plan's state, refusing to resume a batch whose input or gateway changed.
+fn load_states(state_dir: &StateDir, plans: &[Plan], reporter: &Reporter) -> Result<Vec<BatchState>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut states = Vec::new();
+    for plan in plans {
+        let gateway = gateway_label(plan);
+        let fresh = BatchState {
+            uid: uuid::Uuid::new_v4().to_string(),
+            gateway: gateway.clone(),
+            input_digest: plan.input_digest.clone(),
+            status: Default::default(),
+        };
+        let saved = match state_dir.load(&plan.namespace, &plan.name) {
+            Ok(saved) => saved,
+            Err(e) => {
+                problems.push(e.to_string());
+                continue;
+            }
+        };
+        let where_ = state_dir.root().join(&plan.namespace).join(&plan.name);
+        let state = match saved {
+            None => fresh,
+            Some(saved) if saved.status.phase.unwrap_or_default().is_terminal() => {
+                reporter.say(format!(
+                    "{}: already {} in an earlier run (delete {} to run it again)",
+                    plan.object(),
+                    saved.status.phase.unwrap_or_default(),
+                    where_.display()
+                ));
+                saved
+            }
+            Some(saved) if saved.input_digest != plan.input_digest => {
+                problems.push(format!(
+                    "{}: its input changed since the run kept in {} started; delete that directory to start it over",
+                    plan.object(),
+                    where_.display()
+                ));
+                continue;
+            }
+            Some(saved) if saved.gateway == "builtin" && gateway == "builtin" && saved.status.attempt.is_some() => {
+                reporter.say(format!(
+                    "{}: the built-in simulator of the earlier run is gone with that run; starting over",
+                    plan.object()
+                ));
+                fresh
+            }
+            Some(saved) if saved.gateway != gateway => {
+                problems.push(format!(
+                    "{}: the run kept in {} used gateway {}, the files now say {gateway}; delete that directory to start it over",
+                    plan.object(),
+                    where_.display(),
+                    saved.gateway
+                ));
+                continue;
+            }
+            Some(saved) => {
+                reporter.say(format!("{}: resuming from {}", plan.object(), where_.display()));
+                saved
+            }
+        };
+        states.push(state);
+    }
+    if problems.is_empty() { Ok(states) } else { Err(problems) }
+}
+
+fn gateway_label(plan: &Plan) -> String {
+    match &plan.gateway {
+        GatewayTarget::Builtin { .. } => "builtin".to_string(),
+        GatewayTarget::Remote(gw) => gw.spec.url.clone(),
+    }
+}
+
+fn simulator_reason(options: &RunOptions, plans: &[Plan]) -> String {
+    if options.simulator {
+        return "--simulator".to_string();
+    }
+    let missing: Vec<String> = plans
+        .iter()
+        .filter(|p| matches!(p.gateway, GatewayTarget::Builtin { .. }))
+        .map(|p| format!("{}/{}", p.namespace, p.batch.object.spec.gateway_ref.name))
+        .collect();
+    format!("no BatchGateway {} in the files", missing.join(", "))
+}
+
+fn client_for(plan: &Plan, simulator: Option<&RunningSimulator>) -> anyhow::Result<(GatewayClient, PollingPolicy)> {
+    match &plan.gateway {
+        GatewayTarget::Builtin { .. } => {
+            let url = simulator
+                .map(|s| s.base_url())
+                .unwrap_or_else(|| "http://127.0.0.1:9/v1".to_string());
+            let client = GatewayClient::new(GatewayConfig::new(url.parse()?))?;
+            Ok((client, BUILTIN_POLLING))
+        }
+        GatewayTarget::Remote(gw) => {
+            let mut config = GatewayConfig::new(gw.spec.url.parse()?);
+            config.api_key = gw.api_key.clone().map(ApiKey::new);
+            config.headers = gw.spec.headers.clone();
+            let polling = PollingPolicy {
+                initial: gw.spec.polling.initial().map_err(anyhow::Error::msg)?,
+                max: gw.spec.polling.max().map_err(anyhow::Error::msg)?,
+            };
+            Ok((GatewayClient::new(config)?, polling))
+        }
+    }
+}
+
+/// Prints one line per batch and picks the exit code.
+fn summarise(
+    plans: &[Plan],
+    endings: &[(Ending, crate::api::BatchStatus)],
+    options: &RunOptions,
+    reporter: &Reporter,
+) -> ExitCode {
+    let mut code = exit::SUCCEEDED;
+    for (plan, (ending, status)) in plans.iter().zip(endings) {
+        let out = options.out_dir.join(&plan.namespace).join(&plan.name);
+        let _ = runner::write_status_yaml(&out, status);
+        match ending {
+            Ending::Finished(BatchPhase::Succeeded) => {
+                reporter.say(format!("{}: Succeeded; results in {}", plan.object(), out.display()));
+            }
+            Ending::Finished(phase) => {
+                code = code.max(exit::NOT_SUCCEEDED);
+                reporter.say(format!(
+                    "{}: {phase}; see {}",
+                    plan.object(),
+                    out.join("status.yaml").display()
+                ));
+            }
+            Ending::Stopped(why) => {
+                code = code.max(exit::NOT_SUCCEEDED);
+                reporter.say(format!("{}: stopped: {why}", plan.object()));
+            }
+            Ending::Interrupted => code = exit::INTERRUPTED,
+        }
+    }
+    if code == exit::INTERRUPTED {
+        reporter.say(format!(
+            "interrupted; state is kept in {}: run the same command again to resume",
+            display(&options.state_dir)
+        ));
+    }
+    ExitCode::from(code)
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}

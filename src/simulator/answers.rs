@@ -238,19 +238,12 @@ fn embeddings(model: &str, body: &Value) -> Result<Answer, Refusal> {
             .as_u64()
             .map(|d| d as usize)
             .filter(|d| (1..=MAX_DIMENSIONS).contains(d))
-            .ok_or_else(|| {
-                refusal(
-                    "Invalid 'dimensions': must be a positive integer.",
-                    "dimensions",
-                )
-            })?,
+            .ok_or_else(|| refusal("Invalid 'dimensions': must be a positive integer.", "dimensions"))?,
     };
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
-        .map(|(index, text)| {
-            json!({"object": "embedding", "index": index, "embedding": embed(text, dimensions)})
-        })
+        .map(|(index, text)| json!({"object": "embedding", "index": index, "embedding": embed(text, dimensions)}))
         .collect();
     let input: u64 = inputs.iter().map(|t| tokens(t)).sum();
     let body = json!({
@@ -272,12 +265,7 @@ fn embed(text: &str, dimensions: usize) -> Vec<f64> {
     let raw: Vec<f64> = (0..dimensions)
         .map(|_| unit_interval(splitmix64(&mut state)) * 2.0 - 1.0)
         .collect();
-    let norm = raw
-        .iter()
-        .map(|v| v * v)
-        .sum::<f64>()
-        .sqrt()
-        .max(f64::EPSILON);
+    let norm = raw.iter().map(|v| v * v).sum::<f64>().sqrt().max(f64::EPSILON);
     raw.iter().map(|v| v / norm).collect()
 }
 
@@ -319,10 +307,7 @@ mod tests {
         assert_eq!(a.body["object"], "chat.completion");
         let content = a.body["choices"][0]["message"]["content"].as_str().unwrap();
         assert!(content.contains("second question"), "{content}");
-        assert_eq!(
-            a.body["usage"]["total_tokens"],
-            a.input_tokens + a.output_tokens
-        );
+        assert_eq!(a.body["usage"]["total_tokens"], a.input_tokens + a.output_tokens);
         assert!(a.input_tokens >= 1 && a.output_tokens >= 1);
     }
 
@@ -335,18 +320,10 @@ mod tests {
                 .unwrap()
                 .contains("hello")
         );
-        assert_eq!(
-            r.body["usage"]["total_tokens"],
-            r.input_tokens + r.output_tokens
-        );
+        assert_eq!(r.body["usage"]["total_tokens"], r.input_tokens + r.output_tokens);
         let c = answer("/v1/completions", &json!({"model": "m", "prompt": "say"})).unwrap();
         assert_eq!(c.body["object"], "text_completion");
-        assert!(
-            c.body["choices"][0]["text"]
-                .as_str()
-                .unwrap()
-                .contains("say")
-        );
+        assert!(c.body["choices"][0]["text"].as_str().unwrap().contains("say"));
     }
 
     #[test]
@@ -355,19 +332,10 @@ mod tests {
         let e = answer("/v1/embeddings", &body).unwrap();
         let first = e.body["data"][0]["embedding"].as_array().unwrap();
         assert_eq!(first.len(), 8);
-        assert_ne!(
-            e.body["data"][0]["embedding"],
-            e.body["data"][1]["embedding"]
-        );
+        assert_ne!(e.body["data"][0]["embedding"], e.body["data"][1]["embedding"]);
         assert_eq!(e, answer("/v1/embeddings", &body).unwrap());
         let default = answer("/v1/embeddings", &json!({"model": "e", "input": "a"})).unwrap();
-        assert_eq!(
-            default.body["data"][0]["embedding"]
-                .as_array()
-                .unwrap()
-                .len(),
-            16
-        );
+        assert_eq!(default.body["data"][0]["embedding"].as_array().unwrap().len(), 16);
     }
 
     #[test]

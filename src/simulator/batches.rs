@@ -44,11 +44,11 @@ fn required_str<'a>(body: &'a Map<String, Value>, name: &str) -> ApiResult<&'a s
     match body.get(name) {
         None | Some(Value::Null) => Err(ApiError::missing_param(name)),
         Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(ApiError::bad_request(format!(
-            "Invalid type for '{name}': expected a string."
-        ))
-        .with_param(name)
-        .with_code("invalid_type")),
+        Some(_) => Err(
+            ApiError::bad_request(format!("Invalid type for '{name}': expected a string."))
+                .with_param(name)
+                .with_code("invalid_type"),
+        ),
     }
 }
 
@@ -77,9 +77,7 @@ fn parse_create(raw: &[u8]) -> ApiResult<CreateRequest> {
 }
 
 fn invalid_metadata(message: String, param: String, code: &'static str) -> ApiError {
-    ApiError::bad_request(message)
-        .with_param(param)
-        .with_code(code)
+    ApiError::bad_request(message).with_param(param).with_code(code)
 }
 
 /// metadata: null or ≤16 string pairs, keys ≤64 and values ≤512 characters.
@@ -106,22 +104,12 @@ fn check_metadata(value: Option<&Value>) -> ApiResult<Option<Map<String, Value>>
     }
     for (key, value) in map {
         if key.chars().count() > MAX_METADATA_KEY {
-            let message = format!(
-                "Invalid 'metadata': key '{key}' is longer than {MAX_METADATA_KEY} characters."
-            );
-            return Err(invalid_metadata(
-                message,
-                "metadata".into(),
-                "invalid_value",
-            ));
+            let message = format!("Invalid 'metadata': key '{key}' is longer than {MAX_METADATA_KEY} characters.");
+            return Err(invalid_metadata(message, "metadata".into(), "invalid_value"));
         }
         let Some(text) = value.as_str() else {
             let message = format!("Invalid type for 'metadata.{key}': expected a string.");
-            return Err(invalid_metadata(
-                message,
-                format!("metadata.{key}"),
-                "invalid_type",
-            ));
+            return Err(invalid_metadata(message, format!("metadata.{key}"), "invalid_type"));
         };
         if text.chars().count() > MAX_METADATA_VALUE {
             let message = format!(
@@ -144,45 +132,29 @@ fn check_output_expiry(value: Option<&Value>) -> ApiResult<()> {
         return Ok(());
     };
     if value.get("anchor").and_then(Value::as_str) != Some("created_at") {
-        let anchor = value
-            .get("anchor")
-            .map(Value::to_string)
-            .unwrap_or_default();
-        return Err(invalid_value(
-            "output_expires_after.anchor",
-            &anchor,
-            &["created_at"],
-        ));
+        let anchor = value.get("anchor").map(Value::to_string).unwrap_or_default();
+        return Err(invalid_value("output_expires_after.anchor", &anchor, &["created_at"]));
     }
     let seconds = value.get("seconds").and_then(Value::as_i64);
     if !seconds.is_some_and(|s| (3600..=2_592_000).contains(&s)) {
-        return Err(ApiError::bad_request(
-            "Invalid 'output_expires_after.seconds': must be between 3600 and 2592000.",
-        )
-        .with_param("output_expires_after.seconds")
-        .with_code("invalid_value"));
+        return Err(
+            ApiError::bad_request("Invalid 'output_expires_after.seconds': must be between 3600 and 2592000.")
+                .with_param("output_expires_after.seconds")
+                .with_code("invalid_value"),
+        );
     }
     Ok(())
 }
 
 /// The per-batch knobs: config defaults overridden by `x-sim-*` headers on create.
-fn plan_for(
-    state: &SimState,
-    headers: &HeaderMap,
-    batch_id: &str,
-    request: &CreateRequest,
-) -> ApiResult<BatchPlan> {
+fn plan_for(state: &SimState, headers: &HeaderMap, batch_id: &str, request: &CreateRequest) -> ApiResult<BatchPlan> {
     let config = state.config();
     let parse_bool = |s: &str| match s.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
         _ => Err(format!("'{s}' is not a boolean")),
     };
-    let parse_u64 = |s: &str| {
-        s.trim()
-            .parse::<u64>()
-            .map_err(|_| format!("'{s}' is not an integer"))
-    };
+    let parse_u64 = |s: &str| s.trim().parse::<u64>().map_err(|_| format!("'{s}' is not an integer"));
     let input_path = state
         .file(&request.input_file_id)
         .map(|_| state.file_path(&request.input_file_id));
@@ -193,8 +165,7 @@ fn plan_for(
         line_failure_rate: header_value(headers, "x-sim-line-failure-rate", parse_fraction)?
             .unwrap_or(config.line_failure_rate),
         expire: header_value(headers, "x-sim-expire", parse_bool)?.unwrap_or(config.expire),
-        lines_per_sec: header_value(headers, "x-sim-lines-per-sec", parse_u64)?
-            .unwrap_or(config.lines_per_sec),
+        lines_per_sec: header_value(headers, "x-sim-lines-per-sec", parse_u64)?.unwrap_or(config.lines_per_sec),
         validating: Duration::from_millis(config.validating_ms),
         finalizing: Duration::from_millis(config.finalizing_ms),
         cancelling: Duration::from_millis(config.cancelling_ms),
@@ -202,16 +173,9 @@ fn plan_for(
 }
 
 /// `POST /v1/batches`.
-pub async fn create(
-    State(state): State<SimState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Json<Batch>> {
+pub async fn create(State(state): State<SimState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Batch>> {
     let request = parse_create(&body)?;
-    if let Some(file) = state
-        .file(&request.input_file_id)
-        .filter(|f| f.purpose != "batch")
-    {
+    if let Some(file) = state.file(&request.input_file_id).filter(|f| f.purpose != "batch") {
         return Err(ApiError::bad_request(format!(
             "The input file {} must have purpose 'batch', not '{}'.",
             file.id, file.purpose
@@ -251,10 +215,7 @@ pub async fn create(
 }
 
 /// `GET /v1/batches/{id}`.
-pub async fn get(
-    State(state): State<SimState>,
-    UrlPath(id): UrlPath<String>,
-) -> ApiResult<Json<Batch>> {
+pub async fn get(State(state): State<SimState>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<Batch>> {
     state
         .batch(&id)
         .map(Json)
@@ -262,10 +223,7 @@ pub async fn get(
 }
 
 /// `GET /v1/batches?after&limit`, newest first.
-pub async fn list(
-    State(state): State<SimState>,
-    RawQuery(query): RawQuery,
-) -> ApiResult<Json<ListPage<Batch>>> {
+pub async fn list(State(state): State<SimState>, RawQuery(query): RawQuery) -> ApiResult<Json<ListPage<Batch>>> {
     let params = Params::parse(query.as_deref());
     let limit = params.limit("limit", 1..=100, 20)?;
     let mut batches = state.batches();
@@ -275,18 +233,13 @@ pub async fn list(
 }
 
 /// `POST /v1/batches/{id}/cancel`: -> cancelling (the task then reaches cancelled).
-pub async fn cancel(
-    State(state): State<SimState>,
-    UrlPath(id): UrlPath<String>,
-) -> ApiResult<Json<Batch>> {
+pub async fn cancel(State(state): State<SimState>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<Batch>> {
     state
         .update_batch_with_token(&id, |batch, token| match batch.status {
-            BatchStatus::Completed | BatchStatus::Failed | BatchStatus::Expired => {
-                Err(ApiError::conflict(format!(
-                    "Cannot cancel a batch with status '{}'.",
-                    batch.status.as_str()
-                )))
-            }
+            BatchStatus::Completed | BatchStatus::Failed | BatchStatus::Expired => Err(ApiError::conflict(format!(
+                "Cannot cancel a batch with status '{}'.",
+                batch.status.as_str()
+            ))),
             BatchStatus::Cancelling | BatchStatus::Cancelled => Ok(batch.clone()),
             BatchStatus::Validating | BatchStatus::InProgress | BatchStatus::Finalizing => {
                 batch.status = BatchStatus::Cancelling;

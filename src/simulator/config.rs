@@ -122,10 +122,7 @@ impl fmt::Debug for SimulatorConfig {
 
 /// Parses a fraction in `0..=1` (used for flags and `x-sim-*` headers).
 pub(crate) fn parse_fraction(s: &str) -> Result<f64, String> {
-    let value: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number"))?;
+    let value: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
     if (0.0..=1.0).contains(&value) {
         Ok(value)
     } else {

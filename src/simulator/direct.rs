@@ -14,13 +14,9 @@ pub async fn answer(OriginalUri(uri): OriginalUri, body: Bytes) -> ApiResult<Jso
     let body: Value = serde_json::from_slice(&body)
         .ok()
         .filter(Value::is_object)
-        .ok_or_else(|| {
-            ApiError::bad_request("We could not parse the JSON body of your request.")
-        })?;
+        .ok_or_else(|| ApiError::bad_request("We could not parse the JSON body of your request."))?;
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
-        return Err(
-            ApiError::bad_request("The simulator does not support streaming.").with_param("stream"),
-        );
+        return Err(ApiError::bad_request("The simulator does not support streaming.").with_param("stream"));
     }
     answers::answer(uri.path(), &body)
         .map(|answer| Json(answer.body))

@@ -66,8 +66,7 @@ impl ApiError {
         } else {
             "Incorrect API key provided."
         };
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message)
-            .with_code("invalid_api_key")
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", message).with_code("invalid_api_key")
     }
 
     /// 409 for an operation not allowed in the object's current state.

@@ -17,14 +17,7 @@ use super::params::{Params, invalid_value};
 use super::state::SimState;
 use super::wire::{FileObject, ListPage, now_secs, paginate};
 
-const PURPOSES: &[&str] = &[
-    "assistants",
-    "batch",
-    "fine-tune",
-    "vision",
-    "user_data",
-    "evals",
-];
+const PURPOSES: &[&str] = &["assistants", "batch", "fine-tune", "vision", "user_data", "evals"];
 const EXPIRY_SECONDS: std::ops::RangeInclusive<i64> = 3600..=2_592_000;
 /// purpose=batch files expire after 30 days unless told otherwise.
 const BATCH_FILE_TTL: i64 = 2_592_000;
@@ -56,10 +49,7 @@ fn multipart_error(err: impl std::fmt::Display) -> ApiError {
 }
 
 /// `POST /v1/files`.
-pub async fn upload(
-    State(state): State<SimState>,
-    mut multipart: Multipart,
-) -> ApiResult<Json<FileObject>> {
+pub async fn upload(State(state): State<SimState>, mut multipart: Multipart) -> ApiResult<Json<FileObject>> {
     let id = format!("file-{}", uuid::Uuid::new_v4().simple());
     let part_path = state.file_path(&format!("{id}.part"));
     let mut partial = PartialFile(Some(part_path.clone()));
@@ -74,12 +64,8 @@ pub async fn upload(
                 form.too_large = too_large;
             }
             "purpose" => form.purpose = Some(field.text().await.map_err(multipart_error)?),
-            "expires_after[anchor]" => {
-                form.anchor = Some(field.text().await.map_err(multipart_error)?)
-            }
-            "expires_after[seconds]" => {
-                form.seconds = Some(field.text().await.map_err(multipart_error)?)
-            }
+            "expires_after[anchor]" => form.anchor = Some(field.text().await.map_err(multipart_error)?),
+            "expires_after[seconds]" => form.seconds = Some(field.text().await.map_err(multipart_error)?),
             _ => drop(field.bytes().await.map_err(multipart_error)?),
         }
     }
@@ -94,19 +80,17 @@ pub async fn upload(
 
 /// Checks the form and builds the File object.
 fn describe(id: &str, form: UploadForm, max: u64) -> ApiResult<FileObject> {
-    let purpose = form
-        .purpose
-        .ok_or_else(|| ApiError::missing_param("purpose"))?;
+    let purpose = form.purpose.ok_or_else(|| ApiError::missing_param("purpose"))?;
     if !PURPOSES.contains(&purpose.as_str()) {
         return Err(invalid_value("purpose", &purpose, PURPOSES));
     }
     let bytes = form.bytes.ok_or_else(|| ApiError::missing_param("file"))?;
     if form.too_large {
-        return Err(ApiError::bad_request(format!(
-            "File is too large: the maximum size is {max} bytes."
-        ))
-        .with_param("file")
-        .with_code("file_too_large"));
+        return Err(
+            ApiError::bad_request(format!("File is too large: the maximum size is {max} bytes."))
+                .with_param("file")
+                .with_code("file_too_large"),
+        );
     }
     let created_at = now_secs();
     let ttl = expiry_seconds(form.anchor.as_deref(), form.seconds.as_deref())?;
@@ -143,11 +127,7 @@ fn expiry_seconds(anchor: Option<&str>, seconds: Option<&str>) -> ApiResult<Opti
                 .with_param("expires_after.seconds")
                 .with_code("invalid_value")
             }),
-        (Some(other), Some(_)) => Err(invalid_value(
-            "expires_after.anchor",
-            other,
-            &["created_at"],
-        )),
+        (Some(other), Some(_)) => Err(invalid_value("expires_after.anchor", other, &["created_at"])),
         (None, _) => Err(ApiError::missing_param("expires_after.anchor")),
         (_, None) => Err(ApiError::missing_param("expires_after.seconds")),
     }
@@ -156,9 +136,7 @@ fn expiry_seconds(anchor: Option<&str>, seconds: Option<&str>) -> ApiResult<Opti
 /// Streams one multipart field to `path`. Past `max` bytes the rest is drained, not stored,
 /// so the client still reads the 400 instead of a reset connection.
 async fn stream_to_disk(mut field: Field<'_>, path: &Path, max: u64) -> ApiResult<(u64, bool)> {
-    let file = tokio::fs::File::create(path)
-        .await
-        .map_err(ApiError::internal)?;
+    let file = tokio::fs::File::create(path).await.map_err(ApiError::internal)?;
     let mut writer = BufWriter::with_capacity(256 * 1024, file);
     let mut total = 0u64;
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
@@ -172,10 +150,7 @@ async fn stream_to_disk(mut field: Field<'_>, path: &Path, max: u64) -> ApiResul
 }
 
 /// `GET /v1/files?purpose&limit&order&after`.
-pub async fn list(
-    State(state): State<SimState>,
-    RawQuery(query): RawQuery,
-) -> ApiResult<Json<ListPage<FileObject>>> {
+pub async fn list(State(state): State<SimState>, RawQuery(query): RawQuery) -> ApiResult<Json<ListPage<FileObject>>> {
     let params = Params::parse(query.as_deref());
     let limit = params.limit("limit", 1..=10_000, 10_000)?;
     let order = params.one_of("order", &["asc", "desc"], "desc")?;
@@ -195,18 +170,12 @@ fn known(state: &SimState, id: &str) -> ApiResult<FileObject> {
 }
 
 /// `GET /v1/files/{id}`.
-pub async fn get(
-    State(state): State<SimState>,
-    UrlPath(id): UrlPath<String>,
-) -> ApiResult<Json<FileObject>> {
+pub async fn get(State(state): State<SimState>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<FileObject>> {
     known(&state, &id).map(Json)
 }
 
 /// `GET /v1/files/{id}/content`, streamed from disk.
-pub async fn content(
-    State(state): State<SimState>,
-    UrlPath(id): UrlPath<String>,
-) -> ApiResult<Response> {
+pub async fn content(State(state): State<SimState>, UrlPath(id): UrlPath<String>) -> ApiResult<Response> {
     let file = known(&state, &id)?;
     let handle = tokio::fs::File::open(state.file_path(&id))
         .await
@@ -217,23 +186,15 @@ pub async fn content(
         (header::CONTENT_LENGTH, file.bytes.to_string()),
         (
             header::CONTENT_DISPOSITION,
-            format!(
-                "attachment; filename=\"{}\"",
-                file.filename.replace('"', "")
-            ),
+            format!("attachment; filename=\"{}\"", file.filename.replace('"', "")),
         ),
     ];
     Ok((headers, body).into_response())
 }
 
 /// `DELETE /v1/files/{id}`.
-pub async fn delete(
-    State(state): State<SimState>,
-    UrlPath(id): UrlPath<String>,
-) -> ApiResult<Json<Value>> {
-    state
-        .remove_file(&id)
-        .ok_or_else(|| ApiError::no_such("File", &id))?;
+pub async fn delete(State(state): State<SimState>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<Value>> {
+    state.remove_file(&id).ok_or_else(|| ApiError::no_such("File", &id))?;
     // A running batch keeps reading its open handle; only the name goes.
     let _ = tokio::fs::remove_file(state.file_path(&id)).await;
     Ok(Json(json!({"id": id, "object": "file", "deleted": true})))

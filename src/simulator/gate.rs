@@ -28,10 +28,10 @@ pub async fn request_id(request: Request, next: Next) -> Response {
 /// Journals every `/v1` request with the status it finally got, faults included.
 pub async fn gate(State(state): State<SimState>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
-    let path = request.extensions().get::<OriginalUri>().map_or_else(
-        || request.uri().path().to_owned(),
-        |uri| uri.0.path().to_owned(),
-    );
+    let path = request
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or_else(|| request.uri().path().to_owned(), |uri| uri.0.path().to_owned());
     let response = match admit(&state, request.method(), request.headers(), &path).await {
         Ok(()) => next.run(request).await,
         Err(err) => err.into_response(),
@@ -45,25 +45,17 @@ pub async fn gate(State(state): State<SimState>, request: Request, next: Next) -
 }
 
 /// Latency, auth, `--no-batch-api` and the random 429/5xx draws.
-async fn admit(
-    state: &SimState,
-    method: &Method,
-    headers: &HeaderMap,
-    path: &str,
-) -> ApiResult<()> {
+async fn admit(state: &SimState, method: &Method, headers: &HeaderMap, path: &str) -> ApiResult<()> {
     let config = state.config();
-    let latency =
-        header_value(headers, "x-sim-latency-ms", parse_u64)?.unwrap_or(config.latency_ms);
+    let latency = header_value(headers, "x-sim-latency-ms", parse_u64)?.unwrap_or(config.latency_ms);
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     if let Some(key) = &config.api_key {
         check_key(headers, key)?;
     }
-    let rate_429 =
-        header_value(headers, "x-sim-rate-429", parse_fraction)?.unwrap_or(config.rate_429);
-    let rate_5xx =
-        header_value(headers, "x-sim-rate-5xx", parse_fraction)?.unwrap_or(config.rate_5xx);
+    let rate_429 = header_value(headers, "x-sim-rate-429", parse_fraction)?.unwrap_or(config.rate_429);
+    let rate_5xx = header_value(headers, "x-sim-rate-5xx", parse_fraction)?.unwrap_or(config.rate_5xx);
     if rate_429 > 0.0 && state.draw() < rate_429 {
         return Err(ApiError::rate_limited(config.retry_after));
     }
@@ -73,9 +65,7 @@ async fn admit(
             StatusCode::BAD_GATEWAY,
             StatusCode::SERVICE_UNAVAILABLE,
         ];
-        return Err(ApiError::server_error(
-            statuses[state.draw_index(statuses.len())],
-        ));
+        return Err(ApiError::server_error(statuses[state.draw_index(statuses.len())]));
     }
     let batch_api = ["/v1/files", "/v1/batches"]
         .iter()
@@ -122,9 +112,9 @@ pub fn header_value<T>(
     let text = raw
         .to_str()
         .map_err(|_| ApiError::bad_request(format!("Invalid header {name}.")).with_param(name))?;
-    parse(text).map(Some).map_err(|why| {
-        ApiError::bad_request(format!("Invalid header {name}: {why}.")).with_param(name)
-    })
+    parse(text)
+        .map(Some)
+        .map_err(|why| ApiError::bad_request(format!("Invalid header {name}: {why}.")).with_param(name))
 }
 
 /// 404 for routes that do not exist, in OpenAI's words.
@@ -140,10 +130,7 @@ mod tests {
     fn key_check_distinguishes_missing_and_wrong() {
         let mut headers = HeaderMap::new();
         assert!(check_key(&headers, "k").is_err());
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer nope"),
-        );
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer nope"));
         let err = check_key(&headers, "k").unwrap_err();
         assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
         assert!(!err.body().to_string().contains("nope"));

@@ -97,11 +97,7 @@ pub fn check_line(raw: &[u8], line: u64, endpoint: &str) -> Result<LineRequest, 
         .as_str()
         .ok_or_else(|| invalid_request("custom_id must be a string.", "custom_id", line))?;
     if value["method"].as_str() != Some("POST") {
-        return Err(invalid_request(
-            "Only the POST method is supported.",
-            "method",
-            line,
-        ));
+        return Err(invalid_request("Only the POST method is supported.", "method", line));
     }
     if value["url"].as_str() != Some(endpoint) {
         let message = "The URL provided for this request does not match the batch endpoint.";
@@ -142,10 +138,7 @@ fn invalid_request(message: &str, param: &str, line: u64) -> BatchError {
 }
 
 /// Validates a whole input file. `Ok(Err(errors))` means the batch must fail.
-pub async fn validate_file(
-    path: &Path,
-    endpoint: &str,
-) -> std::io::Result<Result<InputSummary, Vec<BatchError>>> {
+pub async fn validate_file(path: &Path, endpoint: &str) -> std::io::Result<Result<InputSummary, Vec<BatchError>>> {
     let mut reader = LineReader::open(path).await?;
     let mut summary = InputSummary::default();
     let mut errors = Vec::new();
@@ -175,22 +168,13 @@ pub async fn validate_file(
         }
     }
     if summary.total == 0 {
-        errors.push(line_error(
-            "empty_file",
-            "The input file is empty.",
-            None,
-            None,
-        ));
+        errors.push(line_error("empty_file", "The input file is empty.", None, None));
     }
     if summary.total > MAX_REQUESTS {
         let message = format!("The input file has more than {MAX_REQUESTS} requests.");
         errors.push(line_error("too_many_tasks", &message, None, None));
     }
-    Ok(if errors.is_empty() {
-        Ok(summary)
-    } else {
-        Err(errors)
-    })
+    Ok(if errors.is_empty() { Ok(summary) } else { Err(errors) })
 }
 
 #[cfg(test)]
@@ -213,18 +197,14 @@ mod tests {
         let no_id = format!(r#"{{"method":"POST","url":"{EP}","body":{ok_body}}}"#);
         assert_eq!(
             code(&no_id),
-            (
-                "missing_required_parameter".into(),
-                Some("custom_id".into())
-            )
+            ("missing_required_parameter".into(), Some("custom_id".into()))
         );
         let no_body = format!(r#"{{"custom_id":"a","method":"POST","url":"{EP}"}}"#);
         assert_eq!(
             code(&no_body),
             ("missing_required_parameter".into(), Some("body".into()))
         );
-        let bad_url =
-            format!(r#"{{"custom_id":"a","method":"POST","url":"/v1/x","body":{ok_body}}}"#);
+        let bad_url = format!(r#"{{"custom_id":"a","method":"POST","url":"/v1/x","body":{ok_body}}}"#);
         assert_eq!(code(&bad_url), ("invalid_url".into(), Some("url".into())));
         let stream = format!(
             r#"{{"custom_id":"a","method":"POST","url":"{EP}","body":{{"model":"m","messages":[],"stream":true}}}}"#
@@ -233,18 +213,10 @@ mod tests {
             code(&stream),
             ("streaming_unsupported".into(), Some("body.stream".into()))
         );
-        let no_model =
-            format!(r#"{{"custom_id":"a","method":"POST","url":"{EP}","body":{{"messages":[]}}}}"#);
-        assert_eq!(
-            code(&no_model),
-            ("invalid_request".into(), Some("body.model".into()))
-        );
-        let no_msgs =
-            format!(r#"{{"custom_id":"a","method":"POST","url":"{EP}","body":{{"model":"m"}}}}"#);
-        assert_eq!(
-            code(&no_msgs),
-            ("invalid_request".into(), Some("body.messages".into()))
-        );
+        let no_model = format!(r#"{{"custom_id":"a","method":"POST","url":"{EP}","body":{{"messages":[]}}}}"#);
+        assert_eq!(code(&no_model), ("invalid_request".into(), Some("body.model".into())));
+        let no_msgs = format!(r#"{{"custom_id":"a","method":"POST","url":"{EP}","body":{{"model":"m"}}}}"#);
+        assert_eq!(code(&no_msgs), ("invalid_request".into(), Some("body.messages".into())));
         let good = format!(r#"{{"custom_id":"a","method":"POST","url":"{EP}","body":{ok_body}}}"#);
         assert_eq!(check_line(good.as_bytes(), 1, EP).unwrap().custom_id, "a");
     }
@@ -254,16 +226,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("llmb-sim-input-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let line = |id: &str| {
-            format!(
-                r#"{{"custom_id":"{id}","method":"POST","url":"{EP}","body":{{"model":"m","messages":[]}}}}"#
-            )
+            format!(r#"{{"custom_id":"{id}","method":"POST","url":"{EP}","body":{{"model":"m","messages":[]}}}}"#)
         };
         let path = dir.join("dup.jsonl");
-        std::fs::write(
-            &path,
-            format!("{}\n\n{}\n{}\n", line("a"), line("b"), line("a")),
-        )
-        .unwrap();
+        std::fs::write(&path, format!("{}\n\n{}\n{}\n", line("a"), line("b"), line("a"))).unwrap();
         let errors = validate_file(&path, EP).await.unwrap().unwrap_err();
         assert_eq!(errors.len(), 1);
         assert_eq!(

@@ -41,9 +41,7 @@ pub fn app(state: SimState) -> Router {
     let v1 = Router::new()
         .route(
             "/files",
-            post(files::upload)
-                .layer(DefaultBodyLimit::disable())
-                .get(files::list),
+            post(files::upload).layer(DefaultBodyLimit::disable()).get(files::list),
         )
         .route("/files/{id}", get(files::get).delete(files::delete))
         .route("/files/{id}/content", get(files::content))

@@ -60,11 +60,7 @@ async fn pause(cancel: &CancellationToken, duration: Duration) -> bool {
     }
 }
 
-async fn drive(
-    state: &SimState,
-    plan: &BatchPlan,
-    cancel: &CancellationToken,
-) -> std::io::Result<()> {
+async fn drive(state: &SimState, plan: &BatchPlan, cancel: &CancellationToken) -> std::io::Result<()> {
     let mut results = ResultFiles::new(state.clone(), &plan.batch_id, plan.line_failure_rate);
     if !pause(cancel, plan.validating).await {
         return conclude(state, plan, &mut results, Ending::Cancelled).await;
@@ -164,10 +160,7 @@ async fn process_lines(
         }
         // Validation passed, so the line parses; a file changed underneath still gets an error line.
         let request = check_line(raw, line, &plan.endpoint);
-        let custom_id = request
-            .as_ref()
-            .map(|r| r.custom_id.clone())
-            .unwrap_or_default();
+        let custom_id = request.as_ref().map(|r| r.custom_id.clone()).unwrap_or_default();
         match (stop, request) {
             (Some(why), _) => results.abort(&custom_id, why).await?,
             (None, Ok(request)) => {

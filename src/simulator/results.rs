@@ -26,9 +26,7 @@ impl Abort {
 
     fn message(self) -> &'static str {
         match self {
-            Abort::Expired => {
-                "This request could not be executed before the completion window expired."
-            }
+            Abort::Expired => "This request could not be executed before the completion window expired.",
             Abort::Cancelled => "This request was not executed because the batch was cancelled.",
         }
     }
@@ -65,10 +63,7 @@ pub fn line_fails(custom_id: &str, rate: f64) -> bool {
 }
 
 fn request_id(batch_id: &str, custom_id: &str) -> String {
-    format!(
-        "req_{:016x}",
-        fnv1a(format!("{batch_id}/{custom_id}").as_bytes())
-    )
+    format!("req_{:016x}", fnv1a(format!("{batch_id}/{custom_id}").as_bytes()))
 }
 
 impl ResultFiles {
@@ -86,12 +81,7 @@ impl ResultFiles {
     }
 
     /// Executes one request and writes its result line.
-    pub async fn execute(
-        &mut self,
-        endpoint: &str,
-        custom_id: &str,
-        body: &Value,
-    ) -> std::io::Result<()> {
+    pub async fn execute(&mut self, endpoint: &str, custom_id: &str, body: &Value) -> std::io::Result<()> {
         let request_id = request_id(&self.batch_id, custom_id);
         let outcome = if line_fails(custom_id, self.line_failure_rate) {
             Err(Refusal {
@@ -122,8 +112,7 @@ impl ResultFiles {
                 };
                 let error = json!({"error": {"message": refusal.message, "type": kind,
                     "param": refusal.param, "code": code}});
-                let response =
-                    json!({"status_code": refusal.status, "request_id": request_id, "body": error});
+                let response = json!({"status_code": refusal.status, "request_id": request_id, "body": error});
                 self.write(true, custom_id, response, Value::Null).await
             }
         }
@@ -136,26 +125,15 @@ impl ResultFiles {
         self.write(true, custom_id, Value::Null, error).await
     }
 
-    async fn write(
-        &mut self,
-        to_error: bool,
-        custom_id: &str,
-        response: Value,
-        error: Value,
-    ) -> std::io::Result<()> {
+    async fn write(&mut self, to_error: bool, custom_id: &str, response: Value, error: Value) -> std::io::Result<()> {
         let line_id = format!(
             "batch_req_{:016x}",
             fnv1a(format!("{}/{custom_id}", self.batch_id).as_bytes())
         );
-        let line =
-            json!({"id": line_id, "custom_id": custom_id, "response": response, "error": error});
+        let line = json!({"id": line_id, "custom_id": custom_id, "response": response, "error": error});
         let mut bytes = serde_json::to_vec(&line)?;
         bytes.push(b'\n');
-        let slot = if to_error {
-            &mut self.error
-        } else {
-            &mut self.output
-        };
+        let slot = if to_error { &mut self.error } else { &mut self.output };
         if slot.is_none() {
             let id = format!("file-{}", uuid::Uuid::new_v4().simple());
             let path = self.state.file_path(&id);
@@ -172,8 +150,7 @@ impl ResultFiles {
 
     /// Flushes both files and registers them as `batch_output` File objects.
     pub async fn finish(&mut self) -> std::io::Result<Produced> {
-        let output =
-            Self::register(&self.state, &self.batch_id, "output", self.output.take()).await?;
+        let output = Self::register(&self.state, &self.batch_id, "output", self.output.take()).await?;
         let error = Self::register(&self.state, &self.batch_id, "error", self.error.take()).await?;
         Ok(Produced {
             output_file_id: output,
@@ -215,9 +192,7 @@ mod tests {
     fn line_failures_follow_the_rate() {
         assert!(!line_fails("a", 0.0));
         assert!(line_fails("a", 1.0));
-        let failed = (0..1000)
-            .filter(|i| line_fails(&format!("req-{i}"), 0.3))
-            .count();
+        let failed = (0..1000).filter(|i| line_fails(&format!("req-{i}"), 0.3)).count();
         assert!((200..400).contains(&failed), "{failed}");
     }
 }

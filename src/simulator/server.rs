@@ -23,10 +23,7 @@ pub struct RunningSimulator {
 
 impl RunningSimulator {
     /// Binds `addr` (port 0 picks a free port) and serves in a background task.
-    pub async fn start(
-        config: SimulatorConfig,
-        addr: SocketAddr,
-    ) -> anyhow::Result<RunningSimulator> {
+    pub async fn start(config: SimulatorConfig, addr: SocketAddr) -> anyhow::Result<RunningSimulator> {
         let state = SimState::new(config)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -62,9 +62,7 @@ impl Drop for DataDir {
 
 /// Locks a mutex, recovering from poisoning (a panicked handler must not wedge the simulator).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl SimState {
@@ -72,8 +70,7 @@ impl SimState {
     pub fn new(config: SimulatorConfig) -> anyhow::Result<SimState> {
         let data_dir = match &config.data_dir {
             Some(path) => {
-                std::fs::create_dir_all(path)
-                    .with_context(|| format!("creating data dir {}", path.display()))?;
+                std::fs::create_dir_all(path).with_context(|| format!("creating data dir {}", path.display()))?;
                 DataDir {
                     path: path.clone(),
                     owned: false,
@@ -81,8 +78,7 @@ impl SimState {
             }
             None => {
                 let path = std::env::temp_dir().join(format!("llmb-sim-{}", uuid::Uuid::new_v4()));
-                std::fs::create_dir_all(&path)
-                    .with_context(|| format!("creating data dir {}", path.display()))?;
+                std::fs::create_dir_all(&path).with_context(|| format!("creating data dir {}", path.display()))?;
                 DataDir { path, owned: true }
             }
         };
@@ -157,10 +153,7 @@ impl SimState {
 
     /// All batches, oldest first.
     pub(crate) fn batches(&self) -> Vec<Batch> {
-        lock(&self.inner.batches)
-            .iter()
-            .map(|r| r.batch.clone())
-            .collect()
+        lock(&self.inner.batches).iter().map(|r| r.batch.clone()).collect()
     }
 
     /// Runs `f` on a batch under the store's lock; `None` if the id is unknown.

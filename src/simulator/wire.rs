@@ -159,12 +159,7 @@ impl<T> ListPage<T> {
 
 /// Cuts one page out of `items` (already in answer order): the items after the `after` id,
 /// at most `limit` of them. Returns the page and `has_more`.
-pub fn paginate<T: Clone>(
-    items: &[T],
-    after: Option<&str>,
-    limit: usize,
-    id: impl Fn(&T) -> &str,
-) -> (Vec<T>, bool) {
+pub fn paginate<T: Clone>(items: &[T], after: Option<&str>, limit: usize, id: impl Fn(&T) -> &str) -> (Vec<T>, bool) {
     let start = match after {
         Some(cursor) => items
             .iter()

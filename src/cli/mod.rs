@@ -1,0 +1,129 @@
+//! The command line: one binary, several jobs. Each subcommand parses its flags into typed
+//! options here and calls into the library.
+
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::local::{self, RunOptions};
+use crate::simulator::SimulatorConfig;
+
+/// Run LLM batch work declaratively: Batch resources through an OpenAI-compatible batch API.
+#[derive(Parser, Debug)]
+#[command(name = "llm-batch-operator", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the Batches in YAML files locally, without a cluster.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+    /// Check a JSONL batch input file; prints one `line N: ...` message per problem.
+    #[command(after_help = VALIDATE_EXAMPLES)]
+    Validate(validate::ValidateArgs),
+    /// Serve an OpenAI-compatible Files + Batches API for tests and demos.
+    #[command(after_help = SIMULATOR_EXAMPLES)]
+    Simulator(SimulatorArgs),
+    /// Print the CustomResourceDefinitions as YAML (the source of crds/).
+    #[command(
+        after_help = "Example:\n  llm-batch-operator crd > crds/llmbatch.io.yaml\n  llm-batch-operator crd | kubectl apply -f -"
+    )]
+    Crd,
+}
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  # the quickstart, on the built-in gateway simulator
+  llm-batch-operator run -f examples/quickstart/
+  # the same Batch against a real gateway: add a BatchGateway and its Secret to the files
+  llm-batch-operator run -f batch.yaml -f gateway.yaml --out results/
+
+Exit codes: 0 every Batch Succeeded; 1 a Batch ended Failed, Expired or Cancelled (or
+the run stopped early); 2 invalid manifests or input (nothing was sent); 130 interrupted.
+A rerun of the same command resumes from --state-dir and never submits twice.";
+
+const VALIDATE_EXAMPLES: &str = "\
+Examples:
+  llm-batch-operator validate requests.jsonl
+  llm-batch-operator validate embeddings.jsonl --endpoint /v1/embeddings
+  cat requests.jsonl | llm-batch-operator validate -";
+
+const SIMULATOR_EXAMPLES: &str = "\
+Examples:
+  llm-batch-operator simulator --addr 127.0.0.1:8080
+  # a flaky gateway: 10% 429s, 5% 5xx, 2% of lines failing
+  llm-batch-operator simulator --addr 127.0.0.1:8080 --api-key sk-test \\
+      --rate-429 0.1 --rate-5xx 0.05 --line-failure-rate 0.02
+Point a BatchGateway at it with url: http://127.0.0.1:8080/v1.";
+
+/// Flags of `run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// YAML files or directories holding Batch, BatchGateway, ConfigMap and Secret documents.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// Where results go: DIR/<namespace>/<name>/{output.jsonl,errors.jsonl,status.yaml}.
+    #[arg(long, default_value = "batch-output")]
+    pub out: PathBuf,
+    /// Where progress is kept so a rerun resumes instead of resubmitting.
+    #[arg(long, default_value = ".llm-batch-state")]
+    pub state_dir: PathBuf,
+    /// Send every Batch to the built-in simulator, whatever gateway the files name.
+    #[arg(long)]
+    pub simulator: bool,
+    /// No progress bars, only a line per state change.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Flags of `simulator`.
+#[derive(clap::Args, Debug)]
+pub struct SimulatorArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    #[command(flatten)]
+    pub config: SimulatorConfig,
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => {
+            local::run(RunOptions {
+                paths: args.paths,
+                out_dir: args.out,
+                state_dir: args.state_dir,
+                simulator: args.simulator,
+                progress: !args.no_progress,
+            })
+            .await
+        }
+        Command::Validate(args) => validate::run(args).await,
+        Command::Simulator(args) => {
+            crate::simulator::serve_until_signal(args.config, args.addr).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Crd => {
+            print!("{}", crate::api::crds_yaml());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

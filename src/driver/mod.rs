@@ -1,0 +1,138 @@
+//! The I/O half of each engine step, shared by the drivers (`run -f` now, the controller
+//! next): talk to the gateway, adopt what an earlier attempt created, and turn what
+//! happened into an engine [`Outcome`].
+
+mod results;
+
+pub use results::{ErrorSummary, OutputSummary, summarise_errors, summarise_output};
+
+use crate::engine::{self, BatchRequest, ErrorClass, Outcome, Upstream, UpstreamState};
+use crate::gateway::{Batch, GatewayClient, GatewayError, UploadSource};
+
+/// Pages of the newest files or batches searched when adopting after a restart.
+const ADOPTION_PAGES: u32 = 5;
+
+/// How an engine should treat a gateway error.
+pub fn classify(err: &GatewayError) -> ErrorClass {
+    if err.is_retryable() {
+        ErrorClass::Transient
+    } else if err.is_unauthorized() {
+        ErrorClass::Unauthorized
+    } else if err.is_not_found() {
+        ErrorClass::NotFound
+    } else {
+        ErrorClass::Rejected
+    }
+}
+
+fn failed(err: GatewayError) -> Outcome {
+    Outcome::GatewayError {
+        class: classify(&err),
+        message: err.to_string(),
+    }
+}
+
+/// The engine's view of a gateway batch.
+pub fn upstream(batch: &Batch) -> Upstream {
+    Upstream {
+        id: batch.id.clone(),
+        state: UpstreamState::from_wire(&batch.status.to_string()),
+        output_file_id: batch.output_file_id.clone(),
+        error_file_id: batch.error_file_id.clone(),
+        counts: batch.request_counts.as_ref().map(|c| (c.total, c.completed, c.failed)),
+        errors: batch
+            .errors
+            .iter()
+            .flat_map(|e| &e.data)
+            .map(|e| {
+                let mut text = String::new();
+                if let Some(line) = e.line {
+                    text.push_str(&format!("line {line}: "));
+                }
+                text.push_str(e.message.as_deref().or(e.code.as_deref()).unwrap_or("invalid"));
+                if let Some(param) = &e.param {
+                    text.push_str(&format!(" ({param})"));
+                }
+                text
+            })
+            .collect(),
+    }
+}
+
+/// Adopts the file an earlier run of this attempt uploaded under `filename`, or uploads.
+pub async fn upload_input(client: &GatewayClient, filename: &str, source: UploadSource) -> Outcome {
+    match client
+        .find_file("batch", |f| f.filename.as_deref() == Some(filename), ADOPTION_PAGES)
+        .await
+    {
+        Ok(Some(file)) => {
+            return Outcome::InputUploaded {
+                file_id: file.id,
+                adopted: true,
+            };
+        }
+        Ok(None) => {}
+        // A gateway that cannot list files cannot have one to adopt either.
+        Err(e) if !e.is_retryable() && !e.is_unauthorized() => {
+            tracing::debug!(error = %e, "listing files is not supported; uploading");
+        }
+        Err(e) => return failed(e),
+    }
+    match client.upload_file(filename, "batch", source).await {
+        Ok(file) => Outcome::InputUploaded {
+            file_id: file.id,
+            adopted: false,
+        },
+        Err(e) => failed(e),
+    }
+}
+
+/// Adopts the batch an earlier run of this attempt created, or creates it.
+pub async fn create_batch(client: &GatewayClient, request: &BatchRequest) -> Outcome {
+    let uid = request.metadata.get(engine::UID_KEY);
+    let ours = |b: &Batch| {
+        let meta = b.metadata.as_ref();
+        meta.and_then(|m| m.get(engine::ATTEMPT_KEY)) == Some(&request.attempt)
+            && meta.and_then(|m| m.get(engine::UID_KEY)) == uid
+    };
+    match client.find_batch(ours, ADOPTION_PAGES).await {
+        Ok(Some(batch)) => {
+            return Outcome::BatchSubmitted {
+                batch: upstream(&batch),
+                adopted: true,
+            };
+        }
+        Ok(None) => {}
+        Err(e) => return failed(e),
+    }
+    let create = crate::gateway::CreateBatch {
+        input_file_id: request.input_file_id.clone(),
+        endpoint: request.endpoint.clone(),
+        completion_window: request.completion_window.clone(),
+        metadata: request.metadata.clone(),
+    };
+    match client.create_batch(&create).await {
+        Ok(batch) => Outcome::BatchSubmitted {
+            batch: upstream(&batch),
+            adopted: false,
+        },
+        Err(e) => failed(e),
+    }
+}
+
+/// Retrieves the batch.
+pub async fn poll(client: &GatewayClient, batch_id: &str) -> Outcome {
+    match client.get_batch(batch_id).await {
+        Ok(batch) => Outcome::Observed(upstream(&batch)),
+        Err(e) => failed(e),
+    }
+}
+
+/// Requests cancellation. A batch that already finished answers 409: then it is simply observed.
+pub async fn cancel(client: &GatewayClient, batch_id: &str) -> Outcome {
+    match client.cancel_batch(batch_id).await {
+        Ok(batch) => Outcome::Observed(upstream(&batch)),
+        Err(e) if e.status() == Some(409) => poll(client, batch_id).await,
+        Err(e) => failed(e),
+    }
+}

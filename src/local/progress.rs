@@ -1,0 +1,125 @@
+//! What `run -f` tells the person watching: a line per state change, and a progress bar per
+//! batch when stderr is a terminal.
+
+use std::io::IsTerminal;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::api::BatchStatus;
+
+/// Shared by all batches of a run.
+#[derive(Clone)]
+pub struct Reporter {
+    bars: Option<MultiProgress>,
+}
+
+impl Reporter {
+    /// Bars only when stderr is a terminal (and `enabled`).
+    pub fn new(enabled: bool) -> Self {
+        let bars = (enabled && std::io::stderr().is_terminal())
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Self { bars }
+    }
+
+    /// Prints a line above the bars.
+    pub fn say(&self, line: impl AsRef<str>) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(line.as_ref());
+            }
+            None => eprintln!("{}", line.as_ref()),
+        }
+    }
+
+    /// A bar for one batch (hidden without a terminal).
+    pub fn batch(&self, object: &str) -> BatchProgress {
+        let bar = match &self.bars {
+            Some(bars) => {
+                let bar = bars.add(ProgressBar::new(0));
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} {msg}")
+                        .expect("static template")
+                        .progress_chars("=> "),
+                );
+                bar.set_prefix(object.to_string());
+                bar
+            }
+            None => ProgressBar::hidden(),
+        };
+        BatchProgress {
+            reporter: self.clone(),
+            object: object.to_string(),
+            bar,
+            last: None,
+        }
+    }
+}
+
+/// Reports one batch's changes.
+pub struct BatchProgress {
+    reporter: Reporter,
+    object: String,
+    bar: ProgressBar,
+    last: Option<String>,
+}
+
+impl BatchProgress {
+    /// Prints a line when the phase or its headline changed; moves the bar.
+    pub fn update(&mut self, status: &BatchStatus) {
+        let phase = status.phase.unwrap_or_default();
+        if let Some(counts) = &status.request_counts {
+            self.bar.set_length(counts.total);
+            self.bar.set_position(counts.completed + counts.failed);
+        }
+        self.bar.set_message(phase.to_string());
+        let line = headline(status);
+        if self.last.as_ref() != Some(&line) {
+            self.reporter.say(format!("{}: {line}", self.object));
+            self.last = Some(line);
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// One line saying where a batch is: phase plus the detail that matters in that phase.
+pub fn headline(status: &BatchStatus) -> String {
+    use crate::api::BatchPhase::*;
+    let phase = status.phase.unwrap_or_default();
+    let gateway = status.gateway.clone().unwrap_or_default();
+    let detail = match phase {
+        Pending => status
+            .input
+            .as_ref()
+            .map(|i| format!("input valid: {} requests, {} bytes", i.requests, i.bytes)),
+        Uploading => status.attempt.as_ref().map(|a| format!("attempt {a}")),
+        Validating | Finalizing => gateway.batch_id.map(|id| format!("batch {id}")),
+        InProgress => gateway.batch_id.map(|id| match &status.request_counts {
+            Some(c) if c.total > 0 => format!(
+                "batch {id}: {} of {} done, {} failed",
+                c.completed + c.failed,
+                c.total,
+                c.failed
+            ),
+            _ => format!("batch {id}"),
+        }),
+        Downloading => Some("fetching output and error files".to_string()),
+        Succeeded | Failed | Expired | Cancelled => status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == if phase == Succeeded { "Complete" } else { "Failed" })
+            .map(|c| c.message.clone()),
+    };
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "GatewayReady" && c.status == "False");
+    match (detail, ready) {
+        (_, Some(c)) => format!("{phase} ({}: {})", c.reason, c.message),
+        (Some(d), None) => format!("{phase} ({d})"),
+        (None, None) => phase.to_string(),
+    }
+}

@@ -1,0 +1,256 @@
+//! Turning manifests into runnable plans: each Batch with its input bytes and gateway,
+//! resolved from the same files, with errors that say which object and field to fix.
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::manifests::{Located, Manifests};
+use crate::api::{Batch, BatchGatewaySpec, KeyRef, Polling};
+use crate::engine;
+
+/// Environment variable read for the API key when the gateway's Secret is not among the files.
+pub const API_KEY_ENV: &str = "LLM_BATCH_API_KEY";
+
+/// One Batch, ready to run.
+pub struct Plan {
+    pub namespace: String,
+    pub name: String,
+    pub batch: Located<Batch>,
+    pub input: Bytes,
+    pub input_digest: String,
+    pub gateway: GatewayTarget,
+}
+
+impl Plan {
+    /// `namespace/name`.
+    pub fn object(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Where a Batch goes.
+#[derive(Clone, Debug)]
+pub enum GatewayTarget {
+    /// The built-in simulator, started in-process.
+    Builtin { polling: Polling },
+    /// A gateway from a BatchGateway manifest.
+    Remote(Box<RemoteGateway>),
+}
+
+/// A BatchGateway resolved with its key.
+#[derive(Clone)]
+pub struct RemoteGateway {
+    pub name: String,
+    pub spec: BatchGatewaySpec,
+    /// The API key; never printed (see the Debug impl).
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for RemoteGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteGateway")
+            .field("name", &self.name)
+            .field("url", &self.spec.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Resolves every Batch. `force_simulator` sends all of them to the built-in simulator.
+pub fn plan_all(manifests: &Manifests, force_simulator: bool) -> Result<Vec<Plan>, Vec<String>> {
+    let mut plans = Vec::new();
+    let mut problems = Vec::new();
+    for ((namespace, name), batch) in &manifests.batches {
+        match plan_one(manifests, namespace, name, batch, force_simulator) {
+            Ok(plan) => plans.push(plan),
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if problems.is_empty() { Ok(plans) } else { Err(problems) }
+}
+
+fn plan_one(
+    manifests: &Manifests,
+    namespace: &str,
+    name: &str,
+    batch: &Located<Batch>,
+    force_simulator: bool,
+) -> Result<Plan, Vec<String>> {
+    let at = format!("{} Batch {namespace}/{name}", batch.origin);
+    let spec = &batch.object.spec;
+    let mut problems: Vec<String> = engine::check_spec(spec)
+        .into_iter()
+        .map(|p| format!("{at}: {p}"))
+        .collect();
+    let input = input_bytes(manifests, namespace, batch).map_err(|p| format!("{at}: {p}"));
+    let gateway =
+        gateway_target(manifests, namespace, &spec.gateway_ref.name, force_simulator).map_err(|p| format!("{at}: {p}"));
+    let (input, gateway) = match (input, gateway) {
+        (Ok(i), Ok(g)) if problems.is_empty() => (i, g),
+        (i, g) => {
+            problems.extend(i.err());
+            problems.extend(g.err());
+            return Err(problems);
+        }
+    };
+    Ok(Plan {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        batch: batch.clone(),
+        input_digest: format!("{:x}", Sha256::digest(&input)),
+        input,
+        gateway,
+    })
+}
+
+fn input_bytes(manifests: &Manifests, namespace: &str, batch: &Located<Batch>) -> Result<Bytes, String> {
+    let input = &batch.object.spec.input;
+    match (&input.config_map, &input.secret) {
+        (Some(r), None) => config_map_key(manifests, namespace, r),
+        (None, Some(r)) => secret_key(manifests, namespace, r).map_err(|e| format!("spec.input.secret: {e}")),
+        _ => Err("spec.input: needs exactly one source: configMap or secret".to_string()),
+    }
+}
+
+fn config_map_key(manifests: &Manifests, namespace: &str, r: &KeyRef) -> Result<Bytes, String> {
+    let cm = manifests
+        .config_maps
+        .get(&(namespace.to_string(), r.name.clone()))
+        .ok_or_else(|| {
+            format!(
+                "spec.input.configMap: ConfigMap {namespace}/{} is not in the files given",
+                r.name
+            )
+        })?;
+    let data = cm
+        .object
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .map(|s| Bytes::from(s.clone()));
+    let binary = cm
+        .object
+        .binary_data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .map(|b| Bytes::from(b.0.clone()));
+    data.or(binary).ok_or_else(|| {
+        let keys = keys_of(
+            cm.object
+                .data
+                .iter()
+                .flat_map(|d| d.keys())
+                .chain(cm.object.binary_data.iter().flat_map(|d| d.keys())),
+        );
+        format!(
+            "spec.input.configMap.key: ConfigMap {namespace}/{} has no key {:?} (it has: {keys})",
+            r.name, r.key
+        )
+    })
+}
+
+/// A Secret's key from `data` or `stringData`. Values never appear in errors.
+fn secret_key(manifests: &Manifests, namespace: &str, r: &KeyRef) -> Result<Bytes, String> {
+    let secret = manifests
+        .secrets
+        .get(&(namespace.to_string(), r.name.clone()))
+        .ok_or_else(|| format!("Secret {namespace}/{} is not in the files given", r.name))?;
+    let data = secret
+        .object
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .map(|b| Bytes::from(b.0.clone()));
+    let string = secret
+        .object
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .map(|s| Bytes::from(s.clone()));
+    data.or(string).ok_or_else(|| {
+        let keys = keys_of(
+            secret
+                .object
+                .data
+                .iter()
+                .flat_map(|d| d.keys())
+                .chain(secret.object.string_data.iter().flat_map(|d| d.keys())),
+        );
+        format!("Secret {namespace}/{} has no key {:?} (it has: {keys})", r.name, r.key)
+    })
+}
+
+fn keys_of<'a>(keys: impl Iterator<Item = &'a String>) -> String {
+    let keys: Vec<&str> = keys.map(String::as_str).collect();
+    if keys.is_empty() {
+        "no keys".to_string()
+    } else {
+        keys.join(", ")
+    }
+}
+
+fn gateway_target(
+    manifests: &Manifests,
+    namespace: &str,
+    name: &str,
+    force_simulator: bool,
+) -> Result<GatewayTarget, String> {
+    let Some(gateway) = manifests.gateways.get(&(namespace.to_string(), name.to_string())) else {
+        return Ok(GatewayTarget::Builtin {
+            polling: Polling::default(),
+        });
+    };
+    let spec = gateway.object.spec.clone();
+    if force_simulator {
+        return Ok(GatewayTarget::Builtin { polling: spec.polling });
+    }
+    let at = format!("BatchGateway {namespace}/{name} ({})", gateway.origin);
+    let problems = [
+        spec.polling.initial().err(),
+        spec.polling.max().err(),
+        spec.limits.max_bytes().err(),
+    ];
+    if let Some(problem) = problems.into_iter().flatten().next() {
+        return Err(format!("{at}: {problem}"));
+    }
+    url::Url::parse(&spec.url).map_err(|e| format!("{at}: spec.url {:?}: {e}", spec.url))?;
+    let api_key = match &spec.auth {
+        None => None,
+        Some(auth) => Some(
+            api_key(manifests, namespace, &auth.secret_ref).map_err(|e| format!("{at}: spec.auth.secretRef: {e}"))?,
+        ),
+    };
+    let gateway = RemoteGateway {
+        name: name.to_string(),
+        spec,
+        api_key,
+    };
+    Ok(GatewayTarget::Remote(Box::new(gateway)))
+}
+
+fn api_key(manifests: &Manifests, namespace: &str, r: &KeyRef) -> Result<String, String> {
+    let from_env = || std::env::var(API_KEY_ENV).ok().filter(|k| !k.is_empty());
+    let bytes = match secret_key(manifests, namespace, r) {
+        Ok(bytes) => bytes,
+        Err(e) => return from_env().ok_or_else(|| format!("{e}; add the Secret to the files or set {API_KEY_ENV}")),
+    };
+    let key = String::from_utf8(bytes.to_vec())
+        .map_err(|_| format!("Secret {namespace}/{} key {:?} is not UTF-8 text", r.name, r.key))?;
+    Ok(key.trim().to_string())
+}
+
+/// Request limits for validation: the gateway's, or OpenAI's for the simulator.
+pub fn limits(target: &GatewayTarget) -> crate::jsonl::Limits {
+    match target {
+        GatewayTarget::Builtin { .. } => crate::jsonl::Limits::default(),
+        GatewayTarget::Remote(gw) => crate::jsonl::Limits {
+            max_requests: gw.spec.limits.max_requests(),
+            // Checked when the plan was made.
+            max_bytes: gw
+                .spec
+                .limits
+                .max_bytes()
+                .unwrap_or(crate::api::DEFAULT_MAX_BYTES_PER_BATCH),
+        },
+    }
+}

@@ -1,0 +1,215 @@
+//! Drives one Batch through the engine until its phase is final, persisting the status after
+//! every step so a killed run resumes where it stopped.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
+
+use super::progress::BatchProgress;
+use super::resolve::Plan;
+use super::state::{BatchState, StateDir, write_atomically};
+use crate::api::{BatchPhase, BatchStatus};
+use crate::driver;
+use crate::engine::{self, Action, Downloaded, ErrorClass, Outcome, PollingPolicy};
+use crate::gateway::{GatewayClient, UploadSource};
+
+/// Consecutive transient gateway failures (each already retried by the client) before a run gives up.
+const MAX_TRANSIENT_FAILURES: u32 = 6;
+
+/// How a batch's run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ending {
+    /// The phase is final.
+    Finished(BatchPhase),
+    /// The run stopped before the end (key refused, gateway down); a rerun resumes.
+    Stopped(String),
+    /// Ctrl-C.
+    Interrupted,
+}
+
+/// Everything one batch's run needs.
+pub struct BatchRun<'a> {
+    pub plan: &'a Plan,
+    pub state: BatchState,
+    pub client: GatewayClient,
+    pub polling: PollingPolicy,
+    /// What validation found: (requests, bytes).
+    pub validated: (u64, u64),
+    pub out_dir: PathBuf,
+    pub state_dir: &'a StateDir,
+    pub progress: BatchProgress,
+    pub cancel: CancellationToken,
+}
+
+impl BatchRun<'_> {
+    /// Runs until the phase is final, the run must stop, or Ctrl-C.
+    pub async fn run(mut self) -> (Ending, BatchStatus) {
+        self.progress.update(&self.state.status);
+        let mut transient_failures = 0;
+        let ending = loop {
+            let action = engine::decide(&self.plan.batch.object.spec, &self.state.status, &self.context());
+            if action == Action::Finished {
+                break Ending::Finished(self.state.status.phase.unwrap_or_default());
+            }
+            let step = action.name();
+            let outcome = tokio::select! {
+                _ = self.cancel.cancelled() => break Ending::Interrupted,
+                outcome = self.perform(action) => outcome,
+            };
+            crash_if_asked(step);
+            let class = match &outcome {
+                Outcome::GatewayError { class, .. } => Some(*class),
+                _ => None,
+            };
+            self.state.status = engine::reduce(&self.state.status, outcome, &self.context());
+            if let Err(e) = self.persist() {
+                break Ending::Stopped(format!("cannot save state: {e}"));
+            }
+            self.progress.update(&self.state.status);
+            match class {
+                Some(ErrorClass::Unauthorized) => {
+                    break Ending::Stopped("the gateway refused the API key; fix it and rerun to resume".into());
+                }
+                Some(ErrorClass::Transient) => {
+                    transient_failures += 1;
+                    if transient_failures >= MAX_TRANSIENT_FAILURES {
+                        break Ending::Stopped("the gateway stayed unavailable; rerun to resume".into());
+                    }
+                    let pause = Duration::from_secs(1 << transient_failures.min(5));
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => break Ending::Interrupted,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+                _ => transient_failures = 0,
+            }
+        };
+        self.progress.finish();
+        (ending, self.state.status)
+    }
+
+    fn context(&self) -> engine::Context {
+        engine::Context {
+            uid: self.state.uid.clone(),
+            object: self.plan.object(),
+            generation: self.plan.batch.object.metadata.generation.or(Some(1)),
+            polling: self.polling,
+            now: Timestamp::now(),
+        }
+    }
+
+    async fn perform(&self, action: Action) -> Outcome {
+        match action {
+            Action::ValidateInput => Outcome::InputValidated {
+                requests: self.validated.0,
+                bytes: self.validated.1,
+            },
+            Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
+            Action::StartAttempt => Outcome::AttemptStarted {
+                token: format!("{:08x}", rand::random::<u32>()),
+            },
+            Action::UploadInput { filename } => {
+                driver::upload_input(&self.client, &filename, UploadSource::Bytes(self.plan.input.clone())).await
+            }
+            Action::CreateBatch(request) => driver::create_batch(&self.client, &request).await,
+            Action::Poll { batch_id, after } => {
+                tokio::time::sleep(after).await;
+                driver::poll(&self.client, &batch_id).await
+            }
+            Action::Cancel { batch_id } => driver::cancel(&self.client, &batch_id).await,
+            Action::Download {
+                output_file_id,
+                error_file_id,
+            } => self.download(output_file_id, error_file_id).await,
+            Action::Finished => unreachable!("handled by the loop"),
+        }
+    }
+
+    /// Downloads both files into the output directory and counts what they hold.
+    async fn download(&self, output_file_id: Option<String>, error_file_id: Option<String>) -> Outcome {
+        let dir = &self.out_dir;
+        if let Err(e) = tokio::fs::create_dir_all(dir).await {
+            return io_failure(dir, e);
+        }
+        let mut downloaded = Downloaded {
+            location: dir.display().to_string(),
+            ..Default::default()
+        };
+        let output = dir.join("output.jsonl");
+        match output_file_id {
+            Some(id) => match self.client.download_file_to(&id, &output).await {
+                Ok(_) => match driver::summarise_output(&output).await {
+                    Ok(s) => {
+                        (downloaded.output_lines, downloaded.output_bytes, downloaded.usage) =
+                            (s.lines, s.bytes, s.usage)
+                    }
+                    Err(e) => return io_failure(&output, e),
+                },
+                Err(e) => return download_failure(e),
+            },
+            // Every line failed: an empty output file says so plainly.
+            None => {
+                if let Err(e) = tokio::fs::write(&output, b"").await {
+                    return io_failure(&output, e);
+                }
+            }
+        }
+        let errors = dir.join("errors.jsonl");
+        match error_file_id {
+            Some(id) => match self.client.download_file_to(&id, &errors).await {
+                Ok(_) => match driver::summarise_errors(&errors).await {
+                    Ok(s) => {
+                        (downloaded.error_lines, downloaded.error_bytes, downloaded.not_run) =
+                            (s.lines, s.bytes, s.not_run)
+                    }
+                    Err(e) => return io_failure(&errors, e),
+                },
+                Err(e) => return download_failure(e),
+            },
+            None => {
+                let _ = tokio::fs::remove_file(&errors).await;
+            }
+        }
+        Outcome::Downloaded(downloaded)
+    }
+
+    fn persist(&self) -> anyhow::Result<()> {
+        self.state_dir
+            .save(&self.plan.namespace, &self.plan.name, &self.state)?;
+        write_status_yaml(&self.out_dir, &self.state.status)
+    }
+}
+
+/// Environment variable naming a step after which the process aborts, before the step's
+/// result is saved: how the tests reproduce a crash in the worst window of every step.
+pub const CRASH_AFTER_ENV: &str = "LLM_BATCH_CRASH_AFTER";
+
+fn crash_if_asked(step: &str) {
+    if std::env::var(CRASH_AFTER_ENV).is_ok_and(|s| s == step) {
+        eprintln!("{CRASH_AFTER_ENV}={step}: aborting");
+        std::process::abort();
+    }
+}
+
+/// Writes `status.yaml`: the status the controller would write.
+pub fn write_status_yaml(out_dir: &std::path::Path, status: &BatchStatus) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out_dir)?;
+    write_atomically(&out_dir.join("status.yaml"), serde_yaml::to_string(status)?.as_bytes())
+}
+
+fn download_failure(e: crate::gateway::GatewayError) -> Outcome {
+    Outcome::GatewayError {
+        class: driver::classify(&e),
+        message: e.to_string(),
+    }
+}
+
+/// A local disk problem is worth retrying (space may be freed); it never fails the batch.
+fn io_failure(path: &std::path::Path, e: std::io::Error) -> Outcome {
+    Outcome::GatewayError {
+        class: ErrorClass::Transient,
+        message: format!("cannot write {}: {e}", path.display()),
+    }
+}

@@ -1,0 +1,172 @@
+//! The harness all integration tests share: the project's binary, a simulator subprocess on
+//! a free 127.0.0.1 port, temp workspaces with manifests, and the simulator's request journal.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+/// The binary under test.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_llm-batch-operator"))
+}
+
+/// A simulator subprocess, killed on drop.
+pub struct Simulator {
+    child: Child,
+    pub base_url: String,
+}
+
+impl Simulator {
+    /// Starts `llm-batch-operator simulator --addr 127.0.0.1:0 <args>` and waits until it listens.
+    pub fn start(args: &[&str]) -> Simulator {
+        let mut child = bin()
+            .args(["simulator", "--addr", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the simulator");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let base_url = loop {
+            assert!(Instant::now() < deadline, "the simulator did not say where it listens");
+            let line = lines.next().expect("simulator output").expect("utf-8 line");
+            if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")) {
+                break url.trim_end_matches('/').to_string();
+            }
+        };
+        // Keep draining stdout so the simulator never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Simulator { child, base_url }
+    }
+
+    /// Every /v1 request the simulator received, in order.
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        let root = self.base_url.trim_end_matches("/v1");
+        let body = http_get(&format!("{root}/__sim/journal"));
+        serde_json::from_str(&body).expect("journal JSON")
+    }
+
+    /// Successful requests with this method and path.
+    pub fn count_ok(&self, method: &str, path: &str) -> usize {
+        self.journal()
+            .iter()
+            .filter(|e| e.method == method && e.path == path && e.status < 300)
+            .count()
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request the simulator received.
+#[derive(Debug, Deserialize)]
+pub struct JournalEntry {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+fn http_get(url: &str) -> String {
+    reqwest::blocking::get(url).and_then(|r| r.error_for_status()).and_then(|r| r.text()).expect("GET from the simulator")
+}
+
+/// A temp directory with manifests, an output and a state directory.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    pub fn out(&self, name: &str) -> PathBuf {
+        self.path().join("out/default").join(name)
+    }
+
+    /// `run -f <files> --out out --state-dir state --no-progress`.
+    pub fn run_command(&self, files: &[&str]) -> Command {
+        let mut cmd = bin();
+        cmd.current_dir(self.path()).arg("run").arg("--no-progress");
+        for f in files {
+            cmd.args(["-f", f]);
+        }
+        cmd.args(["--out", "out", "--state-dir", "state"]);
+        cmd
+    }
+
+    pub fn run(&self, files: &[&str]) -> Output {
+        self.run_command(files).output().unwrap()
+    }
+
+    pub fn status_yaml(&self, name: &str) -> serde_yaml::Value {
+        let text = std::fs::read_to_string(self.out(name).join("status.yaml")).expect("status.yaml");
+        serde_yaml::from_str(&text).unwrap()
+    }
+
+    pub fn lines(&self, name: &str, file: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.out(name).join(file))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// `n` chat request lines as JSONL.
+pub fn chat_lines(n: usize) -> String {
+    (1..=n)
+        .map(|i| {
+            format!(
+                r#"{{"custom_id":"req-{i}","method":"POST","url":"/v1/chat/completions","body":{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"Ticket number {i}: my order is late"}}]}}}}"#
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A ConfigMap holding `jsonl` and a Batch reading it, sent to gateway `gw`.
+pub fn batch_manifests(name: &str, jsonl: &str, extra_spec: &str) -> String {
+    let indented: String = jsonl.lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}-input\ndata:\n  batch.jsonl: |\n{indented}---\n\
+         apiVersion: llmbatch.io/v1alpha1\nkind: Batch\nmetadata:\n  name: {name}\nspec:\n  gatewayRef:\n    name: gw\n  \
+         endpoint: /v1/chat/completions\n  input:\n    configMap:\n      name: {name}-input\n      key: batch.jsonl\n{extra_spec}"
+    )
+}
+
+/// A BatchGateway `gw` at `url` with key `key` in a Secret, polling fast.
+pub fn gateway_manifests(url: &str, key: &str, headers: &[(&str, &str)]) -> String {
+    let headers: String = headers.iter().map(|(k, v)| format!("    {k}: \"{v}\"\n")).collect();
+    let headers = if headers.is_empty() { String::new() } else { format!("  headers:\n{headers}") };
+    format!(
+        "apiVersion: llmbatch.io/v1alpha1\nkind: BatchGateway\nmetadata:\n  name: gw\nspec:\n  url: {url}\n  auth:\n    secretRef:\n      name: gw-key\n      key: api-key\n  \
+         polling:\n    initial: 100ms\n    max: 500ms\n{headers}---\n\
+         apiVersion: v1\nkind: Secret\nmetadata:\n  name: gw-key\nstringData:\n  api-key: {key}\n"
+    )
+}
+
+/// Stdout and stderr together, for assertion messages.
+pub fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
