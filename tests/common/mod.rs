@@ -77,7 +77,10 @@ pub struct JournalEntry {
 }
 
 fn http_get(url: &str) -> String {
-    reqwest::blocking::get(url).and_then(|r| r.error_for_status()).and_then(|r| r.text()).expect("GET from the simulator")
+    reqwest::blocking::get(url)
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.text())
+        .expect("GET from the simulator")
 }
 
 /// A temp directory with manifests, an output and a state directory.
@@ -87,7 +90,9 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new() -> Workspace {
-        Workspace { dir: tempfile::tempdir().unwrap() }
+        Workspace {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -158,7 +163,11 @@ pub fn batch_manifests(name: &str, jsonl: &str, extra_spec: &str) -> String {
 /// A BatchGateway `gw` at `url` with key `key` in a Secret, polling fast.
 pub fn gateway_manifests(url: &str, key: &str, headers: &[(&str, &str)]) -> String {
     let headers: String = headers.iter().map(|(k, v)| format!("    {k}: \"{v}\"\n")).collect();
-    let headers = if headers.is_empty() { String::new() } else { format!("  headers:\n{headers}") };
+    let headers = if headers.is_empty() {
+        String::new()
+    } else {
+        format!("  headers:\n{headers}")
+    };
     format!(
         "apiVersion: llmbatch.io/v1alpha1\nkind: BatchGateway\nmetadata:\n  name: gw\nspec:\n  url: {url}\n  auth:\n    secretRef:\n      name: gw-key\n      key: api-key\n  \
          polling:\n    initial: 100ms\n    max: 500ms\n{headers}---\n\
@@ -168,5 +177,9 @@ pub fn gateway_manifests(url: &str, key: &str, headers: &[(&str, &str)]) -> Stri
 
 /// Stdout and stderr together, for assertion messages.
 pub fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }

@@ -1,0 +1,288 @@
+//! `run -f` end to end: the binary against the simulator running as a subprocess.
+
+mod common;
+
+use common::{Simulator, Workspace, batch_manifests, chat_lines, gateway_manifests, text};
+
+const KEY: &str = "sk-test-0123456789abcdef";
+
+fn phase(ws: &Workspace, name: &str) -> String {
+    ws.status_yaml(name)["phase"].as_str().unwrap_or_default().to_string()
+}
+
+fn setup(sim: &Simulator, name: &str, lines: usize, extra_spec: &str) -> Workspace {
+    let ws = Workspace::new();
+    ws.write("batch.yaml", &batch_manifests(name, &chat_lines(lines), extra_spec));
+    ws.write("gateway.yaml", &gateway_manifests(&sim.base_url, KEY, &[]));
+    ws
+}
+
+#[test]
+fn quickstart_runs_on_the_builtin_simulator() {
+    let ws = Workspace::new();
+    let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart");
+    let output = ws.run(&[quickstart]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("using the built-in simulator"),
+        "{}",
+        text(&output)
+    );
+    let lines = ws.lines("ticket-triage", "output.jsonl");
+    assert_eq!(lines.len(), 20);
+    assert!(lines.iter().all(|l| l["response"]["status_code"] == 200));
+    assert!(!ws.out("ticket-triage").join("errors.jsonl").exists());
+    let status = ws.status_yaml("ticket-triage");
+    assert_eq!(status["phase"], "Succeeded");
+    assert_eq!(status["requestCounts"]["completed"], 20);
+    assert!(status["usage"]["totalTokens"].as_u64().unwrap() > 0);
+    assert!(status["gateway"]["batchId"].as_str().is_some());
+}
+
+#[test]
+fn happy_path_against_a_gateway_uploads_and_creates_exactly_once() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = setup(&sim, "happy", 50, "");
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(phase(&ws, "happy"), "Succeeded");
+    assert_eq!(ws.lines("happy", "output.jsonl").len(), 50);
+    assert_eq!(sim.count_ok("POST", "/v1/files"), 1);
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), 1);
+    assert!(!text(&output).contains(KEY), "the key leaked into the output");
+
+    // A rerun finds the batch finished and sends nothing.
+    let before = sim.journal().len();
+    let again = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("already Succeeded"), "{}", text(&again));
+    assert_eq!(sim.journal().len(), before);
+}
+
+#[test]
+fn rate_limit_and_server_error_storms_are_ridden_out() {
+    let sim = Simulator::start(&[
+        "--api-key",
+        KEY,
+        "--rate-429",
+        "0.3",
+        "--retry-after",
+        "0",
+        "--rate-5xx",
+        "0.2",
+        "--seed",
+        "7",
+    ]);
+    let ws = setup(&sim, "storm", 30, "");
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(ws.lines("storm", "output.jsonl").len(), 30);
+    let journal = sim.journal();
+    assert!(journal.iter().any(|e| e.status == 429), "no 429 was injected");
+    assert!(journal.iter().any(|e| e.status >= 500), "no 5xx was injected");
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), 1);
+    assert_eq!(sim.count_ok("POST", "/v1/files"), 1);
+}
+
+#[test]
+fn failed_lines_go_to_errors_jsonl_and_the_batch_still_succeeds() {
+    let sim = Simulator::start(&["--api-key", KEY, "--line-failure-rate", "0.3", "--seed", "3"]);
+    let ws = setup(&sim, "partial", 40, "");
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let ok = ws.lines("partial", "output.jsonl");
+    let failed = ws.lines("partial", "errors.jsonl");
+    assert!(!failed.is_empty(), "no line failed");
+    assert_eq!(ok.len() + failed.len(), 40);
+    let status = ws.status_yaml("partial");
+    assert_eq!(status["requestCounts"]["failed"].as_u64(), Some(failed.len() as u64));
+    assert_eq!(status["output"]["errorLines"].as_u64(), Some(failed.len() as u64));
+}
+
+#[test]
+fn expired_batch_keeps_completed_lines_and_says_how_many_never_ran() {
+    let sim = Simulator::start(&["--api-key", KEY, "--expire"]);
+    let ws = setup(&sim, "late", 40, "");
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(phase(&ws, "late"), "Expired");
+    let done = ws.lines("late", "output.jsonl").len();
+    let errors = ws.lines("late", "errors.jsonl");
+    assert!(done > 0, "no completed line was kept");
+    assert!(errors.iter().any(|l| l["error"]["code"] == "batch_expired"));
+    let status = ws.status_yaml("late");
+    let not_run = status["requestCounts"]["notRun"].as_u64().unwrap();
+    assert_eq!(done as u64 + not_run, 40);
+}
+
+#[test]
+fn cancel_before_submit_sends_nothing() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = setup(&sim, "stop", 5, "  cancel: true\n");
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(phase(&ws, "stop"), "Cancelled");
+    assert!(sim.journal().is_empty(), "{:?}", sim.journal());
+}
+
+#[test]
+fn cancelling_a_running_batch_collects_what_completed() {
+    let sim = Simulator::start(&["--api-key", KEY, "--lines-per-sec", "20"]);
+    let ws = setup(&sim, "halt", 200, "");
+    // Start, and kill the run once the batch is in progress.
+    let mut child = ws
+        .run_command(&["batch.yaml", "gateway.yaml"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(|| ws.out("halt").join("status.yaml").exists() && phase(&ws, "halt") == "InProgress");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Ask for cancellation and resume.
+    ws.write(
+        "batch.yaml",
+        &batch_manifests("halt", &chat_lines(200), "  cancel: true\n"),
+    );
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(phase(&ws, "halt"), "Cancelled");
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), 1);
+    assert!(sim.journal().iter().any(|e| e.path.ends_with("/cancel")));
+    let status = ws.status_yaml("halt");
+    assert!(
+        status["requestCounts"]["notRun"].as_u64().unwrap_or(0) > 0,
+        "{status:?}"
+    );
+}
+
+#[test]
+fn a_crash_after_any_step_resumes_without_a_second_upload_or_batch() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    for step in ["start-attempt", "upload-input", "create-batch", "poll", "download"] {
+        let name = format!("crash-{step}");
+        let ws = setup(&sim, &name, 10, "");
+        let files_before = sim.count_ok("POST", "/v1/files");
+        let batches_before = sim.count_ok("POST", "/v1/batches");
+        let crashed = ws
+            .run_command(&["batch.yaml", "gateway.yaml"])
+            .env("LLM_BATCH_CRASH_AFTER", step)
+            .output()
+            .unwrap();
+        assert!(
+            !crashed.status.success(),
+            "{step}: the run did not crash: {}",
+            text(&crashed)
+        );
+        let resumed = ws.run(&["batch.yaml", "gateway.yaml"]);
+        assert!(resumed.status.success(), "{step}: {}", text(&resumed));
+        assert_eq!(phase(&ws, &name), "Succeeded", "{step}");
+        assert_eq!(ws.lines(&name, "output.jsonl").len(), 10, "{step}");
+        assert_eq!(
+            sim.count_ok("POST", "/v1/files") - files_before,
+            1,
+            "{step}: input uploaded twice"
+        );
+        assert_eq!(
+            sim.count_ok("POST", "/v1/batches") - batches_before,
+            1,
+            "{step}: batch created twice"
+        );
+    }
+}
+
+#[test]
+fn kill_9_while_polling_resumes_the_same_batch() {
+    let sim = Simulator::start(&["--api-key", KEY, "--lines-per-sec", "50"]);
+    let ws = setup(&sim, "killed", 100, "");
+    let mut child = ws
+        .run_command(&["batch.yaml", "gateway.yaml"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(|| ws.out("killed").join("status.yaml").exists() && phase(&ws, "killed") == "InProgress");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("resuming"), "{}", text(&output));
+    assert_eq!(ws.lines("killed", "output.jsonl").len(), 100);
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), 1);
+    assert_eq!(sim.count_ok("POST", "/v1/files"), 1);
+}
+
+#[test]
+fn a_wrong_key_stops_with_a_clear_message_and_never_prints_the_key() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    let wrong = "sk-wrong-key-that-must-not-leak";
+    ws.write("batch.yaml", &batch_manifests("denied", &chat_lines(3), ""));
+    ws.write("gateway.yaml", &gateway_manifests(&sim.base_url, wrong, &[]));
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("refused the API key"), "{}", text(&output));
+    let status = std::fs::read_to_string(ws.out("denied").join("status.yaml")).unwrap();
+    assert!(status.contains("GatewayUnauthorized"), "{status}");
+    for place in [text(&output), status] {
+        assert!(!place.contains(wrong), "the key leaked: {place}");
+    }
+    assert_eq!(sim.count_ok("POST", "/v1/files"), 0);
+}
+
+#[test]
+fn bad_input_is_rejected_with_line_numbers_and_zero_upstream_calls() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    let mut jsonl = chat_lines(4);
+    jsonl.push_str(
+        "\n{\"custom_id\":\"req-1\",\"method\":\"GET\",\"url\":\"/v1/chat/completions\",\"body\":{\"model\":\"m\"}}",
+    );
+    jsonl.push_str("\nnot json");
+    ws.write("batch.yaml", &batch_manifests("broken", &jsonl, ""));
+    ws.write("gateway.yaml", &gateway_manifests(&sim.base_url, KEY, &[]));
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let message = text(&output);
+    assert!(
+        message.contains("batch.yaml (document 2) Batch default/broken"),
+        "{message}"
+    );
+    assert!(message.contains("line 5:") && message.contains("(method)"), "{message}");
+    assert!(message.contains("duplicate"), "{message}");
+    assert!(message.contains("line 6:"), "{message}");
+    assert!(sim.journal().is_empty(), "{:?}", sim.journal());
+}
+
+#[test]
+fn invalid_manifests_name_the_file_document_and_field() {
+    let ws = Workspace::new();
+    ws.write(
+        "bad.yaml",
+        "apiVersion: llmbatch.io/v1alpha1\nkind: Batch\nmetadata: {name: b}\nspec:\n  gatewayRef: {name: gw}\n  endpoint: /v1/chat/completions\n  input:\n    configMap: {name: missing, key: batch.jsonl}\n",
+    );
+    let output = ws.run(&["bad.yaml"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output)
+            .contains("bad.yaml (document 1) Batch default/b: spec.input.configMap: ConfigMap default/missing"),
+        "{}",
+        text(&output)
+    );
+
+    ws.write("typo.yaml", "apiVersion: llmbatch.io/v1alpha1\nkind: Batch\nmetadata: {name: b}\nspec:\n  gatewayRef: {name: gw}\n  endpoint: /v1/chat/completions\n  input: {configMap: {name: c}}\n");
+    let output = ws.run(&["typo.yaml"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("typo.yaml (document 1): Batch field spec.input.configMap"),
+        "{}",
+        text(&output)
+    );
+}
+
+/// Waits (bounded) for a condition the run reaches on its own.
+fn wait_for(mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
