@@ -5,59 +5,32 @@
 //! A missing binary fails the tests (it never skips them).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
 
 use futures::TryStreamExt;
 use llm_batch_operator::gateway::{
     ApiKey, Batch, BatchStatus, CreateBatch, GatewayClient, GatewayConfig, RetryPolicy, UploadSource,
 };
-use tokio::process::{Child, Command};
 
-const DEFAULT_BIN: &str = "/root/.cache/llm-batch-operator/node/node_modules/.bin/llmock";
-const READY_DEADLINE: Duration = Duration::from_secs(30);
 /// aimock advances a batch one step per retrieve; a handful of polls reach a terminal state.
 const MAX_POLLS: usize = 20;
 
-/// A running aimock on a free 127.0.0.1 port, killed on drop.
 struct Aimock {
-    _child: Child,
-    _fixtures: tempfile::TempDir,
-    base: url::Url,
+    peer: common::aimock::Aimock,
 }
 
 impl Aimock {
     async fn start() -> Self {
-        let bin = std::env::var_os("LLMB_AIMOCK_BIN").map_or_else(|| PathBuf::from(DEFAULT_BIN), PathBuf::from);
-        assert!(
-            bin.exists(),
-            "aimock binary not found at {}: run scripts/test-deps (or set LLMB_AIMOCK_BIN)",
-            bin.display()
-        );
-        let fixtures = tempfile::tempdir().unwrap();
-        let greeting = r#"{"fixtures":[{"match":{"userMessage":"hello"},"response":{"content":"Hi"}}]}"#;
-        std::fs::write(fixtures.path().join("greeting.json"), greeting).unwrap();
-        let port = free_port();
-        let mut child = Command::new(&bin)
-            .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-f"])
-            .arg(fixtures.path())
-            .args(["--log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        wait_ready(&mut child, port).await;
-        Self {
-            _child: child,
-            _fixtures: fixtures,
-            base: format!("http://127.0.0.1:{port}/v1").parse().unwrap(),
-        }
+        let peer = tokio::task::spawn_blocking(common::aimock::Aimock::start)
+            .await
+            .unwrap();
+        Self { peer }
     }
 
     fn client(&self, headers: &[(&str, &str)]) -> GatewayClient {
-        let mut config = GatewayConfig::new(self.base.clone());
+        let mut config = GatewayConfig::new(self.peer.base_url.parse().unwrap());
         config.api_key = Some(ApiKey::new("sk-aimock-test"));
         config.headers = headers
             .iter()
@@ -71,33 +44,6 @@ impl Aimock {
         };
         config.request_timeout = Duration::from_secs(10);
         GatewayClient::new(config).unwrap()
-    }
-}
-
-/// A port that was free a moment ago (bound to port 0, then released).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-async fn wait_ready(child: &mut Child, port: u16) {
-    let url = format!("http://127.0.0.1:{port}/health");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + READY_DEADLINE;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("aimock exited before becoming ready: {status}");
-        }
-        if let Ok(resp) = http.get(&url).timeout(Duration::from_secs(2)).send().await
-            && resp.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "aimock not ready on port {port} within {READY_DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

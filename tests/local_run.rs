@@ -286,3 +286,21 @@ fn wait_for(mut done: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn runs_against_aimock_an_independent_gateway() {
+    let peer = common::aimock::Aimock::start();
+    let ws = Workspace::new();
+    let jsonl = (1..=5)
+        .map(|i| format!(r#"{{"custom_id":"t-{i}","method":"POST","url":"/v1/chat/completions","body":{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"hello"}}]}}}}"#))
+        .collect::<Vec<_>>()
+        .join("\n");
+    ws.write("batch.yaml", &batch_manifests("peer", &jsonl, ""));
+    ws.write("gateway.yaml", &gateway_manifests(&peer.base_url, "sk-aimock", &[]));
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(phase(&ws, "peer"), "Succeeded");
+    let lines = ws.lines("peer", "output.jsonl");
+    assert_eq!(lines.len(), 5);
+    assert!(lines.iter().all(|l| l["custom_id"].as_str().unwrap().starts_with("t-")));
+}

@@ -183,3 +183,5 @@ pub fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+pub mod aimock;
