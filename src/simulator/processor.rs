@@ -144,7 +144,7 @@ async fn process_lines(
 ) -> std::io::Result<Option<Ending>> {
     let input = plan.input_path.as_deref().expect("validated input exists");
     let mut reader = LineReader::open(input).await?;
-    let expire_after = plan.expire.then(|| summary.total / 2);
+    let expire_after = plan.expire.then_some(summary.total / 2);
     let publish_every = (plan.lines_per_sec / 20).max(1);
     let started = Instant::now();
     let mut executed = 0u64;
