@@ -56,6 +56,7 @@ pub fn app(state: SimState) -> Router {
         .route("/embeddings", post(direct::answer))
         .route("/moderations", post(direct::answer))
         .fallback(gate::unknown_route)
+        .method_not_allowed_fallback(gate::unknown_route)
         .layer(from_fn_with_state(state.clone(), gate::gate));
     Router::new()
         .nest("/v1", v1)

@@ -175,3 +175,11 @@ async fn input_file_of_wrong_purpose_is_rejected() {
     let error = assert_error_shape(&create_raw(&h, body).await, StatusCode::BAD_REQUEST);
     assert_eq!(error["param"], "input_file_id");
 }
+
+#[tokio::test]
+async fn wrong_method_is_an_openai_404() {
+    let h = Harness::fast();
+    let reply = h.call("PUT", "/v1/batches", None, &[]).await;
+    let error = assert_error_shape(&reply, StatusCode::NOT_FOUND);
+    assert_eq!(error["message"], "Invalid URL (PUT /v1/batches)");
+}

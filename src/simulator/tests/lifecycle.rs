@@ -286,3 +286,21 @@ async fn default_speed_finishes_a_thousand_lines_quickly() {
     let done = h.wait_status(id(&batch), "completed").await;
     assert_eq!(done["request_counts"]["completed"], 1000);
 }
+
+#[tokio::test]
+async fn deleting_the_input_mid_batch_does_not_disturb_it() {
+    let h = Harness::fast();
+    let batch = h
+        .create_batch(&chat_lines(100), &[("x-sim-lines-per-sec", "500")])
+        .await;
+    h.wait_status(id(&batch), "in_progress").await;
+    let input = batch["input_file_id"].as_str().unwrap();
+    assert_eq!(
+        h.call("DELETE", &format!("/v1/files/{input}"), None, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let done = h.wait_status(id(&batch), "completed").await;
+    assert_eq!(done["request_counts"]["completed"], 100);
+}
