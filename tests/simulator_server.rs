@@ -41,7 +41,7 @@ struct Client {
 impl Client {
     fn new(sim: &RunningSimulator) -> Self {
         Client {
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
             base: sim.base_url(),
         }
     }
@@ -151,7 +151,10 @@ async fn full_cycle_over_http() {
         .collect();
     assert_eq!(ids.len(), 300);
 
-    let journal: Value = reqwest::get(format!("http://{}/__sim/journal", sim.addr()))
+    let journal: Value = client
+        .http
+        .get(format!("http://{}/__sim/journal", sim.addr()))
+        .send()
         .await
         .unwrap()
         .json()
