@@ -37,15 +37,19 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 /// One step of splitmix64, a tiny stable PRNG.
 fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
+    mix(*state)
+}
+
+/// splitmix64's finalizer: spreads every input bit over the whole word.
+fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
 
-/// Maps a hash to `0..1`.
+/// Maps a hash to `0..1` (mixed first: FNV's high bits vary little between similar strings).
 pub fn unit_interval(hash: u64) -> f64 {
-    (hash >> 11) as f64 / (1u64 << 53) as f64
+    (mix(hash) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Tokens for a text: about one per four characters, at least one.

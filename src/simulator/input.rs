@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
 
 use super::wire::BatchError;
 
@@ -43,6 +43,13 @@ impl LineReader {
             buf: Vec::new(),
             line_no: 0,
         })
+    }
+
+    /// Goes back to the first line.
+    pub async fn rewind(&mut self) -> std::io::Result<()> {
+        self.reader.rewind().await?;
+        self.line_no = 0;
+        Ok(())
     }
 
     /// The next non-blank line and its 1-based number, or `None` at the end.
@@ -137,9 +144,12 @@ fn invalid_request(message: &str, param: &str, line: u64) -> BatchError {
     line_error("invalid_request", message, Some(param), Some(line))
 }
 
-/// Validates a whole input file. `Ok(Err(errors))` means the batch must fail.
-pub async fn validate_file(path: &Path, endpoint: &str) -> std::io::Result<Result<InputSummary, Vec<BatchError>>> {
-    let mut reader = LineReader::open(path).await?;
+/// Validates a whole input file, leaving `reader` at its end. `Ok(Err(errors))` means the
+/// batch must fail.
+pub async fn validate(
+    reader: &mut LineReader,
+    endpoint: &str,
+) -> std::io::Result<Result<InputSummary, Vec<BatchError>>> {
     let mut summary = InputSummary::default();
     let mut errors = Vec::new();
     let mut seen = HashSet::new();
@@ -221,6 +231,10 @@ mod tests {
         assert_eq!(check_line(good.as_bytes(), 1, EP).unwrap().custom_id, "a");
     }
 
+    async fn validate_path(path: &Path) -> std::io::Result<Result<InputSummary, Vec<BatchError>>> {
+        validate(&mut LineReader::open(path).await?, EP).await
+    }
+
     #[tokio::test]
     async fn file_validation_reports_duplicates_and_empty_files() {
         let dir = std::env::temp_dir().join(format!("llmb-sim-input-{}", uuid::Uuid::new_v4()));
@@ -230,7 +244,7 @@ mod tests {
         };
         let path = dir.join("dup.jsonl");
         std::fs::write(&path, format!("{}\n\n{}\n{}\n", line("a"), line("b"), line("a"))).unwrap();
-        let errors = validate_file(&path, EP).await.unwrap().unwrap_err();
+        let errors = validate_path(&path).await.unwrap().unwrap_err();
         assert_eq!(errors.len(), 1);
         assert_eq!(
             (errors[0].code.as_str(), errors[0].line),
@@ -239,12 +253,12 @@ mod tests {
 
         let empty = dir.join("empty.jsonl");
         std::fs::write(&empty, "\n").unwrap();
-        let errors = validate_file(&empty, EP).await.unwrap().unwrap_err();
+        let errors = validate_path(&empty).await.unwrap().unwrap_err();
         assert_eq!(errors[0].code, "empty_file");
 
         let good = dir.join("good.jsonl");
         std::fs::write(&good, format!("{}\n{}", line("a"), line("b"))).unwrap();
-        let summary = validate_file(&good, EP).await.unwrap().unwrap();
+        let summary = validate_path(&good).await.unwrap().unwrap();
         assert_eq!((summary.total, summary.model.as_deref()), (2, Some("m")));
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -6,6 +6,25 @@
 //! batch is moved through its states by a background task. Faults (429, 5xx, latency,
 //! per-line failures, expiry) come from [`SimulatorConfig`] or per request from `x-sim-*`
 //! headers, and `GET /__sim/journal` lists every `/v1` request received.
+//!
+//! Per-request headers (they override the matching [`SimulatorConfig`] knobs):
+//! - any `/v1` request: `x-sim-rate-429`, `x-sim-rate-5xx` (fractions 0..1), `x-sim-latency-ms`;
+//! - `POST /v1/batches`, for that batch: `x-sim-line-failure-rate` (0..1),
+//!   `x-sim-expire: true`, `x-sim-lines-per-sec` (0 = unpaced).
+//!
+//! A malformed `x-sim-*` value is a 400 whose `param` names the header.
+//!
+//! Test-only routes (no auth, not journaled): `GET /__sim/journal` (JSON array of
+//! `{method, path, status}`, oldest first) and `DELETE /__sim/journal`.
+//!
+//! Also served: synchronous `POST /v1/{chat/completions,completions,responses,embeddings,
+//! moderations}` with the same deterministic answers as batch lines, so `--no-batch-api`
+//! models a gateway that only answers requests one by one.
+//!
+//! Where OPENAI_BATCH_API.md leaves behaviour open, the simulator chooses: lines left unrun
+//! by a cancel become `batch_cancelled` error lines, and `request_counts.failed` counts every
+//! error-file line (so completed + failed = total at the end of every run that got past
+//! validation); an expired batch goes from in_progress straight to expired.
 
 mod answers;
 mod batches;
@@ -54,6 +73,7 @@ pub fn app(state: SimState) -> Router {
         .route("/embeddings", post(direct::answer))
         .route("/moderations", post(direct::answer))
         .fallback(gate::unknown_route)
+        .method_not_allowed_fallback(gate::unknown_route)
         .layer(from_fn_with_state(state.clone(), gate::gate));
     Router::new()
         .nest("/v1", v1)

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::input::{InputSummary, LineReader, check_line, validate_file};
+use super::input::{InputSummary, LineReader, check_line, validate};
 use super::results::{Abort, Produced, ResultFiles};
 use super::state::SimState;
 use super::wire::{Batch, BatchError, BatchErrors, BatchStatus, now_secs};
@@ -65,27 +65,31 @@ async fn drive(state: &SimState, plan: &BatchPlan, cancel: &CancellationToken) -
     if !pause(cancel, plan.validating).await {
         return conclude(state, plan, &mut results, Ending::Cancelled).await;
     }
-    let Some(input) = &plan.input_path else {
-        let error = BatchError {
-            code: "invalid_request".into(),
-            message: "Cannot find file with the provided input_file_id.".into(),
-            param: Some("input_file_id".into()),
-            line: None,
-        };
-        fail(state, &plan.batch_id, vec![error]);
-        return Ok(());
+    // One handle for both passes: deleting the input file mid-batch does not disturb it.
+    let opened = match &plan.input_path {
+        Some(path) => LineReader::open(path).await,
+        None => Err(std::io::ErrorKind::NotFound.into()),
     };
-    let summary = match validate_file(input, &plan.endpoint).await? {
+    let mut reader = match opened {
+        Ok(reader) => reader,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            fail(state, &plan.batch_id, vec![missing_input()]);
+            return Ok(());
+        }
+        Err(err) => return Err(err),
+    };
+    let summary = match validate(&mut reader, &plan.endpoint).await? {
         Ok(summary) => summary,
         Err(errors) => {
             fail(state, &plan.batch_id, errors);
             return Ok(());
         }
     };
+    reader.rewind().await?;
     if !start(state, &plan.batch_id, &summary) {
         return conclude(state, plan, &mut results, Ending::Cancelled).await;
     }
-    let ending = process_lines(state, plan, cancel, &summary, &mut results).await?;
+    let ending = process_lines(state, plan, cancel, &summary, reader, &mut results).await?;
     if state.shutdown_token().is_cancelled() {
         return Ok(());
     }
@@ -94,6 +98,15 @@ async fn drive(state: &SimState, plan: &BatchPlan, cancel: &CancellationToken) -
         None => finalize(state, plan, cancel).await,
     };
     conclude(state, plan, &mut results, ending).await
+}
+
+fn missing_input() -> BatchError {
+    BatchError {
+        code: "invalid_request".into(),
+        message: "Cannot find file with the provided input_file_id.".into(),
+        param: Some("input_file_id".into()),
+        line: None,
+    }
 }
 
 /// validating -> in_progress; false when a cancel came first.
@@ -136,11 +149,10 @@ async fn process_lines(
     plan: &BatchPlan,
     cancel: &CancellationToken,
     summary: &InputSummary,
+    mut reader: LineReader,
     results: &mut ResultFiles,
 ) -> std::io::Result<Option<Ending>> {
-    let input = plan.input_path.as_deref().expect("validated input exists");
-    let mut reader = LineReader::open(input).await?;
-    let expire_after = plan.expire.then(|| summary.total / 2);
+    let expire_after = plan.expire.then_some(summary.total / 2);
     let publish_every = (plan.lines_per_sec / 20).max(1);
     let started = Instant::now();
     let mut executed = 0u64;

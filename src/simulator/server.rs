@@ -14,6 +14,7 @@ use super::state::SimState;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A simulator serving on a bound listener in the background (used in-process by `run -f` and by tests).
+#[derive(Debug)]
 pub struct RunningSimulator {
     addr: SocketAddr,
     state: SimState,

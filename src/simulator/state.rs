@@ -1,6 +1,8 @@
 //! The simulator's shared state: file and batch stores, the request journal, the fault RNG and
 //! the background batch tasks.
 
+use std::collections::VecDeque;
+use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 use super::config::SimulatorConfig;
 use super::wire::{Batch, FileObject};
 
+/// Most journal entries kept, so a long-running simulator's memory stays bounded.
+const JOURNAL_CAPACITY: usize = 100_000;
+
 /// Shared, cheaply clonable state behind the simulator's router.
 #[derive(Clone)]
 pub struct SimState {
@@ -26,10 +31,19 @@ struct Inner {
     data_dir: DataDir,
     files: Mutex<Vec<FileObject>>,
     batches: Mutex<Vec<BatchRecord>>,
-    journal: Mutex<Vec<JournalEntry>>,
+    journal: Mutex<VecDeque<JournalEntry>>,
     rng: Mutex<StdRng>,
     shutdown: CancellationToken,
     tasks: Mutex<JoinSet<()>>,
+}
+
+impl fmt::Debug for SimState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimState")
+            .field("config", &self.inner.config)
+            .field("data_dir", &self.inner.data_dir.path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A batch and the token that asks its background task to cancel.
@@ -174,12 +188,17 @@ impl SimState {
         Some(f(&mut record.batch, &record.cancel))
     }
 
+    /// Journals a request; past [`JOURNAL_CAPACITY`] the oldest entries go.
     pub(crate) fn record(&self, entry: JournalEntry) {
-        lock(&self.inner.journal).push(entry);
+        let mut journal = lock(&self.inner.journal);
+        if journal.len() == JOURNAL_CAPACITY {
+            journal.pop_front();
+        }
+        journal.push_back(entry);
     }
 
     pub(crate) fn journal(&self) -> Vec<JournalEntry> {
-        lock(&self.inner.journal).clone()
+        lock(&self.inner.journal).iter().cloned().collect()
     }
 
     pub(crate) fn clear_journal(&self) {
