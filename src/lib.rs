@@ -6,6 +6,7 @@ pub mod cli;
 pub mod driver;
 pub mod engine;
 pub mod gateway;
+pub mod io;
 pub mod jsonl;
 pub mod local;
 pub mod simulator;

@@ -11,6 +11,7 @@ use super::error::GatewayError;
 use super::retry::RetryDecision;
 
 const OP: &str = "download file";
+const WRITE_BUFFER: usize = 1024 * 1024;
 
 impl GatewayClient {
     /// Downloads file `id` to `dest` through `dest.partial` and a rename, so `dest` only ever holds
@@ -48,7 +49,9 @@ impl GatewayClient {
         // `file_content` has already retried everything up to the response headers.
         let body = self.file_content(id).await.map_err(DownloadError::BeforeBody)?;
         let local = |source| DownloadError::BeforeBody(io(partial, source));
-        let mut file = tokio::fs::File::create(partial).await.map_err(local)?;
+        let file = tokio::fs::File::create(partial).await.map_err(local)?;
+        // Few large writes: each tokio file write is a hop to the blocking pool.
+        let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut body = std::pin::pin!(body);
         let mut written = 0u64;
         while let Some(chunk) = body.next().await {
@@ -57,7 +60,7 @@ impl GatewayClient {
             written += chunk.len() as u64;
         }
         file.flush().await.map_err(local)?;
-        file.sync_all().await.map_err(local)?;
+        file.get_ref().sync_all().await.map_err(local)?;
         Ok(written)
     }
 }

@@ -16,7 +16,7 @@ use super::types::{FileObject, ListFiles, Page, SortOrder, UploadSource};
 /// Uploads are granted the request timeout plus one second per this many bytes.
 const UPLOAD_BYTES_PER_SECOND: u64 = 256 * 1024;
 /// Read size when streaming a local file into an upload.
-const UPLOAD_CHUNK: usize = 64 * 1024;
+const UPLOAD_CHUNK: usize = 256 * 1024;
 /// Page size used by [`GatewayClient::find_file`].
 const FIND_PAGE_SIZE: u32 = 100;
 
@@ -140,6 +140,10 @@ async fn file_part(
             let len = file.metadata().await.map_err(io_err)?.len();
             let body = Body::wrap_stream(ReaderStream::with_capacity(file, UPLOAD_CHUNK));
             (Part::stream_with_length(body, len), len)
+        }
+        UploadSource::Stream(stream) => {
+            let body = Body::wrap_stream((stream.open)());
+            (Part::stream_with_length(body, stream.len), stream.len)
         }
     };
     let part = part

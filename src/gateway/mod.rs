@@ -44,5 +44,5 @@ pub use error::GatewayError;
 pub use retry::{GiveUpReason, RetryDecision};
 pub use types::{
     Batch, BatchError, BatchErrors, BatchStatus, BatchUsage, CreateBatch, FileObject, InputTokensDetails, ListFiles,
-    OutputTokensDetails, Page, RequestCounts, SortOrder, UploadSource,
+    OutputTokensDetails, Page, RequestCounts, SortOrder, StreamSource, UploadSource,
 };

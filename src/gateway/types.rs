@@ -3,6 +3,7 @@
 //! Decoding is tolerant: unknown fields are ignored, optional fields may be missing or `null`,
 //! timestamps may arrive as floats, and unknown batch statuses are kept verbatim.
 
+use futures::stream::BoxStream;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -324,6 +325,27 @@ pub enum UploadSource {
     Path(PathBuf),
     /// Bytes already in memory.
     Bytes(Bytes),
+    /// A stream of known length, opened anew for every attempt. An error item aborts the
+    /// upload before the body is complete, so the gateway never stores a partial file.
+    Stream(StreamSource),
+}
+
+/// Opens the byte stream of one upload attempt.
+pub type OpenStream = dyn Fn() -> BoxStream<'static, std::io::Result<Bytes>> + Send + Sync;
+
+/// A re-openable stream of `len` bytes.
+#[derive(Clone)]
+pub struct StreamSource {
+    pub len: u64,
+    pub open: std::sync::Arc<OpenStream>,
+}
+
+impl std::fmt::Debug for StreamSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSource")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Accepts an integer or a float (truncated) timestamp, or `null`.

@@ -52,6 +52,11 @@ impl Validator {
         self.splitter.feed(chunk, |line| checker.check(line));
     }
 
+    /// True once a line-level problem was found (file-level ones are only known at the end).
+    pub fn has_problems(&self) -> bool {
+        self.checker.problems.count > 0
+    }
+
     /// Ends the file and reports. File-level problems come first in the report.
     pub fn finish(self) -> Report {
         let Self {
