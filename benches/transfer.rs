@@ -111,10 +111,19 @@ fn curl_ratio(curl_seconds: f64, our_seconds: f64) -> f64 {
     curl_seconds / our_seconds
 }
 
-fn time(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    let start = Instant::now();
-    f()?;
-    Ok(start.elapsed().as_secs_f64())
+/// Runs per measurement; the median is reported (loopback figures on a shared machine are noisy).
+const RUNS: usize = 3;
+
+/// The median wall time of `RUNS` runs of `f`, in seconds.
+fn time(mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let mut seconds = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        f()?;
+        seconds.push(start.elapsed().as_secs_f64());
+    }
+    seconds.sort_by(f64::total_cmp);
+    Ok(seconds[RUNS / 2])
 }
 
 /// Chat request lines of about 700 bytes until `bytes` is reached.

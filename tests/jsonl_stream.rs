@@ -1,7 +1,6 @@
 //! `validate_reader` over a generated ~20 MB batch input file on disk.
 
 use std::io::Write;
-use std::time::Instant;
 
 use llm_batch_operator::jsonl::{Limits, Report, validate_reader};
 
@@ -85,28 +84,4 @@ async fn limits_are_reported_while_every_line_is_still_checked() {
         )
     );
     assert_eq!(report.summary.requests, lines as u64);
-}
-
-/// Throughput figure for a release build; prints, asserts nothing about time. Run with
-/// `cargo test --release --test jsonl_stream -- --ignored --nocapture`.
-#[tokio::test]
-#[ignore = "a measurement, not a test"]
-async fn throughput() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, lines, bytes) = write_file(&dir, 190 * 1024 * 1024);
-    let data = std::fs::read(&path).unwrap();
-    let limits = Limits {
-        max_requests: lines as u64,
-        ..Limits::default()
-    };
-    for _ in 0..3 {
-        let start = Instant::now();
-        let report = validate_reader(&data[..], CHAT, limits).await.unwrap();
-        let secs = start.elapsed().as_secs_f64();
-        assert!(report.is_valid(), "{}", report.render(5));
-        println!(
-            "{lines} lines, {bytes} bytes in {secs:.3} s: {:.0} MB/s",
-            bytes as f64 / secs / 1e6
-        );
-    }
 }
