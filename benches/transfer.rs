@@ -19,111 +19,110 @@ use llm_batch_operator::jsonl::{self, Limits};
 const MB: f64 = 1_000_000.0;
 
 fn main() -> anyhow::Result<()> {
-    let work = tempfile::tempdir()?;
+    // In memory where possible: the figures are about the transfer path, not disk writeback.
+    let work = if Path::new("/dev/shm").is_dir() {
+        tempfile::tempdir_in("/dev/shm")?
+    } else {
+        tempfile::tempdir()?
+    };
     let sim = Simulator::start(&work.path().join("sim-data"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let client = GatewayClient::new(GatewayConfig::new(sim.base_url.parse()?))?;
+    let upload_and_delete = |source: UploadSource| -> anyhow::Result<()> {
+        runtime.block_on(async {
+            let id = client.upload_file("bench.jsonl", "batch", source).await?.id;
+            Ok(client.delete_file(&id).await?)
+        })
+    };
 
     println!(
-        "{:<34} {:>10} {:>10} {:>12} {:>8}",
-        "step", "bytes", "MB/s", "peak RSS", "vs curl"
+        "{:<30} {:>10} {:>9} {:>9} {:>8} {:>12}",
+        "median of 5 runs", "bytes", "curl MB/s", "MB/s", "vs curl", "peak RSS"
     );
-    let mut largest_file_id = String::new();
     for (label, bytes) in [("20 MB", 20_000_000u64), ("200 MB", 200_000_000u64)] {
-        let path = work.path().join(format!("input-{label}.jsonl").replace(' ', ""));
+        let path = work.path().join(format!("input-{}.jsonl", bytes / 1_000_000));
         write_jsonl(&path, bytes)?;
         let size = std::fs::metadata(&path)?.len();
-
-        let curl = time(|| curl_upload(&sim.base_url, &path))?;
-        let validate = time(|| {
+        let curl = || {
+            let id = curl_upload(&sim.base_url, &path)?;
+            Ok(runtime.block_on(client.delete_file(&id))?)
+        };
+        let validate = || {
             runtime.block_on(async {
                 let file = tokio::fs::File::open(&path).await?;
                 let report = jsonl::validate_reader(file, "/v1/chat/completions", Limits::default()).await?;
                 anyhow::ensure!(report.is_valid(), "generated input is invalid: {}", report.render(3));
                 Ok(())
             })
-        })?;
-        let upload = time(|| {
-            runtime.block_on(async {
-                client
-                    .upload_file("bench.jsonl", "batch", UploadSource::Path(path.clone()))
-                    .await?;
-                Ok(())
-            })
-        })?;
-        reset_peak_rss();
-        let ours = time(|| {
-            runtime.block_on(async {
-                let upload = validated_file_upload(path.clone(), size, "/v1/chat/completions", Limits::default());
-                largest_file_id = client
-                    .upload_file("bench.jsonl", "batch", upload.source.clone())
-                    .await?
-                    .id;
-                anyhow::ensure!(
-                    upload.report().is_some_and(|r| r.is_valid()),
-                    "the upload was not validated"
-                );
-                Ok(())
-            })
-        })?;
-        let rss = peak_rss_kib();
-        row(&format!("curl -F upload {label}"), size, curl, None, None);
-        row(&format!("  validate only {label}"), size, validate, None, None);
-        row(&format!("  upload only {label}"), size, upload, None, None);
-        row(
-            &format!("validate + upload {label}"),
-            size,
-            ours,
-            Some(rss),
-            Some(curl_ratio(curl, ours)),
-        );
+        };
+        let upload = || upload_and_delete(UploadSource::Path(path.clone()));
+        let validated_upload = || {
+            let upload = validated_file_upload(path.clone(), size, "/v1/chat/completions", Limits::default());
+            upload_and_delete(upload.source.clone())?;
+            anyhow::ensure!(
+                upload.report().is_some_and(|r| r.is_valid()),
+                "the upload was not validated"
+            );
+            Ok(())
+        };
+        paired(&format!("validate only {label}"), size, curl, validate)?;
+        paired(&format!("upload only {label}"), size, curl, upload)?;
+        paired(&format!("validate + upload {label}"), size, curl, validated_upload)?;
     }
 
-    let size = 200_000_000u64;
+    let path = work.path().join("input-200.jsonl");
+    let file_id = runtime
+        .block_on(client.upload_file("download.jsonl", "batch", UploadSource::Path(path.clone())))?
+        .id;
+    let size = std::fs::metadata(&path)?.len();
     let out = work.path().join("download.jsonl");
-    let curl = time(|| curl_download(&sim.base_url, &largest_file_id, &out))?;
-    reset_peak_rss();
-    let ours = time(|| {
-        runtime
-            .block_on(async { Ok(client.download_file_to(&largest_file_id, &out).await?) })
-            .map(|_| ())
-    })?;
-    let rss = peak_rss_kib();
-    let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(size);
-    row("curl download 200 MB", size, curl, None, None);
-    row("download 200 MB", size, ours, Some(rss), Some(curl_ratio(curl, ours)));
+    let curl = || curl_download(&sim.base_url, &file_id, &out);
+    let ours = || runtime.block_on(async { Ok(client.download_file_to(&file_id, &out).await.map(|_| ())?) });
+    paired("download 200 MB", size, curl, ours)?;
     Ok(())
 }
 
-fn row(step: &str, bytes: u64, seconds: f64, rss_kib: Option<u64>, ratio: Option<f64>) {
-    let rss = rss_kib
-        .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
-        .unwrap_or_default();
-    let ratio = ratio.map(|r| format!("{r:.2}x")).unwrap_or_default();
-    println!(
-        "{step:<34} {bytes:>10} {:>10.0} {rss:>12} {ratio:>8}",
-        bytes as f64 / MB / seconds
-    );
-}
+/// Runs per measurement. Loopback figures on a shared 2-core machine drift, so curl and ours
+/// run alternately and the medians are reported, with the median of the per-run ratios.
+const RUNS: usize = 5;
 
-/// Our throughput as a multiple of curl's (1.0 = as fast).
-fn curl_ratio(curl_seconds: f64, our_seconds: f64) -> f64 {
-    curl_seconds / our_seconds
-}
-
-/// Runs per measurement; the median is reported (loopback figures on a shared machine are noisy).
-const RUNS: usize = 3;
-
-/// The median wall time of `RUNS` runs of `f`, in seconds.
-fn time(mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    let mut seconds = Vec::with_capacity(RUNS);
+/// Measures `curl` and `ours` alternately and prints one row.
+fn paired(
+    step: &str,
+    bytes: u64,
+    mut curl: impl FnMut() -> anyhow::Result<()>,
+    mut ours: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let (mut curl_s, mut ours_s, mut ratios, mut peak_kib) = (vec![], vec![], vec![], 0);
     for _ in 0..RUNS {
-        let start = Instant::now();
-        f()?;
-        seconds.push(start.elapsed().as_secs_f64());
+        let c = seconds(&mut curl)?;
+        reset_peak_rss();
+        let o = seconds(&mut ours)?;
+        peak_kib = peak_kib.max(peak_rss_kib());
+        curl_s.push(c);
+        ours_s.push(o);
+        ratios.push(c / o);
     }
-    seconds.sort_by(f64::total_cmp);
-    Ok(seconds[RUNS / 2])
+    let mb_s = |s: f64| bytes as f64 / MB / s;
+    println!(
+        "{step:<30} {bytes:>10} {:>9.0} {:>9.0} {:>7.2}x {:>8.1} MiB",
+        mb_s(median(curl_s)),
+        mb_s(median(ours_s)),
+        median(ratios),
+        peak_kib as f64 / 1024.0
+    );
+    Ok(())
+}
+
+fn seconds(f: &mut impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    f()?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// Chat request lines of about 700 bytes until `bytes` is reached.
@@ -144,14 +143,16 @@ fn write_jsonl(path: &Path, bytes: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn curl_upload(base_url: &str, path: &Path) -> anyhow::Result<()> {
-    let status = Command::new("curl")
-        .args(["-sS", "--fail", "-o", "/dev/null", "-F", "purpose=batch", "-F"])
+/// Uploads with `curl -F` and returns the new file's id.
+fn curl_upload(base_url: &str, path: &Path) -> anyhow::Result<String> {
+    let output = Command::new("curl")
+        .args(["-sS", "--fail", "-F", "purpose=batch", "-F"])
         .arg(format!("file=@{}", path.display()))
         .arg(format!("{base_url}/files"))
-        .status()?;
-    anyhow::ensure!(status.success(), "curl upload failed: {status}");
-    Ok(())
+        .output()?;
+    anyhow::ensure!(output.status.success(), "curl upload failed: {}", output.status);
+    let file: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    Ok(file["id"].as_str().unwrap_or_default().to_string())
 }
 
 fn curl_download(base_url: &str, file_id: &str, out: &Path) -> anyhow::Result<()> {
