@@ -44,9 +44,18 @@ fn validate_checks_the_endpoint_and_reads_stdin() {
     child.stdin.take().unwrap().write_all(chat_lines(1).as_bytes()).unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(text(&output).contains("line 1: url \"/v1/chat/completions\" does not match the batch endpoint \"/v1/embeddings\" (url)"), "{}", text(&output));
+    assert!(
+        text(&output).contains(
+            "line 1: url \"/v1/chat/completions\" does not match the batch endpoint \"/v1/embeddings\" (url)"
+        ),
+        "{}",
+        text(&output)
+    );
 
-    let unknown = bin().args(["validate", "-", "--endpoint", "/v1/images"]).output().unwrap();
+    let unknown = bin()
+        .args(["validate", "-", "--endpoint", "/v1/images"])
+        .output()
+        .unwrap();
     assert_eq!(unknown.status.code(), Some(2));
 }
 
@@ -63,6 +72,10 @@ fn every_subcommand_explains_itself_with_an_example() {
     for command in ["run", "validate", "simulator", "crd"] {
         let output = bin().args([command, "--help"]).output().unwrap();
         assert!(output.status.success(), "{command}");
-        assert!(text(&output).contains("Example"), "{command} --help has no example:\n{}", text(&output));
+        assert!(
+            text(&output).contains("Example"),
+            "{command} --help has no example:\n{}",
+            text(&output)
+        );
     }
 }
