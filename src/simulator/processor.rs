@@ -180,7 +180,7 @@ async fn process_lines(
                     .execute(&plan.endpoint, &request.custom_id, &request.body)
                     .await?;
                 executed += 1;
-                if executed % publish_every == 0 {
+                if executed.is_multiple_of(publish_every) {
                     publish(state, &plan.batch_id, results);
                     pace(cancel, started, executed, plan.lines_per_sec).await;
                 }
