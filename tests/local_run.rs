@@ -2,6 +2,8 @@
 
 mod common;
 
+use base64::Engine as _;
+
 use common::{Simulator, Workspace, batch_manifests, chat_lines, gateway_manifests, text};
 
 const KEY: &str = "sk-test-0123456789abcdef";
@@ -303,4 +305,54 @@ fn runs_against_aimock_an_independent_gateway() {
     let lines = ws.lines("peer", "output.jsonl");
     assert_eq!(lines.len(), 5);
     assert!(lines.iter().all(|l| l["custom_id"].as_str().unwrap().starts_with("t-")));
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_says_how_to_resume() {
+    let sim = Simulator::start(&["--api-key", KEY, "--lines-per-sec", "20"]);
+    let ws = setup(&sim, "paused", 100, "");
+    let child = ws
+        .run_command(&["batch.yaml", "gateway.yaml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(|| ws.out("paused").join("status.yaml").exists() && phase(&ws, "paused") == "InProgress");
+    let interrupt = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output));
+    assert!(
+        text(&output).contains("run the same command again to resume"),
+        "{}",
+        text(&output)
+    );
+
+    let resumed = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert_eq!(ws.lines("paused", "output.jsonl").len(), 100);
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), 1);
+}
+
+#[test]
+fn input_can_come_from_a_secret() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    let jsonl = chat_lines(7);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(jsonl.as_bytes());
+    ws.write(
+        "batch.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: private-input\ndata:\n  batch.jsonl: {encoded}\n---\n\
+             apiVersion: llmbatch.io/v1alpha1\nkind: Batch\nmetadata:\n  name: private\nspec:\n  gatewayRef:\n    name: gw\n  \
+             endpoint: /v1/chat/completions\n  input:\n    secret:\n      name: private-input\n      key: batch.jsonl\n"
+        ),
+    );
+    ws.write("gateway.yaml", &gateway_manifests(&sim.base_url, KEY, &[]));
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(ws.lines("private", "output.jsonl").len(), 7);
 }
