@@ -25,7 +25,8 @@ pub fn classify(err: &GatewayError) -> ErrorClass {
     }
 }
 
-fn failed(err: GatewayError) -> Outcome {
+/// The engine outcome of a failed gateway call.
+pub fn failure(err: GatewayError) -> Outcome {
     Outcome::GatewayError {
         class: classify(&err),
         message: err.to_string(),
@@ -76,14 +77,14 @@ pub async fn upload_input(client: &GatewayClient, filename: &str, source: Upload
         Err(e) if !e.is_retryable() && !e.is_unauthorized() => {
             tracing::debug!(error = %e, "listing files is not supported; uploading");
         }
-        Err(e) => return failed(e),
+        Err(e) => return failure(e),
     }
     match client.upload_file(filename, "batch", source).await {
         Ok(file) => Outcome::InputUploaded {
             file_id: file.id,
             adopted: false,
         },
-        Err(e) => failed(e),
+        Err(e) => failure(e),
     }
 }
 
@@ -103,7 +104,7 @@ pub async fn create_batch(client: &GatewayClient, request: &BatchRequest) -> Out
             };
         }
         Ok(None) => {}
-        Err(e) => return failed(e),
+        Err(e) => return failure(e),
     }
     let create = crate::gateway::CreateBatch {
         input_file_id: request.input_file_id.clone(),
@@ -116,7 +117,7 @@ pub async fn create_batch(client: &GatewayClient, request: &BatchRequest) -> Out
             batch: upstream(&batch),
             adopted: false,
         },
-        Err(e) => failed(e),
+        Err(e) => failure(e),
     }
 }
 
@@ -124,7 +125,7 @@ pub async fn create_batch(client: &GatewayClient, request: &BatchRequest) -> Out
 pub async fn poll(client: &GatewayClient, batch_id: &str) -> Outcome {
     match client.get_batch(batch_id).await {
         Ok(batch) => Outcome::Observed(upstream(&batch)),
-        Err(e) => failed(e),
+        Err(e) => failure(e),
     }
 }
 
@@ -133,6 +134,6 @@ pub async fn cancel(client: &GatewayClient, batch_id: &str) -> Outcome {
     match client.cancel_batch(batch_id).await {
         Ok(batch) => Outcome::Observed(upstream(&batch)),
         Err(e) if e.status() == Some(409) => poll(client, batch_id).await,
-        Err(e) => failed(e),
+        Err(e) => failure(e),
     }
 }

@@ -129,50 +129,61 @@ impl BatchRun<'_> {
 
     /// Downloads both files into the output directory and counts what they hold.
     async fn download(&self, output_file_id: Option<String>, error_file_id: Option<String>) -> Outcome {
+        self.try_download(output_file_id, error_file_id)
+            .await
+            .unwrap_or_else(|failed| failed)
+    }
+
+    async fn try_download(&self, output_id: Option<String>, error_id: Option<String>) -> Result<Outcome, Outcome> {
         let dir = &self.out_dir;
-        if let Err(e) = tokio::fs::create_dir_all(dir).await {
-            return io_failure(dir, e);
-        }
-        let mut downloaded = Downloaded {
-            location: dir.display().to_string(),
-            ..Default::default()
-        };
-        let output = dir.join("output.jsonl");
-        match output_file_id {
-            Some(id) => match self.client.download_file_to(&id, &output).await {
-                Ok(_) => match driver::summarise_output(&output).await {
-                    Ok(s) => {
-                        (downloaded.output_lines, downloaded.output_bytes, downloaded.usage) =
-                            (s.lines, s.bytes, s.usage)
-                    }
-                    Err(e) => return io_failure(&output, e),
-                },
-                Err(e) => return download_failure(e),
-            },
+        tokio::fs::create_dir_all(dir).await.map_err(|e| io_failure(dir, e))?;
+        let (output, errors) = (dir.join("output.jsonl"), dir.join("errors.jsonl"));
+        let out = match output_id {
+            Some(id) => {
+                self.fetch(&id, &output).await?;
+                driver::summarise_output(&output)
+                    .await
+                    .map_err(|e| io_failure(&output, e))?
+            }
             // Every line failed: an empty output file says so plainly.
             None => {
-                if let Err(e) = tokio::fs::write(&output, b"").await {
-                    return io_failure(&output, e);
-                }
+                tokio::fs::write(&output, b"")
+                    .await
+                    .map_err(|e| io_failure(&output, e))?;
+                Default::default()
             }
-        }
-        let errors = dir.join("errors.jsonl");
-        match error_file_id {
-            Some(id) => match self.client.download_file_to(&id, &errors).await {
-                Ok(_) => match driver::summarise_errors(&errors).await {
-                    Ok(s) => {
-                        (downloaded.error_lines, downloaded.error_bytes, downloaded.not_run) =
-                            (s.lines, s.bytes, s.not_run)
-                    }
-                    Err(e) => return io_failure(&errors, e),
-                },
-                Err(e) => return download_failure(e),
-            },
+        };
+        let err = match error_id {
+            Some(id) => {
+                self.fetch(&id, &errors).await?;
+                driver::summarise_errors(&errors)
+                    .await
+                    .map_err(|e| io_failure(&errors, e))?
+            }
             None => {
                 let _ = tokio::fs::remove_file(&errors).await;
+                Default::default()
             }
+        };
+        Ok(Outcome::Downloaded(Downloaded {
+            location: dir.display().to_string(),
+            output_lines: out.lines,
+            output_bytes: out.bytes,
+            usage: out.usage,
+            error_lines: err.lines,
+            error_bytes: err.bytes,
+            not_run: err.not_run,
+        }))
+    }
+
+    async fn fetch(&self, file_id: &str, dest: &std::path::Path) -> Result<(), Outcome> {
+        match self.client.download_file_to(file_id, dest).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Outcome::GatewayError {
+                class: driver::classify(&e),
+                message: e.to_string(),
+            }),
         }
-        Outcome::Downloaded(downloaded)
     }
 
     fn persist(&self) -> anyhow::Result<()> {
@@ -197,13 +208,6 @@ fn crash_if_asked(step: &str) {
 pub fn write_status_yaml(out_dir: &std::path::Path, status: &BatchStatus) -> anyhow::Result<()> {
     std::fs::create_dir_all(out_dir)?;
     write_atomically(&out_dir.join("status.yaml"), serde_yaml::to_string(status)?.as_bytes())
-}
-
-fn download_failure(e: crate::gateway::GatewayError) -> Outcome {
-    Outcome::GatewayError {
-        class: driver::classify(&e),
-        message: e.to_string(),
-    }
 }
 
 /// A local disk problem is worth retrying (space may be freed); it never fails the batch.
