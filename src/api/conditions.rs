@@ -36,6 +36,7 @@ pub mod reasons {
     pub const EXPIRED: &str = "Expired";
     pub const CANCELLED: &str = "Cancelled";
     pub const BATCH_FAILED: &str = "BatchFailed";
+    pub const OUTPUT_UNAVAILABLE: &str = "OutputUnavailable";
 }
 
 /// Helpers over a status's condition list.

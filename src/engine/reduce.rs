@@ -237,6 +237,10 @@ fn gateway_error(status: &mut BatchStatus, class: ErrorClass, message: String, c
                 ctx,
             );
         }
+        ErrorClass::Output => {
+            let message = format!("{message} (will retry)");
+            set(status, ct::COMPLETE, false, reasons::OUTPUT_UNAVAILABLE, message, ctx);
+        }
         ErrorClass::Rejected => finish(status, BatchPhase::Failed, reasons::REJECTED_BY_GATEWAY, message, ctx),
         ErrorClass::NotFound => finish(status, BatchPhase::Failed, reasons::BATCH_NOT_FOUND, message, ctx),
     }

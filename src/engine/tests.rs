@@ -286,6 +286,30 @@ fn transient_and_unauthorized_errors_keep_the_step_for_a_retry() {
 }
 
 #[test]
+fn output_errors_keep_downloading_and_say_why() {
+    let downloading = reduce(
+        &submitted(),
+        Outcome::Observed(upstream(UpstreamState::Completed)),
+        &ctx_at(30),
+    );
+    let status = reduce(
+        &downloading,
+        Outcome::GatewayError {
+            class: ErrorClass::Output,
+            message: "cannot write out/output.jsonl: disk full".into(),
+        },
+        &ctx_at(31),
+    );
+    assert_eq!(status.phase, Some(BatchPhase::Downloading));
+    assert!(matches!(decide(&spec(), &status, &ctx_at(32)), Action::Download { .. }));
+    let complete = status.conditions.condition(ct::COMPLETE).unwrap();
+    assert_eq!(
+        (complete.status.as_str(), complete.reason.as_str()),
+        ("False", reasons::OUTPUT_UNAVAILABLE)
+    );
+}
+
+#[test]
 fn rejected_and_not_found_errors_fail_the_batch() {
     for (class, reason) in [
         (ErrorClass::Rejected, reasons::REJECTED_BY_GATEWAY),

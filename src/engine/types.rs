@@ -107,6 +107,15 @@ pub enum ErrorClass {
     Rejected,
     /// Our own upstream batch or file is gone (404): the Batch fails.
     NotFound,
+    /// The results could not be written to the sink (disk full, API error): retried later.
+    Output,
+}
+
+impl ErrorClass {
+    /// True for failures that a later retry of the same step may get past.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Transient | Self::Output)
+    }
 }
 
 /// What happened when the driver performed the action.

@@ -59,8 +59,8 @@ impl BatchRun<'_> {
                 outcome = self.perform(action) => outcome,
             };
             crash_if_asked(step);
-            let class = match &outcome {
-                Outcome::GatewayError { class, .. } => Some(*class),
+            let failure = match &outcome {
+                Outcome::GatewayError { class, message } => Some((*class, message.clone())),
                 _ => None,
             };
             self.state.status = engine::reduce(&self.state.status, outcome, &self.context());
@@ -68,14 +68,14 @@ impl BatchRun<'_> {
                 break Ending::Stopped(format!("cannot save state: {e}"));
             }
             self.progress.update(&self.state.status);
-            match class {
-                Some(ErrorClass::Unauthorized) => {
+            match failure {
+                Some((ErrorClass::Unauthorized, _)) => {
                     break Ending::Stopped("the gateway refused the API key; fix it and rerun to resume".into());
                 }
-                Some(ErrorClass::Transient) => {
+                Some((class, message)) if class.is_retryable() => {
                     transient_failures += 1;
                     if transient_failures >= MAX_TRANSIENT_FAILURES {
-                        break Ending::Stopped("the gateway stayed unavailable; rerun to resume".into());
+                        break Ending::Stopped(format!("{message}, {transient_failures} times; rerun to resume"));
                     }
                     let pause = Duration::from_secs(1 << transient_failures.min(5));
                     tokio::select! {
@@ -213,7 +213,7 @@ pub fn write_status_yaml(out_dir: &std::path::Path, status: &BatchStatus) -> any
 /// A local disk problem is worth retrying (space may be freed); it never fails the batch.
 fn io_failure(path: &std::path::Path, e: std::io::Error) -> Outcome {
     Outcome::GatewayError {
-        class: ErrorClass::Transient,
+        class: ErrorClass::Output,
         message: format!("cannot write {}: {e}", path.display()),
     }
 }
