@@ -9,7 +9,7 @@ mod resolve;
 mod runner;
 mod state;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -83,20 +83,20 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         Err(problems) => return Ok(invalid(&problems)),
     };
 
-    let needs_simulator = plans.iter().zip(&states).any(|(p, s)| {
-        matches!(p.gateway, GatewayTarget::Builtin { .. }) && !s.status.phase.unwrap_or_default().is_terminal()
-    });
-    let simulator = if needs_simulator {
-        let sim = RunningSimulator::start(SimulatorConfig::default(), "127.0.0.1:0".parse()?).await?;
-        reporter.say(format!(
-            "using the built-in simulator at {} ({})",
-            sim.base_url(),
-            simulator_reason(&options, &plans)
-        ));
-        Some(sim)
-    } else {
-        None
+    let builtin = |p: &Plan| matches!(p.gateway, GatewayTarget::Builtin { .. });
+    let simulator = match plans.iter().any(builtin) {
+        true => Some(RunningSimulator::start(SimulatorConfig::default(), "127.0.0.1:0".parse()?).await?),
+        false => None,
     };
+    if let Some(sim) = &simulator
+        && plans
+            .iter()
+            .zip(&states)
+            .any(|(p, s)| builtin(p) && !s.status.phase.unwrap_or_default().is_terminal())
+    {
+        let reason = simulator_reason(&options, &plans);
+        reporter.say(format!("using the built-in simulator at {} ({reason})", sim.base_url()));
+    }
 
     let cancel = CancellationToken::new();
     let ctrl_c = {
@@ -265,9 +265,7 @@ fn simulator_reason(options: &RunOptions, plans: &[Plan]) -> String {
 fn client_for(plan: &Plan, simulator: Option<&RunningSimulator>) -> anyhow::Result<(GatewayClient, PollingPolicy)> {
     match &plan.gateway {
         GatewayTarget::Builtin { .. } => {
-            let url = simulator
-                .map(|s| s.base_url())
-                .unwrap_or_else(|| "http://127.0.0.1:9/v1".to_string());
+            let url = simulator.expect("started whenever a plan uses it").base_url();
             let client = GatewayClient::new(GatewayConfig::new(url.parse()?))?;
             Ok((client, BUILTIN_POLLING))
         }
@@ -317,12 +315,8 @@ fn summarise(
     if code == exit::INTERRUPTED {
         reporter.say(format!(
             "interrupted; state is kept in {}: run the same command again to resume",
-            display(&options.state_dir)
+            options.state_dir.display()
         ));
     }
     ExitCode::from(code)
-}
-
-fn display(path: &Path) -> String {
-    path.display().to_string()
 }
