@@ -185,3 +185,4 @@ pub fn text(output: &Output) -> String {
 }
 
 pub mod aimock;
+pub mod apiserver;

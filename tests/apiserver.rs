@@ -1,0 +1,252 @@
+//! What the real API server enforces on our CRDs: structural schemas, CEL rules on create
+//! and update, the status subresource, printer columns, and that every example applies.
+
+mod common;
+
+use common::apiserver::{MANAGER, admin_client, fresh_namespace, startup_time};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::Discovery;
+use llm_batch_operator::api::{Batch, BatchGateway, BatchPhase, BatchStatus};
+use serde_json::{Value, json};
+
+fn batch(name: &str, spec: Value) -> Batch {
+    serde_json::from_value(json!({
+        "apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn spec(input: Value) -> Value {
+    json!({"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions", "input": input})
+}
+
+fn config_map_input() -> Value {
+    json!({"configMap": {"name": "tickets", "key": "batch.jsonl"}})
+}
+
+/// The server's message for a rejected object, or "" when it was accepted.
+fn rejection<T>(result: Result<T, kube::Error>) -> String {
+    match result {
+        Ok(_) => String::new(),
+        Err(kube::Error::Api(status)) => status.message,
+        Err(other) => panic!("not an API rejection: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn the_crds_are_accepted_and_served() {
+    let client = admin_client().await;
+    eprintln!("etcd + kube-apiserver ready in {:?}", startup_time());
+    let discovery = Discovery::new(client).run().await.unwrap();
+    let group = discovery.get("llmbatch.io").expect("llmbatch.io is served");
+    let kinds: Vec<String> = group.recommended_resources().into_iter().map(|(r, _)| r.kind).collect();
+    assert!(
+        kinds.contains(&"Batch".to_string()) && kinds.contains(&"BatchGateway".to_string()),
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test]
+async fn input_needs_exactly_one_source() {
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, "cel").await;
+    let api = Api::<Batch>::namespaced(client, &ns);
+    let pp = PostParams::default();
+    assert_eq!(
+        rejection(api.create(&pp, &batch("one", spec(config_map_input()))).await),
+        ""
+    );
+    let none = rejection(api.create(&pp, &batch("none", spec(json!({})))).await);
+    assert!(none.contains("input needs exactly one source"), "{none}");
+    let both = json!({"configMap": {"name": "a", "key": "k"}, "secret": {"name": "b", "key": "k"}});
+    let two = rejection(api.create(&pp, &batch("two", spec(both))).await);
+    assert!(two.contains("input needs exactly one source"), "{two}");
+}
+
+#[tokio::test]
+async fn input_and_endpoint_are_immutable_but_cancel_is_not() {
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, "immutable").await;
+    let api = Api::<Batch>::namespaced(client, &ns);
+    api.create(&PostParams::default(), &batch("b", spec(config_map_input())))
+        .await
+        .unwrap();
+    let merge = |patch: Value| Patch::Merge(patch);
+    let pp = PatchParams::default();
+
+    let moved = api
+        .patch(
+            "b",
+            &pp,
+            &merge(json!({"spec": {"input": {"configMap": {"name": "other"}}}})),
+        )
+        .await;
+    assert!(rejection(moved).contains("input is immutable"));
+    let retargeted = api
+        .patch("b", &pp, &merge(json!({"spec": {"endpoint": "/v1/embeddings"}})))
+        .await;
+    assert!(rejection(retargeted).contains("endpoint is immutable"));
+    let cancelled = api
+        .patch("b", &pp, &merge(json!({"spec": {"cancel": true}})))
+        .await
+        .unwrap();
+    assert!(cancelled.spec.cancel);
+}
+
+#[tokio::test]
+async fn bad_values_are_rejected_with_their_message() {
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, "values").await;
+    let batches = Api::<Batch>::namespaced(client.clone(), &ns);
+    let pp = PostParams::default();
+
+    let mut long = spec(config_map_input());
+    long["metadata"] = json!({"team": "x".repeat(513)});
+    let message = rejection(batches.create(&pp, &batch("long", long)).await);
+    assert!(message.contains("at most 512"), "{message}");
+
+    let mut crowded = spec(config_map_input());
+    crowded["metadata"] = (0..14)
+        .map(|i| (format!("k{i}"), json!("v")))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let message = rejection(batches.create(&pp, &batch("crowded", crowded)).await);
+    assert!(message.contains("spec.metadata"), "{message}");
+
+    // The typed Batch cannot even hold an unknown endpoint: send it untyped.
+    let mut unknown = spec(config_map_input());
+    unknown["endpoint"] = json!("/v1/images/generations");
+    let untyped = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &ApiResource::erase::<Batch>(&()));
+    let object: DynamicObject = serde_json::from_value(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch",
+        "metadata": {"name": "unknown"}, "spec": unknown}))
+    .unwrap();
+    let message = rejection(untyped.create(&pp, &object).await);
+    assert!(
+        message.contains("spec.endpoint") && message.contains("supported values"),
+        "{message}"
+    );
+
+    let gateways = Api::<BatchGateway>::namespaced(client, &ns);
+    let gateway = |name: &str, url: &str| -> BatchGateway {
+        serde_json::from_value(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchGateway",
+            "metadata": {"name": name}, "spec": {"url": url}}))
+        .unwrap()
+    };
+    assert_eq!(
+        rejection(gateways.create(&pp, &gateway("ok", "https://api.openai.com/v1")).await),
+        ""
+    );
+    let message = rejection(gateways.create(&pp, &gateway("bad", "https://api.openai.com")).await);
+    assert!(message.contains("ending in /v1"), "{message}");
+}
+
+#[tokio::test]
+async fn status_and_spec_are_written_apart() {
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, "status").await;
+    let api = Api::<Batch>::namespaced(client, &ns);
+    api.create(&PostParams::default(), &batch("b", spec(config_map_input())))
+        .await
+        .unwrap();
+
+    // The main resource ignores status.
+    let ignored = api
+        .patch(
+            "b",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Succeeded"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ignored.status, None);
+
+    // The status subresource writes status and ignores spec; generation moves only with spec.
+    let status = BatchStatus {
+        phase: Some(BatchPhase::InProgress),
+        ..Default::default()
+    };
+    let patch =
+        json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch", "status": status, "spec": {"cancel": true}});
+    let written = api
+        .patch_status("b", &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .unwrap();
+    assert_eq!(written.status.unwrap().phase, Some(BatchPhase::InProgress));
+    assert!(!written.spec.cancel, "the status subresource changed spec");
+    assert_eq!(written.metadata.generation, Some(1));
+    let bumped = api
+        .patch(
+            "b",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"cancel": true}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bumped.metadata.generation, Some(2));
+}
+
+#[tokio::test]
+async fn printer_columns_come_back_in_a_server_side_table() {
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, "table").await;
+    let api = Api::<Batch>::namespaced(client.clone(), &ns);
+    api.create(&PostParams::default(), &batch("b", spec(config_map_input())))
+        .await
+        .unwrap();
+    let request = http::Request::get(format!("/apis/llmbatch.io/v1alpha1/namespaces/{ns}/batches"))
+        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .body(Vec::new())
+        .unwrap();
+    let table: Value = serde_json::from_str(&client.request_text(request).await.unwrap()).unwrap();
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        columns,
+        ["Name", "Phase", "Completed", "Failed", "Total", "Batch ID", "Age"]
+    );
+    assert_eq!(table["rows"][0]["cells"][0], "b");
+}
+
+#[tokio::test]
+async fn every_example_manifest_applies() {
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, "examples").await;
+    let discovery = Discovery::new(client.clone()).run().await.unwrap();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut applied = 0;
+    for dir in std::fs::read_dir(root).unwrap() {
+        for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let mut object: DynamicObject = serde::Deserialize::deserialize(doc).unwrap();
+                let types = object.types.clone().expect("apiVersion and kind");
+                let gvk = GroupVersionKind::try_from(&types).unwrap();
+                let (resource, _) = discovery
+                    .resolve_gvk(&gvk)
+                    .unwrap_or_else(|| panic!("{gvk:?} is not served"));
+                object.metadata.namespace = Some(ns.clone());
+                let name = object.metadata.name.clone().unwrap();
+                let api = Api::<DynamicObject>::namespaced_with(
+                    client.clone(),
+                    &ns,
+                    &ApiResource::from_gvk_with_plural(&gvk, &resource.plural),
+                );
+                api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&object))
+                    .await
+                    .unwrap_or_else(|e| panic!("{} ({}/{name}) was refused: {e}", path.display(), gvk.kind));
+                applied += 1;
+            }
+        }
+    }
+    assert!(applied >= 3, "only {applied} manifests found");
+}
