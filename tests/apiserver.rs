@@ -250,3 +250,64 @@ async fn every_example_manifest_applies() {
     }
     assert!(applied >= 3, "only {applied} manifests found");
 }
+
+#[tokio::test]
+async fn rbac_is_enforced_for_service_account_tokens() {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+
+    let admin = admin_client().await;
+    let ns = fresh_namespace(&admin, "rbac").await;
+    let pp = PostParams::default();
+    let accounts = Api::<ServiceAccount>::namespaced(admin.clone(), &ns);
+    accounts
+        .create(&pp, &object(json!({"metadata": {"name": "reader"}})))
+        .await
+        .unwrap();
+    let request: TokenRequest = object(json!({"spec": {"audiences": [], "expirationSeconds": 600}}));
+    let token = accounts
+        .create_token_request("reader", &pp, &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+
+    let mut config = common::apiserver::server().config().await;
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    let reader = kube::Client::try_from(config).unwrap();
+    let batches = Api::<Batch>::namespaced(reader, &ns);
+    let denied = rejection(batches.list(&Default::default()).await);
+    assert!(denied.contains("forbidden"), "{denied}");
+
+    let role: Role = object(json!({"metadata": {"name": "read-batches"},
+        "rules": [{"apiGroups": ["llmbatch.io"], "resources": ["batches"], "verbs": ["get", "list"]}]}));
+    Api::<Role>::namespaced(admin.clone(), &ns)
+        .create(&pp, &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = object(json!({"metadata": {"name": "reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-batches"},
+        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}]}));
+    Api::<RoleBinding>::namespaced(admin, &ns)
+        .create(&pp, &binding)
+        .await
+        .unwrap();
+    // RBAC caches refresh quickly but not instantly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Err(e) = batches.list(&Default::default()).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused after the RoleBinding: {e}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn object<T: serde::de::DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).unwrap()
+}

@@ -110,7 +110,9 @@ impl ApiServer {
             format!("--service-account-signing-key-file={}", p("sa.key")),
             // Configuration only: nothing is ever sent to this range.
             "--service-cluster-ip-range=10.0.0.0/24".into(),
+            // No controller manager creates default ServiceAccounts or reconciles endpoints.
             "--disable-admission-plugins=ServiceAccount".into(),
+            "--endpoint-reconciler-type=none".into(),
             "--enable-priority-and-fairness=false".into(),
             "--v=0".into(),
         ];
