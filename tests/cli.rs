@@ -69,7 +69,7 @@ fn crd_prints_the_committed_crds() {
 
 #[test]
 fn every_subcommand_explains_itself_with_an_example() {
-    for command in ["run", "validate", "simulator", "crd"] {
+    for command in ["run", "validate", "simulator", "controller", "crd"] {
         let output = bin().args([command, "--help"]).output().unwrap();
         assert!(output.status.success(), "{command}");
         assert!(

@@ -7,6 +7,7 @@ mod batch;
 mod conditions;
 mod crds;
 mod gateway;
+mod headline;
 mod quantity;
 
 pub use batch::*;

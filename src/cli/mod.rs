@@ -31,6 +31,9 @@ pub enum Command {
     /// Serve an OpenAI-compatible Files + Batches API for tests and demos.
     #[command(after_help = SIMULATOR_EXAMPLES)]
     Simulator(SimulatorArgs),
+    /// Run the operator in a cluster: reconcile Batches with the same engine as `run`.
+    #[command(after_help = CONTROLLER_EXAMPLES)]
+    Controller(ControllerArgs),
     /// Print the CustomResourceDefinitions as YAML (the source of crds/).
     #[command(
         after_help = "Example:\n  llm-batch-operator crd > crds/llmbatch.io.yaml\n  llm-batch-operator crd | kubectl apply -f -"
@@ -48,6 +51,14 @@ Examples:
 Exit codes: 0 every Batch Succeeded; 1 a Batch ended Failed, Expired or Cancelled (or
 the run stopped early); 2 invalid manifests or input (nothing was sent); 130 interrupted.
 A rerun of the same command resumes from --state-dir and never submits twice.";
+
+const CONTROLLER_EXAMPLES: &str = "\
+Examples:
+  # against the cluster of the current kubeconfig (or in-cluster config)
+  llm-batch-operator crd | kubectl apply -f -
+  llm-batch-operator controller
+  # one namespace only
+  llm-batch-operator controller --namespace team-a";
 
 const VALIDATE_EXAMPLES: &str = "\
 Examples:
@@ -83,6 +94,14 @@ pub struct RunArgs {
     pub no_progress: bool,
 }
 
+/// Flags of `controller`.
+#[derive(clap::Args, Debug)]
+pub struct ControllerArgs {
+    /// Watch only this namespace (all namespaces by default).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
 /// Flags of `simulator`.
 #[derive(clap::Args, Debug)]
 pub struct SimulatorArgs {
@@ -111,10 +130,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::simulator::serve_until_signal(args.config, args.addr).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Controller(args) => {
+            let client = kube::Client::try_default().await?;
+            let options = crate::controller::Options {
+                namespace: args.namespace,
+            };
+            crate::controller::run(client, options, shutdown_signal()).await;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Crd => {
             print!("{}", crate::api::crds_yaml());
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
     }
 }
 

@@ -72,7 +72,7 @@ impl BatchProgress {
             self.bar.set_position(counts.completed + counts.failed);
         }
         self.bar.set_message(phase.to_string());
-        let line = headline(status);
+        let line = status.headline();
         if self.last.as_ref() != Some(&line) {
             self.reporter.say(format!("{}: {line}", self.object));
             self.last = Some(line);
@@ -82,44 +82,5 @@ impl BatchProgress {
     /// Removes the bar.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
-    }
-}
-
-/// One line saying where a batch is: phase plus the detail that matters in that phase.
-pub fn headline(status: &BatchStatus) -> String {
-    use crate::api::BatchPhase::*;
-    let phase = status.phase.unwrap_or_default();
-    let gateway = status.gateway.clone().unwrap_or_default();
-    let detail = match phase {
-        Pending => status
-            .input
-            .as_ref()
-            .map(|i| format!("input valid: {} requests, {} bytes", i.requests, i.bytes)),
-        Uploading => status.attempt.as_ref().map(|a| format!("attempt {a}")),
-        Validating | Finalizing => gateway.batch_id.map(|id| format!("batch {id}")),
-        InProgress => gateway.batch_id.map(|id| match &status.request_counts {
-            Some(c) if c.total > 0 => format!(
-                "batch {id}: {} of {} done, {} failed",
-                c.completed + c.failed,
-                c.total,
-                c.failed
-            ),
-            _ => format!("batch {id}"),
-        }),
-        Downloading => Some("fetching output and error files".to_string()),
-        Succeeded | Failed | Expired | Cancelled => status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == if phase == Succeeded { "Complete" } else { "Failed" })
-            .map(|c| c.message.clone()),
-    };
-    let ready = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "GatewayReady" && c.status == "False");
-    match (detail, ready) {
-        (_, Some(c)) => format!("{phase} ({}: {})", c.reason, c.message),
-        (Some(d), None) => format!("{phase} ({d})"),
-        (None, None) => phase.to_string(),
     }
 }

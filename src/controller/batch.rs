@@ -1,0 +1,361 @@
+//! Reconciling a Batch: take engine steps until the batch must wait (a poll not yet due, a
+//! missing input or gateway) or is finished, writing the status after every step, so a
+//! controller that dies between any two steps resumes from the status alone.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::Api;
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
+
+use super::cluster_io::{self, InputError, MAX_SECRET_BYTES};
+use super::{Context, Error, FINALIZER};
+use crate::api::{
+    BATCH_ID_ANNOTATION, Batch, BatchPhase, BatchStatus, Conditions, DeletionPolicy, condition_types as ct, reasons,
+};
+use crate::driver;
+use crate::engine::{self, Action, Downloaded, ErrorClass, Outcome, PollingPolicy, UpstreamState};
+use crate::gateway::{GatewayClient, UploadSource};
+use crate::jsonl::{Limits, Validator};
+
+/// Steps one reconcile may take before yielding to other objects.
+const MAX_STEPS: usize = 16;
+/// How soon a Batch waiting for its input or gateway looks again.
+const WAITING: Duration = Duration::from_secs(15);
+
+/// Entry point of the Batch controller.
+pub async fn reconcile(batch: Arc<Batch>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let ns = batch.namespace().unwrap_or_default();
+    let api: Api<Batch> = Api::namespaced(ctx.client.clone(), &ns);
+    let key = key(&batch);
+    let result = finalizer(&api, FINALIZER, batch, |event| async {
+        match event {
+            Finalizer::Apply(batch) => apply(batch, &ctx).await,
+            Finalizer::Cleanup(batch) => cleanup(batch, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(e.to_string()));
+    if result.is_ok() {
+        ctx.reset_backoff(&key);
+    }
+    result
+}
+
+/// Requeues with per-object exponential backoff.
+pub fn error_policy(batch: Arc<Batch>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    let delay = ctx.backoff(&key(&batch));
+    tracing::warn!(batch = %key(&batch), error = %error, kind = error.metric_label(), ?delay, "reconcile failed");
+    Requeue::requeue(delay)
+}
+
+fn key(batch: &Batch) -> String {
+    format!("{}/{}", batch.namespace().unwrap_or_default(), batch.name_any())
+}
+
+async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
+    let key = key(&batch);
+    let mut status = reattached(&batch);
+    if status.phase.is_some_and(BatchPhase::is_terminal) {
+        return Ok(Requeue::await_change());
+    }
+    let (gateway, polling) = match cluster_io::gateway_client(&ctx.client, &batch).await {
+        Ok(found) => found,
+        Err(why) => return wait_for_gateway(&batch, status, why, ctx).await,
+    };
+    let mut current = (*batch).clone();
+    for _ in 0..MAX_STEPS {
+        let action = engine::decide(&batch.spec, &status, &context(&batch, polling));
+        if let Action::Poll { after, .. } = &action {
+            let wait = ctx.poll_wait(&key, *after);
+            if !wait.is_zero() {
+                return Ok(Requeue::requeue(wait));
+            }
+            ctx.polled(&key);
+        }
+        if action == Action::Finished {
+            return Ok(Requeue::await_change());
+        }
+        let outcome = perform(&batch, action, &gateway, ctx).await;
+        let failure = match &outcome {
+            Outcome::GatewayError { class, .. } => Some(*class),
+            Outcome::InputNotFound { .. } => Some(ErrorClass::Transient),
+            _ => None,
+        };
+        let next = engine::reduce(&status, outcome, &context(&batch, polling));
+        record(&batch, &status, &next, ctx).await;
+        cluster_io::write_status(&ctx.client, &current, &next).await?;
+        if let Some(id) = next.gateway.as_ref().and_then(|g| g.batch_id.as_deref()) {
+            cluster_io::annotate_batch_id(&ctx.client, &current, id).await?;
+        }
+        current.status = Some(next.clone());
+        status = next;
+        if let Some(class) = failure {
+            return Ok(match class {
+                ErrorClass::Rejected | ErrorClass::NotFound => Requeue::await_change(),
+                _ => Requeue::requeue(ctx.backoff(&key)),
+            });
+        }
+    }
+    Ok(Requeue::requeue(Duration::from_secs(1)))
+}
+
+/// A restored Batch (status lost, annotation kept) re-attaches to its upstream batch.
+fn reattached(batch: &Batch) -> BatchStatus {
+    let mut status = batch.status.clone().unwrap_or_default();
+    if let Some(id) = batch.annotations().get(BATCH_ID_ANNOTATION)
+        && status.gateway.as_ref().and_then(|g| g.batch_id.as_ref()).is_none()
+    {
+        let gateway = status.gateway.get_or_insert_with(Default::default);
+        gateway.batch_id = Some(id.clone());
+        status.phase = Some(BatchPhase::InProgress);
+    }
+    status
+}
+
+async fn wait_for_gateway(
+    batch: &Batch,
+    mut status: BatchStatus,
+    why: String,
+    ctx: &Context,
+) -> Result<Requeue, Error> {
+    let before = status.clone();
+    status.phase.get_or_insert(BatchPhase::Pending);
+    status.observed_generation = batch.meta().generation;
+    let message = format!("{why}; the batch starts when it is there");
+    status.conditions.set_condition(
+        ct::GATEWAY_READY,
+        false,
+        reasons::GATEWAY_NOT_FOUND,
+        message,
+        batch.meta().generation,
+        Timestamp::now(),
+    );
+    record(batch, &before, &status, ctx).await;
+    cluster_io::write_status(&ctx.client, batch, &status).await?;
+    Ok(Requeue::requeue(WAITING))
+}
+
+fn context(batch: &Batch, polling: PollingPolicy) -> engine::Context {
+    engine::Context {
+        uid: batch.uid().unwrap_or_default(),
+        object: format!("{}/{}", batch.namespace().unwrap_or_default(), batch.name_any()),
+        generation: batch.meta().generation,
+        polling,
+        now: Timestamp::now(),
+    }
+}
+
+async fn perform(batch: &Batch, action: Action, gateway: &GatewayClient, ctx: &Context) -> Outcome {
+    match action {
+        Action::ValidateInput => validate_input(batch, ctx).await,
+        Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
+        Action::StartAttempt => Outcome::AttemptStarted {
+            token: format!("{:08x}", rand::random::<u32>()),
+        },
+        Action::UploadInput { filename } => match cluster_io::read_input(&ctx.client, batch).await {
+            Ok(bytes) => driver::upload_input(gateway, &filename, UploadSource::Bytes(bytes)).await,
+            Err(InputError::NotFound(message)) => Outcome::InputNotFound { message },
+            Err(InputError::Invalid(message)) => Outcome::InputInvalid { message },
+        },
+        Action::CreateBatch(request) => driver::create_batch(gateway, &request).await,
+        Action::Poll { batch_id, .. } => driver::poll(gateway, &batch_id).await,
+        Action::Cancel { batch_id } => driver::cancel(gateway, &batch_id).await,
+        Action::Download {
+            output_file_id,
+            error_file_id,
+        } => download(batch, gateway, output_file_id, error_file_id, ctx).await,
+        Action::Finished => unreachable!("handled by the caller"),
+    }
+}
+
+async fn validate_input(batch: &Batch, ctx: &Context) -> Outcome {
+    let bytes = match cluster_io::read_input(&ctx.client, batch).await {
+        Ok(bytes) => bytes,
+        Err(InputError::NotFound(message)) => return Outcome::InputNotFound { message },
+        Err(InputError::Invalid(message)) => return Outcome::InputInvalid { message },
+    };
+    let problems = engine::check_spec(&batch.spec);
+    if !problems.is_empty() {
+        return Outcome::SpecInvalid {
+            message: problems.join("; "),
+        };
+    }
+    let mut validator = Validator::new(batch.spec.endpoint.path(), Limits::default());
+    validator.feed(&bytes);
+    let report = validator.finish();
+    if report.is_valid() {
+        Outcome::InputValidated {
+            requests: report.summary.requests,
+            bytes: report.summary.bytes,
+        }
+    } else {
+        Outcome::InputInvalid {
+            message: report.render(10).replace('\n', "; "),
+        }
+    }
+}
+
+/// Downloads both files (to a scratch directory, counted line by line) and puts them in the
+/// output Secret when they fit; otherwise the status keeps the file ids.
+async fn download(
+    batch: &Batch,
+    gateway: &GatewayClient,
+    output: Option<String>,
+    errors: Option<String>,
+    ctx: &Context,
+) -> Outcome {
+    let scratch = std::env::temp_dir().join(format!("llmbatch-{}", uuid::Uuid::new_v4()));
+    let result = download_into(batch, gateway, output, errors, &scratch, ctx).await;
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    result.unwrap_or_else(|failed| failed)
+}
+
+async fn download_into(
+    batch: &Batch,
+    gateway: &GatewayClient,
+    output_id: Option<String>,
+    error_id: Option<String>,
+    scratch: &std::path::Path,
+    ctx: &Context,
+) -> Result<Outcome, Outcome> {
+    let local = |e: std::io::Error| Outcome::GatewayError {
+        class: ErrorClass::Output,
+        message: format!("scratch space: {e}"),
+    };
+    tokio::fs::create_dir_all(scratch).await.map_err(local)?;
+    let mut files = BTreeMap::new();
+    let mut downloaded = Downloaded::default();
+    if let Some(id) = output_id {
+        let path = scratch.join("output.jsonl");
+        gateway.download_file_to(&id, &path).await.map_err(driver::failure)?;
+        let summary = driver::summarise_output(&path).await.map_err(local)?;
+        (downloaded.output_lines, downloaded.output_bytes, downloaded.usage) =
+            (summary.lines, summary.bytes, summary.usage);
+        files.insert("output.jsonl".to_string(), path);
+    }
+    if let Some(id) = error_id {
+        let path = scratch.join("errors.jsonl");
+        gateway.download_file_to(&id, &path).await.map_err(driver::failure)?;
+        let summary = driver::summarise_errors(&path).await.map_err(local)?;
+        (downloaded.error_lines, downloaded.error_bytes, downloaded.not_run) =
+            (summary.lines, summary.bytes, summary.not_run);
+        files.insert("errors.jsonl".to_string(), path);
+    }
+    let Some(secret) = batch.spec.output.as_ref().and_then(|o| o.secret.as_ref()) else {
+        downloaded.location = "on the gateway (status.gateway has the file ids)".into();
+        return Ok(Outcome::Downloaded(downloaded));
+    };
+    if downloaded.output_bytes + downloaded.error_bytes > MAX_SECRET_BYTES {
+        downloaded.location = format!(
+            "on the gateway: {} bytes do not fit Secret {}; use a PVC or object storage sink",
+            downloaded.output_bytes + downloaded.error_bytes,
+            secret.name
+        );
+        return Ok(Outcome::Downloaded(downloaded));
+    }
+    let mut contents = BTreeMap::new();
+    for (name, path) in files {
+        contents.insert(name, tokio::fs::read(&path).await.map_err(local)?);
+    }
+    let written = cluster_io::write_output_secret(&ctx.client, batch, &secret.name, contents).await;
+    written.map_err(|e| Outcome::GatewayError {
+        class: ErrorClass::Output,
+        message: format!("output Secret {}: {e}", secret.name),
+    })?;
+    downloaded.location = format!("Secret {}", secret.name);
+    Ok(Outcome::Downloaded(downloaded))
+}
+
+/// Deleting a Batch: with `deletionPolicy: Cancel`, cancel a running upstream batch and delete
+/// the uploaded input file first. A gateway that is gone does not block the deletion.
+async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
+    ctx.forget(&key(&batch));
+    let status = reattached(&batch);
+    if batch.spec.deletion_policy == DeletionPolicy::Orphan {
+        return Ok(Requeue::await_change());
+    }
+    let gateway = status.gateway.clone().unwrap_or_default();
+    let Ok((client, _)) = cluster_io::gateway_client(&ctx.client, &batch).await else {
+        publish(
+            &batch,
+            EventType::Warning,
+            "CleanupSkipped",
+            "the BatchGateway is gone: nothing was cancelled upstream",
+            ctx,
+        )
+        .await;
+        return Ok(Requeue::await_change());
+    };
+    let running = gateway
+        .status
+        .as_deref()
+        .map(UpstreamState::from_wire)
+        .is_none_or(|s| !s.is_terminal());
+    if let (Some(id), true) = (&gateway.batch_id, running) {
+        if let Outcome::GatewayError {
+            class: ErrorClass::Transient,
+            message,
+        } = driver::cancel(&client, id).await
+        {
+            return Err(Error::Invalid(format!("cancelling {id}: {message}")));
+        }
+        publish(
+            &batch,
+            EventType::Normal,
+            "Cancelled",
+            &format!("cancelled upstream batch {id}"),
+            ctx,
+        )
+        .await;
+    }
+    if let Some(file) = &gateway.input_file_id
+        && let Err(e) = client.delete_file(file).await
+        && e.is_retryable()
+    {
+        return Err(Error::Invalid(format!("deleting input file {file}: {e}")));
+    }
+    Ok(Requeue::await_change())
+}
+
+/// An Event for every phase change, and a Warning for every new failure.
+async fn record(batch: &Batch, before: &BatchStatus, after: &BatchStatus, ctx: &Context) {
+    if before.phase != after.phase
+        && let Some(phase) = after.phase
+    {
+        let type_ = if matches!(phase, BatchPhase::Failed | BatchPhase::Expired) {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let note = after.headline();
+        publish(batch, type_, &phase.to_string(), &note, ctx).await;
+    }
+    for type_ in [ct::GATEWAY_READY, ct::ADMITTED, ct::COMPLETE] {
+        let was = before.conditions.condition(type_).map(|c| (&c.status, &c.reason));
+        if let Some(c) = after.conditions.condition(type_)
+            && c.status == "False"
+            && was != Some((&c.status, &c.reason))
+        {
+            publish(batch, EventType::Warning, &c.reason, &c.message, ctx).await;
+        }
+    }
+}
+
+async fn publish(batch: &Batch, type_: EventType, reason: &str, note: &str, ctx: &Context) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note.chars().take(1024).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &batch.object_ref(&())).await {
+        tracing::warn!(error = %e, "cannot publish an Event");
+    }
+}

@@ -1,0 +1,186 @@
+//! The Kubernetes side of a Batch's steps: reading the input and the gateway key, writing
+//! the output Secret, the status and the batch-id annotation. Only objects in the Batch's own
+//! namespace are ever read; Secrets only with `get`.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Error, MANAGER};
+use crate::api::{BATCH_ID_ANNOTATION, Batch, BatchGateway, BatchStatus, KeyRef};
+use crate::engine::PollingPolicy;
+use crate::gateway::{ApiKey, GatewayClient, GatewayConfig};
+
+/// Largest output kept in a Secret (Kubernetes allows 1 MiB for the whole object).
+pub const MAX_SECRET_BYTES: u64 = 1024 * 1024 - 16 * 1024;
+
+/// Why the input could not be read: missing (wait for it) or unusable.
+pub enum InputError {
+    NotFound(String),
+    Invalid(String),
+}
+
+/// The JSONL bytes of the Batch's input.
+pub async fn read_input(client: &kube::Client, batch: &Batch) -> Result<Bytes, InputError> {
+    let ns = batch.namespace().unwrap_or_default();
+    let input = &batch.spec.input;
+    match (&input.config_map, &input.secret) {
+        (Some(r), None) => {
+            let cm = get::<ConfigMap>(client, &ns, &r.name, "ConfigMap").await?;
+            let text = cm
+                .data
+                .as_ref()
+                .and_then(|d| d.get(&r.key))
+                .map(|s| Bytes::from(s.clone()));
+            let binary = cm
+                .binary_data
+                .as_ref()
+                .and_then(|d| d.get(&r.key))
+                .map(|b| Bytes::from(b.0.clone()));
+            text.or(binary).ok_or_else(|| missing_key("ConfigMap", &ns, r))
+        }
+        (None, Some(r)) => {
+            let secret = get::<Secret>(client, &ns, &r.name, "Secret").await?;
+            secret_value(&secret, &r.key).ok_or_else(|| missing_key("Secret", &ns, r))
+        }
+        _ => Err(InputError::Invalid(
+            "spec.input needs exactly one source: configMap or secret".into(),
+        )),
+    }
+}
+
+async fn get<K>(client: &kube::Client, ns: &str, name: &str, kind: &str) -> Result<K, InputError>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match Api::<K>::namespaced(client.clone(), ns).get_opt(name).await {
+        Ok(Some(object)) => Ok(object),
+        Ok(None) => Err(InputError::NotFound(format!("{kind} {ns}/{name} not found"))),
+        Err(e) => Err(InputError::NotFound(format!("cannot read {kind} {ns}/{name}: {e}"))),
+    }
+}
+
+fn missing_key(kind: &str, ns: &str, r: &KeyRef) -> InputError {
+    InputError::NotFound(format!("{kind} {ns}/{} has no key {:?}", r.name, r.key))
+}
+
+fn secret_value(secret: &Secret, key: &str) -> Option<Bytes> {
+    let data = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| Bytes::from(b.0.clone()));
+    data.or_else(|| {
+        secret
+            .string_data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|s| Bytes::from(s.clone()))
+    })
+}
+
+/// A client for the Batch's gateway, or why there is none yet.
+pub async fn gateway_client(client: &kube::Client, batch: &Batch) -> Result<(GatewayClient, PollingPolicy), String> {
+    let ns = batch.namespace().unwrap_or_default();
+    let name = &batch.spec.gateway_ref.name;
+    let gateway = Api::<BatchGateway>::namespaced(client.clone(), &ns)
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("cannot read BatchGateway {ns}/{name}: {e}"))?
+        .ok_or_else(|| format!("BatchGateway {ns}/{name} not found"))?;
+    let spec = gateway.spec;
+    let url = spec
+        .url
+        .parse()
+        .map_err(|e| format!("BatchGateway {ns}/{name} spec.url: {e}"))?;
+    let mut config = GatewayConfig::new(url);
+    config.headers = spec.headers.clone();
+    if let Some(auth) = &spec.auth {
+        let r = &auth.secret_ref;
+        let secret = get::<Secret>(client, &ns, &r.name, "Secret")
+            .await
+            .map_err(|e| match e {
+                InputError::NotFound(m) | InputError::Invalid(m) => {
+                    format!("BatchGateway {ns}/{name} spec.auth.secretRef: {m}")
+                }
+            })?;
+        let key = secret_value(&secret, &r.key).ok_or_else(|| {
+            format!(
+                "Secret {ns}/{} has no key {:?} (BatchGateway {name} spec.auth)",
+                r.name, r.key
+            )
+        })?;
+        let key = String::from_utf8(key.to_vec())
+            .map_err(|_| format!("Secret {ns}/{} key {:?} is not text", r.name, r.key))?;
+        config.api_key = Some(ApiKey::new(key.trim()));
+    }
+    let polling = PollingPolicy {
+        initial: spec.polling.initial()?,
+        max: spec.polling.max()?,
+    };
+    let client = GatewayClient::new(config).map_err(|e| format!("BatchGateway {ns}/{name}: {e}"))?;
+    Ok((client, polling))
+}
+
+/// Writes the status through the status subresource (server-side apply, one field manager),
+/// unless nothing changed.
+pub async fn write_status(client: &kube::Client, batch: &Batch, status: &BatchStatus) -> Result<(), Error> {
+    if batch.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api = Api::<Batch>::namespaced(client.clone(), &batch.namespace().unwrap_or_default());
+    let patch = json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch", "status": status});
+    api.patch_status(
+        &batch.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Mirrors the upstream batch id into an annotation, so a restored object re-attaches.
+pub async fn annotate_batch_id(client: &kube::Client, batch: &Batch, batch_id: &str) -> Result<(), Error> {
+    if batch.annotations().get(BATCH_ID_ANNOTATION).map(String::as_str) == Some(batch_id) {
+        return Ok(());
+    }
+    let api = Api::<Batch>::namespaced(client.clone(), &batch.namespace().unwrap_or_default());
+    let patch = json!({"metadata": {"annotations": {BATCH_ID_ANNOTATION: batch_id}}});
+    api.patch(&batch.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Creates or updates the output Secret, owned by the Batch.
+pub async fn write_output_secret(
+    client: &kube::Client,
+    batch: &Batch,
+    name: &str,
+    files: BTreeMap<String, Vec<u8>>,
+) -> Result<(), Error> {
+    let ns = batch.namespace().unwrap_or_default();
+    let owner = batch
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::Invalid("the Batch has no uid yet".into()))?;
+    let data: BTreeMap<String, ByteString> = files.into_iter().map(|(k, v)| (k, ByteString(v))).collect();
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "ownerReferences": [owner],
+            "labels": {"app.kubernetes.io/managed-by": MANAGER, "llmbatch.io/batch": batch.name_any()},
+        },
+        "type": "Opaque",
+        "data": data,
+    });
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&secret))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! What every reconcile shares: the client, the Event reporter, per-object backoff and the
+//! time of each Batch's last poll (so status writes that re-trigger a reconcile never poll
+//! early). Losing these on restart costs at most one early poll.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+
+use super::MANAGER;
+
+/// Shared by all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+    polled: Mutex<HashMap<String, Instant>>,
+}
+
+const BACKOFF_BASE: Duration = Duration::from_secs(2);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+impl Context {
+    pub fn new(client: Client) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            failures: Mutex::default(),
+            polled: Mutex::default(),
+        }
+    }
+
+    /// The next retry delay for an object that failed again: exponential, capped.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().expect("backoff lock");
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = (*n + 1).min(16);
+        (BACKOFF_BASE * 2u32.saturating_pow(*n - 1)).min(BACKOFF_MAX)
+    }
+
+    /// Forgets an object's failures after a successful reconcile.
+    pub fn reset_backoff(&self, key: &str) {
+        self.failures.lock().expect("backoff lock").remove(key);
+    }
+
+    /// How long until a poll of this object is due (zero when due now).
+    pub fn poll_wait(&self, key: &str, interval: Duration) -> Duration {
+        let polled = self.polled.lock().expect("poll lock");
+        polled
+            .get(key)
+            .map_or(Duration::ZERO, |at| interval.saturating_sub(at.elapsed()))
+    }
+
+    /// Records a poll of this object.
+    pub fn polled(&self, key: &str) {
+        self.polled
+            .lock()
+            .expect("poll lock")
+            .insert(key.to_string(), Instant::now());
+    }
+
+    /// Drops what is kept for a deleted object.
+    pub fn forget(&self, key: &str) {
+        self.reset_backoff(key);
+        self.polled.lock().expect("poll lock").remove(key);
+    }
+}

@@ -1,0 +1,336 @@
+//! The Batch controller in-process against a real kube-apiserver and the simulator.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::apiserver::{admin_client, fresh_namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use llm_batch_operator::api::{BATCH_ID_ANNOTATION, Batch, BatchGateway, BatchPhase};
+use llm_batch_operator::controller::{self, Options};
+use llm_batch_operator::simulator::{RunningSimulator, SimulatorConfig};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+const KEY: &str = "sk-controller-test-key";
+
+/// A controller running in the background for one namespace; stopped on drop.
+struct RunningController {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningController {
+    fn start(client: &Client, ns: &str) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let options = Options {
+            namespace: Some(ns.to_string()),
+        };
+        let task = tokio::spawn(controller::run(client.clone(), options, async move {
+            let _ = stopped.await;
+        }));
+        RunningController { stop: Some(stop), task }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Setup {
+    client: Client,
+    ns: String,
+    sim: RunningSimulator,
+}
+
+async fn setup(prefix: &str, sim: SimulatorConfig) -> Setup {
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, prefix).await;
+    let sim = RunningSimulator::start(
+        SimulatorConfig {
+            api_key: Some(KEY.into()),
+            ..sim
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let pp = PostParams::default();
+    let secret: Secret = object(json!({"metadata": {"name": "gw-key"}, "stringData": {"api-key": KEY}}));
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&pp, &secret)
+        .await
+        .unwrap();
+    let gateway: BatchGateway = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchGateway",
+        "metadata": {"name": "gw"},
+        "spec": {"url": sim.base_url(), "auth": {"secretRef": {"name": "gw-key", "key": "api-key"}},
+                 "polling": {"initial": "100ms", "max": "500ms"}}}));
+    Api::<BatchGateway>::namespaced(client.clone(), &ns)
+        .create(&pp, &gateway)
+        .await
+        .unwrap();
+    Setup { client, ns, sim }
+}
+
+impl Setup {
+    async fn input(&self, name: &str, jsonl: &str) {
+        let cm: ConfigMap = object(json!({"metadata": {"name": name}, "data": {"batch.jsonl": jsonl}}));
+        Api::<ConfigMap>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &cm)
+            .await
+            .unwrap();
+    }
+
+    async fn batch(&self, name: &str, extra: Value) {
+        let mut spec = json!({"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
+            "input": {"configMap": {"name": "input", "key": "batch.jsonl"}},
+            "output": {"secret": {"name": format!("{name}-results")}}});
+        merge(&mut spec, extra);
+        let batch: Batch = object(
+            json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch", "metadata": {"name": name}, "spec": spec}),
+        );
+        self.batches().create(&PostParams::default(), &batch).await.unwrap();
+    }
+
+    fn batches(&self) -> Api<Batch> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Waits (bounded) until the Batch is in `phase`.
+    async fn wait_phase(&self, name: &str, phase: BatchPhase) -> Batch {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let batch = self.batches().get(name).await.unwrap();
+            if batch.status.as_ref().and_then(|s| s.phase) == Some(phase) {
+                return batch;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never reached {phase}: {:?}",
+                batch.status
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every request the simulator received: (method, path, status).
+    async fn journal(&self) -> Vec<(String, String, u64)> {
+        let url = format!("{}/__sim/journal", self.sim.base_url().trim_end_matches("/v1"));
+        let entries: Vec<Value> = reqwest::get(url).await.unwrap().json().await.unwrap();
+        let text = |e: &Value, k: &str| e[k].as_str().unwrap_or_default().to_string();
+        entries
+            .iter()
+            .map(|e| (text(e, "method"), text(e, "path"), e["status"].as_u64().unwrap_or(0)))
+            .collect()
+    }
+
+    async fn count_ok(&self, method: &str, path: &str) -> usize {
+        let journal = self.journal().await;
+        journal
+            .iter()
+            .filter(|(m, p, status)| m == method && p == path && *status < 300)
+            .count()
+    }
+
+    async fn event_reasons(&self, name: &str) -> Vec<String> {
+        let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(self.client.clone(), &self.ns);
+        let list = events.list(&ListParams::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_runs_to_succeeded_with_its_results_in_an_owned_secret() {
+    let s = setup("ctl-happy", SimulatorConfig::default()).await;
+    s.input("input", &common::chat_lines(25)).await;
+    s.batch("triage", json!({"metadata": {"team": "support"}})).await;
+    let controller = RunningController::start(&s.client, &s.ns);
+
+    let batch = s.wait_phase("triage", BatchPhase::Succeeded).await;
+    controller.stop().await;
+    let status = batch.status.clone().unwrap();
+    assert_eq!(status.request_counts.as_ref().unwrap().completed, 25);
+    assert!(status.usage.as_ref().unwrap().total_tokens > 0);
+    assert_eq!(status.observed_generation, Some(1));
+    let batch_id = status.gateway.as_ref().unwrap().batch_id.clone().unwrap();
+    assert_eq!(batch.annotations().get(BATCH_ID_ANNOTATION), Some(&batch_id));
+    assert!(batch.finalizers().iter().any(|f| f == controller::FINALIZER));
+
+    let secret = Api::<Secret>::namespaced(s.client.clone(), &s.ns)
+        .get("triage-results")
+        .await
+        .unwrap();
+    let output = String::from_utf8(secret.data.unwrap()["output.jsonl"].0.clone()).unwrap();
+    assert_eq!(output.lines().count(), 25);
+    let owner = &secret.metadata.owner_references.unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Batch", "triage"));
+
+    assert_eq!(s.count_ok("POST", "/v1/files").await, 1);
+    assert_eq!(s.count_ok("POST", "/v1/batches").await, 1);
+    let reasons = s.event_reasons("triage").await;
+    assert!(reasons.contains(&"Succeeded".to_string()), "{reasons:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_controller_adopts_a_running_batch_without_submitting_twice() {
+    let s = setup(
+        "ctl-restart",
+        SimulatorConfig {
+            lines_per_sec: 40,
+            ..Default::default()
+        },
+    )
+    .await;
+    s.input("input", &common::chat_lines(80)).await;
+    s.batch("long", json!({})).await;
+    let first = RunningController::start(&s.client, &s.ns);
+    s.wait_phase("long", BatchPhase::InProgress).await;
+    first.stop().await;
+
+    let second = RunningController::start(&s.client, &s.ns);
+    s.wait_phase("long", BatchPhase::Succeeded).await;
+    second.stop().await;
+    assert_eq!(s.count_ok("POST", "/v1/files").await, 1);
+    assert_eq!(s.count_ok("POST", "/v1/batches").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_fails_with_line_numbers_and_sends_nothing() {
+    let s = setup("ctl-bad", SimulatorConfig::default()).await;
+    s.input(
+        "input",
+        &(common::chat_lines(2) + "\nnot json\n{\"custom_id\":\"req-1\"}"),
+    )
+    .await;
+    s.batch("broken", json!({})).await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    let batch = s.wait_phase("broken", BatchPhase::Failed).await;
+    controller.stop().await;
+    let status = batch.status.unwrap();
+    let admitted = status.conditions.iter().find(|c| c.type_ == "Admitted").unwrap();
+    assert_eq!(admitted.reason, "InputInvalid");
+    assert!(
+        admitted.message.contains("line 3:") && admitted.message.contains("line 4:"),
+        "{}",
+        admitted.message
+    );
+    let journal = s.journal().await;
+    assert!(journal.is_empty(), "{journal:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_running_batch_cancels_it_upstream() {
+    let s = setup(
+        "ctl-delete",
+        SimulatorConfig {
+            lines_per_sec: 10,
+            ..Default::default()
+        },
+    )
+    .await;
+    s.input("input", &common::chat_lines(100)).await;
+    s.batch("doomed", json!({})).await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    s.wait_phase("doomed", BatchPhase::InProgress).await;
+    s.batches().delete("doomed", &DeleteParams::default()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.batches().get_opt("doomed").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the finalizer was never released");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    controller.stop().await;
+    let journal = s.journal().await;
+    assert!(
+        journal
+            .iter()
+            .any(|(_, path, status)| path.ends_with("/cancel") && *status < 300),
+        "{journal:?}"
+    );
+    assert!(
+        journal
+            .iter()
+            .any(|(method, path, _)| method == "DELETE" && path.starts_with("/v1/files/")),
+        "{journal:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_waits_for_its_input_and_gateway_then_runs() {
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, "ctl-late").await;
+    let s = Setup {
+        client: client.clone(),
+        ns: ns.clone(),
+        sim: RunningSimulator::start(SimulatorConfig::default(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap(),
+    };
+    let batch: Batch = object(
+        json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch", "metadata": {"name": "early"},
+        "spec": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
+                 "input": {"configMap": {"name": "input", "key": "batch.jsonl"}}}}),
+    );
+    s.batches().create(&PostParams::default(), &batch).await.unwrap();
+    let controller = RunningController::start(&client, &ns);
+    let waiting = wait_condition(&s, "early", "GatewayReady", "GatewayNotFound").await;
+    assert!(waiting.contains("BatchGateway"), "{waiting}");
+
+    let gateway: BatchGateway = object(
+        json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchGateway", "metadata": {"name": "gw"},
+        "spec": {"url": s.sim.base_url(), "polling": {"initial": "100ms", "max": "500ms"}}}),
+    );
+    Api::<BatchGateway>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &gateway)
+        .await
+        .unwrap();
+    let waiting = wait_condition(&s, "early", "Admitted", "InputNotFound").await;
+    assert!(waiting.contains("ConfigMap"), "{waiting}");
+
+    s.input("input", &common::chat_lines(5)).await;
+    s.wait_phase("early", BatchPhase::Succeeded).await;
+    controller.stop().await;
+}
+
+async fn wait_condition(s: &Setup, name: &str, type_: &str, reason: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let batch = s.batches().get(name).await.unwrap();
+        let found = batch
+            .status
+            .iter()
+            .flat_map(|st| &st.conditions)
+            .find(|c| c.type_ == type_ && c.reason == reason);
+        if let Some(c) = found {
+            return c.message.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never had {type_}={reason}: {:?}",
+            batch.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn object<T: serde::de::DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).unwrap()
+}
+
+fn merge(into: &mut Value, extra: Value) {
+    if let (Some(into), Value::Object(extra)) = (into.as_object_mut(), extra) {
+        into.extend(extra);
+    }
+}
