@@ -334,3 +334,70 @@ fn merge(into: &mut Value, extra: Value) {
         into.extend(extra);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_true_cancels_and_keeps_what_completed() {
+    let s = setup(
+        "ctl-cancel",
+        SimulatorConfig {
+            lines_per_sec: 20,
+            ..Default::default()
+        },
+    )
+    .await;
+    s.input("input", &common::chat_lines(200)).await;
+    s.batch("stopme", json!({})).await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    s.wait_phase("stopme", BatchPhase::InProgress).await;
+    let patch = kube::api::Patch::Merge(json!({"spec": {"cancel": true}}));
+    s.batches().patch("stopme", &Default::default(), &patch).await.unwrap();
+    let batch = s.wait_phase("stopme", BatchPhase::Cancelled).await;
+    controller.stop().await;
+    let counts = batch.status.unwrap().request_counts.unwrap();
+    assert!(counts.not_run.unwrap_or(0) > 0, "{counts:?}");
+    assert_eq!(s.count_ok("POST", "/v1/batches").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_is_reported_and_the_batch_resumes_once_fixed() {
+    let s = setup("ctl-key", SimulatorConfig::default()).await;
+    let secrets = Api::<Secret>::namespaced(s.client.clone(), &s.ns);
+    let wrong = kube::api::Patch::Merge(json!({"stringData": {"api-key": "sk-wrong-key-must-not-leak"}}));
+    secrets.patch("gw-key", &Default::default(), &wrong).await.unwrap();
+    s.input("input", &common::chat_lines(3)).await;
+    s.batch("denied", json!({})).await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    let message = wait_condition(&s, "denied", "GatewayReady", "GatewayUnauthorized").await;
+    assert!(!message.contains("sk-wrong"), "{message}");
+    let reasons = s.event_reasons("denied").await;
+    assert!(reasons.contains(&"GatewayUnauthorized".to_string()), "{reasons:?}");
+
+    let fixed = kube::api::Patch::Merge(json!({"stringData": {"api-key": KEY}}));
+    secrets.patch("gw-key", &Default::default(), &fixed).await.unwrap();
+    s.wait_phase("denied", BatchPhase::Succeeded).await;
+    controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_storms_are_ridden_out() {
+    let config = SimulatorConfig {
+        rate_429: 0.3,
+        retry_after: 0,
+        rate_5xx: 0.2,
+        seed: Some(11),
+        ..Default::default()
+    };
+    let s = setup("ctl-storm", config).await;
+    s.input("input", &common::chat_lines(20)).await;
+    s.batch("stormy", json!({})).await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    s.wait_phase("stormy", BatchPhase::Succeeded).await;
+    controller.stop().await;
+    let journal = s.journal().await;
+    assert!(
+        journal.iter().any(|(_, _, status)| *status == 429),
+        "no 429 was injected"
+    );
+    assert_eq!(s.count_ok("POST", "/v1/batches").await, 1);
+    assert_eq!(s.count_ok("POST", "/v1/files").await, 1);
+}

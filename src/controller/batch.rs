@@ -32,19 +32,14 @@ const WAITING: Duration = Duration::from_secs(15);
 pub async fn reconcile(batch: Arc<Batch>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let ns = batch.namespace().unwrap_or_default();
     let api: Api<Batch> = Api::namespaced(ctx.client.clone(), &ns);
-    let key = key(&batch);
-    let result = finalizer(&api, FINALIZER, batch, |event| async {
+    finalizer(&api, FINALIZER, batch, |event| async {
         match event {
             Finalizer::Apply(batch) => apply(batch, &ctx).await,
             Finalizer::Cleanup(batch) => cleanup(batch, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(e.to_string()));
-    if result.is_ok() {
-        ctx.reset_backoff(&key);
-    }
-    result
+    .map_err(|e| Error::Finalizer(e.to_string()))
 }
 
 /// Requeues with per-object exponential backoff.
@@ -74,11 +69,13 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         if let Action::Poll { after, .. } = &action {
             let wait = ctx.poll_wait(&key, *after);
             if !wait.is_zero() {
+                ctx.reset_backoff(&key);
                 return Ok(Requeue::requeue(wait));
             }
             ctx.polled(&key);
         }
         if action == Action::Finished {
+            ctx.reset_backoff(&key);
             return Ok(Requeue::await_change());
         }
         let outcome = perform(&batch, action, &gateway, ctx).await;

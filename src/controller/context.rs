@@ -15,7 +15,7 @@ use super::MANAGER;
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
-    failures: Mutex<HashMap<String, u32>>,
+    backoff: Backoff,
     polled: Mutex<HashMap<String, Instant>>,
 }
 
@@ -31,22 +31,19 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            failures: Mutex::default(),
+            backoff: Backoff::default(),
             polled: Mutex::default(),
         }
     }
 
-    /// The next retry delay for an object that failed again: exponential, capped.
+    /// The next retry delay for an object that failed again.
     pub fn backoff(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().expect("backoff lock");
-        let n = failures.entry(key.to_string()).or_insert(0);
-        *n = (*n + 1).min(16);
-        (BACKOFF_BASE * 2u32.saturating_pow(*n - 1)).min(BACKOFF_MAX)
+        self.backoff.next(key)
     }
 
     /// Forgets an object's failures after a successful reconcile.
     pub fn reset_backoff(&self, key: &str) {
-        self.failures.lock().expect("backoff lock").remove(key);
+        self.backoff.reset(key);
     }
 
     /// How long until a poll of this object is due (zero when due now).
@@ -69,5 +66,40 @@ impl Context {
     pub fn forget(&self, key: &str) {
         self.reset_backoff(key);
         self.polled.lock().expect("poll lock").remove(key);
+    }
+}
+
+/// Per-object exponential backoff (kube-runtime has none built in): 2 s, 4 s, ... up to 5 min,
+/// reset on success.
+#[derive(Default)]
+struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    fn next(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().expect("backoff lock");
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = (*n + 1).min(16);
+        (BACKOFF_BASE * 2u32.saturating_pow(*n - 1)).min(BACKOFF_MAX)
+    }
+
+    fn reset(&self, key: &str) {
+        self.failures.lock().expect("backoff lock").remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_per_object_caps_and_resets() {
+        let backoff = Backoff::default();
+        let delays: Vec<u64> = (0..10).map(|_| backoff.next("a").as_secs()).collect();
+        assert_eq!(delays, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(backoff.next("b").as_secs(), 2, "objects back off independently");
+        backoff.reset("a");
+        assert_eq!(backoff.next("a").as_secs(), 2);
     }
 }
