@@ -401,3 +401,72 @@ async fn gateway_storms_are_ridden_out() {
     assert_eq!(s.count_ok("POST", "/v1/batches").await, 1);
     assert_eq!(s.count_ok("POST", "/v1/files").await, 1);
 }
+
+/// The controller as its own ServiceAccount, bound to exactly deploy/rbac.yaml.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_needs_no_more_than_its_rbac_rules() {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+
+    let s = setup("ctl-rbac", SimulatorConfig::default()).await;
+    let pp = PostParams::default();
+    let rules = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml")).unwrap();
+    let mut role: ClusterRole = serde_yaml::from_str(&rules).unwrap();
+    let role_name = format!("llm-batch-operator-{}", s.ns);
+    role.metadata.name = Some(role_name.clone());
+    Api::<ClusterRole>::all(s.client.clone())
+        .create(&pp, &role)
+        .await
+        .unwrap();
+    let accounts = Api::<ServiceAccount>::namespaced(s.client.clone(), &s.ns);
+    accounts
+        .create(&pp, &object(json!({"metadata": {"name": "operator"}})))
+        .await
+        .unwrap();
+    // Bound in its namespace only: what the chart does with watchNamespaces.
+    let binding: RoleBinding = object(json!({"metadata": {"name": "operator"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
+        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": s.ns}]}));
+    Api::<RoleBinding>::namespaced(s.client.clone(), &s.ns)
+        .create(&pp, &binding)
+        .await
+        .unwrap();
+    let request: TokenRequest = object(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}));
+    let token = accounts
+        .create_token_request("operator", &pp, &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let mut config = common::apiserver::server().config().await;
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    let operator = Client::try_from(config).unwrap();
+
+    s.input("input", &common::chat_lines(4)).await;
+    s.batch("scoped", json!({})).await;
+    let controller = RunningController::start(&operator, &s.ns);
+    s.wait_phase("scoped", BatchPhase::Succeeded).await;
+    controller.stop().await;
+    assert!(
+        Api::<Secret>::namespaced(s.client.clone(), &s.ns)
+            .get("scoped-results")
+            .await
+            .is_ok()
+    );
+    let reasons = s.event_reasons("scoped").await;
+    assert!(reasons.contains(&"Succeeded".to_string()), "{reasons:?}");
+
+    // The same identity may not read Secrets in bulk.
+    let listed = Api::<Secret>::namespaced(operator, &s.ns)
+        .list(&ListParams::default())
+        .await;
+    assert!(
+        matches!(listed, Err(kube::Error::Api(ref e)) if e.code == 403),
+        "{listed:?}"
+    );
+}
