@@ -470,3 +470,52 @@ async fn the_controller_needs_no_more_than_its_rbac_rules() {
         "{listed:?}"
     );
 }
+
+/// Every second status write is dropped: each step's upstream call happens, its record is
+/// lost, and the next reconcile must adopt what exists instead of creating it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_status_writes_never_submit_twice() {
+    let s = setup("ctl-faults", SimulatorConfig::default()).await;
+    s.input("input", &common::chat_lines(10)).await;
+    s.batch("flaky", json!({})).await;
+    let faults = common::faults::FailEverySecond::new(common::faults::status_writes);
+    let faulty = faults.client(common::apiserver::server().config().await);
+    let controller = RunningController::start(&faulty, &s.ns);
+    s.wait_phase("flaky", BatchPhase::Succeeded).await;
+    controller.stop().await;
+    assert!(faults.failed() >= 3, "only {} writes were dropped", faults.failed());
+    assert_eq!(s.count_ok("POST", "/v1/files").await, 1);
+    assert_eq!(s.count_ok("POST", "/v1/batches").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_with_the_same_name_and_input_in_two_namespaces_stay_apart() {
+    let sim = SimulatorConfig::default();
+    let (a, b) = (setup("ctl-ns-a", sim.clone()).await, setup("ctl-ns-b", sim).await);
+    for s in [&a, &b] {
+        s.input("input", &common::chat_lines(6)).await;
+        s.batch("same", json!({})).await;
+    }
+    let (ca, cb) = (
+        RunningController::start(&a.client, &a.ns),
+        RunningController::start(&b.client, &b.ns),
+    );
+    let done_a = a.wait_phase("same", BatchPhase::Succeeded).await;
+    let done_b = b.wait_phase("same", BatchPhase::Succeeded).await;
+    ca.stop().await;
+    cb.stop().await;
+    let id = |batch: &Batch| {
+        batch
+            .status
+            .as_ref()
+            .unwrap()
+            .gateway
+            .as_ref()
+            .unwrap()
+            .batch_id
+            .clone()
+            .unwrap()
+    };
+    assert_ne!(id(&done_a), id(&done_b));
+    assert_ne!(done_a.uid(), done_b.uid());
+}

@@ -87,6 +87,9 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         let next = engine::reduce(&status, outcome, &context(&batch, polling));
         record(&batch, &status, &next, ctx).await;
         cluster_io::write_status(&ctx.client, &current, &next).await?;
+        if failure.is_none() {
+            ctx.reset_backoff(&key);
+        }
         if let Some(id) = next.gateway.as_ref().and_then(|g| g.batch_id.as_deref()) {
             cluster_io::annotate_batch_id(&ctx.client, &current, id).await?;
         }
