@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::apiserver::{admin_client, fresh_namespace};
@@ -49,21 +50,25 @@ impl Drop for RunningController {
 struct Setup {
     client: Client,
     ns: String,
-    sim: RunningSimulator,
+    sim: Arc<RunningSimulator>,
 }
 
+/// A namespace with a BatchGateway (and its key) pointing at a fresh simulator.
 async fn setup(prefix: &str, sim: SimulatorConfig) -> Setup {
+    let config = SimulatorConfig {
+        api_key: Some(KEY.into()),
+        ..sim
+    };
+    let sim = RunningSimulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    setup_on(prefix, Arc::new(sim)).await
+}
+
+/// A namespace with a BatchGateway (and its key) pointing at `sim`.
+async fn setup_on(prefix: &str, sim: Arc<RunningSimulator>) -> Setup {
     let client = admin_client().await;
     let ns = fresh_namespace(&client, prefix).await;
-    let sim = RunningSimulator::start(
-        SimulatorConfig {
-            api_key: Some(KEY.into()),
-            ..sim
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
     let pp = PostParams::default();
     let secret: Secret = object(json!({"metadata": {"name": "gw-key"}, "stringData": {"api-key": KEY}}));
     Api::<Secret>::namespaced(client.clone(), &ns)
@@ -274,9 +279,11 @@ async fn a_batch_waits_for_its_input_and_gateway_then_runs() {
     let s = Setup {
         client: client.clone(),
         ns: ns.clone(),
-        sim: RunningSimulator::start(SimulatorConfig::default(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap(),
+        sim: Arc::new(
+            RunningSimulator::start(SimulatorConfig::default(), "127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap(),
+        ),
     };
     let batch: Batch = object(
         json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch", "metadata": {"name": "early"},
@@ -490,8 +497,9 @@ async fn lost_status_writes_never_submit_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_with_the_same_name_and_input_in_two_namespaces_stay_apart() {
-    let sim = SimulatorConfig::default();
-    let (a, b) = (setup("ctl-ns-a", sim.clone()).await, setup("ctl-ns-b", sim).await);
+    // One gateway, one key, two namespaces.
+    let a = setup("ctl-ns-a", SimulatorConfig::default()).await;
+    let b = setup_on("ctl-ns-b", a.sim.clone()).await;
     for s in [&a, &b] {
         s.input("input", &common::chat_lines(6)).await;
         s.batch("same", json!({})).await;
@@ -518,4 +526,6 @@ async fn batches_with_the_same_name_and_input_in_two_namespaces_stay_apart() {
     };
     assert_ne!(id(&done_a), id(&done_b));
     assert_ne!(done_a.uid(), done_b.uid());
+    assert_eq!(a.count_ok("POST", "/v1/batches").await, 2);
+    assert_eq!(a.count_ok("POST", "/v1/files").await, 2);
 }
