@@ -94,7 +94,17 @@ pub async fn gateway_client(client: &kube::Client, batch: &Batch) -> Result<(Gat
         .await
         .map_err(|e| format!("cannot read BatchGateway {ns}/{name}: {e}"))?
         .ok_or_else(|| format!("BatchGateway {ns}/{name} not found"))?;
-    let spec = gateway.spec;
+    client_for_gateway(client, &gateway).await
+}
+
+/// A client for this gateway, with its key read from its Secret.
+pub async fn client_for_gateway(
+    client: &kube::Client,
+    gateway: &BatchGateway,
+) -> Result<(GatewayClient, PollingPolicy), String> {
+    let ns = gateway.namespace().unwrap_or_default();
+    let name = gateway.name_any();
+    let spec = gateway.spec.clone();
     let url = spec
         .url
         .parse()

@@ -5,10 +5,13 @@ mod batch;
 mod cluster_io;
 mod context;
 mod error;
+mod gateway;
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use std::future::Future;
+
+use futures::{FutureExt, StreamExt};
 use kube::runtime::Controller;
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -16,7 +19,7 @@ use kube::{Api, Client};
 pub use context::Context;
 pub use error::Error;
 
-use crate::api::Batch;
+use crate::api::{Batch, BatchGateway};
 
 /// The field manager of every write the controller makes.
 pub const MANAGER: &str = "llm-batch-operator";
@@ -30,24 +33,34 @@ pub struct Options {
     pub namespace: Option<String>,
 }
 
-/// Runs the Batch controller until `shutdown` resolves.
-pub async fn run(
-    client: Client,
-    options: Options,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let batches: Api<Batch> = match &options.namespace {
+/// Runs the Batch and BatchGateway controllers until `shutdown` resolves.
+pub async fn run(client: Client, options: Options, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let context = Arc::new(Context::new(client.clone()));
+    let shutdown = Box::pin(shutdown).shared();
+    let batches = Controller::new(scoped::<Batch>(&client, &options), watcher::Config::default())
+        .graceful_shutdown_on(shutdown.clone())
+        .run(batch::reconcile, batch::error_policy, context.clone())
+        .for_each(log_failure);
+    let gateways = Controller::new(scoped::<BatchGateway>(&client, &options), watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(gateway::reconcile, gateway::error_policy, context)
+        .for_each(log_failure);
+    futures::join!(batches, gateways);
+}
+
+fn scoped<K>(client: &Client, options: &Options) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match &options.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
-    };
-    let context = Arc::new(Context::new(client));
-    Controller::new(batches, watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(batch::reconcile, batch::error_policy, context)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile failed");
-            }
-        })
-        .await;
+    }
+}
+
+async fn log_failure<T, E: std::fmt::Display>(result: Result<T, E>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "reconcile failed");
+    }
 }

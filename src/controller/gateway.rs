@@ -1,0 +1,103 @@
+//! Reconciling a BatchGateway: Ready from a cheap authenticated call (listing one batch), and
+//! how many Batches are in flight on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Context, Error, MANAGER, cluster_io};
+use crate::api::{Batch, BatchGateway, BatchGatewayStatus, BatchPhase, Conditions, reasons};
+
+/// The condition type of a BatchGateway.
+pub const READY: &str = "Ready";
+/// How often a gateway is probed again.
+const PROBE_EVERY: Duration = Duration::from_secs(300);
+
+/// Entry point of the BatchGateway controller.
+pub async fn reconcile(gateway: Arc<BatchGateway>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let (ready, reason, message) = probe(&gateway, &ctx).await;
+    let mut status = gateway.status.clone().unwrap_or_default();
+    status.observed_generation = gateway.meta().generation;
+    status.active_batches = Some(active_batches(&gateway, &ctx).await?);
+    status.conditions.set_condition(
+        READY,
+        ready,
+        reason,
+        message,
+        gateway.meta().generation,
+        Timestamp::now(),
+    );
+    write_status(&gateway, &status, &ctx).await?;
+    Ok(Requeue::requeue(if ready {
+        PROBE_EVERY
+    } else {
+        Duration::from_secs(30)
+    }))
+}
+
+/// Requeues with per-object exponential backoff.
+pub fn error_policy(gateway: Arc<BatchGateway>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    let key = format!(
+        "gateway/{}/{}",
+        gateway.namespace().unwrap_or_default(),
+        gateway.name_any()
+    );
+    tracing::warn!(gateway = %key, error = %error, "reconcile failed");
+    Requeue::requeue(ctx.backoff(&key))
+}
+
+async fn probe(gateway: &BatchGateway, ctx: &Context) -> (bool, &'static str, String) {
+    let client = match cluster_io::client_for_gateway(&ctx.client, gateway).await {
+        Ok((client, _)) => client,
+        Err(why) => return (false, reasons::GATEWAY_MISCONFIGURED, why),
+    };
+    match client.list_batches(None, 1).await {
+        Ok(_) => (
+            true,
+            reasons::GATEWAY_REACHABLE,
+            "the gateway answers and accepts the key".into(),
+        ),
+        Err(e) if e.is_unauthorized() => (false, reasons::GATEWAY_UNAUTHORIZED, e.to_string()),
+        Err(e) => (false, reasons::GATEWAY_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// Batches of this gateway that are submitted and not finished.
+async fn active_batches(gateway: &BatchGateway, ctx: &Context) -> Result<u32, Error> {
+    let ns = gateway.namespace().unwrap_or_default();
+    let batches = Api::<Batch>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await?;
+    let active = batches
+        .items
+        .iter()
+        .filter(|b| b.spec.gateway_ref.name == gateway.name_any())
+        .filter(|b| {
+            b.status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .is_some_and(|p| !p.is_terminal() && p != BatchPhase::Pending)
+        })
+        .count();
+    Ok(u32::try_from(active).unwrap_or(u32::MAX))
+}
+
+async fn write_status(gateway: &BatchGateway, status: &BatchGatewayStatus, ctx: &Context) -> Result<(), Error> {
+    if gateway.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api = Api::<BatchGateway>::namespaced(ctx.client.clone(), &gateway.namespace().unwrap_or_default());
+    let patch = json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchGateway", "status": status});
+    api.patch_status(
+        &gateway.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
