@@ -591,3 +591,68 @@ async fn wait_gateway(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_that_fits_only_compressed_is_gzipped_and_larger_output_stays_on_the_gateway() {
+    let s = setup(
+        "ctl-large",
+        SimulatorConfig {
+            lines_per_sec: 20_000,
+            ..Default::default()
+        },
+    )
+    .await;
+    // ~1.6 MB of repetitive chat answers: fits a Secret only gzip-compressed.
+    s.input("input", &common::chat_lines(2000)).await;
+    s.batch("chatty", json!({})).await;
+    // ~4 MB of embedding vectors: does not fit even compressed.
+    let embeddings: String = (1..=120)
+        .map(|i| format!(r#"{{"custom_id":"e-{i}","method":"POST","url":"/v1/embeddings","body":{{"model":"m","input":"text {i}","dimensions":3072}}}}"#))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cm: ConfigMap = object(json!({"metadata": {"name": "vectors"}, "data": {"batch.jsonl": embeddings}}));
+    Api::<ConfigMap>::namespaced(s.client.clone(), &s.ns)
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+    s.batch(
+        "vectors",
+        json!({"endpoint": "/v1/embeddings", "input": {"configMap": {"name": "vectors", "key": "batch.jsonl"}}}),
+    )
+    .await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    s.wait_phase("chatty", BatchPhase::Succeeded).await;
+    let large = s.wait_phase("vectors", BatchPhase::Succeeded).await;
+    controller.stop().await;
+
+    let secret = Api::<Secret>::namespaced(s.client.clone(), &s.ns)
+        .get("chatty-results")
+        .await
+        .unwrap();
+    let data = secret.data.unwrap();
+    assert!(
+        data.contains_key("output.jsonl.gz"),
+        "{:?}",
+        data.keys().collect::<Vec<_>>()
+    );
+
+    let status = large.status.unwrap();
+    let stored = status.conditions.iter().find(|c| c.type_ == "OutputStored").unwrap();
+    assert_eq!(
+        (stored.status.as_str(), stored.reason.as_str()),
+        ("False", "OutputTooLarge")
+    );
+    assert!(
+        stored.message.contains("use a PVC or object storage"),
+        "{}",
+        stored.message
+    );
+    assert!(status.gateway.unwrap().output_file_id.is_some());
+    assert!(
+        Api::<Secret>::namespaced(s.client.clone(), &s.ns)
+            .get_opt("vectors-results")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -14,6 +14,8 @@ pub mod condition_types {
     pub const COMPLETE: &str = "Complete";
     /// The batch could not run, or the gateway refused it.
     pub const FAILED: &str = "Failed";
+    /// The results are in the output sink (False: they stayed on the gateway, and why).
+    pub const OUTPUT_STORED: &str = "OutputStored";
     /// The gateway answers and accepts the key.
     pub const GATEWAY_READY: &str = "GatewayReady";
 }
@@ -39,6 +41,8 @@ pub mod reasons {
     pub const CANCELLED: &str = "Cancelled";
     pub const BATCH_FAILED: &str = "BatchFailed";
     pub const OUTPUT_UNAVAILABLE: &str = "OutputUnavailable";
+    pub const OUTPUT_TOO_LARGE: &str = "OutputTooLarge";
+    pub const STORED: &str = "Stored";
 }
 
 /// Helpers over a status's condition list.

@@ -2,7 +2,6 @@
 //! missing input or gateway) or is finished, writing the status after every step, so a
 //! controller that dies between any two steps resumes from the status alone.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ use crate::api::{
 use crate::driver;
 use crate::engine::{self, Action, Downloaded, ErrorClass, Outcome, PollingPolicy, UpstreamState};
 use crate::gateway::{GatewayClient, UploadSource};
+use crate::io::{Packed, pack_for_secret};
 use crate::jsonl::{Limits, Validator};
 
 /// Steps one reconcile may take before yielding to other objects.
@@ -229,7 +229,7 @@ async fn download_into(
         message: format!("scratch space: {e}"),
     };
     tokio::fs::create_dir_all(scratch).await.map_err(local)?;
-    let mut files = BTreeMap::new();
+    let mut files = Vec::new();
     let mut downloaded = Downloaded::default();
     if let Some(id) = output_id {
         let path = scratch.join("output.jsonl");
@@ -237,7 +237,7 @@ async fn download_into(
         let summary = driver::summarise_output(&path).await.map_err(local)?;
         (downloaded.output_lines, downloaded.output_bytes, downloaded.usage) =
             (summary.lines, summary.bytes, summary.usage);
-        files.insert("output.jsonl".to_string(), path);
+        files.push(("output.jsonl".to_string(), path));
     }
     if let Some(id) = error_id {
         let path = scratch.join("errors.jsonl");
@@ -245,24 +245,25 @@ async fn download_into(
         let summary = driver::summarise_errors(&path).await.map_err(local)?;
         (downloaded.error_lines, downloaded.error_bytes, downloaded.not_run) =
             (summary.lines, summary.bytes, summary.not_run);
-        files.insert("errors.jsonl".to_string(), path);
+        files.push(("errors.jsonl".to_string(), path));
     }
     let Some(secret) = batch.spec.output.as_ref().and_then(|o| o.secret.as_ref()) else {
         downloaded.location = "on the gateway (status.gateway has the file ids)".into();
         return Ok(Outcome::Downloaded(downloaded));
     };
-    if downloaded.output_bytes + downloaded.error_bytes > MAX_SECRET_BYTES {
-        downloaded.location = format!(
-            "on the gateway: {} bytes do not fit Secret {}; use a PVC or object storage sink",
-            downloaded.output_bytes + downloaded.error_bytes,
-            secret.name
-        );
-        return Ok(Outcome::Downloaded(downloaded));
-    }
-    let mut contents = BTreeMap::new();
-    for (name, path) in files {
-        contents.insert(name, tokio::fs::read(&path).await.map_err(local)?);
-    }
+    let packed = tokio::task::spawn_blocking(move || pack_for_secret(&files, MAX_SECRET_BYTES)).await;
+    let contents = match packed.map_err(|e| local(std::io::Error::other(e)))?.map_err(local)? {
+        Packed::Fits(contents) => contents,
+        Packed::TooLarge { bytes } => {
+            downloaded.location = "the gateway (status.gateway has the file ids)".into();
+            downloaded.not_stored = Some(format!(
+                "{bytes} bytes of results do not fit Secret {} even gzip-compressed; they stay on the gateway \
+                 (status.gateway.outputFileId, errorFileId): use a PVC or object storage output",
+                secret.name
+            ));
+            return Ok(Outcome::Downloaded(downloaded));
+        }
+    };
     let written = cluster_io::write_output_secret(&ctx.client, batch, &secret.name, contents).await;
     written.map_err(|e| Outcome::GatewayError {
         class: ErrorClass::Output,

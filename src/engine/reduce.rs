@@ -139,6 +139,24 @@ fn observe(status: &mut BatchStatus, batch: Upstream, ctx: &Context) {
 }
 
 fn collect(status: &mut BatchStatus, d: Downloaded, ctx: &Context) {
+    match &d.not_stored {
+        None => set(
+            status,
+            ct::OUTPUT_STORED,
+            true,
+            reasons::STORED,
+            d.location.clone(),
+            ctx,
+        ),
+        Some(why) => set(
+            status,
+            ct::OUTPUT_STORED,
+            false,
+            reasons::OUTPUT_TOO_LARGE,
+            why.clone(),
+            ctx,
+        ),
+    }
     status.usage = Some(d.usage.clone());
     status.output = Some(OutputStatus {
         secret_name: None,

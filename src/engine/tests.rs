@@ -149,16 +149,40 @@ fn happy_path_reaches_succeeded_with_counts_and_usage() {
             completion_tokens: 50,
             total_tokens: 150,
         },
+        not_stored: None,
     };
     status = reduce(&status, Outcome::Downloaded(downloaded), &ctx_at(13));
     assert_eq!(status.phase, Some(BatchPhase::Succeeded));
     assert!(status.conditions.is_true(ct::COMPLETE));
     assert!(!status.conditions.is_true(ct::FAILED));
+    assert!(status.conditions.is_true(ct::OUTPUT_STORED));
     assert_eq!(status.usage.as_ref().unwrap().total_tokens, 150);
     assert_eq!(status.output.as_ref().unwrap().lines, 19);
     assert_eq!(status.request_counts.as_ref().unwrap().total, 20);
     assert!(status.completion_time.is_some());
     assert_eq!(decide(&spec, &status, &ctx_at(14)), Action::Finished);
+}
+
+#[test]
+fn results_too_large_for_the_sink_are_said_to_stay_on_the_gateway() {
+    let mut status = reduce(
+        &submitted(),
+        Outcome::Observed(upstream(UpstreamState::Completed)),
+        &ctx_at(30),
+    );
+    let downloaded = Downloaded {
+        output_lines: 20,
+        not_stored: Some("3 MB do not fit Secret r".into()),
+        ..Default::default()
+    };
+    status = reduce(&status, Outcome::Downloaded(downloaded), &ctx_at(31));
+    assert_eq!(status.phase, Some(BatchPhase::Succeeded));
+    let stored = status.conditions.condition(ct::OUTPUT_STORED).unwrap();
+    assert_eq!(
+        (stored.status.as_str(), stored.reason.as_str()),
+        ("False", reasons::OUTPUT_TOO_LARGE)
+    );
+    assert!(stored.message.contains("do not fit"), "{}", stored.message);
 }
 
 #[test]

@@ -94,6 +94,9 @@ pub struct Downloaded {
     pub not_run: u64,
     /// Summed from the `usage` of each successful response body.
     pub usage: Usage,
+    /// Why the results stayed on the gateway instead of the sink (e.g. too large for a
+    /// Secret); `None` when the sink holds them.
+    pub not_stored: Option<String>,
 }
 
 /// How a step failed, by what the Batch should do about it.

@@ -173,6 +173,7 @@ impl BatchRun<'_> {
             error_lines: err.lines,
             error_bytes: err.bytes,
             not_run: err.not_run,
+            not_stored: None,
         }))
     }
 
