@@ -88,6 +88,10 @@ async fn input_and_endpoint_are_immutable_but_cancel_is_not() {
         .patch("b", &pp, &merge(json!({"spec": {"endpoint": "/v1/embeddings"}})))
         .await;
     assert!(rejection(retargeted).contains("endpoint is immutable"));
+    let rerouted = api
+        .patch("b", &pp, &merge(json!({"spec": {"gatewayRef": {"name": "other"}}})))
+        .await;
+    assert!(rejection(rerouted).contains("gatewayRef is immutable"));
     let cancelled = api
         .patch("b", &pp, &merge(json!({"spec": {"cancel": true}})))
         .await

@@ -356,3 +356,31 @@ fn input_can_come_from_a_secret() {
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(ws.lines("private", "output.jsonl").len(), 7);
 }
+
+#[test]
+fn inline_requests_run_like_a_file() {
+    let ws = Workspace::new();
+    let eval = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cluster/eval-suite.yaml");
+    let output = ws.run_command(&[eval]).arg("--simulator").output().unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let lines = ws.lines("eval-suite", "output.jsonl");
+    let mut ids: Vec<&str> = lines.iter().map(|l| l["custom_id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "gpt-4o-mini/capital-of-france",
+            "gpt-4o-mini/sum",
+            "gpt-4o/capital-of-france",
+            "gpt-4o/sum"
+        ]
+    );
+    let models: Vec<&str> = lines
+        .iter()
+        .map(|l| l["response"]["body"]["model"].as_str().unwrap())
+        .collect();
+    assert!(
+        models.contains(&"gpt-4o") && models.contains(&"gpt-4o-mini"),
+        "{models:?}"
+    );
+}

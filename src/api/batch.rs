@@ -35,7 +35,8 @@ pub const MAX_USER_METADATA_PAIRS: usize = 13;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BatchSpec {
-    /// The BatchGateway (same namespace) the batch is sent to.
+    /// The BatchGateway (same namespace) the batch is sent to; immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("gatewayRef is immutable"))]
     pub gateway_ref: LocalObjectRef,
     /// The endpoint every request line targets; immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("endpoint is immutable"))]
@@ -109,8 +110,8 @@ impl std::fmt::Display for Endpoint {
 /// The source of the JSONL request lines: exactly one of the fields.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.configMap), has(self.secret)].filter(x, x).size() == 1")
-    .message("input needs exactly one source: configMap or secret"))]
+#[x_kube(validation = Rule::new("[has(self.configMap), has(self.secret), has(self.requests)].filter(x, x).size() == 1")
+    .message("input needs exactly one source: configMap, secret or requests"))]
 pub struct BatchInput {
     /// A ConfigMap key (`data` or `binaryData`) holding the JSONL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +119,41 @@ pub struct BatchInput {
     /// A Secret key holding the JSONL (for inputs that are themselves sensitive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<KeyRef>,
+    /// The requests themselves, for small batches kept in Git (evaluation suites): each
+    /// becomes a line `{"custom_id", "method": "POST", "url": <endpoint>, "body"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 5000))]
+    pub requests: Option<Vec<InlineRequest>>,
+}
+
+/// One request written in the Batch itself.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InlineRequest {
+    /// Unique within the batch; joins the request to its result.
+    pub custom_id: String,
+    /// The endpoint's request body (model, messages, input, ...).
+    #[schemars(schema_with = "any_object")]
+    pub body: serde_json::Map<String, serde_json::Value>,
+}
+
+fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+}
+
+impl BatchInput {
+    /// Inline requests as the JSONL an upload carries.
+    pub fn requests_jsonl(&self, endpoint: Endpoint) -> Option<String> {
+        let requests = self.requests.as_ref()?;
+        let lines: Vec<String> = requests
+            .iter()
+            .map(|r| {
+                serde_json::json!({"custom_id": r.custom_id, "method": "POST", "url": endpoint.path(), "body": r.body})
+                    .to_string()
+            })
+            .collect();
+        Some(lines.join("\n") + "\n")
+    }
 }
 
 /// Where results go: exactly one sink.

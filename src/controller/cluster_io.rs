@@ -29,8 +29,13 @@ pub enum InputError {
 pub async fn read_input(client: &kube::Client, batch: &Batch) -> Result<Bytes, InputError> {
     let ns = batch.namespace().unwrap_or_default();
     let input = &batch.spec.input;
-    match (&input.config_map, &input.secret) {
-        (Some(r), None) => {
+    match (
+        &input.config_map,
+        &input.secret,
+        input.requests_jsonl(batch.spec.endpoint),
+    ) {
+        (None, None, Some(jsonl)) => Ok(Bytes::from(jsonl)),
+        (Some(r), None, None) => {
             let cm = get::<ConfigMap>(client, &ns, &r.name, "ConfigMap").await?;
             let text = cm
                 .data
@@ -44,12 +49,12 @@ pub async fn read_input(client: &kube::Client, batch: &Batch) -> Result<Bytes, I
                 .map(|b| Bytes::from(b.0.clone()));
             text.or(binary).ok_or_else(|| missing_key("ConfigMap", &ns, r))
         }
-        (None, Some(r)) => {
+        (None, Some(r), None) => {
             let secret = get::<Secret>(client, &ns, &r.name, "Secret").await?;
             secret_value(&secret, &r.key).ok_or_else(|| missing_key("Secret", &ns, r))
         }
         _ => Err(InputError::Invalid(
-            "spec.input needs exactly one source: configMap or secret".into(),
+            "spec.input needs exactly one source: configMap, secret or requests".into(),
         )),
     }
 }

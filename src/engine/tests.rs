@@ -17,7 +17,7 @@ fn spec() -> BatchSpec {
                 name: "tickets".into(),
                 key: "batch.jsonl".into(),
             }),
-            secret: None,
+            ..Default::default()
         },
         output: None,
         metadata: [("team".to_string(), "support".to_string())].into(),

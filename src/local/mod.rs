@@ -157,7 +157,7 @@ fn validate_inputs(plans: &[Plan]) -> Result<Vec<(u64, u64)>, Vec<String>> {
             let source = match (&input.config_map, &input.secret) {
                 (Some(r), _) => format!("ConfigMap {}/{} key {}", plan.namespace, r.name, r.key),
                 (_, Some(r)) => format!("Secret {}/{} key {}", plan.namespace, r.name, r.key),
-                _ => "input".to_string(),
+                _ => "spec.input.requests (line N is request N)".to_string(),
             };
             problems.push(format!(
                 "{} Batch {}: invalid input in {source}:\n{}",

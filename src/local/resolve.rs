@@ -104,11 +104,13 @@ fn plan_one(
 }
 
 fn input_bytes(manifests: &Manifests, namespace: &str, batch: &Located<Batch>) -> Result<Bytes, String> {
-    let input = &batch.object.spec.input;
-    match (&input.config_map, &input.secret) {
-        (Some(r), None) => config_map_key(manifests, namespace, r),
-        (None, Some(r)) => secret_key(manifests, namespace, r).map_err(|e| format!("spec.input.secret: {e}")),
-        _ => Err("spec.input: needs exactly one source: configMap or secret".to_string()),
+    let spec = &batch.object.spec;
+    let input = &spec.input;
+    match (&input.config_map, &input.secret, input.requests_jsonl(spec.endpoint)) {
+        (None, None, Some(jsonl)) => Ok(Bytes::from(jsonl)),
+        (Some(r), None, None) => config_map_key(manifests, namespace, r),
+        (None, Some(r), None) => secret_key(manifests, namespace, r).map_err(|e| format!("spec.input.secret: {e}")),
+        _ => Err("spec.input: needs exactly one source: configMap, secret or requests".to_string()),
     }
 }
 
