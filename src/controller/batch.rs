@@ -59,7 +59,7 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
     if status.phase.is_some_and(BatchPhase::is_terminal) {
         return Ok(Requeue::await_change());
     }
-    let (gateway, polling) = match cluster_io::gateway_client(&ctx.client, &batch).await {
+    let (gateway, polling) = match cluster_io::gateway_client(ctx, &batch).await {
         Ok(found) => found,
         Err(why) => return wait_for_gateway(&batch, status, why, ctx).await,
     };
@@ -282,7 +282,7 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         return Ok(Requeue::await_change());
     }
     let gateway = status.gateway.clone().unwrap_or_default();
-    let Ok((client, _)) = cluster_io::gateway_client(&ctx.client, &batch).await else {
+    let Ok((client, _)) = cluster_io::gateway_client(ctx, &batch).await else {
         publish(
             &batch,
             EventType::Warning,

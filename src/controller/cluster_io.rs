@@ -11,7 +11,9 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::{Error, MANAGER};
+use sha2::{Digest, Sha256};
+
+use super::{Context, Error, MANAGER};
 use crate::api::{BATCH_ID_ANNOTATION, Batch, BatchGateway, BatchStatus, KeyRef};
 use crate::engine::PollingPolicy;
 use crate::gateway::{ApiKey, GatewayClient, GatewayConfig};
@@ -91,7 +93,8 @@ fn secret_value(secret: &Secret, key: &str) -> Option<Bytes> {
 }
 
 /// A client for the Batch's gateway, or why there is none yet.
-pub async fn gateway_client(client: &kube::Client, batch: &Batch) -> Result<(GatewayClient, PollingPolicy), String> {
+pub async fn gateway_client(ctx: &Context, batch: &Batch) -> Result<(GatewayClient, PollingPolicy), String> {
+    let client = &ctx.client;
     let ns = batch.namespace().unwrap_or_default();
     let name = &batch.spec.gateway_ref.name;
     let gateway = Api::<BatchGateway>::namespaced(client.clone(), &ns)
@@ -99,14 +102,16 @@ pub async fn gateway_client(client: &kube::Client, batch: &Batch) -> Result<(Gat
         .await
         .map_err(|e| format!("cannot read BatchGateway {ns}/{name}: {e}"))?
         .ok_or_else(|| format!("BatchGateway {ns}/{name} not found"))?;
-    client_for_gateway(client, &gateway).await
+    client_for_gateway(ctx, &gateway).await
 }
 
-/// A client for this gateway, with its key read from its Secret.
+/// A client for this gateway, with its key read from its Secret. Clients are reused while the
+/// gateway's URL, headers and key stay the same (each holds a connection pool).
 pub async fn client_for_gateway(
-    client: &kube::Client,
+    ctx: &Context,
     gateway: &BatchGateway,
 ) -> Result<(GatewayClient, PollingPolicy), String> {
+    let client = &ctx.client;
     let ns = gateway.namespace().unwrap_or_default();
     let name = gateway.name_any();
     let spec = gateway.spec.clone();
@@ -116,6 +121,8 @@ pub async fn client_for_gateway(
         .map_err(|e| format!("BatchGateway {ns}/{name} spec.url: {e}"))?;
     let mut config = GatewayConfig::new(url);
     config.headers = spec.headers.clone();
+    let mut fingerprint = Sha256::new();
+    fingerprint.update(serde_json::to_vec(&(&spec.url, &spec.headers)).unwrap_or_default());
     if let Some(auth) = &spec.auth {
         let r = &auth.secret_ref;
         let secret = get::<Secret>(client, &ns, &r.name, "Secret")
@@ -133,13 +140,17 @@ pub async fn client_for_gateway(
         })?;
         let key = String::from_utf8(key.to_vec())
             .map_err(|_| format!("Secret {ns}/{} key {:?} is not text", r.name, r.key))?;
+        fingerprint.update(key.trim());
         config.api_key = Some(ApiKey::new(key.trim()));
     }
     let polling = PollingPolicy {
         initial: spec.polling.initial()?,
         max: spec.polling.max()?,
     };
-    let client = GatewayClient::new(config).map_err(|e| format!("BatchGateway {ns}/{name}: {e}"))?;
+    let fingerprint = format!("{:x}", fingerprint.finalize());
+    let client = ctx
+        .gateway_client(&format!("{ns}/{name}"), &fingerprint, || GatewayClient::new(config))
+        .map_err(|e| format!("BatchGateway {ns}/{name}: {e}"))?;
     Ok((client, polling))
 }
 

@@ -10,12 +10,14 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
 use super::MANAGER;
+use crate::gateway::{GatewayClient, GatewayError};
 
 /// Shared by all reconciles.
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     backoff: Backoff,
+    gateways: Mutex<HashMap<String, (String, GatewayClient)>>,
     polled: Mutex<HashMap<String, Instant>>,
 }
 
@@ -32,6 +34,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             backoff: Backoff::default(),
+            gateways: Mutex::default(),
             polled: Mutex::default(),
         }
     }
@@ -44,6 +47,24 @@ impl Context {
     /// Forgets an object's failures after a successful reconcile.
     pub fn reset_backoff(&self, key: &str) {
         self.backoff.reset(key);
+    }
+
+    /// The client of gateway `name`, reused while its `fingerprint` (URL, headers, key) holds.
+    pub fn gateway_client(
+        &self,
+        name: &str,
+        fingerprint: &str,
+        build: impl FnOnce() -> Result<GatewayClient, GatewayError>,
+    ) -> Result<GatewayClient, GatewayError> {
+        let mut gateways = self.gateways.lock().expect("gateway lock");
+        if let Some((known, client)) = gateways.get(name)
+            && known == fingerprint
+        {
+            return Ok(client.clone());
+        }
+        let client = build()?;
+        gateways.insert(name.to_string(), (fingerprint.to_string(), client.clone()));
+        Ok(client)
     }
 
     /// How long until a poll of this object is due (zero when due now).

@@ -52,7 +52,7 @@ pub fn error_policy(gateway: Arc<BatchGateway>, error: &Error, ctx: Arc<Context>
 }
 
 async fn probe(gateway: &BatchGateway, ctx: &Context) -> (bool, &'static str, String) {
-    let client = match cluster_io::client_for_gateway(&ctx.client, gateway).await {
+    let client = match cluster_io::client_for_gateway(ctx, gateway).await {
         Ok((client, _)) => client,
         Err(why) => return (false, reasons::GATEWAY_MISCONFIGURED, why),
     };

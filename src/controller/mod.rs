@@ -26,6 +26,9 @@ pub const MANAGER: &str = "llm-batch-operator";
 /// Finalizer that lets a deleted Batch cancel its upstream batch first.
 pub const FINALIZER: &str = "llmbatch.io/cleanup";
 
+/// Batches reconciled at once: bounds memory and the burst of calls on gateways.
+const CONCURRENCY: u16 = 32;
+
 /// Where the controller watches.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -38,6 +41,7 @@ pub async fn run(client: Client, options: Options, shutdown: impl Future<Output 
     let context = Arc::new(Context::new(client.clone()));
     let shutdown = Box::pin(shutdown).shared();
     let batches = Controller::new(scoped::<Batch>(&client, &options), watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(shutdown.clone())
         .run(batch::reconcile, batch::error_policy, context.clone())
         .for_each(log_failure);
