@@ -90,8 +90,9 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         if failure.is_none() {
             ctx.reset_backoff(&key);
         }
-        if let Some(id) = next.gateway.as_ref().and_then(|g| g.batch_id.as_deref()) {
-            cluster_io::annotate_batch_id(&ctx.client, &current, id).await?;
+        if let Some(id) = next.gateway.as_ref().and_then(|g| g.batch_id.clone()) {
+            cluster_io::annotate_batch_id(&ctx.client, &current, &id).await?;
+            current.annotations_mut().insert(BATCH_ID_ANNOTATION.to_string(), id);
         }
         current.status = Some(next.clone());
         status = next;
