@@ -492,6 +492,8 @@ async fn lost_status_writes_never_submit_twice() {
     s.wait_phase("flaky", BatchPhase::Succeeded).await;
     controller.stop().await;
     assert!(faults.failed() >= 3, "only {} writes were dropped", faults.failed());
+    let reasons = s.event_reasons("flaky").await;
+    assert!(reasons.contains(&"ReconcileError".to_string()), "{reasons:?}");
     assert_eq!(s.count_ok("POST", "/v1/files").await, 1);
     assert_eq!(s.count_ok("POST", "/v1/batches").await, 1);
 }
@@ -655,4 +657,19 @@ async fn output_that_fits_only_compressed_is_gzipped_and_larger_output_stays_on_
             .unwrap()
             .is_none()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_batch_is_deleted_after_its_ttl() {
+    let s = setup("ctl-ttl", SimulatorConfig::default()).await;
+    s.input("input", &common::chat_lines(2)).await;
+    s.batch("shortlived", json!({"ttlSecondsAfterFinished": 1})).await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    s.wait_phase("shortlived", BatchPhase::Succeeded).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.batches().get_opt("shortlived").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the Batch outlived its TTL");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    controller.stop().await;
 }

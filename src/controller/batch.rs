@@ -43,9 +43,14 @@ pub async fn reconcile(batch: Arc<Batch>, ctx: Arc<Context>) -> Result<Requeue, 
 }
 
 /// Requeues with per-object exponential backoff.
+/// Requeues with per-object exponential backoff, and says why in a Warning Event.
 pub fn error_policy(batch: Arc<Batch>, error: &Error, ctx: Arc<Context>) -> Requeue {
     let delay = ctx.backoff(&key(&batch));
     tracing::warn!(batch = %key(&batch), error = %error, kind = error.metric_label(), ?delay, "reconcile failed");
+    let note = format!("{error} (retrying in {}s)", delay.as_secs());
+    tokio::spawn(async move {
+        publish(&batch, EventType::Warning, "ReconcileError", &note, &ctx).await;
+    });
     Requeue::requeue(delay)
 }
 
@@ -57,7 +62,7 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
     let key = key(&batch);
     let mut status = reattached(&batch);
     if status.phase.is_some_and(BatchPhase::is_terminal) {
-        return Ok(Requeue::await_change());
+        return expire_after_ttl(&batch, &status, ctx).await;
     }
     let (gateway, polling) = match cluster_io::gateway_client(ctx, &batch).await {
         Ok(found) => found,
@@ -104,6 +109,22 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         }
     }
     Ok(Requeue::requeue(Duration::from_secs(1)))
+}
+
+/// `ttlSecondsAfterFinished`: a finished Batch is deleted once its time is up.
+async fn expire_after_ttl(batch: &Batch, status: &BatchStatus, ctx: &Context) -> Result<Requeue, Error> {
+    let (Some(ttl), Some(done)) = (batch.spec.ttl_seconds_after_finished, status.completion_time.as_ref()) else {
+        return Ok(Requeue::await_change());
+    };
+    let due = done.0 + Duration::from_secs(u64::try_from(ttl).unwrap_or(0));
+    let now = Timestamp::now();
+    if now < due {
+        let wait = now.duration_until(due).try_into().unwrap_or(Duration::from_secs(1));
+        return Ok(Requeue::requeue(wait));
+    }
+    let api = Api::<Batch>::namespaced(ctx.client.clone(), &batch.namespace().unwrap_or_default());
+    api.delete(&batch.name_any(), &Default::default()).await?;
+    Ok(Requeue::await_change())
 }
 
 /// A restored Batch (status lost, annotation kept) re-attaches to its upstream batch.
