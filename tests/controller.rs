@@ -673,3 +673,31 @@ async fn a_finished_batch_is_deleted_after_its_ttl() {
     }
     controller.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_own_input_file_is_used_and_never_deleted() {
+    use llm_batch_operator::gateway::{ApiKey, GatewayClient, GatewayConfig, UploadSource};
+    let s = setup("ctl-fileid", SimulatorConfig::default()).await;
+    let mut config = GatewayConfig::new(s.sim.base_url().parse().unwrap());
+    config.api_key = Some(ApiKey::new(KEY));
+    let upload = UploadSource::Bytes(common::chat_lines(3).into_bytes().into());
+    let file = GatewayClient::new(config)
+        .unwrap()
+        .upload_file("mine.jsonl", "batch", upload)
+        .await
+        .unwrap();
+    s.batch("theirs", json!({"input": {"fileId": file.id}})).await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    let done = s.wait_phase("theirs", BatchPhase::Succeeded).await;
+    assert_eq!(done.status.unwrap().request_counts.unwrap().completed, 3);
+    s.batches().delete("theirs", &DeleteParams::default()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.batches().get_opt("theirs").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the finalizer was never released");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    controller.stop().await;
+    assert_eq!(s.count_ok("POST", "/v1/files").await, 1, "only the user's own upload");
+    let journal = s.journal().await;
+    assert!(!journal.iter().any(|(method, _, _)| method == "DELETE"), "{journal:?}");
+}

@@ -384,3 +384,42 @@ fn inline_requests_run_like_a_file() {
         "{models:?}"
     );
 }
+
+#[test]
+fn an_input_file_id_runs_without_an_upload_and_a_missing_one_stops_clearly() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    // Put a file on the gateway the way a user would.
+    let upload = reqwest::blocking::Client::new()
+        .post(format!("{}/files", sim.base_url))
+        .bearer_auth(KEY)
+        .multipart(reqwest::blocking::multipart::Form::new().text("purpose", "batch").part(
+            "file",
+            reqwest::blocking::multipart::Part::bytes(chat_lines(4).into_bytes()).file_name("mine.jsonl"),
+        ))
+        .send()
+        .unwrap();
+    let file: serde_json::Value = upload.json().unwrap();
+    let file_id = file["id"].as_str().unwrap();
+    let batch = |name: &str, id: &str| {
+        format!(
+            "apiVersion: llmbatch.io/v1alpha1\nkind: Batch\nmetadata:\n  name: {name}\nspec:\n  gatewayRef:\n    name: gw\n  \
+             endpoint: /v1/chat/completions\n  input:\n    fileId: {id}\n"
+        )
+    };
+    ws.write("gateway.yaml", &gateway_manifests(&sim.base_url, KEY, &[]));
+    ws.write("theirs.yaml", &batch("theirs", file_id));
+    let output = ws.run(&["theirs.yaml", "gateway.yaml"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(ws.lines("theirs", "output.jsonl").len(), 4);
+    assert_eq!(sim.count_ok("POST", "/v1/files"), 1, "only the user's own upload");
+
+    ws.write("missing.yaml", &batch("missing", "file-does-not-exist"));
+    let output = ws.run(&["missing.yaml", "gateway.yaml"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("file-does-not-exist is not on the gateway"),
+        "{}",
+        text(&output)
+    );
+}

@@ -110,8 +110,8 @@ impl std::fmt::Display for Endpoint {
 /// The source of the JSONL request lines: exactly one of the fields.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.configMap), has(self.secret), has(self.requests)].filter(x, x).size() == 1")
-    .message("input needs exactly one source: configMap, secret or requests"))]
+#[x_kube(validation = Rule::new("[has(self.configMap), has(self.secret), has(self.requests), has(self.fileId)].filter(x, x).size() == 1")
+    .message("input needs exactly one source: configMap, secret, requests or fileId"))]
 pub struct BatchInput {
     /// A ConfigMap key (`data` or `binaryData`) holding the JSONL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +119,11 @@ pub struct BatchInput {
     /// A Secret key holding the JSONL (for inputs that are themselves sensitive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<KeyRef>,
+    /// A batch input file already on the gateway (uploaded with purpose `batch`). It is used
+    /// as it is (not validated here) and never deleted by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub file_id: Option<String>,
     /// The requests themselves, for small batches kept in Git (evaluation suites): each
     /// becomes a line `{"custom_id", "method": "POST", "url": <endpoint>, "body"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

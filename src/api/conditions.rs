@@ -23,6 +23,7 @@ pub mod condition_types {
 /// Reasons (CamelCase, stable: alerting keys on them).
 pub mod reasons {
     pub const INPUT_VALID: &str = "InputValid";
+    pub const INPUT_ON_GATEWAY: &str = "InputOnGateway";
     pub const INPUT_INVALID: &str = "InputInvalid";
     pub const INPUT_NOT_FOUND: &str = "InputNotFound";
     pub const SPEC_INVALID: &str = "SpecInvalid";

@@ -175,7 +175,10 @@ fn context(batch: &Batch, polling: PollingPolicy) -> engine::Context {
 
 async fn perform(batch: &Batch, action: Action, gateway: &GatewayClient, ctx: &Context) -> Outcome {
     match action {
-        Action::ValidateInput => validate_input(batch, ctx).await,
+        Action::ValidateInput => match &batch.spec.input.file_id {
+            Some(file_id) => driver::input_on_gateway(gateway, file_id).await,
+            None => validate_input(batch, ctx).await,
+        },
         Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
         Action::StartAttempt => Outcome::AttemptStarted {
             token: format!("{:08x}", rand::random::<u32>()),
@@ -337,7 +340,12 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         )
         .await;
     }
-    if let Some(file) = &gateway.input_file_id
+    // A file the user supplied (spec.input.fileId) is theirs to keep.
+    let uploaded = gateway
+        .input_file_id
+        .as_ref()
+        .filter(|_| batch.spec.input.file_id.is_none());
+    if let Some(file) = uploaded
         && let Err(e) = client.delete_file(file).await
         && e.is_retryable()
     {

@@ -56,7 +56,7 @@ pub async fn read_input(client: &kube::Client, batch: &Batch) -> Result<Bytes, I
             secret_value(&secret, &r.key).ok_or_else(|| missing_key("Secret", &ns, r))
         }
         _ => Err(InputError::Invalid(
-            "spec.input needs exactly one source: configMap, secret or requests".into(),
+            "spec.input has no bytes to read here (fileId is already on the gateway)".into(),
         )),
     }
 }

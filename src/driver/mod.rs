@@ -60,6 +60,20 @@ pub fn upstream(batch: &Batch) -> Upstream {
     }
 }
 
+/// Checks that a user-supplied input file (`spec.input.fileId`) is on the gateway.
+pub async fn input_on_gateway(client: &GatewayClient, file_id: &str) -> Outcome {
+    match client.get_file(file_id).await {
+        Ok(file) => Outcome::InputOnGateway {
+            file_id: file.id,
+            bytes: file.bytes,
+        },
+        Err(e) if e.is_not_found() => Outcome::InputNotFound {
+            message: format!("input file {file_id} is not on the gateway"),
+        },
+        Err(e) => failure(e),
+    }
+}
+
 /// Adopts the file an earlier run of this attempt uploaded under `filename`, or uploads.
 pub async fn upload_input(client: &GatewayClient, filename: &str, source: UploadSource) -> Outcome {
     match client

@@ -29,6 +29,16 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
             let message = format!("{requests} requests, {bytes} bytes, valid");
             set(&mut next, ct::ADMITTED, true, reasons::INPUT_VALID, message, ctx);
         }
+        Outcome::InputOnGateway { file_id, bytes } => {
+            next.input = Some(InputStatus {
+                requests: 0,
+                bytes: bytes.unwrap_or(0),
+            });
+            gateway(&mut next).input_file_id = Some(file_id.clone());
+            next.phase = Some(BatchPhase::Pending);
+            let message = format!("input file {file_id} is on the gateway (validated there, not here)");
+            set(&mut next, ct::ADMITTED, true, reasons::INPUT_ON_GATEWAY, message, ctx);
+        }
         Outcome::InputInvalid { message } => {
             set(
                 &mut next,

@@ -474,3 +474,31 @@ fn a_status_that_survives_a_yaml_round_trip_decides_the_same() {
     assert_eq!(back, status);
     assert_eq!(decide(&spec(), &back, &ctx_at(6)), decide(&spec(), &status, &ctx_at(6)));
 }
+
+#[test]
+fn an_input_file_already_on_the_gateway_goes_straight_to_create() {
+    let mut spec = spec();
+    spec.input = BatchInput {
+        file_id: Some("file-theirs".into()),
+        ..Default::default()
+    };
+    let ctx = ctx_at(0);
+    let mut status = reduce(
+        &BatchStatus::default(),
+        Outcome::InputOnGateway {
+            file_id: "file-theirs".into(),
+            bytes: Some(99),
+        },
+        &ctx,
+    );
+    assert_eq!(
+        status.conditions.condition(ct::ADMITTED).unwrap().reason,
+        reasons::INPUT_ON_GATEWAY
+    );
+    assert_eq!(decide(&spec, &status, &ctx), Action::StartAttempt);
+    status = reduce(&status, Outcome::AttemptStarted { token: "t".into() }, &ctx);
+    let Action::CreateBatch(request) = decide(&spec, &status, &ctx) else {
+        panic!("expected CreateBatch")
+    };
+    assert_eq!(request.input_file_id, "file-theirs");
+}

@@ -128,6 +128,8 @@ pub enum Outcome {
     InputValidated { requests: u64, bytes: u64 },
     /// The input is invalid; `message` names the lines and fields.
     InputInvalid { message: String },
+    /// The input is a file already on the gateway (`spec.input.fileId`), of `bytes` bytes.
+    InputOnGateway { file_id: String, bytes: Option<u64> },
     /// The input's ConfigMap/Secret/key does not exist (yet).
     InputNotFound { message: String },
     /// The spec cannot be sent as is (e.g. too much metadata).

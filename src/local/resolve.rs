@@ -97,7 +97,10 @@ fn plan_one(
         namespace: namespace.to_string(),
         name: name.to_string(),
         batch: batch.clone(),
-        input_digest: format!("{:x}", Sha256::digest(&input)),
+        input_digest: match &batch.object.spec.input.file_id {
+            Some(file_id) => format!("fileId:{file_id}"),
+            None => format!("{:x}", Sha256::digest(&input)),
+        },
         input,
         gateway,
     })
@@ -106,11 +109,15 @@ fn plan_one(
 fn input_bytes(manifests: &Manifests, namespace: &str, batch: &Located<Batch>) -> Result<Bytes, String> {
     let spec = &batch.object.spec;
     let input = &spec.input;
+    if input.file_id.is_some() {
+        // Already on the gateway: nothing to read or upload.
+        return Ok(Bytes::new());
+    }
     match (&input.config_map, &input.secret, input.requests_jsonl(spec.endpoint)) {
         (None, None, Some(jsonl)) => Ok(Bytes::from(jsonl)),
         (Some(r), None, None) => config_map_key(manifests, namespace, r),
         (None, Some(r), None) => secret_key(manifests, namespace, r).map_err(|e| format!("spec.input.secret: {e}")),
-        _ => Err("spec.input: needs exactly one source: configMap, secret or requests".to_string()),
+        _ => Err("spec.input: needs exactly one source: configMap, secret, requests or fileId".to_string()),
     }
 }
 

@@ -61,6 +61,7 @@ impl BatchRun<'_> {
             crash_if_asked(step);
             let failure = match &outcome {
                 Outcome::GatewayError { class, message } => Some((*class, message.clone())),
+                Outcome::InputNotFound { message } => Some((ErrorClass::NotFound, message.clone())),
                 _ => None,
             };
             self.state.status = engine::reduce(&self.state.status, outcome, &self.context());
@@ -71,6 +72,9 @@ impl BatchRun<'_> {
             match failure {
                 Some((ErrorClass::Unauthorized, _)) => {
                     break Ending::Stopped("the gateway refused the API key; fix it and rerun to resume".into());
+                }
+                Some((ErrorClass::NotFound, message)) if self.state.status.phase.is_none_or(|p| !p.is_terminal()) => {
+                    break Ending::Stopped(format!("{message}; rerun once it exists"));
                 }
                 Some((class, message)) if class.is_retryable() => {
                     transient_failures += 1;
@@ -102,9 +106,12 @@ impl BatchRun<'_> {
 
     async fn perform(&self, action: Action) -> Outcome {
         match action {
-            Action::ValidateInput => Outcome::InputValidated {
-                requests: self.validated.0,
-                bytes: self.validated.1,
+            Action::ValidateInput => match &self.plan.batch.object.spec.input.file_id {
+                Some(file_id) => driver::input_on_gateway(&self.client, file_id).await,
+                None => Outcome::InputValidated {
+                    requests: self.validated.0,
+                    bytes: self.validated.1,
+                },
             },
             Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
             Action::StartAttempt => Outcome::AttemptStarted {
