@@ -6,6 +6,7 @@ mod cluster_io;
 mod context;
 mod error;
 mod gateway;
+mod preflight;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use kube::{Api, Client};
 
 pub use context::Context;
 pub use error::Error;
+pub use preflight::{missing_permissions, required_rules};
 
 use crate::api::{Batch, BatchGateway};
 

@@ -1,0 +1,59 @@
+//! Before reconciling, check that the controller's identity holds every permission in
+//! `deploy/rbac.yaml` (with SelfSubjectAccessReviews), so a missing rule is reported at once
+//! and by name instead of as endless watch errors.
+
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::api::{Api, PostParams};
+
+/// The controller's rules, as shipped.
+const RBAC_YAML: &str = include_str!("../../deploy/rbac.yaml");
+
+/// The rules the controller needs.
+pub fn required_rules() -> ClusterRole {
+    serde_yaml::from_str(RBAC_YAML).expect("deploy/rbac.yaml is a valid ClusterRole")
+}
+
+/// Every permission of `deploy/rbac.yaml` the client's identity lacks in `namespace`
+/// (all namespaces when `None`), as `verb group/resource`.
+pub async fn missing_permissions(client: &kube::Client, namespace: Option<&str>) -> Result<Vec<String>, kube::Error> {
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let mut missing = Vec::new();
+    for rule in required_rules().rules.unwrap_or_default() {
+        for group in rule.api_groups.clone().unwrap_or_default() {
+            for resource in rule.resources.clone().unwrap_or_default() {
+                for verb in &rule.verbs {
+                    let (resource, subresource) = match resource.split_once('/') {
+                        Some((r, s)) => (r.to_string(), Some(s.to_string())),
+                        None => (resource.clone(), None),
+                    };
+                    let review = SelfSubjectAccessReview {
+                        spec: SelfSubjectAccessReviewSpec {
+                            resource_attributes: Some(ResourceAttributes {
+                                group: Some(group.clone()),
+                                resource: Some(resource.clone()),
+                                subresource: subresource.clone(),
+                                verb: Some(verb.clone()),
+                                namespace: namespace.map(str::to_string),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    };
+                    let answer = reviews.create(&PostParams::default(), &review).await?;
+                    if !answer.status.is_some_and(|s| s.allowed) {
+                        let full = subresource.map_or(resource.clone(), |s| format!("{resource}/{s}"));
+                        let group = if group.is_empty() {
+                            "core".to_string()
+                        } else {
+                            group.clone()
+                        };
+                        missing.push(format!("{verb} {group}/{full}"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(missing)
+}
