@@ -486,7 +486,7 @@ async fn lost_status_writes_never_submit_twice() {
     let s = setup("ctl-faults", SimulatorConfig::default()).await;
     s.input("input", &common::chat_lines(10)).await;
     s.batch("flaky", json!({})).await;
-    let faults = common::faults::FailEverySecond::new(common::faults::status_writes);
+    let faults = common::faults::FailSome::every_second(common::faults::status_writes);
     let faulty = faults.client(common::apiserver::server().config().await);
     let controller = RunningController::start(&faulty, &s.ns);
     s.wait_phase("flaky", BatchPhase::Succeeded).await;
@@ -700,4 +700,21 @@ async fn a_users_own_input_file_is_used_and_never_deleted() {
     assert_eq!(s.count_ok("POST", "/v1/files").await, 1, "only the user's own upload");
     let journal = s.journal().await;
     assert!(!journal.iter().any(|(method, _, _)| method == "DELETE"), "{journal:?}");
+}
+
+/// About one request in eight to the API server fails (reads, writes, watches, Events alike):
+/// the controller still converges, and still submits once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_api_server_still_gives_exactly_one_batch() {
+    let s = setup("ctl-flaky-api", SimulatorConfig::default()).await;
+    s.input("input", &common::chat_lines(5)).await;
+    s.batch("shaky", json!({})).await;
+    let faults = common::faults::FailSome::one_in_eight(|_| true);
+    let faulty = faults.client(common::apiserver::server().config().await);
+    let controller = RunningController::start(&faulty, &s.ns);
+    s.wait_phase("shaky", BatchPhase::Succeeded).await;
+    controller.stop().await;
+    assert!(faults.failed() >= 3, "only {} requests failed", faults.failed());
+    assert_eq!(s.count_ok("POST", "/v1/files").await, 1);
+    assert_eq!(s.count_ok("POST", "/v1/batches").await, 1);
 }

@@ -64,7 +64,7 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
     if status.phase.is_some_and(BatchPhase::is_terminal) {
         return expire_after_ttl(&batch, &status, ctx).await;
     }
-    let (gateway, polling) = match cluster_io::gateway_client(ctx, &batch).await {
+    let (gateway, polling) = match cluster_io::gateway_client(ctx, &batch).await? {
         Ok(found) => found,
         Err(why) => return wait_for_gateway(&batch, status, why, ctx).await,
     };
@@ -83,7 +83,7 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
             ctx.reset_backoff(&key);
             return Ok(Requeue::await_change());
         }
-        let outcome = perform(&batch, action, &gateway, ctx).await;
+        let outcome = perform(&batch, action, &gateway, ctx).await?;
         let failure = match &outcome {
             Outcome::GatewayError { class, .. } => Some(*class),
             Outcome::InputNotFound { .. } => Some(ErrorClass::Transient),
@@ -173,11 +173,13 @@ fn context(batch: &Batch, polling: PollingPolicy) -> engine::Context {
     }
 }
 
-async fn perform(batch: &Batch, action: Action, gateway: &GatewayClient, ctx: &Context) -> Outcome {
-    match action {
+/// Performs one step. Err is a failed Kubernetes API call (retried with backoff), never put
+/// into the status as if it were something about the Batch.
+async fn perform(batch: &Batch, action: Action, gateway: &GatewayClient, ctx: &Context) -> Result<Outcome, Error> {
+    Ok(match action {
         Action::ValidateInput => match &batch.spec.input.file_id {
             Some(file_id) => driver::input_on_gateway(gateway, file_id).await,
-            None => validate_input(batch, ctx).await,
+            None => validate_input(batch, ctx).await?,
         },
         Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
         Action::StartAttempt => Outcome::AttemptStarted {
@@ -187,6 +189,7 @@ async fn perform(batch: &Batch, action: Action, gateway: &GatewayClient, ctx: &C
             Ok(bytes) => driver::upload_input(gateway, &filename, UploadSource::Bytes(bytes)).await,
             Err(InputError::NotFound(message)) => Outcome::InputNotFound { message },
             Err(InputError::Invalid(message)) => Outcome::InputInvalid { message },
+            Err(InputError::Api(e)) => return Err(Error::Kube(e)),
         },
         Action::CreateBatch(request) => driver::create_batch(gateway, &request).await,
         Action::Poll { batch_id, .. } => driver::poll(gateway, &batch_id).await,
@@ -196,25 +199,26 @@ async fn perform(batch: &Batch, action: Action, gateway: &GatewayClient, ctx: &C
             error_file_id,
         } => download(batch, gateway, output_file_id, error_file_id, ctx).await,
         Action::Finished => unreachable!("handled by the caller"),
-    }
+    })
 }
 
-async fn validate_input(batch: &Batch, ctx: &Context) -> Outcome {
+async fn validate_input(batch: &Batch, ctx: &Context) -> Result<Outcome, Error> {
     let bytes = match cluster_io::read_input(&ctx.client, batch).await {
         Ok(bytes) => bytes,
-        Err(InputError::NotFound(message)) => return Outcome::InputNotFound { message },
-        Err(InputError::Invalid(message)) => return Outcome::InputInvalid { message },
+        Err(InputError::NotFound(message)) => return Ok(Outcome::InputNotFound { message }),
+        Err(InputError::Invalid(message)) => return Ok(Outcome::InputInvalid { message }),
+        Err(InputError::Api(e)) => return Err(Error::Kube(e)),
     };
     let problems = engine::check_spec(&batch.spec);
     if !problems.is_empty() {
-        return Outcome::SpecInvalid {
+        return Ok(Outcome::SpecInvalid {
             message: problems.join("; "),
-        };
+        });
     }
     let mut validator = Validator::new(batch.spec.endpoint.path(), Limits::default());
     validator.feed(&bytes);
     let report = validator.finish();
-    if report.is_valid() {
+    Ok(if report.is_valid() {
         Outcome::InputValidated {
             requests: report.summary.requests,
             bytes: report.summary.bytes,
@@ -223,7 +227,7 @@ async fn validate_input(batch: &Batch, ctx: &Context) -> Outcome {
         Outcome::InputInvalid {
             message: report.render(10).replace('\n', "; "),
         }
-    }
+    })
 }
 
 /// Downloads both files (to a scratch directory, counted line by line) and puts them in the
@@ -307,7 +311,7 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         return Ok(Requeue::await_change());
     }
     let gateway = status.gateway.clone().unwrap_or_default();
-    let Ok((client, _)) = cluster_io::gateway_client(ctx, &batch).await else {
+    let Ok((client, _)) = cluster_io::gateway_client(ctx, &batch).await? else {
         publish(
             &batch,
             EventType::Warning,

@@ -21,10 +21,12 @@ use crate::gateway::{ApiKey, GatewayClient, GatewayConfig};
 /// Largest output kept in a Secret (Kubernetes allows 1 MiB for the whole object).
 pub const MAX_SECRET_BYTES: u64 = 1024 * 1024 - 16 * 1024;
 
-/// Why the input could not be read: missing (wait for it) or unusable.
+/// Why the input could not be read: missing (wait for it), unusable, or the API call failed
+/// (retry with backoff; never reported as a missing input).
 pub enum InputError {
     NotFound(String),
     Invalid(String),
+    Api(kube::Error),
 }
 
 /// The JSONL bytes of the Batch's input.
@@ -69,7 +71,7 @@ where
     match Api::<K>::namespaced(client.clone(), ns).get_opt(name).await {
         Ok(Some(object)) => Ok(object),
         Ok(None) => Err(InputError::NotFound(format!("{kind} {ns}/{name} not found"))),
-        Err(e) => Err(InputError::NotFound(format!("cannot read {kind} {ns}/{name}: {e}"))),
+        Err(e) => Err(InputError::Api(e)),
     }
 }
 
@@ -92,17 +94,19 @@ fn secret_value(secret: &Secret, key: &str) -> Option<Bytes> {
     })
 }
 
-/// A client for the Batch's gateway, or why there is none yet.
-pub async fn gateway_client(ctx: &Context, batch: &Batch) -> Result<(GatewayClient, PollingPolicy), String> {
-    let client = &ctx.client;
+/// A client for the Batch's gateway; the inner error says why there is none yet (the
+/// BatchGateway, its Secret or key is missing), the outer one is a failed API call.
+pub async fn gateway_client(
+    ctx: &Context,
+    batch: &Batch,
+) -> Result<Result<(GatewayClient, PollingPolicy), String>, Error> {
     let ns = batch.namespace().unwrap_or_default();
     let name = &batch.spec.gateway_ref.name;
-    let gateway = Api::<BatchGateway>::namespaced(client.clone(), &ns)
-        .get_opt(name)
-        .await
-        .map_err(|e| format!("cannot read BatchGateway {ns}/{name}: {e}"))?
-        .ok_or_else(|| format!("BatchGateway {ns}/{name} not found"))?;
-    client_for_gateway(ctx, &gateway).await
+    let api = Api::<BatchGateway>::namespaced(ctx.client.clone(), &ns);
+    match api.get_opt(name).await? {
+        Some(gateway) => client_for_gateway(ctx, &gateway).await,
+        None => Ok(Err(format!("BatchGateway {ns}/{name} not found"))),
+    }
 }
 
 /// A client for this gateway, with its key read from its Secret. Clients are reused while the
@@ -110,47 +114,45 @@ pub async fn gateway_client(ctx: &Context, batch: &Batch) -> Result<(GatewayClie
 pub async fn client_for_gateway(
     ctx: &Context,
     gateway: &BatchGateway,
-) -> Result<(GatewayClient, PollingPolicy), String> {
-    let client = &ctx.client;
+) -> Result<Result<(GatewayClient, PollingPolicy), String>, Error> {
+    match build_client(ctx, gateway).await {
+        Ok(found) => Ok(Ok(found)),
+        Err(InputError::Api(e)) => Err(Error::Kube(e)),
+        Err(InputError::NotFound(why) | InputError::Invalid(why)) => Ok(Err(why)),
+    }
+}
+
+async fn build_client(ctx: &Context, gateway: &BatchGateway) -> Result<(GatewayClient, PollingPolicy), InputError> {
     let ns = gateway.namespace().unwrap_or_default();
     let name = gateway.name_any();
-    let spec = gateway.spec.clone();
-    let url = spec
-        .url
-        .parse()
-        .map_err(|e| format!("BatchGateway {ns}/{name} spec.url: {e}"))?;
+    let unusable = |m: String| InputError::Invalid(format!("BatchGateway {ns}/{name}: {m}"));
+    let spec = &gateway.spec;
+    let url = spec.url.parse().map_err(|e| unusable(format!("spec.url: {e}")))?;
     let mut config = GatewayConfig::new(url);
     config.headers = spec.headers.clone();
     let mut fingerprint = Sha256::new();
     fingerprint.update(serde_json::to_vec(&(&spec.url, &spec.headers)).unwrap_or_default());
     if let Some(auth) = &spec.auth {
         let r = &auth.secret_ref;
-        let secret = get::<Secret>(client, &ns, &r.name, "Secret")
-            .await
-            .map_err(|e| match e {
-                InputError::NotFound(m) | InputError::Invalid(m) => {
-                    format!("BatchGateway {ns}/{name} spec.auth.secretRef: {m}")
-                }
-            })?;
-        let key = secret_value(&secret, &r.key).ok_or_else(|| {
-            format!(
-                "Secret {ns}/{} has no key {:?} (BatchGateway {name} spec.auth)",
-                r.name, r.key
-            )
-        })?;
+        let secret = match get::<Secret>(&ctx.client, &ns, &r.name, "Secret").await {
+            Err(InputError::NotFound(m)) => return Err(unusable(format!("spec.auth.secretRef: {m}"))),
+            other => other?,
+        };
+        let key = secret_value(&secret, &r.key)
+            .ok_or_else(|| unusable(format!("Secret {} has no key {:?} (spec.auth)", r.name, r.key)))?;
         let key = String::from_utf8(key.to_vec())
-            .map_err(|_| format!("Secret {ns}/{} key {:?} is not text", r.name, r.key))?;
+            .map_err(|_| unusable(format!("Secret {} key {:?} is not text", r.name, r.key)))?;
         fingerprint.update(key.trim());
         config.api_key = Some(ApiKey::new(key.trim()));
     }
     let polling = PollingPolicy {
-        initial: spec.polling.initial()?,
-        max: spec.polling.max()?,
+        initial: spec.polling.initial().map_err(&unusable)?,
+        max: spec.polling.max().map_err(&unusable)?,
     };
     let fingerprint = format!("{:x}", fingerprint.finalize());
     let client = ctx
         .gateway_client(&format!("{ns}/{name}"), &fingerprint, || GatewayClient::new(config))
-        .map_err(|e| format!("BatchGateway {ns}/{name}: {e}"))?;
+        .map_err(|e| unusable(e.to_string()))?;
     Ok((client, polling))
 }
 

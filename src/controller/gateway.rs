@@ -20,7 +20,7 @@ const PROBE_EVERY: Duration = Duration::from_secs(300);
 
 /// Entry point of the BatchGateway controller.
 pub async fn reconcile(gateway: Arc<BatchGateway>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    let (ready, reason, message) = probe(&gateway, &ctx).await;
+    let (ready, reason, message) = probe(&gateway, &ctx).await?;
     let mut status = gateway.status.clone().unwrap_or_default();
     status.observed_generation = gateway.meta().generation;
     status.active_batches = Some(active_batches(&gateway, &ctx).await?);
@@ -51,12 +51,12 @@ pub fn error_policy(gateway: Arc<BatchGateway>, error: &Error, ctx: Arc<Context>
     Requeue::requeue(ctx.backoff(&key))
 }
 
-async fn probe(gateway: &BatchGateway, ctx: &Context) -> (bool, &'static str, String) {
-    let client = match cluster_io::client_for_gateway(ctx, gateway).await {
+async fn probe(gateway: &BatchGateway, ctx: &Context) -> Result<(bool, &'static str, String), Error> {
+    let client = match cluster_io::client_for_gateway(ctx, gateway).await? {
         Ok((client, _)) => client,
-        Err(why) => return (false, reasons::GATEWAY_MISCONFIGURED, why),
+        Err(why) => return Ok((false, reasons::GATEWAY_MISCONFIGURED, why)),
     };
-    match client.list_batches(None, 1).await {
+    Ok(match client.list_batches(None, 1).await {
         Ok(_) => (
             true,
             reasons::GATEWAY_REACHABLE,
@@ -64,7 +64,7 @@ async fn probe(gateway: &BatchGateway, ctx: &Context) -> (bool, &'static str, St
         ),
         Err(e) if e.is_unauthorized() => (false, reasons::GATEWAY_UNAUTHORIZED, e.to_string()),
         Err(e) => (false, reasons::GATEWAY_UNAVAILABLE, e.to_string()),
-    }
+    })
 }
 
 /// Batches of this gateway that are submitted and not finished.

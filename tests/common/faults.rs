@@ -17,18 +17,31 @@ use tower::{BoxError, Layer, Service};
 type GenericResponse = Response<Box<DynBody>>;
 type Generic = BoxService<Request<Body>, GenericResponse, BoxError>;
 
-/// Drops every second request that `matches` (the 1st, 3rd, ... pass; the 2nd, 4th, ... fail).
+/// Drops some of the requests that `matches`: which ones, by their position among them.
 #[derive(Clone)]
-pub struct FailEverySecond {
+pub struct FailSome {
     matches: fn(&Request<Body>) -> bool,
+    fails: fn(usize) -> bool,
     seen: Arc<AtomicUsize>,
     failed: Arc<AtomicUsize>,
 }
 
-impl FailEverySecond {
-    pub fn new(matches: fn(&Request<Body>) -> bool) -> Self {
-        FailEverySecond {
+impl FailSome {
+    /// Every second match fails (the 1st, 3rd, ... pass).
+    pub fn every_second(matches: fn(&Request<Body>) -> bool) -> Self {
+        Self::new(matches, |n| n % 2 == 1)
+    }
+
+    /// About one match in eight fails, scattered (a fixed hash of the position, so runs
+    /// repeat), so that no fixed step of a reconcile always meets the fault.
+    pub fn one_in_eight(matches: fn(&Request<Body>) -> bool) -> Self {
+        Self::new(matches, |n| (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61 == 0)
+    }
+
+    fn new(matches: fn(&Request<Body>) -> bool, fails: fn(usize) -> bool) -> Self {
+        FailSome {
             matches,
+            fails,
             seen: Arc::default(),
             failed: Arc::default(),
         }
@@ -50,7 +63,7 @@ pub fn status_writes(request: &Request<Body>) -> bool {
     request.method() == http::Method::PATCH && request.uri().path().ends_with("/status")
 }
 
-impl Layer<Generic> for FailEverySecond {
+impl Layer<Generic> for FailSome {
     type Service = Generic;
 
     fn layer(&self, inner: Generic) -> Generic {
@@ -63,7 +76,7 @@ impl Layer<Generic> for FailEverySecond {
 
 struct Faulty {
     inner: Generic,
-    rule: FailEverySecond,
+    rule: FailSome,
 }
 
 impl Service<Request<Body>> for Faulty {
@@ -76,7 +89,7 @@ impl Service<Request<Body>> for Faulty {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        if (self.rule.matches)(&request) && self.rule.seen.fetch_add(1, Ordering::SeqCst) % 2 == 1 {
+        if (self.rule.matches)(&request) && (self.rule.fails)(self.rule.seen.fetch_add(1, Ordering::SeqCst)) {
             self.rule.failed.fetch_add(1, Ordering::SeqCst);
             return Box::pin(async { Err::<GenericResponse, BoxError>("injected fault: connection dropped".into()) });
         }
