@@ -718,3 +718,21 @@ async fn a_flaky_api_server_still_gives_exactly_one_batch() {
     assert_eq!(s.count_ok("POST", "/v1/files").await, 1);
     assert_eq!(s.count_ok("POST", "/v1/batches").await, 1);
 }
+
+/// With kube-controller-manager running, the output Secret goes with its Batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_output_secret_is_garbage_collected_with_its_batch() {
+    let s = setup("ctl-gc", SimulatorConfig::default()).await;
+    s.input("input", &common::chat_lines(2)).await;
+    s.batch("owner", json!({})).await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    s.wait_phase("owner", BatchPhase::Succeeded).await;
+    s.batches().delete("owner", &DeleteParams::default()).await.unwrap();
+    let secrets = Api::<Secret>::namespaced(s.client.clone(), &s.ns);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while secrets.get_opt("owner-results").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the output Secret outlived its Batch");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    controller.stop().await;
+}

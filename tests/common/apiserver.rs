@@ -27,6 +27,7 @@ pub const MANAGER: &str = "llm-batch-operator-tests";
 pub struct ApiServer {
     _etcd: Child,
     _apiserver: Child,
+    _controller_manager: Option<Child>,
     pub dir: PathBuf,
     pub url: String,
     pub ca_pem: String,
@@ -123,16 +124,57 @@ impl ApiServer {
             Some(&dir),
         );
         wait_port(api_port, &dir.join("apiserver.log"));
-        ApiServer {
+        let server = ApiServer {
             _etcd: etcd,
             _apiserver: apiserver,
+            _controller_manager: None,
             url: format!("https://127.0.0.1:{api_port}"),
             ca_pem: pki.ca_pem,
             admin_cert_pem: pki.admin_cert_pem,
             admin_key_pem: pki.admin_key_pem,
             started,
             dir,
+        };
+        server.start_controller_manager(&bins)
+    }
+
+    /// kube-controller-manager, when it was built: garbage collection of owned objects,
+    /// namespace deletion, default ServiceAccounts. It retries until the API server answers.
+    fn start_controller_manager(mut self, bins: &Path) -> ApiServer {
+        let bin = bins.join("kube-controller-manager");
+        if !bin.is_file() {
+            return self;
         }
+        std::fs::write(self.dir.join("kubeconfig"), self.kubeconfig_yaml()).unwrap();
+        let p = |name: &str| self.dir.join(name).display().to_string();
+        let args = vec![
+            format!("--kubeconfig={}", p("kubeconfig")),
+            "--leader-elect=false".into(),
+            "--bind-address=127.0.0.1".into(),
+            "--secure-port=0".into(),
+            format!("--service-account-private-key-file={}", p("sa.key")),
+            format!("--root-ca-file={}", p("ca.crt")),
+            "--use-service-account-credentials=false".into(),
+            "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-persistentvolume-binder,-attachdetach"
+                .into(),
+        ];
+        self._controller_manager = Some(spawn_tied(&bin, &args, &self.dir.join("controller-manager.log"), None));
+        self
+    }
+
+    fn kubeconfig_yaml(&self) -> String {
+        use base64::Engine as _;
+        let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: test\n\
+             clusters: [{{name: test, cluster: {{server: '{}', certificate-authority-data: {}}}}}]\n\
+             users: [{{name: admin, user: {{client-certificate-data: {}, client-key-data: {}}}}}]\n\
+             contexts: [{{name: test, context: {{cluster: test, user: admin}}}}]\n",
+            self.url,
+            b64(&self.ca_pem),
+            b64(&self.admin_cert_pem),
+            b64(&self.admin_key_pem)
+        )
     }
 
     /// A client authenticated as the admin (group system:masters), once /readyz answers ok.
@@ -159,21 +201,9 @@ impl ApiServer {
         }
     }
 
-    /// A kube Config for the admin identity (also written to `<dir>/kubeconfig` for kubectl).
+    /// A kube Config for the admin identity (`<dir>/kubeconfig` holds the same for kubectl).
     pub async fn config(&self) -> Config {
-        use base64::Engine as _;
-        let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
-        let yaml = format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: test\n\
-             clusters: [{{name: test, cluster: {{server: '{}', certificate-authority-data: {}}}}}]\n\
-             users: [{{name: admin, user: {{client-certificate-data: {}, client-key-data: {}}}}}]\n\
-             contexts: [{{name: test, context: {{cluster: test, user: admin}}}}]\n",
-            self.url,
-            b64(&self.ca_pem),
-            b64(&self.admin_cert_pem),
-            b64(&self.admin_key_pem)
-        );
-        let _ = std::fs::write(self.dir.join("kubeconfig"), &yaml);
+        let yaml = self.kubeconfig_yaml();
         let kubeconfig = Kubeconfig::from_yaml(&yaml).expect("kubeconfig");
         Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
