@@ -69,7 +69,8 @@ async fn main() -> anyhow::Result<()> {
     let options = Options {
         namespace: Some(ns.clone()),
     };
-    let running = tokio::spawn(controller::run(client.clone(), options, async move {
+    let context = std::sync::Arc::new(controller::Context::new(client.clone()));
+    let running = tokio::spawn(controller::run_with(context.clone(), options, async move {
         let _ = stopped.await;
     }));
     let done = loop {
@@ -126,6 +127,11 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("peak RSS of the controller process: {:.1} MiB", peak as f64 / 1024.0);
     println!("batches created upstream: {creates}");
+    println!(
+        "Batch reconciles: {} ({:.1} per Batch)",
+        context.reconciles(),
+        context.reconciles() as f64 / BATCHES as f64
+    );
     println!(
         "gateway polls: {polls} ({:.2} per Batch); mean submit-to-done {mean_lifetime:.1} s allows at most {allowed:.0} per Batch at a {POLL_INITIAL:?} interval",
         polls as f64 / BATCHES as f64

@@ -548,7 +548,7 @@ async fn a_gateway_is_ready_with_the_right_key_and_says_so_with_a_wrong_one() {
     let controller = RunningController::start(&s.client, &s.ns);
     let gateways = Api::<BatchGateway>::namespaced(s.client.clone(), &s.ns);
     let ready = wait_gateway(&gateways, "Ready", "True").await;
-    assert_eq!(ready.reason, "GatewayReachable");
+    assert_eq!(ready.reason, "Reachable");
     s.wait_phase("running", BatchPhase::InProgress).await;
     controller.stop().await;
 
@@ -563,7 +563,7 @@ async fn a_gateway_is_ready_with_the_right_key_and_says_so_with_a_wrong_one() {
     let controller = RunningController::start(&s.client, &s.ns);
     let refused = wait_gateway(&gateways, "Ready", "False").await;
     controller.stop().await;
-    assert_eq!(refused.reason, "GatewayUnauthorized");
+    assert_eq!(refused.reason, "Unauthorized");
     assert!(!refused.message.contains("sk-wrong"), "{}", refused.message);
     let status = gateways.get("gw").await.unwrap().status.unwrap();
     assert_eq!(status.active_batches, Some(1));

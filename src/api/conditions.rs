@@ -35,7 +35,6 @@ pub mod reasons {
     pub const GATEWAY_UNAVAILABLE: &str = "GatewayUnavailable";
     pub const GATEWAY_REACHABLE: &str = "GatewayReachable";
     pub const GATEWAY_NOT_FOUND: &str = "GatewayNotFound";
-    pub const GATEWAY_MISCONFIGURED: &str = "GatewayMisconfigured";
     pub const BATCH_NOT_FOUND: &str = "BatchNotFound";
     pub const SUCCEEDED: &str = "Succeeded";
     pub const EXPIRED: &str = "Expired";

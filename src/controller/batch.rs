@@ -30,6 +30,7 @@ const WAITING: Duration = Duration::from_secs(15);
 
 /// Entry point of the Batch controller.
 pub async fn reconcile(batch: Arc<Batch>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    ctx.reconciled();
     let ns = batch.namespace().unwrap_or_default();
     let api: Api<Batch> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, batch, |event| async {

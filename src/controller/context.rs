@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use kube::Client;
@@ -19,6 +20,7 @@ pub struct Context {
     backoff: Backoff,
     gateways: Mutex<HashMap<String, (String, GatewayClient)>>,
     polled: Mutex<HashMap<String, Instant>>,
+    reconciles: AtomicU64,
 }
 
 const BACKOFF_BASE: Duration = Duration::from_secs(2);
@@ -36,7 +38,18 @@ impl Context {
             backoff: Backoff::default(),
             gateways: Mutex::default(),
             polled: Mutex::default(),
+            reconciles: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a reconcile (any kind).
+    pub fn reconciled(&self) {
+        self.reconciles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reconciles so far.
+    pub fn reconciles(&self) -> u64 {
+        self.reconciles.load(Ordering::Relaxed)
     }
 
     /// The next retry delay for an object that failed again.

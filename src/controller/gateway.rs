@@ -11,10 +11,22 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::{Context, Error, MANAGER, cluster_io};
-use crate::api::{Batch, BatchGateway, BatchGatewayStatus, BatchPhase, Conditions, reasons};
+use crate::api::{Batch, BatchGateway, BatchGatewayStatus, BatchPhase, Conditions};
 
 /// The condition type of a BatchGateway.
 pub const READY: &str = "Ready";
+/// Reasons of a BatchGateway's Ready condition.
+pub mod ready_reasons {
+    /// The gateway answered an authenticated call.
+    pub const REACHABLE: &str = "Reachable";
+    /// The gateway refused the key (401/403).
+    pub const UNAUTHORIZED: &str = "Unauthorized";
+    /// The gateway did not answer, or answered with an error.
+    pub const UNAVAILABLE: &str = "Unavailable";
+    /// The spec or its Secret cannot be used (bad URL, missing Secret or key).
+    pub const MISCONFIGURED: &str = "Misconfigured";
+}
+
 /// How often a gateway is probed again.
 const PROBE_EVERY: Duration = Duration::from_secs(300);
 
@@ -54,16 +66,16 @@ pub fn error_policy(gateway: Arc<BatchGateway>, error: &Error, ctx: Arc<Context>
 async fn probe(gateway: &BatchGateway, ctx: &Context) -> Result<(bool, &'static str, String), Error> {
     let client = match cluster_io::client_for_gateway(ctx, gateway).await? {
         Ok((client, _)) => client,
-        Err(why) => return Ok((false, reasons::GATEWAY_MISCONFIGURED, why)),
+        Err(why) => return Ok((false, ready_reasons::MISCONFIGURED, why)),
     };
     Ok(match client.list_batches(None, 1).await {
         Ok(_) => (
             true,
-            reasons::GATEWAY_REACHABLE,
+            ready_reasons::REACHABLE,
             "the gateway answers and accepts the key".into(),
         ),
-        Err(e) if e.is_unauthorized() => (false, reasons::GATEWAY_UNAUTHORIZED, e.to_string()),
-        Err(e) => (false, reasons::GATEWAY_UNAVAILABLE, e.to_string()),
+        Err(e) if e.is_unauthorized() => (false, ready_reasons::UNAUTHORIZED, e.to_string()),
+        Err(e) => (false, ready_reasons::UNAVAILABLE, e.to_string()),
     })
 }
 

@@ -40,7 +40,16 @@ pub struct Options {
 
 /// Runs the Batch and BatchGateway controllers until `shutdown` resolves.
 pub async fn run(client: Client, options: Options, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let context = Arc::new(Context::new(client.clone()));
+    run_with(Arc::new(Context::new(client)), options, shutdown).await;
+}
+
+/// [`run`] with a context the caller keeps (to read its counters).
+pub async fn run_with(
+    context: Arc<Context>,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = context.client.clone();
     let shutdown = Box::pin(shutdown).shared();
     let batches = Controller::new(scoped::<Batch>(&client, &options), watcher::Config::default())
         .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
