@@ -9,13 +9,14 @@
 #[path = "../tests/common/apiserver.rs"]
 #[allow(dead_code)]
 mod apiserver;
+mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, PostParams};
+use support::{Simulator, peak_rss_kib, reset_peak_rss};
+
 use llm_batch_operator::api::{Batch, BatchGateway, BatchPhase};
 use llm_batch_operator::controller::{self, Options};
 use serde_json::json;
@@ -28,7 +29,8 @@ const DEADLINE: Duration = Duration::from_secs(900);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (mut sim, sim_url) = start_simulator()?;
+    let sim = Simulator::start(&["--api-key", KEY, "--lines-per-sec", "100000"])?;
+    let sim_url = sim.base_url.clone();
     let client = apiserver::admin_client().await;
     println!("API server ready in {:?}", apiserver::startup_time());
     let ns = apiserver::fresh_namespace(&client, "bench").await;
@@ -136,51 +138,7 @@ async fn main() -> anyhow::Result<()> {
         "gateway polls: {polls} ({:.2} per Batch); mean submit-to-done {mean_lifetime:.1} s allows at most {allowed:.0} per Batch at a {POLL_INITIAL:?} interval",
         polls as f64 / BATCHES as f64
     );
-    let _ = sim.kill();
-    let _ = sim.wait();
     Ok(())
-}
-
-fn start_simulator() -> anyhow::Result<(std::process::Child, String)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-batch-operator"))
-        .args([
-            "simulator",
-            "--addr",
-            "127.0.0.1:0",
-            "--api-key",
-            KEY,
-            "--lines-per-sec",
-            "100000",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let url = lines
-        .by_ref()
-        .take(50)
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.split_whitespace()
-                .find(|w| w.starts_with("http://"))
-                .map(str::to_string)
-        })
-        .ok_or_else(|| anyhow::anyhow!("the simulator did not say where it listens"))?;
-    std::thread::spawn(move || for _ in lines {});
-    Ok((child, url))
-}
-
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {

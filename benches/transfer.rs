@@ -7,10 +7,14 @@
 //! Targets (issue 3): at least 0.7x curl's throughput both ways; peak RSS under 64 MiB
 //! whatever the file size.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
 use std::time::Instant;
+
+mod support;
+
+use support::{Simulator, peak_rss_kib, reset_peak_rss};
 
 use llm_batch_operator::gateway::{GatewayClient, GatewayConfig, UploadSource};
 use llm_batch_operator::io::validated_file_upload;
@@ -25,7 +29,10 @@ fn main() -> anyhow::Result<()> {
     } else {
         tempfile::tempdir()?
     };
-    let sim = Simulator::start(&work.path().join("sim-data"))?;
+    let data_dir = work.path().join("sim-data");
+    std::fs::create_dir_all(&data_dir)?;
+    let data_dir = data_dir.display().to_string();
+    let sim = Simulator::start(&["--max-file-bytes", "300000000", "--data-dir", &data_dir])?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let client = GatewayClient::new(GatewayConfig::new(sim.base_url.parse()?))?;
     let upload_and_delete = |source: UploadSource| -> anyhow::Result<()> {
@@ -163,63 +170,4 @@ fn curl_download(base_url: &str, file_id: &str, out: &Path) -> anyhow::Result<()
         .status()?;
     anyhow::ensure!(status.success(), "curl download failed: {status}");
     Ok(())
-}
-
-/// Resets VmHWM (the peak resident set) of this process.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// The release simulator as a subprocess (so its memory is not counted as ours).
-struct Simulator {
-    child: Child,
-    base_url: String,
-}
-
-impl Simulator {
-    fn start(data_dir: &PathBuf) -> anyhow::Result<Simulator> {
-        std::fs::create_dir_all(data_dir)?;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_llm-batch-operator"))
-            .args([
-                "simulator",
-                "--addr",
-                "127.0.0.1:0",
-                "--max-file-bytes",
-                "300000000",
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        let base_url = lines
-            .by_ref()
-            .take(50)
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.split_whitespace()
-                    .find(|w| w.starts_with("http://"))
-                    .map(str::to_string)
-            })
-            .ok_or_else(|| anyhow::anyhow!("the simulator did not say where it listens"))?;
-        std::thread::spawn(move || for _ in lines {});
-        Ok(Simulator { child, base_url })
-    }
-}
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -257,33 +257,12 @@ async fn every_example_manifest_applies() {
 
 #[tokio::test]
 async fn rbac_is_enforced_for_service_account_tokens() {
-    use k8s_openapi::api::authentication::v1::TokenRequest;
-    use k8s_openapi::api::core::v1::ServiceAccount;
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 
     let admin = admin_client().await;
     let ns = fresh_namespace(&admin, "rbac").await;
     let pp = PostParams::default();
-    let accounts = Api::<ServiceAccount>::namespaced(admin.clone(), &ns);
-    accounts
-        .create(&pp, &object(json!({"metadata": {"name": "reader"}})))
-        .await
-        .unwrap();
-    let request: TokenRequest = object(json!({"spec": {"audiences": [], "expirationSeconds": 600}}));
-    let token = accounts
-        .create_token_request("reader", &pp, &request)
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
-
-    let mut config = common::apiserver::server().config().await;
-    config.auth_info = kube::config::AuthInfo {
-        token: Some(token.into()),
-        ..Default::default()
-    };
-    let reader = kube::Client::try_from(config).unwrap();
+    let reader = common::apiserver::service_account_client(&admin, &ns, "reader").await;
     let batches = Api::<Batch>::namespaced(reader, &ns);
     let denied = rejection(batches.list(&Default::default()).await);
     assert!(denied.contains("forbidden"), "{denied}");

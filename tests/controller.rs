@@ -413,8 +413,6 @@ async fn gateway_storms_are_ridden_out() {
 /// The controller as its own ServiceAccount, bound to exactly deploy/rbac.yaml.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_needs_no_more_than_its_rbac_rules() {
-    use k8s_openapi::api::authentication::v1::TokenRequest;
-    use k8s_openapi::api::core::v1::ServiceAccount;
     use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
 
     let s = setup("ctl-rbac", SimulatorConfig::default()).await;
@@ -427,11 +425,7 @@ async fn the_controller_needs_no_more_than_its_rbac_rules() {
         .create(&pp, &role)
         .await
         .unwrap();
-    let accounts = Api::<ServiceAccount>::namespaced(s.client.clone(), &s.ns);
-    accounts
-        .create(&pp, &object(json!({"metadata": {"name": "operator"}})))
-        .await
-        .unwrap();
+    let operator = common::apiserver::service_account_client(&s.client, &s.ns, "operator").await;
     // Bound in its namespace only: what the chart does with watchNamespaces.
     let binding: RoleBinding = object(json!({"metadata": {"name": "operator"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
@@ -440,20 +434,6 @@ async fn the_controller_needs_no_more_than_its_rbac_rules() {
         .create(&pp, &binding)
         .await
         .unwrap();
-    let request: TokenRequest = object(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}));
-    let token = accounts
-        .create_token_request("operator", &pp, &request)
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
-    let mut config = common::apiserver::server().config().await;
-    config.auth_info = kube::config::AuthInfo {
-        token: Some(token.into()),
-        ..Default::default()
-    };
-    let operator = Client::try_from(config).unwrap();
 
     s.input("input", &common::chat_lines(4)).await;
     s.batch("scoped", json!({})).await;

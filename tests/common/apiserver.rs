@@ -71,6 +71,28 @@ pub async fn fresh_namespace(client: &Client, prefix: &str) -> String {
     name
 }
 
+/// Creates ServiceAccount `name` in `ns` and a client acting as it, with a token from the
+/// TokenRequest API (what a pod of that ServiceAccount would hold).
+pub async fn service_account_client(admin: &Client, ns: &str, name: &str) -> Client {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let accounts = Api::<ServiceAccount>::namespaced(admin.clone(), ns);
+    let account: ServiceAccount = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    accounts.create(&PostParams::default(), &account).await.unwrap();
+    let request: TokenRequest =
+        serde_json::from_value(serde_json::json!({"spec": {"expirationSeconds": 3600}})).unwrap();
+    let token = accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .unwrap();
+    let mut config = server().config().await;
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.status.unwrap().token.into()),
+        ..Default::default()
+    };
+    Client::try_from(config).unwrap()
+}
+
 impl ApiServer {
     fn start() -> ApiServer {
         let bins = bins_dir();

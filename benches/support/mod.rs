@@ -1,0 +1,58 @@
+//! What the benchmarks share: the release simulator as a subprocess (so its memory is not
+//! counted as ours) and this process's peak resident set.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// `llm-batch-operator simulator --addr 127.0.0.1:0 <args>`, killed on drop.
+pub struct Simulator {
+    child: Child,
+    /// `http://127.0.0.1:PORT/v1`
+    pub base_url: String,
+}
+
+impl Simulator {
+    pub fn start(args: &[&str]) -> anyhow::Result<Simulator> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_llm-batch-operator"))
+            .args(["simulator", "--addr", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let base_url = lines
+            .by_ref()
+            .take(50)
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.split_whitespace()
+                    .find(|w| w.starts_with("http://"))
+                    .map(str::to_string)
+            })
+            .ok_or_else(|| anyhow::anyhow!("the simulator did not say where it listens"))?;
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Simulator { child, base_url })
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resets VmHWM (the peak resident set) of this process.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// VmHWM of this process, in KiB.
+pub fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
