@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
 use reqwest::header::HeaderMap;
-use tokio::io::AsyncWriteExt;
 
 use super::client::GatewayClient;
 use super::error::GatewayError;
@@ -12,6 +11,8 @@ use super::retry::RetryDecision;
 
 const OP: &str = "download file";
 const WRITE_BUFFER: usize = 1024 * 1024;
+/// Received chunks waiting for the disk writer (bounds memory).
+const IN_FLIGHT: usize = 16;
 
 impl GatewayClient {
     /// Downloads file `id` to `dest` through `dest.partial` and a rename, so `dest` only ever holds
@@ -49,20 +50,39 @@ impl GatewayClient {
         // `file_content` has already retried everything up to the response headers.
         let body = self.file_content(id).await.map_err(DownloadError::BeforeBody)?;
         let local = |source| DownloadError::BeforeBody(io(partial, source));
-        let file = tokio::fs::File::create(partial).await.map_err(local)?;
-        // Few large writes: each tokio file write is a hop to the blocking pool.
-        let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+        // The disk is written by a blocking thread of its own, so receiving the next chunks
+        // overlaps with writing the previous ones.
+        let (chunks, received) = tokio::sync::mpsc::channel::<bytes::Bytes>(IN_FLIGHT);
+        let writer = tokio::task::spawn_blocking({
+            let partial = partial.to_path_buf();
+            move || write_chunks(&partial, received)
+        });
         let mut body = std::pin::pin!(body);
         let mut written = 0u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(DownloadError::MidBody)?;
-            file.write_all(&chunk).await.map_err(local)?;
             written += chunk.len() as u64;
+            if chunks.send(chunk).await.is_err() {
+                break; // the writer failed: its error is reported below
+            }
         }
-        file.flush().await.map_err(local)?;
-        file.get_ref().sync_all().await.map_err(local)?;
+        drop(chunks);
+        writer
+            .await
+            .map_err(|e| local(std::io::Error::other(e)))?
+            .map_err(local)?;
         Ok(written)
     }
+}
+
+/// Writes every received chunk through a large buffer, then flushes it to disk.
+fn write_chunks(path: &Path, mut chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::io::BufWriter::with_capacity(WRITE_BUFFER, std::fs::File::create(path)?);
+    while let Some(chunk) = chunks.blocking_recv() {
+        file.write_all(&chunk)?;
+    }
+    file.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
 /// Why one download pass failed.
