@@ -334,7 +334,7 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
             message,
         } = driver::cancel(&client, id).await
         {
-            return Err(Error::Invalid(format!("cancelling {id}: {message}")));
+            return Err(Error::Gateway(format!("cancelling {id}: {message}")));
         }
         publish(
             &batch,
@@ -354,7 +354,7 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         && let Err(e) = client.delete_file(file).await
         && e.is_retryable()
     {
-        return Err(Error::Invalid(format!("deleting input file {file}: {e}")));
+        return Err(Error::Gateway(format!("deleting input file {file}: {e}")));
     }
     Ok(Requeue::await_change())
 }

@@ -10,6 +10,9 @@ pub enum Error {
     Finalizer(String),
     #[error("{0}")]
     Invalid(String),
+    /// A gateway call that must succeed before the step can finish (cleanup on delete).
+    #[error("gateway: {0}")]
+    Gateway(String),
 }
 
 impl Error {
@@ -19,6 +22,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Finalizer(_) => "finalizer",
             Error::Invalid(_) => "invalid",
+            Error::Gateway(_) => "gateway",
         }
     }
 }
