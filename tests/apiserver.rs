@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::object;
+
 use common::apiserver::{MANAGER, admin_client, fresh_namespace, startup_time};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
@@ -289,8 +291,4 @@ async fn rbac_is_enforced_for_service_account_tokens() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-}
-
-fn object<T: serde::de::DeserializeOwned>(value: Value) -> T {
-    serde_json::from_value(value).unwrap()
 }

@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::object;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -331,10 +333,6 @@ async fn wait_condition(s: &Setup, name: &str, type_: &str, reason: &str) -> Str
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn object<T: serde::de::DeserializeOwned>(value: Value) -> T {
-    serde_json::from_value(value).unwrap()
 }
 
 fn merge(into: &mut Value, extra: Value) {

@@ -21,7 +21,7 @@ use crate::driver;
 use crate::engine::{self, Action, Downloaded, ErrorClass, Outcome, PollingPolicy, UpstreamState};
 use crate::gateway::{GatewayClient, UploadSource};
 use crate::io::{Packed, pack_for_secret};
-use crate::jsonl::{Limits, Validator};
+use crate::jsonl::{Limits, validate_bytes};
 
 /// Steps one reconcile may take before yielding to other objects.
 const MAX_STEPS: usize = 16;
@@ -184,7 +184,7 @@ async fn perform(batch: &Batch, action: Action, gateway: &GatewayClient, ctx: &C
         },
         Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
         Action::StartAttempt => Outcome::AttemptStarted {
-            token: format!("{:08x}", rand::random::<u32>()),
+            token: driver::attempt_token(),
         },
         Action::UploadInput { filename } => match cluster_io::read_input(&ctx.client, batch).await {
             Ok(bytes) => driver::upload_input(gateway, &filename, UploadSource::Bytes(bytes)).await,
@@ -216,9 +216,7 @@ async fn validate_input(batch: &Batch, ctx: &Context) -> Result<Outcome, Error> 
             message: problems.join("; "),
         });
     }
-    let mut validator = Validator::new(batch.spec.endpoint.path(), Limits::default());
-    validator.feed(&bytes);
-    let report = validator.finish();
+    let report = validate_bytes(&bytes, batch.spec.endpoint.path(), Limits::default());
     Ok(if report.is_valid() {
         Outcome::InputValidated {
             requests: report.summary.requests,

@@ -12,6 +12,11 @@ use crate::gateway::{Batch, GatewayClient, GatewayError, UploadSource};
 /// Pages of the newest files or batches searched when adopting after a restart.
 const ADOPTION_PAGES: u32 = 5;
 
+/// A fresh attempt token: short, random, carried in the upload's name and the batch metadata.
+pub fn attempt_token() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
 /// How an engine should treat a gateway error.
 pub fn classify(err: &GatewayError) -> ErrorClass {
     if err.is_retryable() {

@@ -33,7 +33,7 @@ mod tests;
 
 pub use lines::{Line, LineSplitter, Terminator};
 pub use report::{Limits, Problem, Report, Summary};
-pub use validator::{DEFAULT_PROBLEM_CAP, Validator, validate_reader};
+pub use validator::{DEFAULT_PROBLEM_CAP, Validator, validate_bytes, validate_reader};
 
 /// Batch endpoints whose request lines this module validates.
 pub const SUPPORTED_ENDPOINTS: &[&str] = &[

@@ -107,6 +107,13 @@ fn file_problems(summary: &Summary, limits: Limits) -> Vec<Problem> {
     problems
 }
 
+/// Validates a whole input already in memory (a ConfigMap, a Secret, inline requests).
+pub fn validate_bytes(bytes: &[u8], endpoint: &str, limits: Limits) -> Report {
+    let mut validator = Validator::new(endpoint, limits);
+    validator.feed(bytes);
+    validator.finish()
+}
+
 /// Validates everything `reader` yields, reading it in 64 KiB chunks.
 pub async fn validate_reader<R: AsyncRead + Unpin>(
     mut reader: R,

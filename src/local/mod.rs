@@ -151,9 +151,7 @@ fn validate_inputs(plans: &[Plan]) -> Result<Vec<(u64, u64)>, Vec<String>> {
             continue;
         }
         let endpoint = plan.batch.object.spec.endpoint.path();
-        let mut validator = crate::jsonl::Validator::new(endpoint, resolve::limits(&plan.gateway));
-        validator.feed(&plan.input);
-        let report = validator.finish();
+        let report = crate::jsonl::validate_bytes(&plan.input, endpoint, resolve::limits(&plan.gateway));
         if report.is_valid() {
             validated.push((report.summary.requests, report.summary.bytes));
         } else {

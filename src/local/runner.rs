@@ -115,7 +115,7 @@ impl BatchRun<'_> {
             },
             Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
             Action::StartAttempt => Outcome::AttemptStarted {
-                token: format!("{:08x}", rand::random::<u32>()),
+                token: driver::attempt_token(),
             },
             Action::UploadInput { filename } => {
                 driver::upload_input(&self.client, &filename, UploadSource::Bytes(self.plan.input.clone())).await

@@ -175,6 +175,11 @@ pub fn gateway_manifests(url: &str, key: &str, headers: &[(&str, &str)]) -> Stri
     )
 }
 
+/// A typed object from JSON (manifests written inline in tests).
+pub fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+    serde_json::from_value(value).unwrap()
+}
+
 /// Stdout and stderr together, for assertion messages.
 pub fn text(output: &Output) -> String {
     format!(
