@@ -224,7 +224,7 @@ async fn every_example_manifest_applies() {
     let client = admin_client().await;
     let ns = fresh_namespace(&client, "examples").await;
     let discovery = Discovery::new(client.clone()).run().await.unwrap();
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let root = common::repo_path("examples");
     let mut applied = 0;
     for dir in std::fs::read_dir(root).unwrap() {
         for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {

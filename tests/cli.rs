@@ -63,7 +63,7 @@ fn validate_checks_the_endpoint_and_reads_stdin() {
 fn crd_prints_the_committed_crds() {
     let output = bin().arg("crd").output().unwrap();
     assert!(output.status.success());
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/llmbatch.io.yaml")).unwrap();
+    let committed = std::fs::read_to_string(common::repo_path("crds/llmbatch.io.yaml")).unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), committed);
 }
 

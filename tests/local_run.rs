@@ -22,8 +22,8 @@ fn setup(sim: &Simulator, name: &str, lines: usize, extra_spec: &str) -> Workspa
 #[test]
 fn quickstart_runs_on_the_builtin_simulator() {
     let ws = Workspace::new();
-    let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart");
-    let output = ws.run(&[quickstart]);
+    let quickstart = common::repo_path("examples/quickstart");
+    let output = ws.run(&[&quickstart]);
     assert!(output.status.success(), "{}", text(&output));
     assert!(
         text(&output).contains("using the built-in simulator"),
@@ -360,8 +360,8 @@ fn input_can_come_from_a_secret() {
 #[test]
 fn inline_requests_run_like_a_file() {
     let ws = Workspace::new();
-    let eval = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cluster/eval-suite.yaml");
-    let output = ws.run_command(&[eval]).arg("--simulator").output().unwrap();
+    let eval = common::repo_path("examples/cluster/eval-suite.yaml");
+    let output = ws.run_command(&[&eval]).arg("--simulator").output().unwrap();
     assert!(output.status.success(), "{}", text(&output));
     let lines = ws.lines("eval-suite", "output.jsonl");
     let mut ids: Vec<&str> = lines.iter().map(|l| l["custom_id"].as_str().unwrap()).collect();

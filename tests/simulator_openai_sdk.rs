@@ -59,7 +59,7 @@ async fn openai_python_sdk_drives_the_simulator() {
     let sim = RunningSimulator::start(config, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/drive_simulator.py");
+    let script = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("tests/sdk/drive_simulator.py");
     let run = Command::new(&python)
         .arg(&script)
         .arg(sim.base_url())

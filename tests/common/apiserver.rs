@@ -236,7 +236,7 @@ impl ApiServer {
 /// Applies every CRD in crds/ and waits until each is Established.
 async fn install_crds(client: Client) {
     let api = Api::<CustomResourceDefinition>::all(client);
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/llmbatch.io.yaml")).unwrap();
+    let text = std::fs::read_to_string(super::repo_path("crds/llmbatch.io.yaml")).unwrap();
     let mut names = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let crd: CustomResourceDefinition = serde::Deserialize::deserialize(doc).unwrap();

@@ -10,6 +10,12 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 /// The binary under test.
+/// A file of this repository. Read at run time (cargo sets it for tests): `env!` would compile in
+/// the path of whichever clone built the test binary last, which a shared target dir may not rebuild.
+pub fn repo_path(relative: &str) -> String {
+    format!("{}/{relative}", std::env::var("CARGO_MANIFEST_DIR").unwrap())
+}
+
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_llm-batch-operator"))
 }
