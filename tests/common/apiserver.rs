@@ -233,10 +233,16 @@ impl ApiServer {
     }
 }
 
+/// Read at run time when cargo says where the clone is (a compiled-in path may be another clone's).
+fn crds_file() -> String {
+    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    format!("{root}/crds/llmbatch.io.yaml")
+}
+
 /// Applies every CRD in crds/ and waits until each is Established.
 async fn install_crds(client: Client) {
     let api = Api::<CustomResourceDefinition>::all(client);
-    let text = std::fs::read_to_string(super::repo_path("crds/llmbatch.io.yaml")).unwrap();
+    let text = std::fs::read_to_string(crds_file()).unwrap();
     let mut names = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let crd: CustomResourceDefinition = serde::Deserialize::deserialize(doc).unwrap();
