@@ -22,6 +22,7 @@
 //! spanning chunks, bounded buffering).
 
 mod checks;
+mod chunks;
 mod ids;
 mod lines;
 mod report;
@@ -31,6 +32,7 @@ mod validator;
 #[cfg(test)]
 mod tests;
 
+pub use chunks::{Chunk, ChunkError, ChunkLimits, ChunkPlanner};
 pub use lines::{Line, LineSplitter, Terminator};
 pub use report::{Limits, Problem, Report, Summary};
 pub use validator::{DEFAULT_PROBLEM_CAP, Validator, validate_bytes, validate_reader};
