@@ -4,7 +4,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-/// Condition types a Batch carries.
+/// Condition types a Batch (and a BatchSweep) carries.
 pub mod condition_types {
     /// The input was read and validated and the batch may be sent.
     pub const ADMITTED: &str = "Admitted";
@@ -18,6 +18,8 @@ pub mod condition_types {
     pub const OUTPUT_STORED: &str = "OutputStored";
     /// The gateway answers and accepts the key.
     pub const GATEWAY_READY: &str = "GatewayReady";
+    /// A sweep's `suspend` is set: no new child starts.
+    pub const SUSPENDED: &str = "Suspended";
 }
 
 /// Reasons (CamelCase, stable: alerting keys on them).
@@ -43,6 +45,13 @@ pub mod reasons {
     pub const OUTPUT_UNAVAILABLE: &str = "OutputUnavailable";
     pub const OUTPUT_TOO_LARGE: &str = "OutputTooLarge";
     pub const STORED: &str = "Stored";
+    // BatchSweep
+    pub const RUNNING: &str = "Running";
+    pub const FAILURE_BUDGET_EXCEEDED: &str = "FailureBudgetExceeded";
+    pub const WITHIN_BUDGET: &str = "WithinBudget";
+    pub const PLAN_FAILED: &str = "PlanFailed";
+    pub const SUSPEND_REQUESTED: &str = "SuspendRequested";
+    pub const RESUMED: &str = "Resumed";
 }
 
 /// Helpers over a status's condition list.

@@ -1,0 +1,81 @@
+//! What each child Batch of a sweep runs: its chunk, its model, its custom_id prefix.
+
+use crate::api::{BatchSweepSpec, GatewayLimits, PlannedChunk, SweepPlan};
+use crate::jsonl::ChunkLimits;
+
+use super::child_name;
+
+/// One child Batch the sweep will have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildPlan {
+    /// The Batch's name (deterministic).
+    pub name: String,
+    /// The model replacing `body.model` in every line (matrix sweeps).
+    pub model: Option<String>,
+    /// Index into the plan's chunks.
+    pub chunk: u32,
+    /// The chunk's byte range of the input.
+    pub range: PlannedChunk,
+    /// Prepended to every `custom_id`, so results pivot by model and chunk:
+    /// `<model>/c<chunk>/` (`c<chunk>/` without a matrix).
+    pub custom_id_prefix: String,
+}
+
+/// Every child of the sweep, chunk by chunk and, within a chunk, model by model: the order in
+/// which they are created.
+pub fn plan_children(sweep: &str, spec: &BatchSweepSpec, plan: &SweepPlan) -> Vec<ChildPlan> {
+    let models: Vec<Option<&str>> = match &spec.matrix {
+        Some(m) => m.models.iter().map(|m| Some(m.as_str())).collect(),
+        None => vec![None],
+    };
+    let mut children = Vec::with_capacity(plan.chunks.len() * models.len());
+    for (index, range) in plan.chunks.iter().enumerate() {
+        let chunk = u32::try_from(index).expect("plans hold at most MAX_CHUNKS chunks");
+        for model in &models {
+            children.push(ChildPlan {
+                name: child_name(sweep, *model, chunk),
+                model: model.map(str::to_string),
+                chunk,
+                range: *range,
+                custom_id_prefix: custom_id_prefix(*model, chunk),
+            });
+        }
+    }
+    children
+}
+
+fn custom_id_prefix(model: Option<&str>, chunk: u32) -> String {
+    match model {
+        Some(m) => format!("{m}/c{chunk:04}/"),
+        None => format!("c{chunk:04}/"),
+    }
+}
+
+/// The chunk ceilings: the sweep's own, never above the gateway's, with room for the bytes the
+/// rewrite adds to each line (the longest custom_id prefix and model name, JSON-escaped).
+pub fn chunk_limits(spec: &BatchSweepSpec, gateway: &GatewayLimits) -> Result<ChunkLimits, String> {
+    let max_requests = spec.chunk.max_requests.unwrap_or(u64::MAX).min(gateway.max_requests());
+    let gateway_bytes = gateway.max_bytes()?;
+    let max_bytes = match &spec.chunk.max_bytes {
+        Some(q) => crate::api::parse_bytes(q).map_err(|e| format!("spec.chunk.maxBytes: {e}"))?,
+        None => gateway_bytes,
+    }
+    .min(gateway_bytes);
+    let longest_model = spec
+        .matrix
+        .iter()
+        .flat_map(|m| &m.models)
+        .map(|m| serde_json::Value::from(m.as_str()).to_string().len() as u64)
+        .max();
+    let prefix = custom_id_prefix(Some(""), 0).len() as u64;
+    let growth_per_line = match longest_model {
+        // The model appears in the prefix and replaces body.model (which may have been shorter).
+        Some(model) => prefix + 2 * model,
+        None => prefix,
+    };
+    Ok(ChunkLimits {
+        max_requests,
+        max_bytes,
+        growth_per_line,
+    })
+}

@@ -1,0 +1,287 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::*;
+use crate::api::{
+    BatchInput, BatchPhase, BatchSweepSpec, BatchSweepStatus, BatchTemplate, ChunkSpec, Conditions, DeletionPolicy,
+    Endpoint, GatewayLimits, LocalObjectRef, Matrix, PlannedChunk, RequestCounts, SweepPhase, SweepPlan, Usage,
+    condition_types as types, reasons,
+};
+
+fn spec(models: &[&str], parallelism: u32, max_failed: u32) -> BatchSweepSpec {
+    BatchSweepSpec {
+        input: BatchInput::default(),
+        chunk: ChunkSpec::default(),
+        matrix: (!models.is_empty()).then(|| Matrix {
+            models: models.iter().map(|m| m.to_string()).collect(),
+        }),
+        template: BatchTemplate {
+            gateway_ref: LocalObjectRef { name: "gw".into() },
+            endpoint: Endpoint::ChatCompletions,
+            completion_window: None,
+            output: None,
+            metadata: BTreeMap::new(),
+            deletion_policy: DeletionPolicy::Cancel,
+        },
+        parallelism,
+        max_failed_batches: max_failed,
+        suspend: false,
+    }
+}
+
+fn plan(chunks: u64) -> SweepPlan {
+    SweepPlan {
+        bytes: chunks * 100,
+        requests: chunks * 10,
+        chunks: (0..chunks)
+            .map(|i| PlannedChunk {
+                start: i * 100,
+                end: (i + 1) * 100,
+                requests: 10,
+            })
+            .collect(),
+    }
+}
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_second(secs).unwrap()
+}
+
+fn child(phase: BatchPhase, completed: u64, failed: u64) -> ObservedChild {
+    ObservedChild {
+        phase: Some(phase),
+        request_counts: Some(RequestCounts {
+            total: completed + failed,
+            completed,
+            failed,
+            not_run: None,
+        }),
+        usage: Some(Usage {
+            prompt_tokens: completed * 10,
+            completion_tokens: completed,
+            total_tokens: completed * 11,
+        }),
+    }
+}
+
+fn names(plans: &[ChildPlan]) -> Vec<&str> {
+    plans.iter().map(|p| p.name.as_str()).collect()
+}
+
+#[test]
+fn names_are_deterministic_dns_safe_and_bounded() {
+    assert_eq!(child_name("eval", Some("gpt-4o-mini"), 3), "eval-gpt-4o-mini-c0003");
+    assert_eq!(child_name("corpus", None, 12), "corpus-c0012");
+    let odd = child_name("eval", Some("meta-llama/Llama-3.1-8B"), 0);
+    assert!(odd.starts_with("eval-meta-llama-llama-3-1-8b-"), "{odd}");
+    assert_ne!(
+        child_name("eval", Some("GPT-4o"), 0),
+        child_name("eval", Some("gpt-4o"), 0)
+    );
+    let long = child_name(&"s".repeat(60), Some(&"m".repeat(60)), 1);
+    assert_eq!(long.len(), 63);
+    assert_eq!(long, child_name(&"s".repeat(60), Some(&"m".repeat(60)), 1));
+    assert_ne!(long, child_name(&"s".repeat(60), Some(&"m".repeat(60)), 2));
+    for name in [odd, long] {
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{name}"
+        );
+        assert!(!name.starts_with('-') && !name.ends_with('-'), "{name}");
+    }
+}
+
+#[test]
+fn children_run_every_chunk_for_every_model_with_pivotable_custom_ids() {
+    let children = plan_children("eval", &spec(&["a", "b"], 3, 0), &plan(3));
+    assert_eq!(
+        names(&children),
+        [
+            "eval-a-c0000",
+            "eval-b-c0000",
+            "eval-a-c0001",
+            "eval-b-c0001",
+            "eval-a-c0002",
+            "eval-b-c0002"
+        ]
+    );
+    assert_eq!(children[3].model.as_deref(), Some("b"));
+    assert_eq!(
+        children[3].range,
+        PlannedChunk {
+            start: 100,
+            end: 200,
+            requests: 10
+        }
+    );
+    assert_eq!(children[3].custom_id_prefix, "b/c0001/");
+    let plain = plan_children("corpus", &spec(&[], 3, 0), &plan(2));
+    assert_eq!(plain[1].custom_id_prefix, "c0001/");
+    assert_eq!(plain[1].model, None);
+}
+
+#[test]
+fn chunk_limits_never_exceed_the_gateway_and_leave_room_for_rewriting() {
+    let gateway = GatewayLimits {
+        max_requests_per_batch: Some(1000),
+        max_bytes_per_batch: Some("1Mi".into()),
+        ..Default::default()
+    };
+    let mut s = spec(&["gpt-4o-mini"], 3, 0);
+    s.chunk.max_requests = Some(5000);
+    s.chunk.max_bytes = Some("100Ki".into());
+    let limits = chunk_limits(&s, &gateway).unwrap();
+    assert_eq!(limits.max_requests, 1000);
+    assert_eq!(limits.max_bytes, 100 * 1024);
+    assert!(limits.growth_per_line >= "gpt-4o-mini/c0000/".len() as u64 + "gpt-4o-mini".len() as u64);
+    s.chunk.max_bytes = Some("2Mi".into());
+    assert_eq!(chunk_limits(&s, &gateway).unwrap().max_bytes, 1024 * 1024);
+    s.chunk.max_bytes = Some("lots".into());
+    assert!(
+        chunk_limits(&s, &gateway)
+            .unwrap_err()
+            .starts_with("spec.chunk.maxBytes")
+    );
+}
+
+#[test]
+fn parallelism_bounds_the_children_in_flight() {
+    let s = spec(&["a", "b"], 3, 0);
+    let children = plan_children("eval", &s, &plan(5));
+    let mut observed = BTreeMap::new();
+    let first = decide(&s, Some(1), &BatchSweepStatus::default(), &children, &observed, at(10));
+    assert_eq!(names(&first.create), ["eval-a-c0000", "eval-b-c0000", "eval-a-c0001"]);
+    assert_eq!(first.status.phase, Some(SweepPhase::Running));
+    assert_eq!(first.status.progress.as_deref(), Some("0/10 batches"));
+    let counts = first.status.batches.clone().unwrap();
+    assert_eq!((counts.total, counts.waiting, counts.running), (10, 7, 3));
+
+    for plan in &first.create {
+        observed.insert(plan.name.clone(), ObservedChild::default());
+    }
+    let none_free = decide(&s, Some(1), &first.status, &children, &observed, at(20));
+    assert!(none_free.create.is_empty());
+
+    observed.insert("eval-a-c0000".into(), child(BatchPhase::Succeeded, 10, 0));
+    let one_free = decide(&s, Some(1), &none_free.status, &children, &observed, at(30));
+    assert_eq!(names(&one_free.create), ["eval-b-c0001"]);
+    assert_eq!(one_free.status.progress.as_deref(), Some("1/10 batches"));
+    assert_eq!(one_free.status.request_counts.as_ref().unwrap().completed, 10);
+    assert_eq!(one_free.status.usage.as_ref().unwrap().total_tokens, 110);
+    assert_eq!(one_free.status.start_time, first.status.start_time);
+    let listed: Vec<&str> = one_free.status.children.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(listed, ["eval-b-c0000", "eval-a-c0001", "eval-b-c0001", "eval-a-c0000"]);
+}
+
+#[test]
+fn every_child_succeeded_completes_the_sweep() {
+    let s = spec(&[], 2, 0);
+    let children = plan_children("corpus", &s, &plan(2));
+    let observed: BTreeMap<_, _> = children
+        .iter()
+        .map(|c| (c.name.clone(), child(BatchPhase::Succeeded, 9, 1)))
+        .collect();
+    let done = decide(&s, Some(2), &BatchSweepStatus::default(), &children, &observed, at(50));
+    assert!(done.create.is_empty());
+    assert_eq!(done.status.phase, Some(SweepPhase::Succeeded));
+    assert!(done.status.conditions.is_true(types::COMPLETE));
+    assert!(!done.status.conditions.is_true(types::FAILED));
+    assert!(done.status.completion_time.is_some());
+    assert_eq!(done.status.observed_generation, Some(2));
+    let totals = done.status.request_counts.unwrap();
+    assert_eq!((totals.total, totals.completed, totals.failed), (20, 18, 2));
+}
+
+#[test]
+fn past_the_failure_budget_nothing_new_starts_and_running_children_finish() {
+    let s = spec(&[], 3, 1);
+    let children = plan_children("corpus", &s, &plan(6));
+    let mut observed: BTreeMap<_, _> = BTreeMap::new();
+    observed.insert(children[0].name.clone(), child(BatchPhase::Failed, 0, 0));
+    observed.insert(children[1].name.clone(), child(BatchPhase::InProgress, 0, 0));
+    observed.insert(children[2].name.clone(), child(BatchPhase::InProgress, 0, 0));
+    let within = decide(&s, Some(1), &BatchSweepStatus::default(), &children, &observed, at(10));
+    assert_eq!(names(&within.create), [children[3].name.as_str()]);
+    assert_eq!(
+        within.status.conditions.condition(types::FAILED).unwrap().reason,
+        reasons::WITHIN_BUDGET
+    );
+
+    observed.insert(children[1].name.clone(), child(BatchPhase::Expired, 3, 0));
+    let over = decide(&s, Some(1), &within.status, &children, &observed, at(20));
+    assert!(over.create.is_empty());
+    assert_eq!(over.status.phase, Some(SweepPhase::Failed));
+    let failed = over.status.conditions.condition(types::FAILED).unwrap();
+    assert_eq!(
+        (failed.status.as_str(), failed.reason.as_str()),
+        ("True", reasons::FAILURE_BUDGET_EXCEEDED)
+    );
+    assert!(
+        failed.message.contains("more than maxFailedBatches 1"),
+        "{}",
+        failed.message
+    );
+    assert_eq!(over.status.completion_time, None, "a child is still running");
+
+    observed.insert(children[2].name.clone(), child(BatchPhase::Succeeded, 10, 0));
+    let finished = decide(&s, Some(1), &over.status, &children, &observed, at(30));
+    assert!(finished.status.completion_time.is_some());
+}
+
+#[test]
+fn suspend_stops_new_children_and_resuming_continues_where_it_stopped() {
+    let mut s = spec(&[], 2, 0);
+    let children = plan_children("corpus", &s, &plan(4));
+    let mut observed: BTreeMap<_, _> = BTreeMap::new();
+    observed.insert(children[0].name.clone(), child(BatchPhase::Succeeded, 10, 0));
+    s.suspend = true;
+    let suspended = decide(&s, Some(2), &BatchSweepStatus::default(), &children, &observed, at(10));
+    assert!(suspended.create.is_empty());
+    assert_eq!(suspended.status.phase, Some(SweepPhase::Suspended));
+    assert!(suspended.status.conditions.is_true(types::SUSPENDED));
+
+    s.suspend = false;
+    let resumed = decide(&s, Some(3), &suspended.status, &children, &observed, at(20));
+    assert_eq!(
+        names(&resumed.create),
+        [children[1].name.as_str(), children[2].name.as_str()]
+    );
+    assert_eq!(resumed.status.phase, Some(SweepPhase::Running));
+    let condition = resumed.status.conditions.condition(types::SUSPENDED).unwrap();
+    assert_eq!(
+        (condition.status.as_str(), condition.reason.as_str()),
+        ("False", reasons::RESUMED)
+    );
+}
+
+#[test]
+fn an_input_that_cannot_be_planned_fails_the_sweep_with_the_reason() {
+    let status = plan_failed(
+        &BatchSweepStatus::default(),
+        Some(1),
+        "line 3 is 900 bytes, more than a chunk may hold",
+        at(5),
+    );
+    assert_eq!(status.phase, Some(SweepPhase::Failed));
+    let failed = status.conditions.condition(types::FAILED).unwrap();
+    assert_eq!(failed.reason, reasons::PLAN_FAILED);
+    assert!(failed.message.starts_with("line 3"));
+}
+
+#[test]
+fn the_children_list_is_bounded() {
+    let s = spec(&["a", "b"], 200, 0);
+    let children = plan_children("eval", &s, &plan(100));
+    let decision = decide(
+        &s,
+        Some(1),
+        &BatchSweepStatus::default(),
+        &children,
+        &BTreeMap::new(),
+        at(1),
+    );
+    assert_eq!(decision.create.len(), 200);
+    assert_eq!(decision.status.children.len(), crate::api::MAX_LISTED_CHILDREN);
+}
