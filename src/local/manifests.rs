@@ -1,4 +1,4 @@
-//! Reading Batch, BatchGateway, ConfigMap and Secret documents from YAML files, the way
+//! Reading Batch, BatchSweep, BatchGateway, ConfigMap and Secret documents from YAML files, the way
 //! `kubectl apply -f` would, with errors that name the file, the document and the field.
 
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{Batch, BatchGateway};
+use crate::api::{Batch, BatchGateway, BatchSweep};
 
 /// Objects keyed by `(namespace, name)`.
 pub type Objects<T> = BTreeMap<(String, String), Located<T>>;
@@ -39,6 +39,7 @@ impl fmt::Display for Origin {
 #[derive(Debug, Default)]
 pub struct Manifests {
     pub batches: Objects<Batch>,
+    pub sweeps: Objects<BatchSweep>,
     pub gateways: Objects<BatchGateway>,
     pub config_maps: Objects<ConfigMap>,
     pub secrets: Objects<Secret>,
@@ -82,9 +83,9 @@ impl Manifests {
                 .map_err(|e| ManifestError(format!("{}: cannot read: {e}", file.display())))?;
             manifests.add_file(&file, &text)?;
         }
-        if manifests.batches.is_empty() {
+        if manifests.batches.is_empty() && manifests.sweeps.is_empty() {
             return Err(ManifestError(format!(
-                "no Batch (apiVersion llmbatch.io/v1alpha1) found in {}",
+                "no Batch or BatchSweep (apiVersion llmbatch.io/v1alpha1) found in {}",
                 paths
                     .iter()
                     .map(|p| p.display().to_string())
@@ -124,6 +125,13 @@ impl Manifests {
             ("llmbatch.io/v1alpha1", "Batch") => {
                 insert(&mut self.batches, "Batch", key, parse(value, &origin, "Batch")?, origin)
             }
+            ("llmbatch.io/v1alpha1", "BatchSweep") => insert(
+                &mut self.sweeps,
+                "BatchSweep",
+                key,
+                parse(value, &origin, "BatchSweep")?,
+                origin,
+            ),
             ("llmbatch.io/v1alpha1", "BatchGateway") => insert(
                 &mut self.gateways,
                 "BatchGateway",
@@ -216,9 +224,15 @@ mod tests {
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: in}\ndata: {batch.jsonl: x}\n---\n\
              apiVersion: llmbatch.io/v1alpha1\nkind: Batch\nmetadata: {name: b, namespace: team}\n\
              spec: {gatewayRef: {name: gw}, endpoint: /v1/embeddings, input: {configMap: {name: in, key: batch.jsonl}}}\n---\n\
-             apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n",
+             apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n---\n\
+             apiVersion: llmbatch.io/v1alpha1\nkind: BatchSweep\nmetadata: {name: s}\n\
+             spec: {input: {configMap: {name: in, key: batch.jsonl}}, matrix: {models: [a, b]},\n\
+             template: {gatewayRef: {name: gw}, endpoint: /v1/chat/completions}}\n",
         )
         .unwrap();
+        let sweep = &m.sweeps[&("default".into(), "s".into())];
+        assert_eq!(sweep.object.spec.parallelism, 3);
+        assert_eq!(sweep.object.spec.matrix.as_ref().unwrap().models, ["a", "b"]);
         assert!(m.config_maps.contains_key(&("default".into(), "in".into())));
         let batch = &m.batches[&("team".into(), "b".into())];
         assert_eq!(batch.origin.document, 2);

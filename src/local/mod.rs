@@ -66,7 +66,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     };
     for skipped in &manifests.skipped {
         reporter.say(format!(
-            "ignoring {skipped} (run -f uses Batch, BatchGateway, ConfigMap and Secret)"
+            "ignoring {skipped} (run -f uses Batch, BatchSweep, BatchGateway, ConfigMap and Secret)"
         ));
     }
     let plans = match resolve::plan_all(&manifests, options.simulator) {

@@ -5,6 +5,7 @@
 mod children;
 mod naming;
 mod progress;
+mod summary;
 
 #[cfg(test)]
 mod tests;
@@ -12,6 +13,7 @@ mod tests;
 pub use children::{ChildPlan, chunk_limits, plan_children};
 pub use naming::child_name;
 pub use progress::{Decision, ObservedChild, decide, plan_failed};
+pub use summary::{ChildSummary, Summary, Totals, summarise};
 
 /// Label on every child Batch naming its sweep.
 pub const SWEEP_LABEL: &str = "llmbatch.io/sweep";

@@ -129,19 +129,9 @@ impl Tally {
                 Some(p) if p.is_terminal() => tally.failed += 1,
                 _ => tally.running += 1,
             }
-            if let Some(r) = &seen.request_counts {
-                tally.requests.total += r.total;
-                tally.requests.completed += r.completed;
-                tally.requests.failed += r.failed;
-                if let Some(n) = r.not_run {
-                    *tally.requests.not_run.get_or_insert(0) += n;
-                }
-            }
-            if let Some(u) = &seen.usage {
-                tally.usage.prompt_tokens += u.prompt_tokens;
-                tally.usage.completion_tokens += u.completion_tokens;
-                tally.usage.total_tokens += u.total_tokens;
-            }
+            let counts = seen.request_counts.clone().unwrap_or_default();
+            let usage = seen.usage.clone().unwrap_or_default();
+            super::summary::add(&mut tally.requests, &mut tally.usage, &counts, &usage);
         }
         tally
     }

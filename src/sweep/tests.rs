@@ -285,3 +285,26 @@ fn the_children_list_is_bounded() {
     assert_eq!(decision.create.len(), 200);
     assert_eq!(decision.status.children.len(), crate::api::MAX_LISTED_CHILDREN);
 }
+
+#[test]
+fn the_summary_pivots_by_model_and_by_chunk() {
+    let s = spec(&["a", "b"], 4, 0);
+    let children = plan_children("eval", &s, &plan(2));
+    let mut observed = BTreeMap::new();
+    observed.insert("eval-a-c0000".to_string(), child(BatchPhase::Succeeded, 10, 0));
+    observed.insert("eval-b-c0000".to_string(), child(BatchPhase::Succeeded, 8, 2));
+    observed.insert("eval-a-c0001".to_string(), child(BatchPhase::Failed, 0, 0));
+    let summary = summarise(&children, &observed);
+    assert_eq!(summary.children.len(), 3, "the child never created is left out");
+    assert_eq!(summary.request_counts.completed, 18);
+    let a = &summary.by_model["a"];
+    assert_eq!((a.batches, a.succeeded, a.request_counts.completed), (2, 1, 10));
+    let chunk0 = &summary.by_chunk[&0];
+    assert_eq!(
+        (chunk0.batches, chunk0.request_counts.failed, chunk0.usage.total_tokens),
+        (2, 2, 198)
+    );
+    let json = serde_json::to_value(&summary).unwrap();
+    assert_eq!(json["byModel"]["b"]["requestCounts"]["completed"], 8);
+    assert_eq!(json["children"][1]["customIdPrefix"], "b/c0000/");
+}
