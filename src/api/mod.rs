@@ -9,6 +9,7 @@ mod crds;
 mod gateway;
 mod headline;
 mod quantity;
+mod storage;
 mod sweep;
 
 pub use batch::*;
@@ -16,6 +17,7 @@ pub use conditions::{Conditions, condition_types, reasons};
 pub use crds::{all_crds, crds_yaml};
 pub use gateway::*;
 pub use quantity::parse_bytes;
+pub use storage::{ByteRange, InputOverrides, ObjectStoreRef, PvcSink};
 pub use sweep::*;
 
 /// The API group of every resource in this project.

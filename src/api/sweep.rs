@@ -40,6 +40,8 @@ pub const MAX_CHUNKS: usize = 2000;
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.input.fileId)")
     .message("a sweep cannot cut a file that is already on the gateway: give configMap, secret, objectStore or requests"))]
+#[x_kube(validation = Rule::new("!has(self.input.byteRange) && !has(self.input.overrides)")
+    .message("a sweep sets byteRange and overrides for each child Batch: leave them out of spec.input"))]
 pub struct BatchSweepSpec {
     /// Where the JSONL request lines come from (as for a Batch); immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("input is immutable"))]

@@ -1,6 +1,9 @@
 //! What each child Batch of a sweep runs: its chunk, its model, its custom_id prefix.
 
-use crate::api::{BatchSweepSpec, GatewayLimits, PlannedChunk, SweepPlan};
+use crate::api::{
+    BatchOutput, BatchSpec, BatchSweepSpec, ByteRange, GatewayLimits, InputOverrides, LocalObjectRef, PlannedChunk,
+    PvcSink, SweepPlan,
+};
 use crate::jsonl::ChunkLimits;
 
 use super::child_name;
@@ -19,6 +22,71 @@ pub struct ChildPlan {
     /// Prepended to every `custom_id`, so results pivot by model and chunk:
     /// `<model>/c<chunk>/` (`c<chunk>/` without a matrix).
     pub custom_id_prefix: String,
+}
+
+impl ChildPlan {
+    /// The child's Batch spec: the sweep's input sliced to the chunk and rewritten for the model,
+    /// the template's gateway and endpoint, results under a name or path of the child's own, and
+    /// the sweep, chunk and model in the gateway batch metadata.
+    pub fn batch_spec(&self, sweep: &str, spec: &BatchSweepSpec) -> BatchSpec {
+        let template = &spec.template;
+        let mut input = spec.input.clone();
+        input.byte_range = Some(ByteRange {
+            start: self.range.start,
+            end: self.range.end,
+        });
+        input.overrides = Some(InputOverrides {
+            model: self.model.clone(),
+            custom_id_prefix: Some(self.custom_id_prefix.clone()),
+        });
+        let mut metadata = template.metadata.clone();
+        metadata.insert("sweep".to_string(), sweep.to_string());
+        metadata.insert("chunk".to_string(), self.chunk.to_string());
+        if let Some(model) = &self.model {
+            metadata.insert("model".to_string(), model.clone());
+        }
+        BatchSpec {
+            gateway_ref: template.gateway_ref.clone(),
+            endpoint: template.endpoint,
+            completion_window: template.completion_window.clone().unwrap_or_else(|| "24h".to_string()),
+            input,
+            output: template.output.as_ref().map(|o| self.own_output(sweep, o)),
+            metadata,
+            cancel: false,
+            deletion_policy: template.deletion_policy,
+            ttl_seconds_after_finished: None,
+        }
+    }
+
+    /// The template's sink, narrowed to this child: Secret `<name>-<suffix>`, object-store prefix
+    /// `<prefix><suffix>/`, or volume path `<path>/<suffix>/`, where the suffix is the child's
+    /// name without the sweep's (`gpt-4o-c0003`).
+    fn own_output(&self, sweep: &str, output: &BatchOutput) -> BatchOutput {
+        let suffix = self
+            .name
+            .strip_prefix(sweep)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .unwrap_or(&self.name);
+        let under = |base: &str| match base {
+            "" => format!("{suffix}/"),
+            b if b.ends_with('/') => format!("{b}{suffix}/"),
+            b => format!("{b}/{suffix}/"),
+        };
+        BatchOutput {
+            secret: output.secret.as_ref().map(|s| LocalObjectRef {
+                name: format!("{}-{suffix}", s.name),
+            }),
+            object_store: output.object_store.as_ref().map(|o| {
+                let mut own = o.clone();
+                own.url = under(&o.url);
+                own
+            }),
+            pvc: output.pvc.as_ref().map(|p| PvcSink {
+                claim_name: p.claim_name.clone(),
+                path: under(&p.path),
+            }),
+        }
+    }
 }
 
 /// Every child of the sweep, chunk by chunk and, within a chunk, model by model: the order in

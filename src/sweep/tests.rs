@@ -308,3 +308,45 @@ fn the_summary_pivots_by_model_and_by_chunk() {
     assert_eq!(json["byModel"]["b"]["requestCounts"]["completed"], 8);
     assert_eq!(json["children"][1]["customIdPrefix"], "b/c0000/");
 }
+
+#[test]
+fn a_child_reads_its_chunk_rewritten_for_its_model_and_writes_results_of_its_own() {
+    use crate::api::{BatchOutput, ObjectStoreRef, PvcSink};
+    let mut s = spec(&["gpt-4o"], 3, 0);
+    s.template.metadata.insert("team".into(), "eval".into());
+    s.template.output = Some(BatchOutput {
+        secret: Some(LocalObjectRef { name: "results".into() }),
+        ..Default::default()
+    });
+    let children = plan_children("eval", &s, &plan(2));
+    let child = children[1].batch_spec("eval", &s);
+    let range = child.input.byte_range.unwrap();
+    assert_eq!((range.start, range.end), (100, 200));
+    let overrides = child.input.overrides.unwrap();
+    assert_eq!(overrides.model.as_deref(), Some("gpt-4o"));
+    assert_eq!(overrides.custom_id_prefix.as_deref(), Some("gpt-4o/c0001/"));
+    assert_eq!(child.output.unwrap().secret.unwrap().name, "results-gpt-4o-c0001");
+    assert_eq!(child.completion_window, "24h");
+    assert_eq!(child.gateway_ref.name, "gw");
+    let keys: Vec<&str> = child.metadata.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["chunk", "model", "sweep", "team"]);
+
+    s.template.output = Some(BatchOutput {
+        object_store: Some(ObjectStoreRef {
+            url: "s3://bucket/runs/".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let stored = children[0].batch_spec("eval", &s).output.unwrap();
+    assert_eq!(stored.object_store.unwrap().url, "s3://bucket/runs/gpt-4o-c0000/");
+    s.template.output = Some(BatchOutput {
+        pvc: Some(PvcSink {
+            claim_name: "results".into(),
+            path: "runs".into(),
+        }),
+        ..Default::default()
+    });
+    let on_volume = children[0].batch_spec("eval", &s).output.unwrap().pvc.unwrap();
+    assert_eq!(on_volume.path, "runs/gpt-4o-c0000/");
+}
