@@ -14,7 +14,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{Context, Error, MANAGER};
-use crate::api::{BATCH_ID_ANNOTATION, Batch, BatchGateway, BatchStatus, KeyRef};
+use crate::api::{BATCH_ID_ANNOTATION, Batch, BatchGateway, BatchInput, BatchStatus, Endpoint, KeyRef};
 use crate::engine::PollingPolicy;
 use crate::gateway::{ApiKey, GatewayClient, GatewayConfig};
 
@@ -32,12 +32,18 @@ pub enum InputError {
 /// The JSONL bytes of the Batch's input.
 pub async fn read_input(client: &kube::Client, batch: &Batch) -> Result<Bytes, InputError> {
     let ns = batch.namespace().unwrap_or_default();
-    let input = &batch.spec.input;
-    match (
-        &input.config_map,
-        &input.secret,
-        input.requests_jsonl(batch.spec.endpoint),
-    ) {
+    read_source(client, &ns, &batch.spec.input, batch.spec.endpoint).await
+}
+
+/// The JSONL bytes of an input held in the cluster (ConfigMap, Secret, inline requests) in `ns`.
+pub async fn read_source(
+    client: &kube::Client,
+    ns: &str,
+    input: &BatchInput,
+    endpoint: Endpoint,
+) -> Result<Bytes, InputError> {
+    let ns = ns.to_string();
+    match (&input.config_map, &input.secret, input.requests_jsonl(endpoint)) {
         (None, None, Some(jsonl)) => Ok(Bytes::from(jsonl)),
         (Some(r), None, None) => {
             let cm = get::<ConfigMap>(client, &ns, &r.name, "ConfigMap").await?;

@@ -1,4 +1,4 @@
-//! The operator in a cluster: reconcilers for Batch (and, next, BatchGateway) driving the same
+//! The operator in a cluster: reconcilers for Batch, BatchGateway and BatchSweep driving the same
 //! engine as `run -f`. One module per reconciled kind; the shared I/O steps live in `driver`.
 
 mod batch;
@@ -7,6 +7,7 @@ mod context;
 mod error;
 mod gateway;
 mod preflight;
+mod sweep;
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ pub use context::Context;
 pub use error::Error;
 pub use preflight::{missing_permissions, required_rules};
 
-use crate::api::{Batch, BatchGateway};
+use crate::api::{Batch, BatchGateway, BatchSweep};
 
 /// The field manager of every write the controller makes.
 pub const MANAGER: &str = "llm-batch-operator";
@@ -57,10 +58,15 @@ pub async fn run_with(
         .run(batch::reconcile, batch::error_policy, context.clone())
         .for_each(log_failure);
     let gateways = Controller::new(scoped::<BatchGateway>(&client, &options), watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(gateway::reconcile, gateway::error_policy, context)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(gateway::reconcile, gateway::error_policy, context.clone())
         .for_each(log_failure);
-    futures::join!(batches, gateways);
+    let sweeps = Controller::new(scoped::<BatchSweep>(&client, &options), watcher::Config::default())
+        .owns(scoped::<Batch>(&client, &options), watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(sweep::reconcile, sweep::error_policy, context)
+        .for_each(log_failure);
+    futures::join!(batches, gateways, sweeps);
 }
 
 fn scoped<K>(client: &Client, options: &Options) -> Api<K>

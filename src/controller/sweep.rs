@@ -1,0 +1,252 @@
+//! Reconciling a BatchSweep: plan the chunks once (one scan of the input, kept in status), then
+//! create the child Batches the fan-out decides and sum their status. Children are owned by the
+//! sweep, so their changes wake it; their names are deterministic, so a restart never creates
+//! one twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::cluster_io::{self, InputError};
+use super::{Context, Error, MANAGER};
+use crate::api::{Batch, BatchGateway, BatchSweep, BatchSweepStatus, MAX_CHUNKS, PlannedChunk, SweepPhase, SweepPlan};
+use crate::jsonl::{ChunkError, ChunkPlanner};
+use crate::sweep::{self, ChildPlan, ObservedChild, SWEEP_LABEL};
+
+/// How soon a sweep waiting for its input or gateway looks again.
+const WAITING: Duration = Duration::from_secs(15);
+/// A running sweep looks at its children at least this often (their changes wake it sooner).
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// Entry point of the BatchSweep controller.
+pub async fn reconcile(sweep: Arc<BatchSweep>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    ctx.reconciled();
+    let key = key(&sweep);
+    let status = sweep.status.clone().unwrap_or_default();
+    let generation = sweep.metadata.generation;
+    let settled = status.phase.is_some_and(SweepPhase::is_terminal) && status.completion_time.is_some();
+    if settled && status.observed_generation == generation {
+        return Ok(Requeue::await_change());
+    }
+    let status = match &status.plan {
+        Some(_) => status,
+        None => match plan(&sweep, &ctx).await? {
+            Planned::Ready(plan) => {
+                let mut planned = status.clone();
+                planned.plan = Some(plan);
+                write_status(&ctx.client, &sweep, &planned).await?;
+                planned
+            }
+            Planned::Wait(why) => {
+                publish(&sweep, EventType::Warning, "Waiting", &why, &ctx).await;
+                return Ok(Requeue::requeue(WAITING));
+            }
+            Planned::Invalid(why) => {
+                let failed = sweep::plan_failed(&status, generation, &why, Timestamp::now());
+                write_status(&ctx.client, &sweep, &failed).await?;
+                publish(&sweep, EventType::Warning, "PlanFailed", &why, &ctx).await;
+                return Ok(Requeue::await_change());
+            }
+        },
+    };
+    let plan = status.plan.clone().expect("planned above");
+    let name = sweep.name_any();
+    let children = sweep::plan_children(&name, &sweep.spec, &plan);
+    let observed = observe_children(&ctx.client, &sweep).await?;
+    let decision = sweep::decide(&sweep.spec, generation, &status, &children, &observed, Timestamp::now());
+    for child in &decision.create {
+        create_child(&ctx.client, &sweep, child).await?;
+    }
+    if !decision.create.is_empty() {
+        let names: Vec<&str> = decision.create.iter().map(|c| c.name.as_str()).collect();
+        let note = format!("created {}", names.join(", "));
+        publish(&sweep, EventType::Normal, "BatchesCreated", &note, &ctx).await;
+    }
+    if decision.status.phase != status.phase
+        && let Some(phase) = decision.status.phase
+    {
+        let progress = decision.status.progress.clone().unwrap_or_default();
+        let type_ = if phase == SweepPhase::Failed {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        publish(&sweep, type_, &phase.to_string(), &progress, &ctx).await;
+    }
+    write_status(&ctx.client, &sweep, &decision.status).await?;
+    ctx.reset_backoff(&key);
+    Ok(Requeue::requeue(RESYNC))
+}
+
+/// Requeues with per-object exponential backoff, and says why in a Warning Event.
+pub fn error_policy(sweep: Arc<BatchSweep>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    let delay = ctx.backoff(&key(&sweep));
+    tracing::warn!(sweep = %key(&sweep), error = %error, kind = error.metric_label(), ?delay, "reconcile failed");
+    let note = format!("{error} (retrying in {}s)", delay.as_secs());
+    tokio::spawn(async move {
+        publish(&sweep, EventType::Warning, "ReconcileError", &note, &ctx).await;
+    });
+    Requeue::requeue(delay)
+}
+
+fn key(sweep: &BatchSweep) -> String {
+    format!("sweep:{}/{}", sweep.namespace().unwrap_or_default(), sweep.name_any())
+}
+
+enum Planned {
+    Ready(SweepPlan),
+    /// The input or the gateway is not there yet.
+    Wait(String),
+    /// The input cannot be cut into chunks: the sweep fails.
+    Invalid(String),
+}
+
+/// Scans the input once for chunk boundaries within the sweep's and the gateway's limits.
+async fn plan(sweep: &BatchSweep, ctx: &Context) -> Result<Planned, Error> {
+    let ns = sweep.namespace().unwrap_or_default();
+    let gateway_name = &sweep.spec.template.gateway_ref.name;
+    let Some(gateway) = Api::<BatchGateway>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(gateway_name)
+        .await?
+    else {
+        return Ok(Planned::Wait(format!("BatchGateway {ns}/{gateway_name} not found")));
+    };
+    let limits = match sweep::chunk_limits(&sweep.spec, &gateway.spec.limits) {
+        Ok(limits) => limits,
+        Err(why) => return Ok(Planned::Invalid(why)),
+    };
+    let input = &sweep.spec.input;
+    let bytes = match cluster_io::read_source(&ctx.client, &ns, input, sweep.spec.template.endpoint).await {
+        Ok(bytes) => bytes,
+        Err(InputError::NotFound(why)) => return Ok(Planned::Wait(why)),
+        Err(InputError::Invalid(why)) => return Ok(Planned::Invalid(why)),
+        Err(InputError::Api(e)) => return Err(Error::Kube(e)),
+    };
+    let mut planner = ChunkPlanner::new(limits);
+    planner.feed(&bytes);
+    Ok(match planner.finish() {
+        Ok(chunks) => plan_of(bytes.len() as u64, chunks),
+        Err(e @ (ChunkError::LineTooLarge { .. } | ChunkError::Empty)) => Planned::Invalid(format!("spec.input: {e}")),
+    })
+}
+
+fn plan_of(bytes: u64, chunks: Vec<crate::jsonl::Chunk>) -> Planned {
+    if chunks.len() > MAX_CHUNKS {
+        return Planned::Invalid(format!(
+            "the input makes {} chunks, more than {MAX_CHUNKS}: raise spec.chunk.maxRequests or maxBytes",
+            chunks.len()
+        ));
+    }
+    Planned::Ready(SweepPlan {
+        bytes,
+        requests: chunks.iter().map(|c| c.requests).sum(),
+        chunks: chunks
+            .into_iter()
+            .map(|c| PlannedChunk {
+                start: c.start,
+                end: c.end,
+                requests: c.requests,
+            })
+            .collect(),
+    })
+}
+
+/// The sweep's existing children, by name (only those it owns).
+async fn observe_children(client: &kube::Client, sweep: &BatchSweep) -> Result<BTreeMap<String, ObservedChild>, Error> {
+    let ns = sweep.namespace().unwrap_or_default();
+    let api = Api::<Batch>::namespaced(client.clone(), &ns);
+    let selector = format!("{SWEEP_LABEL}={}", sweep.name_any());
+    let uid = sweep.uid();
+    let mut observed = BTreeMap::new();
+    for batch in api.list(&ListParams::default().labels(&selector)).await? {
+        let owned = batch.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref());
+        if !owned {
+            continue;
+        }
+        let status = batch.status.clone().unwrap_or_default();
+        observed.insert(
+            batch.name_any(),
+            ObservedChild {
+                phase: status.phase,
+                request_counts: status.request_counts,
+                usage: status.usage,
+            },
+        );
+    }
+    Ok(observed)
+}
+
+/// Creates a child Batch owned by the sweep; one that already exists is left as it is.
+async fn create_child(client: &kube::Client, sweep: &BatchSweep, child: &ChildPlan) -> Result<(), Error> {
+    let ns = sweep.namespace().unwrap_or_default();
+    let owner = sweep
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::Invalid("the BatchSweep has no uid yet".into()))?;
+    let mut batch = Batch::new(&child.name, child.batch_spec(&sweep.name_any(), &sweep.spec));
+    batch.metadata.namespace = Some(ns.clone());
+    batch.metadata.owner_references = Some(vec![owner]);
+    let mut labels = BTreeMap::from([
+        (SWEEP_LABEL.to_string(), sweep.name_any()),
+        ("llmbatch.io/chunk".to_string(), child.chunk.to_string()),
+        ("app.kubernetes.io/managed-by".to_string(), MANAGER.to_string()),
+    ]);
+    if let Some(model) = &child.model
+        && is_label_value(model)
+    {
+        labels.insert("llmbatch.io/model".to_string(), model.clone());
+    }
+    batch.metadata.labels = Some(labels);
+    match Api::<Batch>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &batch)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn is_label_value(text: &str) -> bool {
+    text.len() <= 63
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && text.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Writes the status through the status subresource (server-side apply), unless unchanged.
+async fn write_status(client: &kube::Client, sweep: &BatchSweep, status: &BatchSweepStatus) -> Result<(), Error> {
+    if sweep.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api = Api::<BatchSweep>::namespaced(client.clone(), &sweep.namespace().unwrap_or_default());
+    let patch = json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchSweep", "status": status});
+    api.patch_status(
+        &sweep.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn publish(sweep: &BatchSweep, type_: EventType, reason: &str, note: &str, ctx: &Context) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note.chars().take(1024).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &sweep.object_ref(&())).await {
+        tracing::warn!(error = %e, "cannot publish an Event");
+    }
+}

@@ -1,0 +1,322 @@
+//! The BatchSweep controller in-process against a real kube-apiserver and the simulator.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::apiserver::{admin_client, fresh_namespace};
+use common::object;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use llm_batch_operator::api::{Batch, BatchGateway, BatchSweep, SweepPhase};
+use llm_batch_operator::controller::{self, Options};
+use llm_batch_operator::simulator::{RunningSimulator, SimulatorConfig};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+const KEY: &str = "sk-sweep-test-key";
+
+struct RunningController {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningController {
+    fn start(client: &Client, ns: &str) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let options = Options {
+            namespace: Some(ns.to_string()),
+        };
+        let task = tokio::spawn(controller::run(client.clone(), options, async move {
+            let _ = stopped.await;
+        }));
+        RunningController { stop: Some(stop), task }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Setup {
+    client: Client,
+    ns: String,
+    sim: RunningSimulator,
+}
+
+async fn setup(prefix: &str, sim: SimulatorConfig, limits: Value) -> Setup {
+    let config = SimulatorConfig {
+        api_key: Some(KEY.into()),
+        ..sim
+    };
+    let sim = RunningSimulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, prefix).await;
+    let pp = PostParams::default();
+    let secret: Secret = object(json!({"metadata": {"name": "gw-key"}, "stringData": {"api-key": KEY}}));
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&pp, &secret)
+        .await
+        .unwrap();
+    let gateway: BatchGateway = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchGateway",
+        "metadata": {"name": "gw"},
+        "spec": {"url": sim.base_url(), "auth": {"secretRef": {"name": "gw-key", "key": "api-key"}},
+                 "limits": limits, "polling": {"initial": "100ms", "max": "500ms"}}}));
+    Api::<BatchGateway>::namespaced(client.clone(), &ns)
+        .create(&pp, &gateway)
+        .await
+        .unwrap();
+    Setup { client, ns, sim }
+}
+
+impl Setup {
+    async fn input(&self, jsonl: &str) {
+        let cm: ConfigMap = object(json!({"metadata": {"name": "corpus"}, "data": {"batch.jsonl": jsonl}}));
+        Api::<ConfigMap>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &cm)
+            .await
+            .unwrap();
+    }
+
+    async fn sweep(&self, name: &str, spec: Value) {
+        let mut full = json!({"input": {"configMap": {"name": "corpus", "key": "batch.jsonl"}},
+            "template": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
+                         "output": {"secret": {"name": "results"}}}});
+        merge(&mut full, spec);
+        let sweep: BatchSweep = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchSweep",
+            "metadata": {"name": name}, "spec": full}));
+        self.sweeps().create(&PostParams::default(), &sweep).await.unwrap();
+    }
+
+    fn sweeps(&self) -> Api<BatchSweep> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn children(&self, sweep: &str) -> Vec<Batch> {
+        let api = Api::<Batch>::namespaced(self.client.clone(), &self.ns);
+        let selector = format!("llmbatch.io/sweep={sweep}");
+        api.list(&ListParams::default().labels(&selector)).await.unwrap().items
+    }
+
+    /// Waits (bounded) for the sweep to reach `phase`, sampling how many children are in flight;
+    /// returns the sweep and the most children ever seen in flight at once.
+    async fn wait_phase(&self, name: &str, phase: SweepPhase) -> (BatchSweep, usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut most_in_flight = 0;
+        loop {
+            let in_flight = self
+                .children(name)
+                .await
+                .iter()
+                .filter(|b| !b.status.as_ref().and_then(|s| s.phase).is_some_and(|p| p.is_terminal()))
+                .count();
+            most_in_flight = most_in_flight.max(in_flight);
+            let sweep = self.sweeps().get(name).await.unwrap();
+            if sweep.status.as_ref().and_then(|s| s.phase) == Some(phase)
+                && sweep
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.completion_time.is_some() || !phase.is_terminal())
+            {
+                return (sweep, most_in_flight);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never reached {phase}: {:?}",
+                sweep.status
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn created_batches(&self) -> usize {
+        let url = format!("{}/__sim/journal", self.sim.base_url().trim_end_matches("/v1"));
+        let entries: Vec<Value> = reqwest::get(url).await.unwrap().json().await.unwrap();
+        entries
+            .iter()
+            .filter(|e| e["method"] == "POST" && e["path"] == "/v1/batches" && e["status"].as_u64() < Some(300))
+            .count()
+    }
+
+    async fn output_lines(&self, secret: &str) -> Vec<Value> {
+        let secret = Api::<Secret>::namespaced(self.client.clone(), &self.ns)
+            .get(secret)
+            .await
+            .unwrap();
+        let data = secret.data.unwrap_or_default();
+        let bytes = data.get("output.jsonl").map(|b| b.0.clone()).unwrap_or_default();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+fn merge(into: &mut Value, extra: Value) {
+    if let (Value::Object(into), Value::Object(extra)) = (into, extra) {
+        for (k, v) in extra {
+            into.insert(k, v);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_matrix_sweep_runs_every_chunk_for_every_model_within_its_parallelism() {
+    let s = setup("sweep-matrix", SimulatorConfig::default(), json!({})).await;
+    s.input(&common::chat_lines(50)).await;
+    s.sweep(
+        "eval",
+        json!({"chunk": {"maxRequests": 20}, "matrix": {"models": ["model-a", "model-b"]}, "parallelism": 2}),
+    )
+    .await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    let (sweep, most_in_flight) = s.wait_phase("eval", SweepPhase::Succeeded).await;
+    controller.stop().await;
+
+    let status = sweep.status.unwrap();
+    assert_eq!(status.progress.as_deref(), Some("6/6 batches"));
+    let counts = status.request_counts.unwrap();
+    assert_eq!((counts.total, counts.completed, counts.failed), (100, 100, 0));
+    assert!(status.usage.unwrap().total_tokens > 0);
+    let plan = status.plan.unwrap();
+    assert_eq!(plan.chunks.iter().map(|c| c.requests).collect::<Vec<_>>(), [20, 20, 10]);
+    assert!(most_in_flight <= 2, "{most_in_flight} children in flight at once");
+
+    let children = s.children("eval").await;
+    let names: BTreeSet<String> = children.iter().map(|b| b.name_any()).collect();
+    let expected: BTreeSet<String> = ["model-a", "model-b"]
+        .iter()
+        .flat_map(|m| (0..3).map(move |c| format!("eval-{m}-c{c:04}")))
+        .collect();
+    assert_eq!(names, expected);
+    for child in &children {
+        assert_eq!(child.owner_references()[0].name, "eval");
+    }
+    assert_eq!(s.created_batches().await, 6, "one upstream batch per child");
+
+    let mut ids = BTreeSet::new();
+    for model in ["model-a", "model-b"] {
+        for chunk in 0..3 {
+            for line in s.output_lines(&format!("results-{model}-c{chunk:04}")).await {
+                let id = line["custom_id"].as_str().unwrap().to_string();
+                assert!(id.starts_with(&format!("{model}/c{chunk:04}/")), "{id}");
+                assert_eq!(line["response"]["body"]["model"], model);
+                ids.insert(id);
+            }
+        }
+    }
+    assert_eq!(ids.len(), 100, "every line once per model");
+}
+
+#[tokio::test]
+async fn past_the_failure_budget_the_sweep_fails_and_starts_nothing_new() {
+    // Every batch expires upstream: the first failure is over a budget of zero.
+    let sim = SimulatorConfig {
+        expire: true,
+        ..Default::default()
+    };
+    let s = setup("sweep-budget", sim, json!({})).await;
+    s.input(&common::chat_lines(30)).await;
+    s.sweep("corpus", json!({"chunk": {"maxRequests": 10}, "parallelism": 1}))
+        .await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    let (sweep, _) = s.wait_phase("corpus", SweepPhase::Failed).await;
+    controller.stop().await;
+    let status = sweep.status.unwrap();
+    let failed = status.conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+    assert_eq!(failed.reason, "FailureBudgetExceeded");
+    assert_eq!(
+        s.children("corpus").await.len(),
+        1,
+        "nothing started after the first failure"
+    );
+}
+
+#[tokio::test]
+async fn a_suspended_sweep_waits_and_a_restarted_controller_creates_nothing_twice() {
+    let sim = SimulatorConfig {
+        lines_per_sec: 20,
+        ..Default::default()
+    };
+    let s = setup("sweep-suspend", sim, json!({})).await;
+    s.input(&common::chat_lines(40)).await;
+    s.sweep(
+        "corpus",
+        json!({"chunk": {"maxRequests": 10}, "parallelism": 2, "suspend": true}),
+    )
+    .await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    let (sweep, _) = s.wait_phase("corpus", SweepPhase::Suspended).await;
+    assert!(s.children("corpus").await.is_empty());
+    let suspended = sweep.status.unwrap();
+    assert!(
+        suspended
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Suspended" && c.status == "True")
+    );
+
+    let resume = json!({"spec": {"suspend": false}});
+    s.sweeps()
+        .patch("corpus", &PatchParams::default(), &Patch::Merge(&resume))
+        .await
+        .unwrap();
+    s.wait_phase("corpus", SweepPhase::Running).await;
+    controller.stop().await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    let (sweep, _) = s.wait_phase("corpus", SweepPhase::Succeeded).await;
+    controller.stop().await;
+    assert_eq!(sweep.status.unwrap().request_counts.unwrap().completed, 40);
+    assert_eq!(s.children("corpus").await.len(), 4);
+    assert_eq!(
+        s.created_batches().await,
+        4,
+        "no child submitted twice across the restart"
+    );
+}
+
+#[tokio::test]
+async fn an_input_with_a_line_too_large_for_a_chunk_fails_the_sweep_with_the_line() {
+    let s = setup(
+        "sweep-plan",
+        SimulatorConfig::default(),
+        json!({"maxBytesPerBatch": "400"}),
+    )
+    .await;
+    let mut jsonl = common::chat_lines(3);
+    if !jsonl.ends_with('\n') {
+        jsonl.push('\n');
+    }
+    jsonl.push_str(&format!(
+        "{{\"custom_id\":\"big\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{\"model\":\"m\",\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}}}\n",
+        "x".repeat(500)
+    ));
+    s.input(&jsonl).await;
+    s.sweep("corpus", json!({})).await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    let (sweep, _) = s.wait_phase("corpus", SweepPhase::Failed).await;
+    controller.stop().await;
+    let failed = sweep
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap();
+    assert_eq!(failed.reason, "PlanFailed");
+    assert!(failed.message.contains("line 4 is"), "{}", failed.message);
+    assert!(s.children("corpus").await.is_empty());
+    assert_eq!(s.created_batches().await, 0);
+}
