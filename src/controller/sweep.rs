@@ -16,8 +16,8 @@ use serde_json::json;
 
 use super::cluster_io::{self, InputError};
 use super::{Context, Error, MANAGER};
-use crate::api::{Batch, BatchGateway, BatchSweep, BatchSweepStatus, MAX_CHUNKS, PlannedChunk, SweepPhase, SweepPlan};
-use crate::jsonl::{ChunkError, ChunkPlanner};
+use crate::api::{Batch, BatchGateway, BatchSweep, BatchSweepStatus, SweepPhase, SweepPlan};
+use crate::jsonl::ChunkPlanner;
 use crate::sweep::{self, ChildPlan, ObservedChild, SWEEP_LABEL};
 
 /// How soon a sweep waiting for its input or gateway looks again.
@@ -131,30 +131,13 @@ async fn plan(sweep: &BatchSweep, ctx: &Context) -> Result<Planned, Error> {
     };
     let mut planner = ChunkPlanner::new(limits);
     planner.feed(&bytes);
-    Ok(match planner.finish() {
-        Ok(chunks) => plan_of(bytes.len() as u64, chunks),
-        Err(e @ (ChunkError::LineTooLarge { .. } | ChunkError::Empty)) => Planned::Invalid(format!("spec.input: {e}")),
-    })
-}
-
-fn plan_of(bytes: u64, chunks: Vec<crate::jsonl::Chunk>) -> Planned {
-    if chunks.len() > MAX_CHUNKS {
-        return Planned::Invalid(format!(
-            "the input makes {} chunks, more than {MAX_CHUNKS}: raise spec.chunk.maxRequests or maxBytes",
-            chunks.len()
-        ));
-    }
-    Planned::Ready(SweepPlan {
-        bytes,
-        requests: chunks.iter().map(|c| c.requests).sum(),
-        chunks: chunks
-            .into_iter()
-            .map(|c| PlannedChunk {
-                start: c.start,
-                end: c.end,
-                requests: c.requests,
-            })
-            .collect(),
+    let planned = planner
+        .finish()
+        .map_err(|e| format!("spec.input: {e}"))
+        .and_then(|chunks| sweep::plan_of(bytes.len() as u64, &chunks));
+    Ok(match planned {
+        Ok(plan) => Planned::Ready(plan),
+        Err(why) => Planned::Invalid(why),
     })
 }
 

@@ -8,6 +8,7 @@ mod progress;
 mod resolve;
 mod runner;
 mod state;
+mod sweep;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,9 +61,14 @@ pub mod exit {
 /// printed and mapped to exit code 2 before anything is sent upstream.
 pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     let reporter = Reporter::new(options.progress);
-    let manifests = match Manifests::load(&options.paths) {
+    let mut manifests = match Manifests::load(&options.paths) {
         Ok(m) => m,
         Err(e) => return Ok(invalid(&[e.to_string()])),
+    };
+    let state_dir = StateDir::open(&options.state_dir)?;
+    let sweeps = match sweep::expand(&mut manifests, &state_dir, resolve::input_bytes) {
+        Ok(sweeps) => sweeps,
+        Err(problems) => return Ok(invalid(&problems)),
     };
     for skipped in &manifests.skipped {
         reporter.say(format!(
@@ -77,7 +83,6 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         Ok(v) => v,
         Err(problems) => return Ok(invalid(&problems)),
     };
-    let state_dir = StateDir::open(&options.state_dir)?;
     let states = match load_states(&state_dir, &plans, &reporter) {
         Ok(states) => states,
         Err(problems) => return Ok(invalid(&problems)),
@@ -107,30 +112,71 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             }
         })
     };
-    let mut runs = Vec::new();
+    let mut runs: Vec<futures::future::BoxFuture<'_, (Ending, crate::api::BatchStatus)>> = Vec::new();
     for ((plan, state), validated) in plans.iter().zip(states).zip(validated) {
         let (client, polling) = client_for(plan, simulator.as_ref())?;
-        runs.push(
-            BatchRun {
-                plan,
-                state,
-                client,
-                polling,
-                validated,
-                out_dir: options.out_dir.join(&plan.namespace).join(&plan.name),
-                state_dir: &state_dir,
-                progress: reporter.batch(&plan.object()),
-                cancel: cancel.clone(),
-            }
-            .run(),
-        );
+        let run = BatchRun {
+            plan,
+            state,
+            client,
+            polling,
+            validated,
+            out_dir: options.out_dir.join(&plan.namespace).join(&plan.name),
+            state_dir: &state_dir,
+            progress: reporter.batch(&plan.object()),
+            cancel: cancel.clone(),
+        }
+        .run();
+        match sweeps.iter().find(|s| s.owns(&plan.namespace, &plan.name)) {
+            Some(sweep) => runs.push(Box::pin(sweep.gated(run))),
+            None => runs.push(Box::pin(run)),
+        }
     }
     let endings = futures::future::join_all(runs).await;
     ctrl_c.abort();
     if let Some(sim) = simulator {
         sim.shutdown().await;
     }
-    Ok(summarise(&plans, &endings, &options, &reporter))
+    let code = summarise(&plans, &endings, &options, &reporter);
+    let swept = summarise_sweeps(&sweeps, &plans, &endings, &options, &reporter)?;
+    Ok(if swept || code != ExitCode::from(exit::SUCCEEDED) {
+        code
+    } else {
+        ExitCode::from(exit::NOT_SUCCEEDED)
+    })
+}
+
+/// Writes each sweep's summary and status and says how it went; false when one did not succeed.
+fn summarise_sweeps(
+    sweeps: &[sweep::SweepRun],
+    plans: &[Plan],
+    endings: &[(Ending, crate::api::BatchStatus)],
+    options: &RunOptions,
+    reporter: &Reporter,
+) -> anyhow::Result<bool> {
+    let mut all_succeeded = true;
+    for sweep in sweeps {
+        let statuses = plans
+            .iter()
+            .zip(endings)
+            .filter(|(plan, _)| sweep.owns(&plan.namespace, &plan.name))
+            .map(|(plan, (_, status))| (plan.name.clone(), status.clone()))
+            .collect();
+        let status = sweep.finish(&statuses, &options.out_dir)?;
+        let phase = status.phase.unwrap_or_default();
+        all_succeeded &= phase == crate::api::SweepPhase::Succeeded;
+        let counts = status.request_counts.unwrap_or_default();
+        let dir = options.out_dir.join(&sweep.namespace).join(&sweep.name);
+        reporter.say(format!(
+            "{}: {phase} ({}, {} lines completed, {} failed); summary in {}",
+            sweep.object(),
+            status.progress.unwrap_or_default(),
+            counts.completed,
+            counts.failed,
+            dir.join("summary.json").display()
+        ));
+    }
+    Ok(all_succeeded)
 }
 
 fn invalid(problems: &[String]) -> ExitCode {
@@ -260,6 +306,8 @@ fn simulator_reason(options: &RunOptions, plans: &[Plan]) -> String {
         .iter()
         .filter(|p| matches!(p.gateway, GatewayTarget::Builtin { .. }))
         .map(|p| format!("{}/{}", p.namespace, p.batch.object.spec.gateway_ref.name))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
     format!("no BatchGateway {} in the files", missing.join(", "))
 }

@@ -106,7 +106,7 @@ fn plan_one(
     })
 }
 
-fn input_bytes(manifests: &Manifests, namespace: &str, batch: &Located<Batch>) -> Result<Bytes, String> {
+pub fn input_bytes(manifests: &Manifests, namespace: &str, batch: &Located<Batch>) -> Result<Bytes, String> {
     let spec = &batch.object.spec;
     let input = &spec.input;
     if input.file_id.is_some() {

@@ -1,10 +1,11 @@
 //! What each child Batch of a sweep runs: its chunk, its model, its custom_id prefix.
 
+use crate::api::MAX_CHUNKS;
 use crate::api::{
     BatchOutput, BatchSpec, BatchSweepSpec, ByteRange, GatewayLimits, InputOverrides, LocalObjectRef, PlannedChunk,
     PvcSink, SweepPlan,
 };
-use crate::jsonl::ChunkLimits;
+use crate::jsonl::{Chunk, ChunkLimits};
 
 use super::child_name;
 
@@ -145,5 +146,28 @@ pub fn chunk_limits(spec: &BatchSweepSpec, gateway: &GatewayLimits) -> Result<Ch
         max_requests,
         max_bytes,
         growth_per_line,
+    })
+}
+
+/// The sweep plan of an input of `bytes` cut into `chunks`; too many chunks for the status to
+/// hold is the user's to fix.
+pub fn plan_of(bytes: u64, chunks: &[Chunk]) -> Result<SweepPlan, String> {
+    if chunks.len() > MAX_CHUNKS {
+        return Err(format!(
+            "the input makes {} chunks, more than {MAX_CHUNKS}: raise spec.chunk.maxRequests or maxBytes",
+            chunks.len()
+        ));
+    }
+    Ok(SweepPlan {
+        bytes,
+        requests: chunks.iter().map(|c| c.requests).sum(),
+        chunks: chunks
+            .iter()
+            .map(|c| PlannedChunk {
+                start: c.start,
+                end: c.end,
+                requests: c.requests,
+            })
+            .collect(),
     })
 }

@@ -10,7 +10,7 @@ mod summary;
 #[cfg(test)]
 mod tests;
 
-pub use children::{ChildPlan, chunk_limits, plan_children};
+pub use children::{ChildPlan, chunk_limits, plan_children, plan_of};
 pub use naming::child_name;
 pub use progress::{Decision, ObservedChild, decide, plan_failed};
 pub use summary::{ChildSummary, Summary, Totals, summarise};
