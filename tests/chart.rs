@@ -373,6 +373,6 @@ fn hand_written_yaml_passes_yamllint() {
         tool("LLMB_YAMLLINT")
             .current_dir(&root)
             .args(["--strict", "-c", ".yamllint.yaml"])
-            .args(["deploy", "crds", "charts", "resource_customizations"]),
+            .args([".github", "deploy", "crds", "charts", "resource_customizations"]),
     );
 }
