@@ -184,7 +184,8 @@ impl ApiServer {
         self
     }
 
-    fn kubeconfig_yaml(&self) -> String {
+    /// A kubeconfig for the admin identity, for kubectl and helm.
+    pub fn kubeconfig_yaml(&self) -> String {
         use base64::Engine as _;
         let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
         format!(

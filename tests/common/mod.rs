@@ -197,4 +197,6 @@ pub fn text(output: &Output) -> String {
 
 pub mod aimock;
 pub mod apiserver;
+pub mod e2e;
 pub mod faults;
+pub mod tools;

@@ -1,0 +1,378 @@
+//! The Helm chart: lint, render with default and non-default values, validate what it renders
+//! against the Kubernetes schemas, and check that its RBAC grants exactly deploy/rbac.yaml's
+//! rules (plus Leases for leader election and Jobs for the PVC sink), its CRDs are crds/'s and
+//! its pods meet the "restricted" Pod Security Standard.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::tools::{
+    chart_dir, documents, helm_template, helm_template_output, kubernetes_validate, numbers_as_floats, succeed, tool,
+};
+use common::{repo_path, text};
+use serde_yaml::Value;
+
+const NAMESPACE: &str = "llmb-system";
+
+/// Non-default values touching every optional part of the chart.
+const EVERYTHING: &[&str] = &[
+    "--set",
+    "replicas=2",
+    "--set",
+    "watchNamespaces={team-a,team-b}",
+    "--set",
+    "pvcSink.enabled=true",
+    "--set",
+    "serviceMonitor.enabled=true",
+    "--set",
+    "simulator.enabled=true",
+    "--set",
+    "leaderElection.namespace=llmb-leases",
+    "--set",
+    "crds.keep=false",
+    "--set",
+    "logFormat=text",
+    "--set",
+    "image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+];
+
+const NO_LEADER_ELECTION: &[&str] = &["--set", "leaderElection.enabled=false"];
+
+fn kinds(docs: &[Value]) -> Vec<String> {
+    docs.iter().map(|d| d["kind"].as_str().unwrap().to_string()).collect()
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_sequence()
+        .map(|s| s.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_chart_lints_strictly_with_default_and_non_default_values() {
+    for values in [&[][..], EVERYTHING, NO_LEADER_ELECTION] {
+        succeed(tool("LLMB_HELM").args(["lint", "--strict", &chart_dir()]).args(values));
+    }
+}
+
+#[test]
+fn rendered_manifests_pass_strict_schema_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, values) in [
+        ("default", &[][..]),
+        ("everything", EVERYTHING),
+        ("no-le", NO_LEADER_ELECTION),
+    ] {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, helm_template(NAMESPACE, values)).unwrap();
+        let output = kubernetes_validate(&path);
+        assert!(output.status.success(), "{name} values: {}", text(&output));
+    }
+}
+
+/// The validator is strict: the same Deployment with one unknown field fails.
+#[test]
+fn schema_validation_catches_an_unknown_field() {
+    let rendered = helm_template(NAMESPACE, &[]);
+    let broken = rendered.replacen("terminationGracePeriodSeconds:", "terminationGracePeriod:", 1);
+    assert_ne!(broken, rendered, "the Deployment sets terminationGracePeriodSeconds");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.yaml");
+    std::fs::write(&path, broken).unwrap();
+    let output = kubernetes_validate(&path);
+    assert!(!output.status.success(), "an unknown field passed:\n{}", text(&output));
+}
+
+#[test]
+fn unknown_or_mistyped_values_are_rejected_by_the_schema() {
+    for (values, says) in [
+        (&["--set", "replica=2"][..], "replica"),
+        (&["--set", "image.tagg=v1"][..], "tagg"),
+        (&["--set", "serviceMonitor.enabled=yes"][..], "serviceMonitor"),
+        (&["--set", "logFormat=xml"][..], "logFormat"),
+        (&["--set", "watchNamespaces={Team_A}"][..], "watchNamespaces"),
+    ] {
+        let output = helm_template_output(NAMESPACE, values);
+        assert!(!output.status.success(), "{values:?} was accepted");
+        assert!(text(&output).contains(says), "{values:?}: {}", text(&output));
+    }
+}
+
+#[test]
+fn the_chart_crds_are_crds_directory_generated_from_the_types() {
+    let copy = std::fs::read_to_string(repo_path("charts/llm-batch-operator/files/crds.yaml")).unwrap_or_default();
+    assert!(
+        copy == llm_batch_operator::api::crds_yaml(),
+        "charts/llm-batch-operator/files/crds.yaml is stale: regenerate it with\n  \
+         cargo run -- crd > charts/llm-batch-operator/files/crds.yaml"
+    );
+
+    let expected = documents(&copy);
+    let rendered = documents(&helm_template(NAMESPACE, &[]));
+    let crds = of_kind(&rendered, "CustomResourceDefinition");
+    assert_eq!(crds.len(), expected.len());
+    for (crd, source) in crds.iter().zip(&expected) {
+        let meta = &crd["metadata"];
+        assert_eq!(meta["annotations"]["helm.sh/resource-policy"], "keep");
+        assert_eq!(meta["labels"]["app.kubernetes.io/managed-by"], "Helm");
+        let mut stripped = (*crd).clone();
+        let m = stripped["metadata"].as_mapping_mut().unwrap();
+        m.remove("labels");
+        m.remove("annotations");
+        assert!(
+            numbers_as_floats(&stripped) == numbers_as_floats(source),
+            "the chart changed CRD {:?} beyond labels and annotations",
+            meta["name"]
+        );
+    }
+
+    let not_kept = documents(&helm_template(NAMESPACE, &["--set", "crds.keep=false"]));
+    assert!(
+        of_kind(&not_kept, "CustomResourceDefinition")
+            .iter()
+            .all(|c| c["metadata"]["annotations"]["helm.sh/resource-policy"].is_null())
+    );
+    let without = documents(&helm_template(NAMESPACE, &["--set", "crds.enabled=false"]));
+    assert!(of_kind(&without, "CustomResourceDefinition").is_empty());
+}
+
+/// One permission: where (`*` for cluster-wide), API group, resource, verb.
+type Permission = (String, String, String, String);
+
+fn permissions_of(scope: &str, rules: &Value) -> BTreeSet<Permission> {
+    let mut out = BTreeSet::new();
+    for rule in rules.as_sequence().unwrap() {
+        assert!(rule["resourceNames"].is_null() && rule["nonResourceURLs"].is_null());
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    assert!(group != "*" && resource != "*" && verb != "*", "a wildcard in {rule:?}");
+                    out.insert((scope.to_string(), group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What the rendered Roles and ClusterRoles grant the chart's ServiceAccount, through the
+/// rendered bindings (a role nobody is bound to grants nothing, and fails the test).
+fn granted(docs: &[Value]) -> BTreeSet<Permission> {
+    let account = "llm-batch-operator";
+    let mut out = BTreeSet::new();
+    for binding in of_kind(docs, "ClusterRoleBinding")
+        .into_iter()
+        .chain(of_kind(docs, "RoleBinding"))
+    {
+        let subjects = binding["subjects"].as_sequence().unwrap();
+        assert_eq!(subjects.len(), 1, "{binding:?}");
+        assert_eq!(subjects[0]["kind"], "ServiceAccount");
+        assert_eq!(subjects[0]["name"], account);
+        assert_eq!(subjects[0]["namespace"], NAMESPACE);
+        let role_kind = binding["roleRef"]["kind"].as_str().unwrap();
+        let namespace = binding["metadata"]["namespace"].as_str();
+        let role = docs
+            .iter()
+            .find(|d| {
+                d["kind"] == role_kind
+                    && d["metadata"]["name"] == binding["roleRef"]["name"]
+                    && d["metadata"]["namespace"].as_str() == namespace
+            })
+            .unwrap_or_else(|| panic!("{binding:?} binds a role the chart does not render"));
+        out.extend(permissions_of(namespace.unwrap_or("*"), &role["rules"]));
+    }
+    let bound = of_kind(docs, "ClusterRoleBinding").len() + of_kind(docs, "RoleBinding").len();
+    assert_eq!(bound, of_kind(docs, "ClusterRole").len() + of_kind(docs, "Role").len());
+    out
+}
+
+/// deploy/rbac.yaml's rules where the controller reconciles, Leases in the leader-election
+/// namespace, Jobs with the PVC sink.
+fn expected(scopes: &[&str], lease_namespace: Option<&str>, jobs: bool) -> BTreeSet<Permission> {
+    let source: Value = serde_yaml::from_str(&std::fs::read_to_string(repo_path("deploy/rbac.yaml")).unwrap()).unwrap();
+    let contract = |group: &str| group == "coordination.k8s.io" || group == "batch";
+    let mut out = BTreeSet::new();
+    for scope in scopes {
+        for p in permissions_of(scope, &source["rules"]) {
+            if !contract(&p.1) {
+                out.insert(p);
+            }
+        }
+        if jobs {
+            for verb in ["create", "get", "list", "watch", "delete"] {
+                out.insert((scope.to_string(), "batch".into(), "jobs".into(), verb.into()));
+            }
+        }
+    }
+    if let Some(ns) = lease_namespace {
+        for verb in ["get", "create", "update"] {
+            out.insert((ns.into(), "coordination.k8s.io".into(), "leases".into(), verb.into()));
+        }
+    }
+    out
+}
+
+#[test]
+fn rendered_rbac_grants_exactly_the_listed_rules() {
+    let cases: [(&[&str], BTreeSet<Permission>); 3] = [
+        (&[], expected(&["*"], Some(NAMESPACE), false)),
+        (EVERYTHING, expected(&["team-a", "team-b"], Some("llmb-leases"), true)),
+        (NO_LEADER_ELECTION, expected(&["*"], None, false)),
+    ];
+    for (values, want) in cases {
+        let docs = documents(&helm_template(NAMESPACE, values));
+        let got = granted(&docs);
+        let extra: Vec<_> = got.difference(&want).collect();
+        let missing: Vec<_> = want.difference(&got).collect();
+        assert!(
+            extra.is_empty() && missing.is_empty(),
+            "{values:?}: beyond the list {extra:?}; missing {missing:?}"
+        );
+        for secret_verb in ["list", "watch"] {
+            assert!(!got.iter().any(|p| p.2 == "secrets" && p.3 == secret_verb));
+        }
+    }
+    let namespaced = documents(&helm_template(NAMESPACE, EVERYTHING));
+    assert!(
+        of_kind(&namespaced, "ClusterRole").is_empty(),
+        "watchNamespaces needs no ClusterRole"
+    );
+}
+
+#[test]
+fn every_pod_meets_the_restricted_pod_security_standard() {
+    let docs = documents(&helm_template(NAMESPACE, EVERYTHING));
+    let deployments = of_kind(&docs, "Deployment");
+    assert_eq!(deployments.len(), 2, "controller and simulator");
+    for deployment in deployments {
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+        for container in pod["containers"].as_sequence().unwrap() {
+            let sc = &container["securityContext"];
+            assert_eq!(sc["allowPrivilegeEscalation"], false, "{container:?}");
+            assert_eq!(sc["readOnlyRootFilesystem"], true);
+            assert_eq!(sc["runAsNonRoot"], true);
+            assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+            assert!(sc["privileged"].is_null() && sc["capabilities"]["add"].is_null());
+            assert!(!container["resources"]["requests"].is_null());
+            assert!(!container["resources"]["limits"]["memory"].is_null());
+        }
+        assert!(pod["hostNetwork"].is_null() && pod["hostPID"].is_null());
+    }
+}
+
+#[test]
+fn the_controller_gets_the_contract_flags() {
+    let args = |values: &[&str]| {
+        let docs = documents(&helm_template(NAMESPACE, values));
+        let deployment = of_kind(&docs, "Deployment")
+            .into_iter()
+            .find(|d| d["metadata"]["labels"]["app.kubernetes.io/component"] == "controller")
+            .unwrap()
+            .clone();
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let env: Vec<String> = container["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect();
+        assert!(env.contains(&"POD_NAME".into()) && env.contains(&"POD_NAMESPACE".into()));
+        assert_eq!(container["ports"][0]["name"], "http-metrics");
+        assert_eq!(container["ports"][0]["containerPort"], 8080);
+        assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+        (
+            strings(&container["args"]),
+            container["image"].as_str().unwrap().to_string(),
+        )
+    };
+    let (default, image) = args(&[]);
+    assert_eq!(image, "ghcr.io/llm-batch-operator/llm-batch-operator:0.1.0");
+    assert_eq!(
+        default,
+        [
+            "controller",
+            "--metrics-addr=0.0.0.0:8080",
+            "--log-format=json",
+            "--leader-elect",
+            &format!("--leader-election-namespace={NAMESPACE}"),
+            "--leader-election-id=llm-batch-operator",
+        ]
+    );
+    let (everything, image) = args(EVERYTHING);
+    assert!(image.contains("@sha256:"));
+    for flag in [
+        "--namespace=team-a",
+        "--namespace=team-b",
+        "--leader-election-namespace=llmb-leases",
+        "--log-format=text",
+        &format!("--sink-image={image}"),
+    ] {
+        assert!(
+            everything.contains(&flag.to_string()),
+            "{flag} missing from {everything:?}"
+        );
+    }
+    let (plain, _) = args(NO_LEADER_ELECTION);
+    assert!(!plain.iter().any(|a| a.starts_with("--leader-elect")));
+}
+
+#[test]
+fn optional_parts_render_only_when_asked() {
+    let default = kinds(&documents(&helm_template(NAMESPACE, &[])));
+    for kind in ["PodDisruptionBudget", "ServiceMonitor"] {
+        assert!(!default.contains(&kind.to_string()), "{kind} rendered by default");
+    }
+    assert_eq!(default.iter().filter(|k| *k == "Deployment").count(), 1);
+    let everything = kinds(&documents(&helm_template(NAMESPACE, EVERYTHING)));
+    for kind in ["PodDisruptionBudget", "ServiceMonitor"] {
+        assert!(everything.contains(&kind.to_string()), "{kind} missing");
+    }
+    let two_without_lease = helm_template_output(
+        NAMESPACE,
+        &["--set", "replicas=2", "--set", "leaderElection.enabled=false"],
+    );
+    assert!(!two_without_lease.status.success());
+    assert!(text(&two_without_lease).contains("leaderElection.enabled"));
+}
+
+#[test]
+fn every_object_carries_the_recommended_labels() {
+    for doc in documents(&helm_template(NAMESPACE, EVERYTHING)) {
+        let labels = &doc["metadata"]["labels"];
+        for key in [
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/managed-by",
+            "app.kubernetes.io/part-of",
+            "helm.sh/chart",
+        ] {
+            assert!(
+                !labels[key].is_null(),
+                "{:?} {:?} lacks {key}",
+                doc["kind"],
+                doc["metadata"]["name"]
+            );
+        }
+    }
+}
+
+#[test]
+fn hand_written_yaml_passes_yamllint() {
+    let root = repo_path("");
+    succeed(
+        tool("LLMB_YAMLLINT")
+            .current_dir(&root)
+            .args(["--strict", "-c", ".yamllint.yaml"])
+            .args([".github", "deploy", "crds", "charts", "resource_customizations"]),
+    );
+}

@@ -1,0 +1,12 @@
+//! tests/e2e/run.sh against the test API server with the chart's default values (one
+//! ClusterRole): the examples run to Complete with the chart's RBAC, so it is enough
+//! (tests/chart.rs proves it is no more).
+
+mod common;
+
+#[test]
+fn the_examples_complete_with_the_charts_rbac() {
+    let simulator = common::e2e::run_script("");
+    // One batch per example Batch, however often the controller reconciled.
+    assert_eq!(simulator.count_ok("POST", "/v1/batches"), 3);
+}
