@@ -11,3 +11,4 @@ pub mod io;
 pub mod jsonl;
 pub mod local;
 pub mod simulator;
+pub mod telemetry;
