@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use llm_batch_operator::cli::{self, Cli, Command};
+use llm_batch_operator::telemetry::LogFormat;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -10,11 +11,15 @@ async fn main() -> ExitCode {
         Command::Simulator(_) | Command::Controller(_) => "info",
         _ => "warn",
     };
-    llm_batch_operator::telemetry::init_logging(cli.log_format, default_level);
+    let log_format = cli.log_format;
+    llm_batch_operator::telemetry::init_logging(log_format, default_level);
     match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            match log_format {
+                LogFormat::Text => eprintln!("error: {e:#}"),
+                LogFormat::Json => tracing::error!(error = format!("{e:#}"), "stopped"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -345,6 +345,62 @@ async fn watching_two_namespaces_ignores_a_third() {
         .unwrap();
 }
 
+/// Status writes of Batches (not BatchGateways), so every second step of the one Batch loses
+/// its record.
+fn batch_status_writes(request: &http::Request<kube::client::Body>) -> bool {
+    common::faults::status_writes(request) && request.uri().path().contains("/batches/")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adoptions_after_lost_status_writes_are_counted_as_duplicates_prevented() {
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, "ops-adopt").await;
+    let sim = simulator().await;
+    prepare(&client, &ns, &sim).await;
+    create_batch(&client, &ns, "flaky").await;
+    let faults = common::faults::FailSome::every_second(batch_status_writes);
+    let context = Arc::new(Context::new(faults.client(server().config().await)));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(controller::run_with(
+        context.clone(),
+        Options::namespace(&ns),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    wait_succeeded(&client, &ns, "flaky", Duration::from_secs(90)).await;
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let text = context.metrics.encode().unwrap();
+    let count = |name: &str| sample(&text, name).unwrap_or(0.0);
+    let adopted = count(r#"llmbatch_duplicate_submissions_prevented_total{object="file"}"#)
+        + count(r#"llmbatch_duplicate_submissions_prevented_total{object="batch"}"#);
+    assert!(
+        adopted >= 1.0,
+        "{} writes dropped, no adoption counted:\n{text}",
+        faults.failed()
+    );
+    assert!(
+        count(r#"llmbatch_reconcile_errors_total{controller="batch",error="kube"}"#) >= 1.0,
+        "{text}"
+    );
+    let journal: Vec<Value> = reqwest::get(format!("{}/__sim/journal", sim.base_url().trim_end_matches("/v1")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let created = journal
+        .iter()
+        .filter(|e| e["method"] == "POST" && e["path"] == "/v1/batches" && e["status"].as_u64() < Some(300))
+        .count();
+    assert_eq!(created, 1, "{journal:?}");
+}
+
 /// A kubeconfig acting as ServiceAccount `name` of `ns` (a TokenRequest token), as a file.
 async fn service_account_kubeconfig(admin: &Client, ns: &str, name: &str, dir: &std::path::Path) -> String {
     use k8s_openapi::api::authentication::v1::TokenRequest;
@@ -404,6 +460,8 @@ async fn the_start_up_check_names_each_namespace_where_a_permission_is_missing()
             "controller",
             "--metrics-addr",
             "127.0.0.1:0",
+            "--log-format",
+            "json",
             "--namespace",
             &granted,
             "--namespace",
@@ -416,6 +474,15 @@ async fn the_start_up_check_names_each_namespace_where_a_permission_is_missing()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
+    let failure = stderr
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .find(|entry| entry["level"] == "ERROR")
+        .unwrap_or_else(|| panic!("no ERROR line: {stderr}"));
+    assert!(
+        failure["error"].as_str().unwrap().contains("deploy/rbac.yaml"),
+        "{failure}"
+    );
     assert!(
         stderr.contains(&format!("get core/secrets in namespace {other}")),
         "{stderr}"

@@ -40,7 +40,12 @@ pub async fn reconcile(batch: Arc<Batch>, ctx: Arc<Context>) -> Result<Requeue, 
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(e.to_string()))
+    .map_err(|e| match e {
+        // The step's own error keeps its kind (metrics, Event notes); only the finalizer's
+        // own patches count as finalizer errors.
+        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
 }
 
 /// Requeues with per-object exponential backoff.
