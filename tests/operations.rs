@@ -576,15 +576,96 @@ async fn with_leader_election_only_the_leader_reconciles_and_a_standby_takes_ove
     // The leader dies without releasing the Lease: the standby takes over once it expires.
     let (_, mut dead) = replicas.remove(leader_at);
     dead.signal("-KILL");
+    let killed = Instant::now();
     dead.wait_exit(Duration::from_secs(10)).await;
     create_batch(&client, &ns, "second").await;
     wait_holder(&client, &ns, Duration::from_secs(40), |h| {
         h.as_deref() == Some(standby_name.as_str())
     })
     .await;
+    println!(
+        "the standby took the Lease {:?} after the leader was killed",
+        killed.elapsed()
+    );
     wait_succeeded(&client, &ns, "second", Duration::from_secs(60)).await;
     let text = replicas[0].1.metrics().await;
     assert_eq!(sample(&text, "llmbatch_leader"), Some(1.0), "{text}");
+}
+
+/// Waits (bounded) until the in-process controller's metrics satisfy `check`.
+async fn wait_metrics(context: &Context, what: &str, check: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = context.metrics.encode().unwrap();
+        if check(&text) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {what}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_lease_is_taken_stops_reconciling_until_it_leads_again() {
+    use llm_batch_operator::controller::{LeaderElection, LeaseTimings};
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, "ops-lost").await;
+    let sim = simulator().await;
+    prepare(&client, &ns, &sim).await;
+    let context = Arc::new(Context::new(client.clone()));
+    let options = Options {
+        namespaces: vec![ns.clone()],
+        leader_election: Some(LeaderElection {
+            namespace: ns.clone(),
+            name: LEASE.into(),
+            identity: "in-process".into(),
+            timings: LeaseTimings::default(),
+        }),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(controller::run_with(context.clone(), options, async move {
+        let _ = stopped.await;
+    }));
+    wait_holder(&client, &ns, Duration::from_secs(30), |h| {
+        h.as_deref() == Some("in-process")
+    })
+    .await;
+    create_batch(&client, &ns, "before").await;
+    wait_succeeded(&client, &ns, "before", Duration::from_secs(60)).await;
+
+    // Another identity takes the Lease over (as a partitioned-then-returning peer might).
+    let leases = Api::<Lease>::namespaced(client.clone(), &ns);
+    let mut lease = leases.get(LEASE).await.unwrap();
+    let spec = lease.spec.as_mut().unwrap();
+    spec.holder_identity = Some("intruder".into());
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    leases.replace(LEASE, &PostParams::default(), &lease).await.unwrap();
+    // Stopped: not leading, and the controllers (whose caches feed llmbatch_batches) are gone.
+    wait_metrics(&context, "stopped leading", |text| {
+        sample(text, "llmbatch_leader") == Some(0.0) && !text.contains("llmbatch_batches{")
+    })
+    .await;
+    create_batch(&client, &ns, "after").await;
+    let after = Api::<Batch>::namespaced(client.clone(), &ns)
+        .get("after")
+        .await
+        .unwrap();
+    assert_eq!(after.status, None);
+
+    // The intruder never renews: once its Lease expires, this replica leads and reconciles again.
+    wait_holder(&client, &ns, Duration::from_secs(40), |h| {
+        h.as_deref() == Some("in-process")
+    })
+    .await;
+    wait_succeeded(&client, &ns, "after", Duration::from_secs(60)).await;
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lease_holder(&client, &ns).await, None, "released on shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -607,7 +688,9 @@ async fn sigterm_stops_the_leader_cleanly_and_releases_the_lease() {
     controller.wait_ready().await;
 
     controller.signal("-TERM");
+    let signalled = Instant::now();
     let status = controller.wait_exit(Duration::from_secs(30)).await;
+    println!("exited {:?} after SIGTERM", signalled.elapsed());
     assert!(status.success(), "{status:?}\n{:?}", controller.logs());
     assert_eq!(lease_holder(&client, &ns).await, None, "the Lease was not released");
 }
