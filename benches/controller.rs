@@ -68,9 +68,7 @@ async fn main() -> anyhow::Result<()> {
     reset_peak_rss();
     let started = Instant::now();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = Options {
-        namespace: Some(ns.clone()),
-    };
+    let options = Options::namespace(ns.clone());
     let context = std::sync::Arc::new(controller::Context::new(client.clone()));
     let running = tokio::spawn(controller::run_with(context.clone(), options, async move {
         let _ = stopped.await;

@@ -12,3 +12,4 @@ pub mod jsonl;
 pub mod local;
 pub mod simulator;
 pub mod sweep;
+pub mod telemetry;

@@ -2,23 +2,24 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use llm_batch_operator::cli::{self, Cli, Command};
-use tracing_subscriber::EnvFilter;
+use llm_batch_operator::telemetry::LogFormat;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Simulator(_) => "info",
+        Command::Simulator(_) | Command::Controller(_) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
-        .with_writer(std::io::stderr)
-        .init();
+    let log_format = cli.log_format;
+    llm_batch_operator::telemetry::init_logging(log_format, default_level);
     match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            match log_format {
+                LogFormat::Text => eprintln!("error: {e:#}"),
+                LogFormat::Json => tracing::error!(error = format!("{e:#}"), "stopped"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -26,9 +26,7 @@ struct RunningController {
 impl RunningController {
     fn start(client: &Client, ns: &str) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
-        let options = Options {
-            namespace: Some(ns.to_string()),
-        };
+        let options = Options::namespace(ns);
         let task = tokio::spawn(controller::run(client.clone(), options, async move {
             let _ = stopped.await;
         }));

@@ -1,6 +1,7 @@
 //! The command line: one binary, several jobs. Each subcommand parses its flags into typed
 //! options here and calls into the library.
 
+mod controller;
 mod validate;
 
 use std::net::SocketAddr;
@@ -11,6 +12,9 @@ use clap::{Parser, Subcommand};
 
 use crate::local::{self, RunOptions};
 use crate::simulator::SimulatorConfig;
+use crate::telemetry::LogFormat;
+
+pub use controller::ControllerArgs;
 
 /// Run LLM batch work declaratively: Batch resources through an OpenAI-compatible batch API.
 #[derive(Parser, Debug)]
@@ -18,6 +22,9 @@ use crate::simulator::SimulatorConfig;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as text or JSON objects (level from RUST_LOG).
+    #[arg(long, global = true, value_enum, env = "LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -57,8 +64,11 @@ Examples:
   # against the cluster of the current kubeconfig (or in-cluster config)
   llm-batch-operator crd | kubectl apply -f -
   llm-batch-operator controller
-  # one namespace only
-  llm-batch-operator controller --namespace team-a";
+  # two namespaces only, JSON logs, metrics on another port
+  llm-batch-operator controller --namespace team-a --namespace team-b --log-format json \\
+      --metrics-addr 127.0.0.1:9090
+  # several replicas: only the holder of Lease llm-batch-operator reconciles
+  llm-batch-operator controller --leader-elect --leader-election-namespace llm-batch-operator";
 
 const VALIDATE_EXAMPLES: &str = "\
 Examples:
@@ -94,14 +104,6 @@ pub struct RunArgs {
     pub no_progress: bool,
 }
 
-/// Flags of `controller`.
-#[derive(clap::Args, Debug)]
-pub struct ControllerArgs {
-    /// Watch only this namespace (all namespaces by default).
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    pub namespace: Option<String>,
-}
-
 /// Flags of `simulator`.
 #[derive(clap::Args, Debug)]
 pub struct SimulatorArgs {
@@ -130,14 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::simulator::serve_until_signal(args.config, args.addr).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Controller(args) => {
-            let client = kube::Client::try_default().await?;
-            let options = crate::controller::Options {
-                namespace: args.namespace,
-            };
-            crate::controller::run(client, options, shutdown_signal()).await;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Controller(args) => controller::run(args, shutdown_signal()).await,
         Command::Crd => {
             print!("{}", crate::api::crds_yaml());
             Ok(ExitCode::SUCCESS)

@@ -13,7 +13,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 
 use super::cluster_io::{self, InputError, MAX_SECRET_BYTES};
-use super::{Context, Error, FINALIZER};
+use super::{Context, Error, FINALIZER, instrument};
 use crate::api::{
     BATCH_ID_ANNOTATION, Batch, BatchPhase, BatchStatus, Conditions, DeletionPolicy, condition_types as ct, reasons,
 };
@@ -40,7 +40,12 @@ pub async fn reconcile(batch: Arc<Batch>, ctx: Arc<Context>) -> Result<Requeue, 
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(e.to_string()))
+    .map_err(|e| match e {
+        // The step's own error keeps its kind (metrics, Event notes); only the finalizer's
+        // own patches count as finalizer errors.
+        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
 }
 
 /// Requeues with per-object exponential backoff.
@@ -85,6 +90,7 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
             return Ok(Requeue::await_change());
         }
         let outcome = perform(&batch, action, &gateway, ctx).await?;
+        instrument::adoption(&outcome, ctx);
         let failure = match &outcome {
             Outcome::GatewayError { class, .. } => Some(*class),
             Outcome::InputNotFound { .. } => Some(ErrorClass::Transient),
@@ -359,6 +365,7 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
 
 /// An Event for every phase change, and a Warning for every new failure.
 async fn record(batch: &Batch, before: &BatchStatus, after: &BatchStatus, ctx: &Context) {
+    instrument::finished(before, after, ctx);
     if before.phase != after.phase
         && let Some(phase) = after.phase
     {

@@ -136,6 +136,7 @@ async fn build_client(ctx: &Context, gateway: &BatchGateway) -> Result<(GatewayC
     let url = spec.url.parse().map_err(|e| unusable(format!("spec.url: {e}")))?;
     let mut config = GatewayConfig::new(url);
     config.headers = spec.headers.clone();
+    config.observer = Some(ctx.gateway_observer());
     let mut fingerprint = Sha256::new();
     fingerprint.update(serde_json::to_vec(&(&spec.url, &spec.headers)).unwrap_or_default());
     if let Some(auth) = &spec.auth {

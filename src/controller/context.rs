@@ -1,22 +1,25 @@
-//! What every reconcile shares: the client, the Event reporter, per-object backoff and the
+//! What every reconcile shares: the client, the Event reporter, metrics, per-object backoff and the
 //! time of each Batch's last poll (so status writes that re-trigger a reconcile never poll
 //! early). Losing these on restart costs at most one early poll.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
 use super::MANAGER;
-use crate::gateway::{GatewayClient, GatewayError};
+use crate::gateway::{GatewayClient, GatewayError, Observer};
+use crate::telemetry::{Health, Metrics};
 
 /// Shared by all reconciles.
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
     backoff: Backoff,
     gateways: Mutex<HashMap<String, (String, GatewayClient)>>,
     polled: Mutex<HashMap<String, Instant>>,
@@ -28,6 +31,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 impl Context {
     pub fn new(client: Client) -> Self {
+        Self::with_telemetry(client, Arc::default(), Arc::default())
+    }
+
+    /// A context reporting to these metrics and health (the ones the HTTP endpoints serve).
+    pub fn with_telemetry(client: Client, metrics: Arc<Metrics>, health: Arc<Health>) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -35,6 +43,8 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            metrics,
+            health,
             backoff: Backoff::default(),
             gateways: Mutex::default(),
             polled: Mutex::default(),
@@ -50,6 +60,11 @@ impl Context {
     /// Reconciles so far.
     pub fn reconciles(&self) -> u64 {
         self.reconciles.load(Ordering::Relaxed)
+    }
+
+    /// The observer every gateway client gets, so each request is counted.
+    pub fn gateway_observer(&self) -> Observer {
+        Observer(Arc::new(self.metrics.gateway_observer()))
     }
 
     /// The next retry delay for an object that failed again.

@@ -6,21 +6,27 @@ mod cluster_io;
 mod context;
 mod error;
 mod gateway;
+mod instrument;
+mod leader;
 mod preflight;
 mod sweep;
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
 
-use std::future::Future;
-
-use futures::{FutureExt, StreamExt};
-use kube::runtime::Controller;
-use kube::runtime::watcher;
+use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt};
+use kube::runtime::reflector::Store;
+use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
 
 pub use context::Context;
 pub use error::Error;
-pub use preflight::{missing_permissions, required_rules};
+pub use leader::{LeaderElection, LeaseTimings};
+pub use preflight::{missing_lease_permissions, missing_permissions, required_rules};
 
 use crate::api::{Batch, BatchGateway, BatchSweep};
 
@@ -29,14 +35,27 @@ pub const MANAGER: &str = "llm-batch-operator";
 /// Finalizer that lets a deleted Batch cancel its upstream batch first.
 pub const FINALIZER: &str = "llmbatch.io/cleanup";
 
-/// Batches reconciled at once: bounds memory and the burst of calls on gateways.
+/// Batches reconciled at once (per watched namespace): bounds memory and the burst of calls
+/// on gateways.
 const CONCURRENCY: u16 = 32;
 
-/// Where the controller watches.
+/// Where the controller watches, and whether it competes for leadership first.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Only this namespace; all namespaces when `None`.
-    pub namespace: Option<String>,
+    /// Only these namespaces; all namespaces when empty.
+    pub namespaces: Vec<String>,
+    /// Reconcile only while holding this Lease; always when `None`.
+    pub leader_election: Option<LeaderElection>,
+}
+
+impl Options {
+    /// Watching one namespace, without leader election.
+    pub fn namespace(ns: impl Into<String>) -> Self {
+        Self {
+            namespaces: vec![ns.into()],
+            ..Self::default()
+        }
+    }
 }
 
 /// Runs the Batch and BatchGateway controllers until `shutdown` resolves.
@@ -44,40 +63,195 @@ pub async fn run(client: Client, options: Options, shutdown: impl Future<Output 
     run_with(Arc::new(Context::new(client)), options, shutdown).await;
 }
 
-/// [`run`] with a context the caller keeps (to read its counters).
+/// [`run`] with a context the caller keeps (to read its counters and serve its metrics).
+/// On `shutdown`, reconciles in flight finish first, then the Lease (if held) is released.
 pub async fn run_with(
     context: Arc<Context>,
     options: Options,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let client = context.client.clone();
     let shutdown = Box::pin(shutdown).shared();
-    let batches = Controller::new(scoped::<Batch>(&client, &options), watcher::Config::default())
-        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
-        .graceful_shutdown_on(shutdown.clone())
-        .run(batch::reconcile, batch::error_policy, context.clone())
-        .for_each(log_failure);
-    let gateways = Controller::new(scoped::<BatchGateway>(&client, &options), watcher::Config::default())
-        .graceful_shutdown_on(shutdown.clone())
-        .run(gateway::reconcile, gateway::error_policy, context.clone())
-        .for_each(log_failure);
-    let sweeps = Controller::new(scoped::<BatchSweep>(&client, &options), watcher::Config::default())
-        .owns(scoped::<Batch>(&client, &options), watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(sweep::reconcile, sweep::error_policy, context)
-        .for_each(log_failure);
-    futures::join!(batches, gateways, sweeps);
+    match options.leader_election.clone() {
+        None => {
+            context.metrics.set_leader(true);
+            lead_until(&context, &options.namespaces, shutdown.clone(), std::future::pending()).await;
+            context.metrics.set_leader(false);
+        }
+        Some(election) => run_elected(context, options.namespaces, election, shutdown).await,
+    }
 }
 
-fn scoped<K>(client: &Client, options: &Options) -> Api<K>
+/// Stands by until this replica holds the Lease, leads while it does, stands by again when it
+/// is lost; on shutdown stops leading and releases it.
+async fn run_elected(
+    context: Arc<Context>,
+    namespaces: Vec<String>,
+    election: LeaderElection,
+    shutdown: futures::future::Shared<impl Future<Output = ()> + Send + Sync + 'static>,
+) {
+    let identity = election.identity.clone();
+    let mut lease = leader::LeaseLock::new(context.client.clone(), election);
+    loop {
+        context.metrics.set_leader(false);
+        context.health.set_not_ready("looking for the leader-election Lease");
+        tokio::select! {
+            () = shutdown.clone() => return,
+            () = lease.acquire(&context.health) => {}
+        }
+        tracing::info!(%identity, "leading: reconciling");
+        context.metrics.set_leader(true);
+        let ended_by_shutdown = lead_until(&context, &namespaces, shutdown.clone(), lease.hold()).await;
+        context.metrics.set_leader(false);
+        if ended_by_shutdown {
+            if let Err(e) = lease.release().await {
+                tracing::warn!(error = %e, "cannot release the Lease; a standby takes over when it expires");
+            }
+            return;
+        }
+        tracing::warn!(%identity, "lost the Lease: stopped reconciling, standing by");
+    }
+}
+
+/// Runs the controllers until `shutdown` (true) or `lost` (false) resolves; either way, stops
+/// them and waits for reconciles in flight, while `lost` keeps running (renewing the Lease).
+async fn lead_until(
+    context: &Arc<Context>,
+    namespaces: &[String],
+    shutdown: impl Future<Output = ()>,
+    lost: impl Future<Output = ()>,
+) -> bool {
+    let stop = CancellationToken::new();
+    let mut controllers = pin!(controllers(context.clone(), namespaces, stop.clone()));
+    let mut lost = pin!(lost);
+    let by_shutdown = tokio::select! {
+        () = &mut controllers => return false,
+        () = shutdown => true,
+        () = &mut lost => false,
+    };
+    stop.cancel();
+    if by_shutdown {
+        tokio::select! {
+            () = &mut controllers => return true,
+            () = &mut lost => {}
+        }
+    }
+    controllers.await;
+    by_shutdown
+}
+
+/// The Batch, BatchGateway and BatchSweep controllers of every watched namespace, until `stop`.
+/// Ready once every watch has listed its objects.
+fn controllers(context: Arc<Context>, namespaces: &[String], stop: CancellationToken) -> BoxFuture<'static, ()> {
+    let client = context.client.clone();
+    let mut runs: Vec<BoxFuture<'static, ()>> = Vec::new();
+    let mut batch_stores = Vec::new();
+    let mut gateway_stores = Vec::new();
+    for ns in scopes(namespaces) {
+        let batches = Controller::new(scoped::<Batch>(&client, ns.as_deref()), watcher::Config::default())
+            .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY));
+        batch_stores.push(batches.store());
+        runs.push(
+            batches
+                .graceful_shutdown_on(stop.clone().cancelled_owned())
+                .run(
+                    |b, ctx| async move { instrument::measured("batch", &ctx.clone(), batch::reconcile(b, ctx)).await },
+                    batch::error_policy,
+                    context.clone(),
+                )
+                .for_each(log_failure)
+                .boxed(),
+        );
+        let gateways = Controller::new(
+            scoped::<BatchGateway>(&client, ns.as_deref()),
+            watcher::Config::default(),
+        );
+        gateway_stores.push(gateways.store());
+        runs.push(
+            gateways
+                .graceful_shutdown_on(stop.clone().cancelled_owned())
+                .run(
+                    |g, ctx| async move {
+                        instrument::measured("batchgateway", &ctx.clone(), gateway::reconcile(g, ctx)).await
+                    },
+                    gateway::error_policy,
+                    context.clone(),
+                )
+                .for_each(log_failure)
+                .boxed(),
+        );
+        let sweeps = Controller::new(scoped::<BatchSweep>(&client, ns.as_deref()), watcher::Config::default())
+            .owns(scoped::<Batch>(&client, ns.as_deref()), watcher::Config::default());
+        runs.push(
+            sweeps
+                .graceful_shutdown_on(stop.clone().cancelled_owned())
+                .run(
+                    |s, ctx| async move { instrument::measured("batchsweep", &ctx.clone(), sweep::reconcile(s, ctx)).await },
+                    sweep::error_policy,
+                    context.clone(),
+                )
+                .for_each(log_failure)
+                .boxed(),
+        );
+    }
+    context
+        .metrics
+        .set_phase_counts(Some(phase_counts(batch_stores.clone())));
+    context.health.set_not_ready("watches not synced");
+    let health = context.health.clone();
+    let synced = async move {
+        for store in &batch_stores {
+            let _ = store.wait_until_ready().await;
+        }
+        for store in &gateway_stores {
+            let _ = store.wait_until_ready().await;
+        }
+        health.set_ready();
+    };
+    async move {
+        let watching = async {
+            tokio::select! {
+                () = synced => {}
+                () = stop.cancelled() => {}
+            }
+        };
+        futures::join!(futures::future::join_all(runs), watching);
+        context.metrics.set_phase_counts(None);
+    }
+    .boxed()
+}
+
+/// `None` is every namespace.
+fn scopes(namespaces: &[String]) -> Vec<Option<String>> {
+    let unique: std::collections::BTreeSet<&String> = namespaces.iter().collect();
+    if unique.is_empty() {
+        return vec![None];
+    }
+    unique.into_iter().map(|ns| Some(ns.clone())).collect()
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     K::DynamicType: Default,
 {
-    match &options.namespace {
+    match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
+}
+
+/// Batches per phase in the caches (a Batch not yet reconciled counts as Pending).
+fn phase_counts(stores: Vec<Store<Batch>>) -> crate::telemetry::PhaseCounts {
+    Arc::new(move || {
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        for store in &stores {
+            for batch in store.state() {
+                let phase = batch.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
+                *counts.entry(phase.to_string()).or_default() += 1;
+            }
+        }
+        counts.into_iter().collect()
+    })
 }
 
 async fn log_failure<T, E: std::fmt::Display>(result: Result<T, E>) {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{RequestBuilder, Response};
@@ -13,6 +13,7 @@ use url::Url;
 use super::config::{GatewayConfig, RetryPolicy};
 use super::error::GatewayError;
 use super::error_body::{MAX_ERROR_MESSAGE, parse_error_body, truncate};
+use super::observer::{Observer, RequestOutcome};
 use super::retry::{self, Failure, RetryDecision};
 
 /// Connection setup never waits longer than this, whatever the request timeout.
@@ -31,6 +32,7 @@ pub(super) struct Inner {
     pub(super) timeout: Duration,
     /// The key and extra header values, scrubbed from any gateway message we surface.
     secrets: Vec<String>,
+    observer: Option<Observer>,
 }
 
 /// One failed attempt: the error plus the response headers that steer the retry decision.
@@ -76,6 +78,7 @@ impl GatewayClient {
                 retry: config.retry,
                 timeout: config.request_timeout,
                 secrets,
+                observer: config.observer,
             }),
         })
     }
@@ -169,11 +172,26 @@ impl GatewayClient {
         req: RequestBuilder,
     ) -> Result<Response, AttemptError> {
         tracing::debug!(operation, "gateway request");
-        let resp = req.send().await.map_err(|e| GatewayError::transport(operation, e))?;
+        let started = Instant::now();
+        let sent = req.send().await.map_err(|e| GatewayError::transport(operation, e));
+        let outcome = match &sent {
+            Ok(resp) => RequestOutcome::Status(resp.status().as_u16()),
+            Err(GatewayError::Timeout { .. }) => RequestOutcome::Timeout,
+            Err(_) => RequestOutcome::Transport,
+        };
+        self.observe(operation, outcome, started);
+        let resp = sent?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         Err(self.api_error(operation, resp).await)
+    }
+
+    /// Tells the observer (if any) how a request ended.
+    pub(super) fn observe(&self, operation: &'static str, outcome: RequestOutcome, started: Instant) {
+        if let Some(observer) = &self.inner.observer {
+            observer.0.observe(operation, outcome, started.elapsed());
+        }
     }
 
     /// Turns an error response into [`GatewayError::Api`] with the gateway's message.

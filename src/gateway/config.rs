@@ -77,6 +77,8 @@ pub struct GatewayConfig {
     /// Time limit per request. For streamed downloads it bounds the wait for the response
     /// headers and each idle gap in the body, not the whole transfer.
     pub request_timeout: Duration,
+    /// Told about every request sent (metrics); none by default.
+    pub observer: Option<super::Observer>,
 }
 
 impl GatewayConfig {
@@ -88,6 +90,7 @@ impl GatewayConfig {
             headers: BTreeMap::new(),
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(60),
+            observer: None,
         }
     }
 }
@@ -101,6 +104,7 @@ impl fmt::Debug for GatewayConfig {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("retry", &self.retry)
             .field("request_timeout", &self.request_timeout)
+            .field("observer", &self.observer)
             .finish()
     }
 }

@@ -85,9 +85,13 @@ impl GatewayClient {
         let resp = self
             .execute(OP, || async {
                 let req = self.inner.http.get(url.clone()).header(ACCEPT, "application/binary");
+                let started = std::time::Instant::now();
                 match tokio::time::timeout(timeout, self.send_checked(OP, req)).await {
                     Ok(result) => result,
-                    Err(_) => Err(GatewayError::Timeout { operation: OP }.into()),
+                    Err(_) => {
+                        self.observe(OP, super::RequestOutcome::Timeout, started);
+                        Err(GatewayError::Timeout { operation: OP }.into())
+                    }
                 }
             })
             .await?;

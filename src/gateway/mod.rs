@@ -34,6 +34,7 @@ mod download;
 mod error;
 mod error_body;
 mod files;
+mod observer;
 mod pages;
 pub mod retry;
 mod types;
@@ -41,6 +42,7 @@ mod types;
 pub use client::GatewayClient;
 pub use config::{ApiKey, GatewayConfig, RetryPolicy};
 pub use error::GatewayError;
+pub use observer::{Observer, RequestObserver, RequestOutcome};
 pub use retry::{GiveUpReason, RetryDecision};
 pub use types::{
     Batch, BatchError, BatchErrors, BatchStatus, BatchUsage, CreateBatch, FileObject, InputTokensDetails, ListFiles,

@@ -1,0 +1,146 @@
+//! `controller`: flags, the start-up permission check, the metrics/health server, then the
+//! reconcilers until SIGTERM (in-flight reconciles finish, the Lease is released, exit 0).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::controller::{self, Context, LeaderElection, LeaseTimings, Options};
+use crate::telemetry::{self, Health, Metrics};
+
+/// Flags of `controller`.
+#[derive(clap::Args, Debug)]
+pub struct ControllerArgs {
+    /// Watch only this namespace; repeat for several (WATCH_NAMESPACE: comma-separated). All
+    /// namespaces by default.
+    #[arg(
+        long = "namespace",
+        value_name = "NS",
+        env = "WATCH_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Reconcile only while holding a coordination.k8s.io Lease (for several replicas).
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, value_name = "NS", env = "POD_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, value_name = "NAME", default_value = "llm-batch-operator")]
+    pub leader_election_id: String,
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C.
+pub async fn run(
+    args: ControllerArgs,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<ExitCode> {
+    let options = options(&args)?;
+    let listener = TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("--metrics-addr {}", args.metrics_addr))?;
+    let client = kube::Client::try_default().await?;
+    check_permissions(&client, &options).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let stop_server = CancellationToken::new();
+    let server = tokio::spawn(telemetry::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        stop_server.clone().cancelled_owned(),
+    ));
+    let context = Arc::new(Context::with_telemetry(client, metrics, health));
+    controller::run_with(context, options, shutdown).await;
+    tracing::info!("stopped");
+    stop_server.cancel();
+    server.await??;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn options(args: &ControllerArgs) -> anyhow::Result<Options> {
+    let namespaces: Vec<String> = args
+        .namespaces
+        .iter()
+        .map(|ns| ns.trim().to_string())
+        .filter(|ns| !ns.is_empty())
+        .collect();
+    let leader_election = if args.leader_elect {
+        let Some(namespace) = args.leader_election_namespace.clone().filter(|ns| !ns.is_empty()) else {
+            bail!("--leader-elect needs the Lease's namespace: --leader-election-namespace NS (or env POD_NAMESPACE)");
+        };
+        Some(LeaderElection {
+            namespace,
+            name: args.leader_election_id.clone(),
+            identity: identity(),
+            timings: LeaseTimings::default(),
+        })
+    } else {
+        None
+    };
+    Ok(Options {
+        namespaces,
+        leader_election,
+    })
+}
+
+/// POD_NAME in a cluster; elsewhere the host name with a random suffix, so two processes on one
+/// machine never share an identity (controller-runtime does the same).
+fn identity() -> String {
+    if let Ok(pod) = std::env::var("POD_NAME")
+        && !pod.is_empty()
+    {
+        return pod;
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|| "llm-batch-operator".into());
+    format!("{host}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// Every permission of deploy/rbac.yaml in each watched namespace (and for the Lease), checked
+/// before reconciling, so a missing rule is named at once instead of surfacing as watch errors.
+async fn check_permissions(client: &kube::Client, options: &Options) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    let scopes: Vec<Option<&str>> = if options.namespaces.is_empty() {
+        vec![None]
+    } else {
+        options.namespaces.iter().map(|ns| Some(ns.as_str())).collect()
+    };
+    for ns in scopes {
+        let lacking = controller::missing_permissions(client, ns)
+            .await
+            .context("checking permissions (SelfSubjectAccessReview)")?;
+        let place = ns.map_or("all namespaces".to_string(), |ns| format!("namespace {ns}"));
+        missing.extend(lacking.into_iter().map(|p| format!("{p} in {place}")));
+    }
+    if let Some(election) = &options.leader_election {
+        let lacking = controller::missing_lease_permissions(client, &election.namespace)
+            .await
+            .context("checking permissions (SelfSubjectAccessReview)")?;
+        missing.extend(
+            lacking
+                .into_iter()
+                .map(|p| format!("{p} in namespace {} (leader election)", election.namespace)),
+        );
+    }
+    if !missing.is_empty() {
+        bail!(
+            "the controller's identity lacks permissions that deploy/rbac.yaml grants: {}; bind that ClusterRole \
+             to it (a ClusterRoleBinding, or a RoleBinding in each watched namespace)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,396 @@
+//! The controller's Prometheus metrics, all prefixed `llmbatch_`. Labels are bounded sets
+//! (controller kind, error kind, gateway operation, HTTP status, phase, outcome): never an
+//! object's name, a URL or a secret. README.md documents each one (a test checks it).
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Metric, Registry, Unit};
+
+use crate::gateway::{RequestObserver, RequestOutcome};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    controller: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileErrorLabels {
+    controller: &'static str,
+    error: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GatewayLabels {
+    operation: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ObjectLabels {
+    object: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: String,
+}
+
+/// Counts of Batches per phase, read at every scrape (from the controller's caches).
+pub type PhaseCounts = Arc<dyn Fn() -> Vec<(String, i64)> + Send + Sync>;
+
+fn histogram() -> Histogram {
+    // 5 ms .. ~82 s
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+/// Every metric the controller exports, in one registry.
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ReconcileLabels, Counter>,
+    reconcile_errors: Family<ReconcileErrorLabels, Counter>,
+    reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
+    gateway_requests: Family<GatewayLabels, Counter>,
+    gateway_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    request_lines: Family<OutcomeLabels, Counter>,
+    tokens: Family<KindLabels, Counter>,
+    duplicates_prevented: Family<ObjectLabels, Counter>,
+    leader: Gauge,
+    phases: Arc<PhaseCollector>,
+    catalogue: Vec<(String, &'static str)>,
+}
+
+const PREFIX: &str = "llmbatch";
+
+/// Registers metrics and notes each one's exposed name and type.
+struct Catalogued<'a>(&'a mut Registry, &'a mut Vec<(String, &'static str)>);
+
+impl Catalogued<'_> {
+    fn add(&mut self, name: &str, help: &str, unit: Option<Unit>, metric: impl Metric) {
+        let kind = match metric.metric_type() {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            _ => "unknown",
+        };
+        let mut exposed = format!("{PREFIX}_{name}");
+        if let Some(unit) = &unit {
+            exposed = format!("{exposed}_{}", unit.as_str());
+        }
+        if kind == "counter" {
+            exposed.push_str("_total");
+        }
+        self.1.push((exposed, kind));
+        match unit {
+            Some(unit) => self.0.register_with_unit(name, help, unit, metric),
+            None => self.0.register(name, help, metric),
+        }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered (and none observed yet).
+    pub fn new() -> Self {
+        let mut metrics = Self {
+            reconciles: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_duration: Family::new_with_constructor(histogram),
+            gateway_requests: Family::default(),
+            gateway_duration: Family::new_with_constructor(histogram),
+            request_lines: Family::default(),
+            tokens: Family::default(),
+            duplicates_prevented: Family::default(),
+            leader: Gauge::default(),
+            phases: Arc::default(),
+            registry: Registry::with_prefix(PREFIX),
+            catalogue: Vec::new(),
+        };
+        let r = &mut Catalogued(&mut metrics.registry, &mut metrics.catalogue);
+        r.add(
+            "reconcile",
+            "Reconciles by controller (batch, batchgateway) and result (success, error)",
+            None,
+            metrics.reconciles.clone(),
+        );
+        r.add(
+            "reconcile_errors",
+            "Failed reconciles by controller and error kind (kube, finalizer, invalid, gateway)",
+            None,
+            metrics.reconcile_errors.clone(),
+        );
+        r.add(
+            "reconcile_duration",
+            "Time one reconcile took, by controller",
+            Some(Unit::Seconds),
+            metrics.reconcile_duration.clone(),
+        );
+        r.add(
+            "gateway_requests",
+            "HTTP requests to gateways (each retry counts) by operation and code (HTTP status, transport, timeout)",
+            None,
+            metrics.gateway_requests.clone(),
+        );
+        r.add(
+            "gateway_request_duration",
+            "Time from sending a gateway request to its response headers, by operation",
+            Some(Unit::Seconds),
+            metrics.gateway_duration.clone(),
+        );
+        r.add(
+            "request_lines",
+            "Request lines of finished Batches by outcome (completed, failed)",
+            None,
+            metrics.request_lines.clone(),
+        );
+        r.add(
+            "tokens",
+            "Tokens used by finished Batches by kind (prompt, completion)",
+            None,
+            metrics.tokens.clone(),
+        );
+        r.add(
+            "duplicate_submissions_prevented",
+            "Uploads and batch creations skipped because an earlier attempt's file or batch was adopted, by object (file, batch)",
+            None,
+            metrics.duplicates_prevented.clone(),
+        );
+        r.add(
+            "leader",
+            "1 while this replica holds the leader Lease (or runs without leader election), else 0",
+            None,
+            metrics.leader.clone(),
+        );
+        r.0.register_collector(Box::new(metrics.phases.clone()));
+        r.1.push(("llmbatch_batches".into(), "gauge"));
+        metrics
+    }
+
+    /// Every metric as exposed (`llmbatch_reconcile_total`) with its type (`counter`), whether
+    /// observed yet or not: what README.md must document.
+    pub fn catalogue(&self) -> &[(String, &'static str)] {
+        &self.catalogue
+    }
+
+    /// The OpenMetrics text exposition of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+
+    /// One reconcile of `controller` finished; `error` is the error's bounded kind, if it failed.
+    pub fn reconciled(&self, controller: &'static str, error: Option<&'static str>, took: Duration) {
+        let result = if error.is_some() { "error" } else { "success" };
+        self.reconciles
+            .get_or_create(&ReconcileLabels { controller, result })
+            .inc();
+        if let Some(error) = error {
+            self.reconcile_errors
+                .get_or_create(&ReconcileErrorLabels { controller, error })
+                .inc();
+        }
+        self.reconcile_duration
+            .get_or_create(&ControllerLabels { controller })
+            .observe(took.as_secs_f64());
+    }
+
+    /// A Batch finished with these request counts and token totals.
+    pub fn batch_finished(&self, completed: u64, failed: u64, prompt_tokens: u64, completion_tokens: u64) {
+        let lines = |outcome| self.request_lines.get_or_create(&OutcomeLabels { outcome });
+        lines("completed").inc_by(completed);
+        lines("failed").inc_by(failed);
+        let tokens = |kind| self.tokens.get_or_create(&KindLabels { kind });
+        tokens("prompt").inc_by(prompt_tokens);
+        tokens("completion").inc_by(completion_tokens);
+    }
+
+    /// An upload (`file`) or batch creation (`batch`) was skipped: an earlier attempt's was adopted.
+    pub fn duplicate_prevented(&self, object: &'static str) {
+        self.duplicates_prevented.get_or_create(&ObjectLabels { object }).inc();
+    }
+
+    /// Whether this replica leads now.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    /// Where Batch counts per phase come from (`None`: nowhere, e.g. while standing by).
+    pub fn set_phase_counts(&self, source: Option<PhaseCounts>) {
+        *self.phases.source.write().expect("phase source lock") = source;
+    }
+
+    /// The observer to give gateway clients, so their requests are counted here.
+    pub fn gateway_observer(self: &Arc<Self>) -> GatewayMetrics {
+        GatewayMetrics(self.clone())
+    }
+}
+
+/// Records gateway requests into [`Metrics`].
+pub struct GatewayMetrics(Arc<Metrics>);
+
+impl RequestObserver for GatewayMetrics {
+    fn observe(&self, operation: &'static str, outcome: RequestOutcome, elapsed: Duration) {
+        // The client's fixed operation names (`create batch`) as label values (`create_batch`).
+        let operation = operation.replace(' ', "_");
+        let code = outcome.label();
+        self.0
+            .gateway_requests
+            .get_or_create(&GatewayLabels {
+                operation: operation.clone(),
+                code,
+            })
+            .inc();
+        self.0
+            .gateway_duration
+            .get_or_create(&OperationLabels { operation })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// `llmbatch_batches{phase}`, computed at scrape time.
+#[derive(Default)]
+struct PhaseCollector {
+    source: RwLock<Option<PhaseCounts>>,
+}
+
+impl std::fmt::Debug for PhaseCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PhaseCollector")
+    }
+}
+
+impl Collector for PhaseCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let family = Family::<PhaseLabels, Gauge>::default();
+        if let Some(source) = self.source.read().expect("phase source lock").as_ref() {
+            for (phase, count) in source() {
+                family.get_or_create(&PhaseLabels { phase }).set(count);
+            }
+        }
+        let metric = encoder.encode_descriptor(
+            "batches",
+            "Batches known to this replica's caches, by phase (empty while standing by)",
+            None,
+            family.metric_type(),
+        )?;
+        family.encode(metric)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconciles_and_gateway_requests_are_counted_with_bounded_labels() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.reconciled("batch", None, Duration::from_millis(12));
+        metrics.reconciled("batch", Some("kube"), Duration::from_millis(3));
+        let observer = metrics.gateway_observer();
+        observer.observe("create batch", RequestOutcome::Status(200), Duration::from_millis(5));
+        observer.observe("create batch", RequestOutcome::Status(429), Duration::from_millis(5));
+        observer.observe("get batch", RequestOutcome::Timeout, Duration::from_secs(60));
+        metrics.set_phase_counts(Some(Arc::new(|| vec![("Succeeded".into(), 3)])));
+        let text = metrics.encode().unwrap();
+        for line in [
+            r#"llmbatch_reconcile_total{controller="batch",result="success"} 1"#,
+            r#"llmbatch_reconcile_total{controller="batch",result="error"} 1"#,
+            r#"llmbatch_reconcile_errors_total{controller="batch",error="kube"} 1"#,
+            r#"llmbatch_reconcile_duration_seconds_count{controller="batch"} 2"#,
+            r#"llmbatch_gateway_requests_total{operation="create_batch",code="429"} 1"#,
+            r#"llmbatch_gateway_requests_total{operation="get_batch",code="timeout"} 1"#,
+            r#"llmbatch_gateway_request_duration_seconds_count{operation="create_batch"} 2"#,
+            r#"llmbatch_batches{phase="Succeeded"} 3"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn finished_batches_add_lines_and_tokens() {
+        let metrics = Metrics::new();
+        metrics.batch_finished(18, 2, 1000, 200);
+        metrics.batch_finished(1, 0, 10, 5);
+        metrics.duplicate_prevented("batch");
+        let text = metrics.encode().unwrap();
+        for line in [
+            r#"llmbatch_request_lines_total{outcome="completed"} 19"#,
+            r#"llmbatch_request_lines_total{outcome="failed"} 2"#,
+            r#"llmbatch_tokens_total{kind="prompt"} 1010"#,
+            r#"llmbatch_tokens_total{kind="completion"} 205"#,
+            r#"llmbatch_duplicate_submissions_prevented_total{object="batch"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_catalogue_names_what_the_registry_exposes() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.reconciled("batch", Some("kube"), Duration::from_millis(1));
+        metrics
+            .gateway_observer()
+            .observe("get batch", RequestOutcome::Status(200), Duration::ZERO);
+        metrics.batch_finished(1, 1, 1, 1);
+        metrics.duplicate_prevented("file");
+        let text = metrics.encode().unwrap();
+        let exposed: Vec<(String, &str)> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .map(|rest| {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                let name = if kind == "counter" {
+                    format!("{name}_total")
+                } else {
+                    name.to_string()
+                };
+                (name, kind)
+            })
+            .collect();
+        let catalogue: Vec<(String, &str)> = metrics.catalogue().iter().map(|(n, k)| (n.clone(), *k)).collect();
+        assert_eq!(exposed.len(), catalogue.len(), "{text}");
+        for entry in &exposed {
+            assert!(catalogue.contains(entry), "{entry:?} not in {catalogue:?}");
+        }
+    }
+}
