@@ -376,3 +376,65 @@ fn hand_written_yaml_passes_yamllint() {
             .args([".github", "deploy", "crds", "charts", "resource_customizations"]),
     );
 }
+
+/// NOTES.txt as `helm install` prints it (client-side dry run: no cluster needed).
+fn notes(values: &[&str]) -> String {
+    let output = succeed(
+        tool("LLMB_HELM")
+            .env("KUBECONFIG", "/nonexistent")
+            .args(["install", "llm-batch-operator", &chart_dir(), "--namespace", NAMESPACE])
+            .args(["--dry-run=client"])
+            .args(values),
+    );
+    output
+        .split_once("NOTES:\n")
+        .expect("helm prints the notes")
+        .1
+        .to_string()
+}
+
+#[test]
+fn the_notes_tell_the_next_commands() {
+    let default = notes(&[]);
+    for command in [
+        "kubectl -n llmb-system rollout status deployment/llm-batch-operator",
+        "kubectl apply -f examples/cluster/gateway.yaml",
+        "kubectl wait --for=condition=Complete batch/ticket-triage",
+    ] {
+        assert!(default.contains(command), "{command} missing from:\n{default}");
+    }
+
+    // With the simulator, the notes carry a BatchGateway for it: valid, and naming the
+    // Service the chart renders.
+    let with_simulator = notes(&["--set", "simulator.enabled=true"]);
+    let manifest = with_simulator
+        .split_once("<<'YAML'\n")
+        .and_then(|(_, rest)| rest.split_once("\nYAML\n"))
+        .expect("a here-document holding a BatchGateway")
+        .0;
+    let gateway: llm_batch_operator::api::BatchGateway = serde_yaml::from_str(manifest).unwrap();
+    assert_eq!(
+        gateway.spec.url,
+        "http://llm-batch-operator-simulator.llmb-system.svc:8080/v1"
+    );
+    let docs = documents(&helm_template(NAMESPACE, &["--set", "simulator.enabled=true"]));
+    let service = of_kind(&docs, "Service")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "llm-batch-operator-simulator")
+        .expect("the simulator Service");
+    assert_eq!(service["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(service["spec"]["ports"][0]["port"], 8080);
+}
+
+#[test]
+fn the_chart_is_released_with_the_operator() {
+    let chart: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_path("charts/llm-batch-operator/Chart.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"), "Chart.yaml appVersion");
+    let deploy = std::fs::read_to_string(repo_path("deploy/kustomization.yaml")).unwrap();
+    assert!(
+        deploy.contains(&format!("newTag: {}", env!("CARGO_PKG_VERSION"))),
+        "deploy/kustomization.yaml pins another image tag"
+    );
+}

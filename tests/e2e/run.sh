@@ -82,7 +82,14 @@ install_outside() {
   "$kubectl" config view --minify --raw > "$work/kubeconfig"
   KUBECONFIG="$work/kubeconfig" "$kubectl" config set-credentials e2e-operator --token="$token" >/dev/null
   KUBECONFIG="$work/kubeconfig" "$kubectl" config set-context --current --user=e2e-operator >/dev/null
-  KUBECONFIG="$work/kubeconfig" "$operator" controller --namespace "$examples_ns" > "$work/controller.log" 2>&1 &
+  local args=(controller --namespace "$examples_ns")
+  # Never the default 0.0.0.0:8080 on a shared machine: any free loopback port.
+  local help
+  help="$("$operator" controller --help)"
+  if [[ "$help" == *--metrics-addr* ]]; then
+    args+=(--metrics-addr 127.0.0.1:0)
+  fi
+  KUBECONFIG="$work/kubeconfig" "$operator" "${args[@]}" > "$work/controller.log" 2>&1 &
   controller_pid=$!
 }
 
@@ -134,6 +141,18 @@ wait_and_check() {
   done
 }
 
+# In a cluster the chart turns leader election on: the running controller holds the Lease.
+check_lease() {
+  local holder
+  holder="$("$kubectl" -n "$ns" get lease llm-batch-operator -o jsonpath='{.spec.holderIdentity}')"
+  if [ -z "$holder" ]; then
+    say "nobody holds Lease $ns/llm-batch-operator"
+    diagnose
+    exit 1
+  fi
+  say "Lease $ns/llm-batch-operator held by $holder"
+}
+
 case "$mode" in
   cluster) install_with_helm ;;
   outside) install_outside ;;
@@ -141,4 +160,7 @@ case "$mode" in
 esac
 apply_examples
 wait_and_check
+if [ "$mode" = cluster ]; then
+  check_lease
+fi
 say "ok"
