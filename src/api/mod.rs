@@ -8,12 +8,14 @@ mod conditions;
 mod crds;
 mod gateway;
 mod headline;
+mod mode;
 mod quantity;
 
 pub use batch::*;
 pub use conditions::{Conditions, condition_types, reasons};
 pub use crds::{all_crds, crds_yaml};
 pub use gateway::*;
+pub use mode::*;
 pub use quantity::parse_bytes;
 
 /// The API group of every resource in this project.
