@@ -146,16 +146,18 @@ fn a_429_retry_after_holds_every_sender() {
     let sim = Simulator::start(&[
         "--no-batch-api",
         "--rate-429",
-        "0.25",
+        "0.15",
         "--retry-after",
         "1",
+        "--latency-ms",
+        "50",
         "--seed",
         "5",
     ]);
     let ws = setup(
         &sim,
         "polite",
-        12,
+        30,
         "  mode: Direct\n  limits:\n    maxConcurrentRequests: 3\n",
         "",
     );
