@@ -440,3 +440,68 @@ fn the_direct_subcommand_sends_nothing_for_invalid_input_and_stops_on_a_refused_
     assert!(text(&output).contains("refused the API key"), "{}", text(&output));
     assert!(!text(&output).contains("sk-wrong"), "{}", text(&output));
 }
+
+#[test]
+fn the_direct_example_runs_the_quickstart_as_direct_requests() {
+    let sim = Simulator::start(&["--no-batch-api"]);
+    let ws = Workspace::new();
+    let example = std::fs::read_to_string(common::repo_path("examples/direct/gateway.yaml")).unwrap();
+    assert!(example.contains("http://127.0.0.1:8080/v1"), "the example's URL moved");
+    ws.write(
+        "gateway.yaml",
+        &example.replace("http://127.0.0.1:8080/v1", &sim.base_url),
+    );
+    let quickstart = common::repo_path("examples/quickstart");
+    let output = ws.run(&[&quickstart, "gateway.yaml"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let status = ws.status_yaml("ticket-triage");
+    assert_eq!(status["mode"], "Direct");
+    assert_eq!(status["requestCounts"]["completed"], 20);
+    assert_eq!(ws.lines("ticket-triage", "output.jsonl").len(), 20);
+    assert_eq!(ok_per_custom_id(&sim.journal()).len(), 20);
+}
+
+#[test]
+fn estimated_tokens_per_minute_stay_within_the_limit_in_the_simulators_record() {
+    let sim = Simulator::start(&["--no-batch-api"]);
+    let limits = "  limits:\n    maxConcurrentRequests: 8\n    tokensPerMinute: 30000\n";
+    let ws = setup(&sim, "tokens", 40, limits, "");
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let tokens: HashMap<String, u64> = chat_lines(40)
+        .lines()
+        .map(|l| {
+            let line: Value = serde_json::from_str(l).unwrap();
+            let bytes = serde_json::to_vec(&line["body"]).unwrap().len();
+            let estimate = llm_batch_operator::direct::estimate_tokens(&line["body"], bytes);
+            (line["custom_id"].as_str().unwrap().to_string(), estimate)
+        })
+        .collect();
+    let journal = sim.journal();
+    let mut starts: Vec<(u64, u64)> = sends(&journal)
+        .iter()
+        .map(|e| (e.started_us, tokens[e.client_request_id.as_deref().unwrap()]))
+        .collect();
+    starts.sort();
+    assert_eq!(starts.len(), 40);
+    // 30,000 per minute is 500 per second; a request may start once the ones before it have
+    // paid for their tokens, so any second holds at most 500 plus one request's worth.
+    let largest = *tokens.values().max().unwrap();
+    for (i, (first, _)) in starts.iter().enumerate() {
+        let in_a_second: u64 = starts[i..]
+            .iter()
+            .take_while(|(s, _)| *s < first + 1_000_000)
+            .map(|(_, t)| t)
+            .sum();
+        assert!(
+            in_a_second <= 500 + largest,
+            "{in_a_second} tokens started within one second"
+        );
+    }
+    let paid: u64 = starts[..starts.len() - 1].iter().map(|(_, t)| t).sum();
+    let span = starts.last().unwrap().0 - starts.first().unwrap().0;
+    assert!(
+        span >= paid * 1_800, // 2 ms per token, less 10% for scheduling
+        "{paid} tokens went out in {span} µs"
+    );
+}

@@ -1,5 +1,6 @@
-//! Reconciling a BatchGateway: Ready from a cheap authenticated call (listing one batch), and
-//! how many Batches are in flight on it.
+//! Reconciling a BatchGateway: Ready from a cheap authenticated call (listing one batch), which
+//! also says whether the gateway has a batch API (capabilities, the BatchApi condition and the
+//! mode Auto resolves to), and how many Batches are in flight on it.
 
 use std::sync::Arc;
 use std::time::Duration;

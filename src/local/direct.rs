@@ -14,7 +14,7 @@ use crate::direct::{self, Conclusion, Counts, DirectError, DirectJob};
 use crate::driver;
 use crate::engine::{self, Downloaded, ErrorClass, Outcome, UpstreamState};
 
-/// How often counts are written to the state while a direct run goes.
+/// How often counts are written to the state (and reported) while a direct run goes.
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
 
 impl BatchRun<'_> {
@@ -97,9 +97,9 @@ impl BatchRun<'_> {
                     let now = *counts.borrow_and_update();
                     let outcome = Outcome::DirectProgress { total, completed: now.completed, failed: now.failed };
                     self.state.status = engine::reduce(&self.state.status, outcome, &self.context());
-                    self.progress.update(&self.state.status);
                     if persisted.elapsed() >= PERSIST_EVERY {
                         persisted = Instant::now();
+                        self.progress.update(&self.state.status);
                         if let Err(e) = self.persist() {
                             tracing::warn!("cannot save the direct-mode progress: {e}");
                         }
