@@ -375,73 +375,6 @@ fn past_the_completion_window_a_direct_run_expires_keeping_completed_lines() {
 }
 
 #[test]
-fn the_direct_subcommand_checkpoints_and_a_rerun_sends_nothing_more() {
-    let sim = Simulator::start(&["--api-key", KEY, "--no-batch-api"]);
-    let ws = Workspace::new();
-    let mut lines = chat_lines(12);
-    lines.push_str("\n{\"custom_id\":\"bad\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{\"model\":\"m\",\"messages\":\"not a list\"}}\n");
-    let input = ws.write("in.jsonl", &lines);
-    let run = || {
-        common::bin()
-            .args(["direct", "--url", &sim.base_url, "--input"])
-            .arg(&input)
-            .arg("--checkpoint-dir")
-            .arg(ws.path().join("progress"))
-            .env("LLM_BATCH_API_KEY", KEY)
-            .output()
-            .unwrap()
-    };
-    let output = run();
-    assert!(output.status.success(), "{}", text(&output));
-    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(summary["conclusion"], "completed");
-    assert_eq!(
-        (summary["completed"].as_u64(), summary["failed"].as_u64()),
-        (Some(12), Some(1))
-    );
-    let errors = std::fs::read_to_string(ws.path().join("progress/errors.jsonl")).unwrap();
-    let error: Value = serde_json::from_str(errors.trim()).unwrap();
-    assert_eq!(error["custom_id"], "bad");
-    assert_eq!(error["response"]["status_code"], 400);
-    assert!(error["error"].is_null());
-
-    let before = sim.journal().len();
-    let again = run();
-    assert!(again.status.success(), "{}", text(&again));
-    assert_eq!(sim.journal().len(), before, "a concluded run sends nothing");
-}
-
-#[test]
-fn the_direct_subcommand_sends_nothing_for_invalid_input_and_stops_on_a_refused_key() {
-    let sim = Simulator::start(&["--api-key", KEY, "--no-batch-api"]);
-    let ws = Workspace::new();
-    let input = ws.write("in.jsonl", &format!("{}\n{{\"custom_id\": 1}}\n", chat_lines(3)));
-    let output = common::bin()
-        .args(["direct", "--url", &sim.base_url, "--input"])
-        .arg(&input)
-        .arg("--checkpoint-dir")
-        .arg(ws.path().join("p"))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-    assert!(text(&output).contains("line 4"), "{}", text(&output));
-    assert!(sim.journal().is_empty());
-
-    let input = ws.write("ok.jsonl", &chat_lines(3));
-    let output = common::bin()
-        .args(["direct", "--url", &sim.base_url, "--input"])
-        .arg(&input)
-        .arg("--checkpoint-dir")
-        .arg(ws.path().join("p2"))
-        .env("LLM_BATCH_API_KEY", "sk-wrong-key-never-printed")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    assert!(text(&output).contains("refused the API key"), "{}", text(&output));
-    assert!(!text(&output).contains("sk-wrong"), "{}", text(&output));
-}
-
-#[test]
 fn the_direct_example_runs_the_quickstart_as_direct_requests() {
     let sim = Simulator::start(&["--no-batch-api"]);
     let ws = Workspace::new();
@@ -485,7 +418,8 @@ fn estimated_tokens_per_minute_stay_within_the_limit_in_the_simulators_record() 
     starts.sort();
     assert_eq!(starts.len(), 40);
     // 30,000 per minute is 500 per second; a request may start once the ones before it have
-    // paid for their tokens, so any second holds at most 500 plus one request's worth.
+    // paid for their tokens, so any second holds at most 500 plus one request's worth, plus
+    // 50 for up to 100 ms by which scheduling on a busy machine may delay a start.
     let largest = *tokens.values().max().unwrap();
     for (i, (first, _)) in starts.iter().enumerate() {
         let in_a_second: u64 = starts[i..]
@@ -494,7 +428,7 @@ fn estimated_tokens_per_minute_stay_within_the_limit_in_the_simulators_record() 
             .map(|(_, t)| t)
             .sum();
         assert!(
-            in_a_second <= 500 + largest,
+            in_a_second <= 550 + largest,
             "{in_a_second} tokens started within one second"
         );
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::resolve::GatewayTarget;
-use super::runner::{BatchRun, Ending};
+use super::runner::BatchRun;
 use crate::api::{BatchMode, DirectLimits, GatewayMode};
 use crate::direct::{self, Conclusion, Counts, DirectError, DirectJob};
 use crate::driver;
@@ -64,12 +64,15 @@ impl BatchRun<'_> {
         };
         let total = self.state.status.input.as_ref().map_or(0, |i| i.requests);
         let counts = self.state.status.request_counts.clone().unwrap_or_default();
-        if let Err(ending) = self.apply(Outcome::DirectProgress {
+        if let Err(e) = self.apply(Outcome::DirectProgress {
             total,
             completed: counts.completed,
             failed: counts.failed,
         }) {
-            return Some(stopped(ending));
+            return Some(Outcome::GatewayError {
+                class: ErrorClass::Output,
+                message: format!("cannot save state: {e}"),
+            });
         }
         let started: SystemTime = self
             .state
@@ -150,22 +153,10 @@ impl BatchRun<'_> {
     }
 
     /// Reduces `outcome` into the status and saves it.
-    fn apply(&mut self, outcome: Outcome) -> Result<(), Ending> {
+    fn apply(&mut self, outcome: Outcome) -> anyhow::Result<()> {
         self.state.status = engine::reduce(&self.state.status, outcome, &self.context());
         self.progress.update(&self.state.status);
         self.persist()
-            .map_err(|e| Ending::Stopped(format!("cannot save state: {e}")))
-    }
-}
-
-fn stopped(ending: Ending) -> Outcome {
-    let message = match ending {
-        Ending::Stopped(why) => why,
-        other => format!("{other:?}"),
-    };
-    Outcome::GatewayError {
-        class: ErrorClass::Output,
-        message,
     }
 }
 
