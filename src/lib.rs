@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod direct;
 pub mod driver;
 pub mod engine;
 pub mod gateway;

@@ -712,3 +712,41 @@ async fn the_output_secret_is_garbage_collected_with_its_batch() {
     }
     controller.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateways_status_says_whether_it_has_a_batch_api_and_which_mode_auto_picked() {
+    use llm_batch_operator::api::BatchMode;
+    for (no_batch_api, value, reason, mode) in [
+        (true, "False", "BatchApiNotFound", BatchMode::Direct),
+        (false, "True", "BatchApiFound", BatchMode::Batch),
+    ] {
+        let s = setup(
+            "ctl-mode",
+            SimulatorConfig {
+                no_batch_api,
+                ..Default::default()
+            },
+        )
+        .await;
+        let controller = RunningController::start(&s.client, &s.ns);
+        let gateways = Api::<BatchGateway>::namespaced(s.client.clone(), &s.ns);
+        let found = wait_gateway(&gateways, "BatchApi", value).await;
+        assert_eq!(found.reason, reason);
+        let ready = wait_gateway(&gateways, "Ready", "True").await;
+        assert_eq!(ready.reason, "Reachable");
+        controller.stop().await;
+        let status = gateways.get("gw").await.unwrap().status.unwrap();
+        let capabilities = status.capabilities.expect("status.capabilities");
+        assert_eq!(capabilities.batch_api, !no_batch_api);
+        assert!(capabilities.probed_at.is_some());
+        assert_eq!(status.mode, Some(mode));
+        assert_eq!(
+            s.journal()
+                .await
+                .iter()
+                .filter(|(m, p, _)| m == "POST" && p.contains("/v1/files"))
+                .count(),
+            0
+        );
+    }
+}

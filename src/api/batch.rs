@@ -245,6 +245,9 @@ pub struct BatchStatus {
     /// Where the batch is in its life.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<BatchPhase>,
+    /// Batch (through the gateway's batch API) or Direct (each line sent by the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<super::BatchMode>,
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -32,6 +32,8 @@ pub mod reasons {
     pub const UPLOADING: &str = "Uploading";
     pub const BATCH_CREATED: &str = "BatchCreated";
     pub const BATCH_ADOPTED: &str = "BatchAdopted";
+    /// Direct mode: the operator sends each request itself.
+    pub const SENDING_DIRECTLY: &str = "SendingDirectly";
     pub const REJECTED_BY_GATEWAY: &str = "RejectedByGateway";
     pub const GATEWAY_UNAUTHORIZED: &str = "GatewayUnauthorized";
     pub const GATEWAY_UNAVAILABLE: &str = "GatewayUnavailable";

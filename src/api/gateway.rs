@@ -1,5 +1,8 @@
 //! `BatchGateway`: where batches go, with which key, and how hard they may push.
 
+// clippy reads the repeated `type_ = ...` inside printcolumn(...) as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -26,6 +29,7 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
     category = "llmbatch",
     doc = "An OpenAI-compatible gateway that Batches are sent to, with its key and limits.",
     printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
+    printcolumn(name = "Mode", type_ = "string", json_path = ".status.mode"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -46,6 +50,9 @@ pub struct BatchGatewaySpec {
     /// How often running batches are polled.
     #[serde(default)]
     pub polling: Polling,
+    /// Auto (probe for a batch API), Batch, or Direct (send each line, paced by `limits`).
+    #[serde(default)]
+    pub mode: super::GatewayMode,
 }
 
 /// Bearer-token authentication from a Secret in the gateway's namespace.
@@ -76,6 +83,22 @@ pub struct GatewayLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(Ki|Mi|Gi|Ti|k|K|M|G|T)?$"))]
     pub max_bytes_per_batch: Option<String>,
+    /// Direct mode: requests in flight at once (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_concurrent_requests: Option<u32>,
+    /// Direct mode: requests sent per minute, spread evenly (no bursts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub requests_per_minute: Option<u64>,
+    /// Direct mode: estimated tokens sent per minute (request body bytes / 4 + its max output tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub tokens_per_minute: Option<u64>,
+    /// Direct mode: time limit of one request, e.g. 60s (default 5m); a request past it is retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub request_timeout: Option<String>,
 }
 
 /// Adaptive polling: soon after submit, backing off to `max` as the batch ages.
@@ -102,6 +125,12 @@ pub struct BatchGatewayStatus {
     /// Batches of this gateway currently in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_batches: Option<u32>,
+    /// What the last probe found (whether `/v1/batches` exists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<super::GatewayCapabilities>,
+    /// The mode Batches sent through this gateway run in (spec.mode, or what Auto found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<super::BatchMode>,
     /// Ready: the gateway is reachable and the key is accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]

@@ -17,6 +17,14 @@ impl BatchStatus {
                 .map(|i| format!("input valid: {} requests, {} bytes", i.requests, i.bytes)),
             Uploading => status.attempt.as_ref().map(|a| format!("attempt {a}")),
             Validating | Finalizing => gateway.batch_id.map(|id| format!("batch {id}")),
+            InProgress if gateway.batch_id.is_none() => status.request_counts.as_ref().map(|c| {
+                format!(
+                    "direct: {} of {} done, {} failed",
+                    c.completed + c.failed,
+                    c.total,
+                    c.failed
+                )
+            }),
             InProgress => gateway.batch_id.map(|id| match &status.request_counts {
                 Some(c) if c.total > 0 => format!(
                     "batch {id}: {} of {} done, {} failed",

@@ -2,6 +2,7 @@
 //! options here and calls into the library.
 
 mod controller;
+mod direct;
 mod validate;
 
 use std::net::SocketAddr;
@@ -41,6 +42,10 @@ pub enum Command {
     /// Run the operator in a cluster: reconcile Batches with the same engine as `run`.
     #[command(after_help = CONTROLLER_EXAMPLES)]
     Controller(ControllerArgs),
+    /// Send one Batch's lines straight to a gateway without a batch API, checkpointed (what
+    /// the direct-mode Job runs). The key is read from LLM_BATCH_API_KEY.
+    #[command(after_help = DIRECT_EXAMPLES)]
+    Direct(direct::DirectArgs),
     /// Print the CustomResourceDefinitions as YAML (the source of crds/).
     #[command(
         after_help = "Example:\n  llm-batch-operator crd > crds/llmbatch.io.yaml\n  llm-batch-operator crd | kubectl apply -f -"
@@ -69,6 +74,13 @@ Examples:
       --metrics-addr 127.0.0.1:9090
   # several replicas: only the holder of Lease llm-batch-operator reconciles
   llm-batch-operator controller --leader-elect --leader-election-namespace llm-batch-operator";
+
+const DIRECT_EXAMPLES: &str = "\
+Examples:
+  LLM_BATCH_API_KEY=sk-... llm-batch-operator direct --url http://127.0.0.1:8000/v1 \\
+      --input requests.jsonl --checkpoint-dir progress/ --max-concurrent-requests 32 --requests-per-minute 3000
+Prints {\"conclusion\",\"total\",\"completed\",\"failed\"} when done; results are in
+progress/output.jsonl and progress/errors.jsonl. Rerun the same command to resume.";
 
 const VALIDATE_EXAMPLES: &str = "\
 Examples:
@@ -128,6 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Validate(args) => validate::run(args).await,
+        Command::Direct(args) => direct::run(args).await,
         Command::Simulator(args) => {
             crate::simulator::serve_until_signal(args.config, args.addr).await?;
             Ok(ExitCode::SUCCESS)
@@ -141,7 +154,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -205,6 +205,10 @@ async fn perform(batch: &Batch, action: Action, gateway: &GatewayClient, ctx: &C
             output_file_id,
             error_file_id,
         } => download(batch, gateway, output_file_id, error_file_id, ctx).await,
+        // The controller never records mode Direct yet: its Job wiring comes with the Job builder.
+        Action::RunDirect => Outcome::SpecInvalid {
+            message: "direct mode does not run in a cluster yet (use run -f)".into(),
+        },
         Action::Finished => unreachable!("handled by the caller"),
     })
 }

@@ -1,5 +1,6 @@
-//! Reconciling a BatchGateway: Ready from a cheap authenticated call (listing one batch), and
-//! how many Batches are in flight on it.
+//! Reconciling a BatchGateway: Ready from a cheap authenticated call (listing one batch), which
+//! also says whether the gateway has a batch API (capabilities, the BatchApi condition and the
+//! mode Auto resolves to), and how many Batches are in flight on it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,10 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::{Context, Error, MANAGER, cluster_io};
-use crate::api::{Batch, BatchGateway, BatchGatewayStatus, BatchPhase, Conditions};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::api::{Batch, BatchGateway, BatchGatewayStatus, BatchPhase, Conditions, GatewayCapabilities};
+use crate::driver;
 
 /// The condition type of a BatchGateway.
 pub const READY: &str = "Ready";
@@ -27,14 +31,26 @@ pub mod ready_reasons {
     pub const MISCONFIGURED: &str = "Misconfigured";
 }
 
+/// The condition saying whether the gateway has a batch API.
+pub const BATCH_API: &str = "BatchApi";
+/// `/v1/batches` answered.
+pub const BATCH_API_FOUND: &str = "BatchApiFound";
+/// `/v1/batches` answered 404 or 405.
+pub const BATCH_API_NOT_FOUND: &str = "BatchApiNotFound";
+
 /// How often a gateway is probed again.
 const PROBE_EVERY: Duration = Duration::from_secs(300);
 
 /// Entry point of the BatchGateway controller.
 pub async fn reconcile(gateway: Arc<BatchGateway>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    let (ready, reason, message) = probe(&gateway, &ctx).await?;
+    let (ready, reason, message, batch_api) = probe(&gateway, &ctx).await?;
     let mut status = gateway.status.clone().unwrap_or_default();
     status.observed_generation = gateway.meta().generation;
+    if let Some(batch_api) = batch_api {
+        record_capabilities(&mut status, batch_api, gateway.meta().generation);
+    }
+    let known = status.capabilities.as_ref().map(|c| c.batch_api);
+    status.mode = gateway.spec.mode.resolve(known);
     status.active_batches = Some(active_batches(&gateway, &ctx).await?);
     status.conditions.set_condition(
         READY,
@@ -63,20 +79,47 @@ pub fn error_policy(gateway: Arc<BatchGateway>, error: &Error, ctx: Arc<Context>
     Requeue::requeue(ctx.backoff(&key))
 }
 
-async fn probe(gateway: &BatchGateway, ctx: &Context) -> Result<(bool, &'static str, String), Error> {
+/// Ready (status, reason, message) and, when the call told, whether `/v1/batches` exists.
+async fn probe(gateway: &BatchGateway, ctx: &Context) -> Result<(bool, &'static str, String, Option<bool>), Error> {
     let client = match cluster_io::client_for_gateway(ctx, gateway).await? {
         Ok((client, _)) => client,
-        Err(why) => return Ok((false, ready_reasons::MISCONFIGURED, why)),
+        Err(why) => return Ok((false, ready_reasons::MISCONFIGURED, why, None)),
     };
-    Ok(match client.list_batches(None, 1).await {
-        Ok(_) => (
-            true,
-            ready_reasons::REACHABLE,
-            "the gateway answers and accepts the key".into(),
-        ),
-        Err(e) if e.is_unauthorized() => (false, ready_reasons::UNAUTHORIZED, e.to_string()),
-        Err(e) => (false, ready_reasons::UNAVAILABLE, e.to_string()),
+    Ok(match driver::probe_batch_api(&client).await {
+        Ok(batch_api) => {
+            let message = match batch_api {
+                true => "the gateway answers and accepts the key",
+                false => "the gateway answers; /v1/batches answered 404 or 405 (no batch API)",
+            };
+            (true, ready_reasons::REACHABLE, message.into(), Some(batch_api))
+        }
+        Err(e) if e.is_unauthorized() => (false, ready_reasons::UNAUTHORIZED, e.to_string(), None),
+        Err(e) => (false, ready_reasons::UNAVAILABLE, e.to_string(), None),
     })
+}
+
+/// Keeps what the probe found, with its time only when it changed (no needless status writes).
+fn record_capabilities(status: &mut BatchGatewayStatus, batch_api: bool, generation: Option<i64>) {
+    let now = Timestamp::now();
+    if status.capabilities.as_ref().is_none_or(|c| c.batch_api != batch_api) {
+        status.capabilities = Some(GatewayCapabilities {
+            batch_api,
+            probed_at: Some(Time(now)),
+        });
+    }
+    let (reason, message) = match batch_api {
+        true => (
+            BATCH_API_FOUND,
+            "/v1/batches answers: Auto runs Batches through the batch API",
+        ),
+        false => (
+            BATCH_API_NOT_FOUND,
+            "/v1/batches answered 404 or 405: Auto sends each request directly",
+        ),
+    };
+    status
+        .conditions
+        .set_condition(BATCH_API, batch_api, reason, message, generation, now);
 }
 
 /// Batches of this gateway that are submitted and not finished.

@@ -2,8 +2,10 @@
 //! next): talk to the gateway, adopt what an earlier attempt created, and turn what
 //! happened into an engine [`Outcome`].
 
+mod probe;
 mod results;
 
+pub use probe::probe_batch_api;
 pub use results::{ErrorSummary, OutputSummary, summarise_errors, summarise_output};
 
 use crate::engine::{self, BatchRequest, ErrorClass, Outcome, Upstream, UpstreamState};

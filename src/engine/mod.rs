@@ -6,6 +6,7 @@
 //! state and every error class is tested without a network, and a driver that persists the
 //! status after every step can be killed at any moment and resume from the status alone.
 
+mod direct;
 mod metadata;
 mod reduce;
 mod types;
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{BatchPhase, BatchSpec, BatchStatus};
+use crate::api::{BatchMode, BatchPhase, BatchSpec, BatchStatus};
 
 pub use metadata::{ATTEMPT_KEY, OBJECT_KEY, UID_KEY, batch_metadata, check_spec, upload_filename};
 pub use reduce::reduce;
@@ -45,6 +46,9 @@ pub enum Action {
         output_file_id: Option<String>,
         error_file_id: Option<String>,
     },
+    /// Direct mode: send the lines not yet done to the endpoint, paced, until all are
+    /// answered or the completion window passes.
+    RunDirect,
     /// Nothing more to do: the phase is final.
     Finished,
 }
@@ -61,6 +65,7 @@ impl Action {
             Action::Poll { .. } => "poll",
             Action::Cancel { .. } => "cancel",
             Action::Download { .. } => "download",
+            Action::RunDirect => "run-direct",
             Action::Finished => "finished",
         }
     }
@@ -102,6 +107,9 @@ pub fn decide(spec: &BatchSpec, status: &BatchStatus, ctx: &Context) -> Action {
     let phase = status.phase.unwrap_or_default();
     if phase.is_terminal() {
         return Action::Finished;
+    }
+    if status.mode == Some(BatchMode::Direct) {
+        return direct::decide(spec, status);
     }
     let gateway = status.gateway.clone().unwrap_or_default();
     let Some(batch_id) = gateway.batch_id else {

@@ -98,6 +98,13 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
         Outcome::Observed(batch) => observe(&mut next, batch, ctx),
         Outcome::Downloaded(downloaded) => collect(&mut next, downloaded, ctx),
         Outcome::GatewayError { class, message } => gateway_error(&mut next, class, message, ctx),
+        Outcome::ModeResolved { mode } => super::direct::mode_resolved(&mut next, mode),
+        Outcome::DirectProgress {
+            total,
+            completed,
+            failed,
+        } => super::direct::progress(&mut next, total, completed, failed, ctx),
+        Outcome::DirectFinished { state, downloaded } => return super::direct::finished(&next, state, downloaded, ctx),
     }
     next
 }

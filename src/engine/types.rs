@@ -148,4 +148,13 @@ pub enum Outcome {
     Downloaded(Downloaded),
     /// The step failed; what happens next depends on the class.
     GatewayError { class: ErrorClass, message: String },
+    /// The Batch runs in this mode (spec.mode, or what a probe found for Auto).
+    ModeResolved { mode: crate::api::BatchMode },
+    /// Direct mode: lines done so far (durably recorded).
+    DirectProgress { total: u64, completed: u64, failed: u64 },
+    /// Direct mode concluded (completed, expired or cancelled); results are in the sink.
+    DirectFinished {
+        state: UpstreamState,
+        downloaded: Downloaded,
+    },
 }

@@ -222,11 +222,16 @@ impl GatewayClient {
     /// Removes every configured secret from text that came from the gateway (an echoing proxy
     /// must not turn our key into an error message).
     fn redact(&self, text: &str) -> String {
+        truncate(self.scrub(text), MAX_ERROR_MESSAGE)
+    }
+
+    /// `text` with every configured secret replaced by `<redacted>`.
+    pub(super) fn scrub(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for secret in &self.inner.secrets {
             out = out.replace(secret.as_str(), "<redacted>");
         }
-        truncate(out, MAX_ERROR_MESSAGE)
+        out
     }
 }
 

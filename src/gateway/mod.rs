@@ -30,6 +30,7 @@
 mod batches;
 mod client;
 mod config;
+mod direct;
 mod download;
 mod error;
 mod error_body;
@@ -41,6 +42,7 @@ mod types;
 
 pub use client::GatewayClient;
 pub use config::{ApiKey, GatewayConfig, RetryPolicy};
+pub use direct::DirectReply;
 pub use error::GatewayError;
 pub use observer::{Observer, RequestObserver, RequestOutcome};
 pub use retry::{GiveUpReason, RetryDecision};

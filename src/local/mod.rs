@@ -3,6 +3,7 @@
 //! directory (a rerun resumes and never submits twice), writes results under an output
 //! directory, and starts the built-in simulator for Batches whose gateway is not given.
 
+mod direct;
 mod manifests;
 mod progress;
 mod resolve;

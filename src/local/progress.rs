@@ -79,6 +79,11 @@ impl BatchProgress {
         }
     }
 
+    /// Prints a line above the bars.
+    pub fn say(&self, line: impl AsRef<str>) {
+        self.reporter.say(line);
+    }
+
     /// Removes the bar.
     pub fn finish(&self) {
         self.bar.finish_and_clear();

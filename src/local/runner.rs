@@ -54,9 +54,16 @@ impl BatchRun<'_> {
                 break Ending::Finished(self.state.status.phase.unwrap_or_default());
             }
             let step = action.name();
-            let outcome = tokio::select! {
-                _ = self.cancel.cancelled() => break Ending::Interrupted,
-                outcome = self.perform(action) => outcome,
+            let outcome = match action {
+                Action::StartAttempt if self.state.status.mode.is_none() => self.resolve_mode().await,
+                Action::RunDirect => match self.run_direct().await {
+                    Some(outcome) => outcome,
+                    None => break Ending::Interrupted,
+                },
+                action => tokio::select! {
+                    _ = self.cancel.cancelled() => break Ending::Interrupted,
+                    outcome = self.perform(action) => outcome,
+                },
             };
             crash_if_asked(step);
             let failure = match &outcome {
@@ -94,7 +101,7 @@ impl BatchRun<'_> {
         (ending, self.state.status)
     }
 
-    fn context(&self) -> engine::Context {
+    pub(super) fn context(&self) -> engine::Context {
         engine::Context {
             uid: self.state.uid.clone(),
             object: self.plan.object(),
@@ -130,7 +137,7 @@ impl BatchRun<'_> {
                 output_file_id,
                 error_file_id,
             } => self.download(output_file_id, error_file_id).await,
-            Action::Finished => unreachable!("handled by the loop"),
+            Action::RunDirect | Action::Finished => unreachable!("handled by the loop"),
         }
     }
 
@@ -194,7 +201,7 @@ impl BatchRun<'_> {
         }
     }
 
-    fn persist(&self) -> anyhow::Result<()> {
+    pub(super) fn persist(&self) -> anyhow::Result<()> {
         self.state_dir
             .save(&self.plan.namespace, &self.plan.name, &self.state)?;
         write_status_yaml(&self.out_dir, &self.state.status)

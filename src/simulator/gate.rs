@@ -27,7 +27,13 @@ pub async fn request_id(request: Request, next: Next) -> Response {
 
 /// Journals every `/v1` request with the status it finally got, faults included.
 pub async fn gate(State(state): State<SimState>, request: Request, next: Next) -> Response {
+    let started_us = unix_micros();
     let method = request.method().to_string();
+    let client_request_id = request
+        .headers()
+        .get("x-client-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let path = request
         .extensions()
         .get::<OriginalUri>()
@@ -40,8 +46,17 @@ pub async fn gate(State(state): State<SimState>, request: Request, next: Next) -
         method,
         path,
         status: response.status().as_u16(),
+        client_request_id,
+        started_us,
+        ended_us: unix_micros(),
     });
     response
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Latency, auth, `--no-batch-api` and the random 429/5xx draws.

@@ -15,7 +15,8 @@
 //! A malformed `x-sim-*` value is a 400 whose `param` names the header.
 //!
 //! Test-only routes (no auth, not journaled): `GET /__sim/journal` (JSON array of
-//! `{method, path, status}`, oldest first) and `DELETE /__sim/journal`.
+//! `{method, path, status, client_request_id?, started_us, ended_us}`, in the order the answers
+//! were ready) and `DELETE /__sim/journal`.
 //!
 //! Also served: synchronous `POST /v1/{chat/completions,completions,responses,embeddings,
 //! moderations}` with the same deterministic answers as batch lines, so `--no-batch-api`

@@ -58,6 +58,13 @@ pub struct JournalEntry {
     pub method: String,
     pub path: String,
     pub status: u16,
+    /// The client's `x-client-request-id` header, when sent (direct mode sends the custom_id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
+    /// When the request arrived and when its answer was ready, in microseconds since the Unix
+    /// epoch: tests read concurrency and request rates from these.
+    pub started_us: u64,
+    pub ended_us: u64,
 }
 
 /// The directory holding file contents; removed on drop when the simulator created it.

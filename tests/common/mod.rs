@@ -80,6 +80,14 @@ pub struct JournalEntry {
     pub method: String,
     pub path: String,
     pub status: u16,
+    /// The `x-client-request-id` sent (direct mode sends the custom_id).
+    #[serde(default)]
+    pub client_request_id: Option<String>,
+    /// When the simulator received the request and when its answer was ready (µs since the epoch).
+    #[serde(default)]
+    pub started_us: u64,
+    #[serde(default)]
+    pub ended_us: u64,
 }
 
 fn http_get(url: &str) -> String {

@@ -59,10 +59,13 @@ async fn injected_429_carries_retry_after_and_is_journaled() {
     assert_eq!(reply.headers["retry-after"], "3");
     assert!(reply.headers.contains_key("x-request-id"));
     let journal = h.get("/__sim/journal").await.json();
+    let entry = &journal[0];
+    assert_eq!(journal.as_array().unwrap().len(), 1);
     assert_eq!(
-        journal,
-        json!([{"method": "GET", "path": "/v1/batches", "status": 429}])
+        (&entry["method"], &entry["path"], &entry["status"]),
+        (&json!("GET"), &json!("/v1/batches"), &json!(429))
     );
+    assert!(entry["started_us"].as_u64().unwrap() <= entry["ended_us"].as_u64().unwrap());
 }
 
 #[tokio::test]

@@ -1,0 +1,202 @@
+//! `run -f` in direct mode: which mode a Batch runs in (probed once for Auto), and the direct
+//! run itself, in-process, with its checkpoint in the state directory and its counts written
+//! to the status as lines finish.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
+
+use super::resolve::GatewayTarget;
+use super::runner::BatchRun;
+use crate::api::{BatchMode, DirectLimits, GatewayMode};
+use crate::direct::{self, Conclusion, Counts, DirectError, DirectJob};
+use crate::driver;
+use crate::engine::{self, Downloaded, ErrorClass, Outcome, UpstreamState};
+
+/// How often counts are written to the state (and reported) while a direct run goes.
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
+
+impl BatchRun<'_> {
+    /// The mode, resolved before anything is sent: spec.mode, or for Auto what a probe of
+    /// `/v1/batches` says. Once recorded, the status keeps it (no probe again on resume).
+    pub(super) async fn resolve_mode(&self) -> Outcome {
+        let mode = match &self.plan.gateway {
+            GatewayTarget::Remote(gw) => gw.spec.mode,
+            GatewayTarget::Builtin { .. } => GatewayMode::Auto,
+        };
+        let mode = match mode.resolve(None) {
+            Some(mode) => mode,
+            None => match driver::probe_batch_api(&self.client).await {
+                Ok(batch_api) => mode.resolve(Some(batch_api)).expect("a probed Auto resolves"),
+                Err(e) => return driver::failure(e),
+            },
+        };
+        if mode == BatchMode::Direct {
+            if self.plan.batch.object.spec.input.file_id.is_some() {
+                let message = "spec.input.fileId needs the gateway's Files API, which direct mode does not use; \
+                               give the requests in a ConfigMap, a Secret or spec.input.requests";
+                return Outcome::SpecInvalid {
+                    message: message.to_string(),
+                };
+            }
+            self.progress.say(format!(
+                "{}: no batch API on the gateway (or mode: Direct): sending each request directly",
+                self.plan.object()
+            ));
+        }
+        Outcome::ModeResolved { mode }
+    }
+
+    /// Runs the Batch's lines directly until they are all answered, the completion window
+    /// passes, or the run must stop. `None`: interrupted (Ctrl-C), resumable.
+    pub(super) async fn run_direct(&mut self) -> Option<Outcome> {
+        let spec = &self.plan.batch.object.spec;
+        let limits = match &self.plan.gateway {
+            GatewayTarget::Remote(gw) => gw.spec.limits.direct(),
+            GatewayTarget::Builtin { .. } => Ok(DirectLimits::default()),
+        };
+        let window = humantime::parse_duration(&spec.completion_window)
+            .map_err(|e| format!("spec.completionWindow {:?}: {e}", spec.completion_window));
+        let (limits, window) = match (limits, window) {
+            (Ok(l), Ok(w)) => (l, w),
+            (Err(message), _) | (_, Err(message)) => return Some(Outcome::SpecInvalid { message }),
+        };
+        let total = self.state.status.input.as_ref().map_or(0, |i| i.requests);
+        let counts = self.state.status.request_counts.clone().unwrap_or_default();
+        if let Err(e) = self.apply(Outcome::DirectProgress {
+            total,
+            completed: counts.completed,
+            failed: counts.failed,
+        }) {
+            return Some(Outcome::GatewayError {
+                class: ErrorClass::Output,
+                message: format!("cannot save state: {e}"),
+            });
+        }
+        let started: SystemTime = self
+            .state
+            .status
+            .start_time
+            .as_ref()
+            .map_or_else(SystemTime::now, |t| t.0.into());
+        let job = DirectJob {
+            endpoint: spec.endpoint.path().to_string(),
+            limits,
+            deadline: Some(started + window),
+            checkpoint_dir: self.checkpoint_dir(),
+            cancel: spec.cancel,
+        };
+        let (progress, mut counts) = watch::channel(Counts::default());
+        let (client, stop) = (self.client.clone(), self.cancel.clone());
+        let input = std::io::Cursor::new(self.plan.input.clone());
+        let run = direct::run(&client, &job, input, progress, &stop);
+        tokio::pin!(run);
+        let mut persisted = Instant::now();
+        let result = loop {
+            tokio::select! {
+                result = &mut run => break result,
+                Ok(()) = counts.changed() => {
+                    let now = *counts.borrow_and_update();
+                    let outcome = Outcome::DirectProgress { total, completed: now.completed, failed: now.failed };
+                    self.state.status = engine::reduce(&self.state.status, outcome, &self.context());
+                    if persisted.elapsed() >= PERSIST_EVERY {
+                        persisted = Instant::now();
+                        self.progress.update(&self.state.status);
+                        if let Err(e) = self.persist() {
+                            tracing::warn!("cannot save the direct-mode progress: {e}");
+                        }
+                    }
+                }
+            }
+        };
+        match result {
+            Ok((conclusion, _)) => Some(self.deliver(&job.checkpoint_dir, conclusion).await),
+            Err(DirectError::Interrupted) => None,
+            Err(DirectError::Unauthorized(message)) => Some(Outcome::GatewayError {
+                class: ErrorClass::Unauthorized,
+                message: format!("the gateway refused the API key ({message})"),
+            }),
+            Err(e @ DirectError::Unavailable(_)) => Some(Outcome::GatewayError {
+                class: ErrorClass::Transient,
+                message: e.to_string(),
+            }),
+            Err(e @ DirectError::Checkpoint { .. }) => Some(Outcome::GatewayError {
+                class: ErrorClass::Output,
+                message: e.to_string(),
+            }),
+            Err(e @ DirectError::Input { .. }) => Some(Outcome::InputInvalid { message: e.to_string() }),
+        }
+    }
+
+    /// Where the direct run of this Batch (this state's uid) keeps its checkpoint.
+    fn checkpoint_dir(&self) -> PathBuf {
+        let plan = self.plan;
+        let dir = format!("direct-{}", self.state.uid);
+        self.state_dir.root().join(&plan.namespace).join(&plan.name).join(dir)
+    }
+
+    /// Copies the results into the output directory and counts them.
+    async fn deliver(&self, checkpoint: &Path, conclusion: Conclusion) -> Outcome {
+        let state = match conclusion {
+            Conclusion::Completed => UpstreamState::Completed,
+            Conclusion::Expired => UpstreamState::Expired,
+            Conclusion::Cancelled => UpstreamState::Cancelled,
+        };
+        match copy_results(checkpoint, &self.out_dir).await {
+            Ok(downloaded) => Outcome::DirectFinished { state, downloaded },
+            Err(e) => Outcome::GatewayError {
+                class: ErrorClass::Output,
+                message: format!("cannot write the results to {}: {e}", self.out_dir.display()),
+            },
+        }
+    }
+
+    /// Reduces `outcome` into the status and saves it.
+    fn apply(&mut self, outcome: Outcome) -> anyhow::Result<()> {
+        self.state.status = engine::reduce(&self.state.status, outcome, &self.context());
+        self.progress.update(&self.state.status);
+        self.persist()
+    }
+}
+
+/// `output.jsonl` always (empty when every line failed), `errors.jsonl` only when a line failed,
+/// as in batch mode; each fsynced.
+async fn copy_results(checkpoint: &Path, out_dir: &Path) -> std::io::Result<Downloaded> {
+    tokio::fs::create_dir_all(out_dir).await?;
+    let (output, errors) = (out_dir.join(direct::OUTPUT_FILE), out_dir.join(direct::ERRORS_FILE));
+    copy_synced(&checkpoint.join(direct::OUTPUT_FILE), &output).await?;
+    let out = driver::summarise_output(&output).await?;
+    let source = checkpoint.join(direct::ERRORS_FILE);
+    let has_errors = tokio::fs::metadata(&source).await.is_ok_and(|m| m.len() > 0);
+    let err = if has_errors {
+        copy_synced(&source, &errors).await?;
+        driver::summarise_errors(&errors).await?
+    } else {
+        let _ = tokio::fs::remove_file(&errors).await;
+        Default::default()
+    };
+    Ok(Downloaded {
+        location: out_dir.display().to_string(),
+        output_lines: out.lines,
+        output_bytes: out.bytes,
+        error_lines: err.lines,
+        error_bytes: err.bytes,
+        not_run: err.not_run,
+        usage: out.usage,
+        not_stored: None,
+    })
+}
+
+async fn copy_synced(from: &Path, to: &Path) -> std::io::Result<()> {
+    let tmp = to.with_extension("tmp");
+    match tokio::fs::copy(from, &tmp).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tokio::fs::write(&tmp, b"").await?;
+        }
+        Err(e) => return Err(e),
+    }
+    tokio::fs::File::open(&tmp).await?.sync_all().await?;
+    tokio::fs::rename(&tmp, to).await
+}
