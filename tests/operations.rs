@@ -714,3 +714,92 @@ fn the_readme_metrics_table_matches_the_registry() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_reconcile_in_flight_finish_and_record_its_step() {
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, "ops-drain").await;
+    // Every gateway request takes 1.5 s, so a reconcile is mid-step when the signal comes.
+    let config = SimulatorConfig {
+        api_key: Some(KEY.into()),
+        latency_ms: 1500,
+        ..SimulatorConfig::default()
+    };
+    let sim = RunningSimulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    prepare(&client, &ns, &sim).await;
+    // Polls 5 s apart: the drain ends after the first poll, with the batch still running.
+    let polling = json!({"spec": {"polling": {"initial": "5s", "max": "5s"}}});
+    Api::<BatchGateway>::namespaced(client.clone(), &ns)
+        .patch(
+            "gw",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&polling),
+        )
+        .await
+        .unwrap();
+    create_batch(&client, &ns, "slow").await;
+    let mut controller = ControllerProcess::start(&admin_kubeconfig(), "drain", &["--namespace", &ns]);
+    let batches = Api::<Batch>::namespaced(client.clone(), &ns);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while phase(&batches.get("slow").await.unwrap()) != Some(BatchPhase::Uploading) {
+        assert!(Instant::now() < deadline, "never Uploading");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    controller.signal("-TERM");
+    let signalled = Instant::now();
+    let status = controller.wait_exit(Duration::from_secs(40)).await;
+    assert!(status.success(), "{status:?}\n{:?}", controller.logs());
+    println!("drained and exited {:?} after SIGTERM", signalled.elapsed());
+    let slow = batches.get("slow").await.unwrap();
+    let gateway = slow.status.as_ref().and_then(|s| s.gateway.clone()).unwrap_or_default();
+    assert!(
+        gateway.input_file_id.is_some(),
+        "the upload in flight was not recorded: {:?}",
+        slow.status
+    );
+
+    // A new controller carries on from the status: one upload, one batch.
+    let context = Arc::new(Context::new(client.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(controller::run_with(context, Options::namespace(&ns), async move {
+        let _ = stopped.await;
+    }));
+    wait_succeeded(&client, &ns, "slow", Duration::from_secs(90)).await;
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .unwrap()
+        .unwrap();
+    let journal: Vec<Value> = reqwest::get(format!("{}/__sim/journal", sim.base_url().trim_end_matches("/v1")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let posted = |path: &str| {
+        journal
+            .iter()
+            .filter(|e| e["method"] == "POST" && e["path"] == path && e["status"].as_u64() < Some(300))
+            .count()
+    };
+    assert_eq!((posted("/v1/files"), posted("/v1/batches")), (1, 1), "{journal:?}");
+}
+
+/// kube-runtime's graceful shutdown waits for a cache that never synced: stopping at once
+/// must not hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_before_the_caches_synced_returns_at_once() {
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, "ops-early").await;
+    let context = Arc::new(Context::new(client));
+    let started = Instant::now();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        controller::run_with(context, Options::namespace(&ns), std::future::ready(())),
+    )
+    .await
+    .expect("the controller hung on shutdown");
+    println!("stopped in {:?}", started.elapsed());
+}
