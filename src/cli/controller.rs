@@ -144,3 +144,60 @@ async fn check_permissions(client: &kube::Client, options: &Options) -> anyhow::
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> ControllerArgs {
+        let cli = Cli::try_parse_from([&["llm-batch-operator", "controller"], args].concat()).unwrap();
+        match cli.command {
+            Command::Controller(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn namespaces_repeat_and_split_on_commas() {
+        let args = parse(&[
+            "--namespace",
+            "team-a",
+            "--namespace",
+            "team-b,team-c",
+            "--namespace",
+            "",
+        ]);
+        assert_eq!(options(&args).unwrap().namespaces, ["team-a", "team-b", "team-c"]);
+        assert!(options(&parse(&[])).unwrap().namespaces.is_empty(), "all namespaces");
+    }
+
+    #[test]
+    fn leader_election_needs_a_namespace_and_uses_the_contract_timings() {
+        let args = parse(&["--leader-elect", "--leader-election-namespace", ""]);
+        let error = options(&args).unwrap_err().to_string();
+        assert!(error.contains("--leader-election-namespace"), "{error}");
+        let args = parse(&[
+            "--leader-elect",
+            "--leader-election-namespace",
+            "ops",
+            "--leader-election-id",
+            "l",
+        ]);
+        let election = options(&args).unwrap().leader_election.unwrap();
+        assert_eq!((election.namespace.as_str(), election.name.as_str()), ("ops", "l"));
+        let t = election.timings;
+        assert_eq!(
+            (
+                t.duration.as_secs(),
+                t.renew_deadline.as_secs(),
+                t.retry_period.as_secs()
+            ),
+            (15, 10, 2)
+        );
+        assert!(!election.identity.is_empty());
+        assert_eq!(parse(&[]).metrics_addr.to_string(), "0.0.0.0:8080");
+    }
+}

@@ -369,7 +369,7 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
 
 /// An Event for every phase change, and a Warning for every new failure.
 async fn record(batch: &Batch, before: &BatchStatus, after: &BatchStatus, ctx: &Context) {
-    instrument::finished(before, after, ctx);
+    instrument::finished(&key(batch), before, after, ctx);
     if before.phase != after.phase
         && let Some(phase) = after.phase
     {

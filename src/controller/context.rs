@@ -2,7 +2,7 @@
 //! time of each Batch's last poll (so status writes that re-trigger a reconcile never poll
 //! early). Losing these on restart costs at most one early poll.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +23,8 @@ pub struct Context {
     backoff: Backoff,
     gateways: Mutex<HashMap<String, (String, GatewayClient)>>,
     polled: Mutex<HashMap<String, Instant>>,
+    /// Batches whose finish was counted in the metrics (a stale cache can replay the last step).
+    finished: Mutex<HashSet<String>>,
     reconciles: AtomicU64,
 }
 
@@ -48,6 +50,7 @@ impl Context {
             backoff: Backoff::default(),
             gateways: Mutex::default(),
             polled: Mutex::default(),
+            finished: Mutex::default(),
             reconciles: AtomicU64::new(0),
         }
     }
@@ -111,10 +114,16 @@ impl Context {
             .insert(key.to_string(), Instant::now());
     }
 
+    /// True the first time this object's finish is reported (so metrics count it once).
+    pub fn first_finish(&self, key: &str) -> bool {
+        self.finished.lock().expect("finished lock").insert(key.to_string())
+    }
+
     /// Drops what is kept for a deleted object.
     pub fn forget(&self, key: &str) {
         self.reset_backoff(key);
         self.polled.lock().expect("poll lock").remove(key);
+        self.finished.lock().expect("finished lock").remove(key);
     }
 }
 

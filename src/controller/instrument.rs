@@ -32,10 +32,11 @@ pub fn adoption(outcome: &Outcome, ctx: &Context) {
     }
 }
 
-/// Adds a Batch's request lines and tokens once, when it reaches a terminal phase.
-pub fn finished(before: &BatchStatus, after: &BatchStatus, ctx: &Context) {
+/// Adds a Batch's request lines and tokens once, when it reaches a terminal phase (`key`:
+/// namespace/name; a reconcile on a stale cache may replay the last step).
+pub fn finished(key: &str, before: &BatchStatus, after: &BatchStatus, ctx: &Context) {
     let terminal = |s: &BatchStatus| s.phase.is_some_and(|p| p.is_terminal());
-    if terminal(before) || !terminal(after) {
+    if terminal(before) || !terminal(after) || !ctx.first_finish(key) {
         return;
     }
     let counts = after.request_counts.clone().unwrap_or_default();

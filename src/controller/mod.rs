@@ -150,6 +150,7 @@ fn controllers(context: Arc<Context>, namespaces: &[String], stop: CancellationT
         let batches = Controller::new(scoped::<Batch>(&client, ns.as_deref()), watcher::Config::default())
             .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY));
         batch_stores.push(batches.store());
+        let never_synced = unsynced_when_stopped(&stop, batches.store());
         runs.push(
             batches
                 .graceful_shutdown_on(stop.clone().cancelled_owned())
@@ -158,6 +159,7 @@ fn controllers(context: Arc<Context>, namespaces: &[String], stop: CancellationT
                     batch::error_policy,
                     context.clone(),
                 )
+                .take_until(never_synced)
                 .for_each(log_failure)
                 .boxed(),
         );
@@ -166,6 +168,7 @@ fn controllers(context: Arc<Context>, namespaces: &[String], stop: CancellationT
             watcher::Config::default(),
         );
         gateway_stores.push(gateways.store());
+        let never_synced = unsynced_when_stopped(&stop, gateways.store());
         runs.push(
             gateways
                 .graceful_shutdown_on(stop.clone().cancelled_owned())
@@ -176,6 +179,7 @@ fn controllers(context: Arc<Context>, namespaces: &[String], stop: CancellationT
                     gateway::error_policy,
                     context.clone(),
                 )
+                .take_until(never_synced)
                 .for_each(log_failure)
                 .boxed(),
         );
@@ -218,6 +222,23 @@ fn controllers(context: Arc<Context>, namespaces: &[String], stop: CancellationT
         context.metrics.set_phase_counts(None);
     }
     .boxed()
+}
+
+/// Resolves when `stop` comes before the controller's cache has synced. kube-runtime's graceful
+/// shutdown would then wait forever (its runner waits for the cache before anything else), and
+/// nothing can be in flight, so that controller is ended at once.
+fn unsynced_when_stopped<K>(stop: &CancellationToken, store: Store<K>) -> impl Future<Output = ()> + Send + 'static
+where
+    K: kube::Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let stop = stop.clone();
+    async move {
+        stop.cancelled().await;
+        if store.wait_until_ready().now_or_never().is_some() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// `None` is every namespace.

@@ -1,0 +1,239 @@
+//! What the operations tests share: a namespace with a gateway and input, Batches, the
+//! leader-election Lease, and the controller binary as a subprocess with JSON logs.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::apiserver::server;
+use super::object;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Client;
+use kube::api::{Api, PostParams};
+use llm_batch_operator::api::{Batch, BatchGateway, BatchPhase};
+use llm_batch_operator::controller::Context;
+use llm_batch_operator::simulator::{RunningSimulator, SimulatorConfig};
+use serde_json::{Value, json};
+
+pub const KEY: &str = "sk-operations-test-key";
+pub const LEASE: &str = "llm-batch-operator";
+
+pub async fn simulator() -> RunningSimulator {
+    let config = SimulatorConfig {
+        api_key: Some(KEY.into()),
+        ..SimulatorConfig::default()
+    };
+    RunningSimulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// A BatchGateway `gw` (with its key) and a ConfigMap `input` of four requests in `ns`.
+pub async fn prepare(client: &Client, ns: &str, sim: &RunningSimulator) {
+    let pp = PostParams::default();
+    let secret: Secret = object(json!({"metadata": {"name": "gw-key"}, "stringData": {"api-key": KEY}}));
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&pp, &secret)
+        .await
+        .unwrap();
+    let gateway: BatchGateway = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchGateway",
+        "metadata": {"name": "gw"},
+        "spec": {"url": sim.base_url(), "auth": {"secretRef": {"name": "gw-key", "key": "api-key"}},
+                 "polling": {"initial": "100ms", "max": "500ms"}}}));
+    Api::<BatchGateway>::namespaced(client.clone(), ns)
+        .create(&pp, &gateway)
+        .await
+        .unwrap();
+    let cm: ConfigMap = object(json!({"metadata": {"name": "input"}, "data": {"batch.jsonl": super::chat_lines(4)}}));
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .create(&pp, &cm)
+        .await
+        .unwrap();
+}
+
+pub async fn create_batch(client: &Client, ns: &str, name: &str) {
+    let batch: Batch = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch",
+        "metadata": {"name": name},
+        "spec": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
+                 "input": {"configMap": {"name": "input", "key": "batch.jsonl"}},
+                 "output": {"secret": {"name": format!("{name}-results")}}}}));
+    Api::<Batch>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &batch)
+        .await
+        .unwrap();
+}
+
+pub fn phase(batch: &Batch) -> Option<BatchPhase> {
+    batch.status.as_ref().and_then(|s| s.phase)
+}
+
+/// Waits (bounded) until Batch `ns/name` Succeeded.
+pub async fn wait_succeeded(client: &Client, ns: &str, name: &str, within: Duration) {
+    let api = Api::<Batch>::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + within;
+    loop {
+        let batch = api.get(name).await.unwrap();
+        if phase(&batch) == Some(BatchPhase::Succeeded) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ns}/{name} never Succeeded: {:?}",
+            batch.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The holder of the leader-election Lease in `ns`, if any.
+pub async fn lease_holder(client: &Client, ns: &str) -> Option<String> {
+    let lease = Api::<Lease>::namespaced(client.clone(), ns)
+        .get_opt(LEASE)
+        .await
+        .unwrap()?;
+    lease.spec?.holder_identity.filter(|h| !h.is_empty())
+}
+
+/// Waits (bounded) until `check` holds for the Lease holder, and returns it.
+pub async fn wait_holder(
+    client: &Client,
+    ns: &str,
+    within: Duration,
+    check: impl Fn(&Option<String>) -> bool,
+) -> Option<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let holder = lease_holder(client, ns).await;
+        if check(&holder) {
+            return holder;
+        }
+        assert!(Instant::now() < deadline, "the Lease holder stayed {holder:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `llm-batch-operator controller` as a subprocess with JSON logs, killed on drop.
+pub struct ControllerProcess {
+    child: Child,
+    pub base: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl ControllerProcess {
+    pub fn start(kubeconfig: &str, pod_name: &str, args: &[&str]) -> ControllerProcess {
+        let mut child = super::bin()
+            .args(["controller", "--metrics-addr", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", pod_name)
+            .env("RUST_LOG", "info")
+            .env_remove("WATCH_NAMESPACE")
+            .env_remove("POD_NAMESPACE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the controller");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let kept = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(entry) = serde_json::from_str::<Value>(&line)
+                    && entry["message"].as_str().is_some_and(|m| m.starts_with("serving"))
+                {
+                    let _ = addr_tx.send(entry["addr"].as_str().unwrap_or_default().to_string());
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the controller never said where it serves: {:?}", logs.lock().unwrap()));
+        ControllerProcess {
+            child,
+            base: format!("http://{addr}"),
+            logs,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    pub async fn metrics(&self) -> String {
+        let (status, text) = self.get("/metrics").await;
+        assert_eq!(status, 200, "{text}");
+        text
+    }
+
+    /// Waits (bounded) until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, text) = self.get("/readyz").await;
+            if status == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never ready: {text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "still running after {within:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn admin_kubeconfig() -> String {
+    server().dir.join("kubeconfig").display().to_string()
+}
+
+/// The value of the sample `name` (with its labels, as exposed), if present.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Waits (bounded) until the in-process controller's metrics satisfy `check`.
+pub async fn wait_metrics(context: &Context, what: &str, check: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = context.metrics.encode().unwrap();
+        if check(&text) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {what}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
