@@ -150,8 +150,8 @@ async fn full_cycle_over_http() {
         .await
         .unwrap();
     assert_eq!(
-        journal[0],
-        json!({"method": "GET", "path": "/v1/batches", "status": 401})
+        (&journal[0]["method"], &journal[0]["path"], &journal[0]["status"]),
+        (&json!("GET"), &json!("/v1/batches"), &json!(401))
     );
     assert_eq!(journal[1]["path"], "/v1/files");
     sim.shutdown().await;

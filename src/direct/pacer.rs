@@ -74,6 +74,9 @@ impl Pacer {
     pub async fn wait(&self, tokens: u64) {
         loop {
             let at = self.lock().reserve(Instant::now(), tokens);
+            if at <= Instant::now() {
+                return; // a timer, even an elapsed one, would wait for the next tick
+            }
             tokio::time::sleep_until(at).await;
             if !self.lock().held(Instant::now()) {
                 return;
