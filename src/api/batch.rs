@@ -10,7 +10,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{KeyRef, LocalObjectRef};
+use super::{ByteRange, InputOverrides, KeyRef, LocalObjectRef, ObjectStoreRef, PvcSink};
 
 /// Metadata pairs the user may set: OpenAI allows 16 and the operator keeps 3 for itself.
 pub const MAX_USER_METADATA_PAIRS: usize = 13;
@@ -110,8 +110,10 @@ impl std::fmt::Display for Endpoint {
 /// The source of the JSONL request lines: exactly one of the fields.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.configMap), has(self.secret), has(self.requests), has(self.fileId)].filter(x, x).size() == 1")
-    .message("input needs exactly one source: configMap, secret, requests or fileId"))]
+#[x_kube(validation = Rule::new("[has(self.configMap), has(self.secret), has(self.requests), has(self.fileId), has(self.objectStore)].filter(x, x).size() == 1")
+    .message("input needs exactly one source: configMap, secret, requests, fileId or objectStore"))]
+#[x_kube(validation = Rule::new("!has(self.fileId) || (!has(self.byteRange) && !has(self.overrides))")
+    .message("byteRange and overrides need an input the operator reads (not fileId)"))]
 pub struct BatchInput {
     /// A ConfigMap key (`data` or `binaryData`) holding the JSONL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +131,15 @@ pub struct BatchInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 5000))]
     pub requests: Option<Vec<InlineRequest>>,
+    /// An object in S3-compatible storage, GCS or Azure, streamed in ranges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_store: Option<ObjectStoreRef>,
+    /// Only this line-aligned slice of the source is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byte_range: Option<ByteRange>,
+    /// Rewrites applied to every line on the way to the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<InputOverrides>,
 }
 
 /// One request written in the Batch itself.
@@ -164,12 +175,18 @@ impl BatchInput {
 /// Where results go: exactly one sink.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.secret)].filter(x, x).size() == 1")
-    .message("output needs exactly one sink: secret"))]
+#[x_kube(validation = Rule::new("[has(self.secret), has(self.objectStore), has(self.pvc)].filter(x, x).size() == 1")
+    .message("output needs exactly one sink: secret, objectStore or pvc"))]
 pub struct BatchOutput {
     /// A Secret, owned by the Batch, holding output.jsonl and errors.jsonl.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<LocalObjectRef>,
+    /// A prefix (`s3://bucket/results/`) receiving output.jsonl, errors.jsonl and manifest.json.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_store: Option<ObjectStoreRef>,
+    /// A directory on a PersistentVolumeClaim, written by a Job running this binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvc: Option<PvcSink>,
 }
 
 /// What deleting a Batch does to its upstream batch and files.
@@ -334,6 +351,12 @@ pub struct OutputStatus {
     /// The local directory or volume path holding the results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// The object-store prefix holding the results (`s3://bucket/results/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The PersistentVolumeClaim holding the results (under `path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvc: Option<String>,
     /// Lines in the output file.
     pub lines: u64,
     /// Bytes of the output file.

@@ -9,12 +9,14 @@ mod crds;
 mod gateway;
 mod headline;
 mod quantity;
+mod storage;
 
 pub use batch::*;
 pub use conditions::{Conditions, condition_types, reasons};
 pub use crds::{all_crds, crds_yaml};
 pub use gateway::*;
 pub use quantity::parse_bytes;
+pub use storage::{ByteRange, InputOverrides, ObjectStoreRef, PvcSink};
 
 /// The API group of every resource in this project.
 pub const GROUP: &str = "llmbatch.io";

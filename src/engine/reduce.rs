@@ -168,9 +168,14 @@ fn collect(status: &mut BatchStatus, d: Downloaded, ctx: &Context) {
         ),
     }
     status.usage = Some(d.usage.clone());
+    let is_url = ["s3://", "gs://", "az://"]
+        .iter()
+        .any(|scheme| d.location.starts_with(scheme));
     status.output = Some(OutputStatus {
         secret_name: None,
-        path: Some(d.location.clone()),
+        path: (!is_url).then(|| d.location.clone()),
+        url: is_url.then(|| d.location.clone()),
+        pvc: None,
         lines: d.output_lines,
         bytes: d.output_bytes,
         error_lines: d.error_lines,
