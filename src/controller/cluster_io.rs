@@ -63,7 +63,7 @@ pub async fn read_input(client: &kube::Client, batch: &Batch) -> Result<Bytes, I
     }
 }
 
-async fn get<K>(client: &kube::Client, ns: &str, name: &str, kind: &str) -> Result<K, InputError>
+pub(super) async fn get<K>(client: &kube::Client, ns: &str, name: &str, kind: &str) -> Result<K, InputError>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,

@@ -6,6 +6,7 @@ mod cluster_io;
 mod context;
 mod error;
 mod gateway;
+mod object_io;
 mod preflight;
 
 use std::sync::Arc;

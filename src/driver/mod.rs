@@ -3,6 +3,7 @@
 //! happened into an engine [`Outcome`].
 
 mod results;
+pub mod storage;
 
 pub use results::{ErrorSummary, OutputSummary, summarise_errors, summarise_output};
 

@@ -198,3 +198,4 @@ pub fn text(output: &Output) -> String {
 pub mod aimock;
 pub mod apiserver;
 pub mod faults;
+pub mod s3;
