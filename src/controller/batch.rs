@@ -231,7 +231,14 @@ async fn validate_input(batch: &Batch, ctx: &Context) -> Result<Outcome, Error> 
             Err(e) => return input_failure(e),
         },
     };
-    let problems = engine::check_spec(&batch.spec);
+    let mut problems = engine::check_spec(&batch.spec);
+    if let Some(pvc) = batch.spec.output.as_ref().and_then(|o| o.pvc.as_ref()) {
+        problems.push(format!(
+            "spec.output.pvc (claim {}): this operator has no PVC sink yet (only run -f --pvc-root writes to a claim); \
+             use spec.output.objectStore or spec.output.secret",
+            pvc.claim_name
+        ));
+    }
     if !problems.is_empty() {
         return Ok(Outcome::SpecInvalid {
             message: problems.join("; "),

@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub paths: Vec<PathBuf>,
     pub out_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// `--pvc-root`: claim C of `spec.output.pvc` is this directory's `C/`.
+    pub pvc_root: Option<PathBuf>,
     /// Send every Batch to the built-in simulator.
     pub simulator: bool,
     /// Draw progress bars on a terminal.
@@ -69,7 +71,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             "ignoring {skipped} (run -f uses Batch, BatchGateway, ConfigMap and Secret)"
         ));
     }
-    let mut plans = match resolve::plan_all(&manifests, options.simulator) {
+    let mut plans = match resolve::plan_all(&manifests, options.simulator, options.pvc_root.as_deref()) {
         Ok(plans) => plans,
         Err(problems) => return Ok(invalid(&problems)),
     };

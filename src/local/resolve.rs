@@ -2,12 +2,13 @@
 //! resolved from the same files, with errors that say which object and field to fix.
 
 use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::manifests::{Located, Manifests};
-use crate::api::{Batch, BatchGatewaySpec, BatchInput, KeyRef, ObjectStoreRef, Polling};
+use crate::api::{Batch, BatchGatewaySpec, BatchInput, KeyRef, ObjectStoreRef, Polling, PvcSink};
 use crate::engine;
 use crate::io::ObjectInput;
 use crate::io::storage::{self, ObjectLocation};
@@ -27,6 +28,17 @@ pub struct Plan {
     pub object_input: Option<ObjectInput>,
     /// `spec.output.objectStore`: the prefix the results are written under.
     pub object_output: Option<ObjectLocation>,
+    /// `spec.output.pvc` mapped under `--pvc-root`.
+    pub pvc_output: Option<PvcOutput>,
+}
+
+/// A claim's directory on this machine, and how status names it.
+#[derive(Clone, Debug)]
+pub struct PvcOutput {
+    /// `<pvc-root>/<claimName>/<path>`
+    pub dir: PathBuf,
+    /// `pvc://<claimName>/<path>`
+    pub location: String,
 }
 
 impl Plan {
@@ -65,11 +77,15 @@ impl std::fmt::Debug for RemoteGateway {
 }
 
 /// Resolves every Batch. `force_simulator` sends all of them to the built-in simulator.
-pub fn plan_all(manifests: &Manifests, force_simulator: bool) -> Result<Vec<Plan>, Vec<String>> {
+pub fn plan_all(
+    manifests: &Manifests,
+    force_simulator: bool,
+    pvc_root: Option<&Path>,
+) -> Result<Vec<Plan>, Vec<String>> {
     let mut plans = Vec::new();
     let mut problems = Vec::new();
     for ((namespace, name), batch) in &manifests.batches {
-        match plan_one(manifests, namespace, name, batch, force_simulator) {
+        match plan_one(manifests, namespace, name, batch, force_simulator, pvc_root) {
             Ok(plan) => plans.push(plan),
             Err(mut p) => problems.append(&mut p),
         }
@@ -83,6 +99,7 @@ fn plan_one(
     name: &str,
     batch: &Located<Batch>,
     force_simulator: bool,
+    pvc_root: Option<&Path>,
 ) -> Result<Plan, Vec<String>> {
     let at = format!("{} Batch {namespace}/{name}", batch.origin);
     let spec = &batch.object.spec;
@@ -121,6 +138,10 @@ fn plan_one(
         },
         None => None,
     };
+    let pvc_output = match spec.output.as_ref().and_then(|o| o.pvc.as_ref()) {
+        Some(pvc) => Some(pvc_output(pvc, pvc_root).map_err(|p| vec![format!("{at}: {p}")])?),
+        None => None,
+    };
     Ok(Plan {
         namespace: namespace.to_string(),
         name: name.to_string(),
@@ -130,6 +151,32 @@ fn plan_one(
         gateway,
         object_input,
         object_output,
+        pvc_output,
+    })
+}
+
+/// Where a claim's results go in `run -f`: `<pvc-root>/<claimName>/<path>`.
+fn pvc_output(pvc: &PvcSink, pvc_root: Option<&Path>) -> Result<PvcOutput, String> {
+    let Some(root) = pvc_root else {
+        return Err(format!(
+            "spec.output.pvc: claim {} needs --pvc-root DIR in run -f (the claim is then DIR/{}/)",
+            pvc.claim_name, pvc.claim_name
+        ));
+    };
+    let relative = Path::new(&pvc.path);
+    let escapes = relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    let claim = Path::new(&pvc.claim_name);
+    if escapes || claim.components().count() != 1 || !matches!(claim.components().next(), Some(Component::Normal(_))) {
+        return Err(format!(
+            "spec.output.pvc: claimName {:?} and path {:?} must stay inside the claim (no /, .. or absolute paths)",
+            pvc.claim_name, pvc.path
+        ));
+    }
+    Ok(PvcOutput {
+        dir: root.join(&pvc.claim_name).join(relative),
+        location: format!("pvc://{}/{}", pvc.claim_name, pvc.path.trim_start_matches("./")),
     })
 }
 

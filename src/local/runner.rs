@@ -150,7 +150,7 @@ impl BatchRun<'_> {
     }
 
     async fn try_download(&self, output_id: Option<String>, error_id: Option<String>) -> Result<Outcome, Outcome> {
-        let dir = &self.out_dir;
+        let dir = self.plan.pvc_output.as_ref().map_or(&self.out_dir, |pvc| &pvc.dir);
         tokio::fs::create_dir_all(dir).await.map_err(|e| io_failure(dir, e))?;
         let (output, errors) = (dir.join("output.jsonl"), dir.join("errors.jsonl"));
         let out = match output_id {
@@ -181,7 +181,10 @@ impl BatchRun<'_> {
             }
         };
         let downloaded = Downloaded {
-            location: dir.display().to_string(),
+            location: match &self.plan.pvc_output {
+                Some(pvc) => pvc.location.clone(),
+                None => dir.display().to_string(),
+            },
             output_lines: out.lines,
             output_bytes: out.bytes,
             usage: out.usage,
