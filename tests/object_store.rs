@@ -214,7 +214,7 @@ fn an_invalid_object_fails_with_source_line_numbers_and_sends_nothing() {
 
 #[test]
 fn a_crash_after_uploading_or_writing_results_resumes_without_duplicates() {
-    for step in ["upload-input", "download"] {
+    for step in ["upload-input", "write-result-objects", "download"] {
         let name = format!("crash-{step}");
         let Setup { s3, sim, ws } = setup(&name, "in.jsonl", "", SECRET_KEY);
         s3.put("in.jsonl", chat_lines(10));
@@ -224,11 +224,15 @@ fn a_crash_after_uploading_or_writing_results_resumes_without_duplicates() {
             .output()
             .unwrap();
         assert!(!crashed.status.success(), "{step}: did not crash: {}", text(&crashed));
+        let prefix = format!("results/{name}");
+        if step == "write-result-objects" {
+            // Results written, manifest not: a reader waiting for manifest.json sees nothing yet.
+            assert_eq!(s3.list(&prefix), [format!("{prefix}/output.jsonl")]);
+        }
         let resumed = ws.run(&["batch.yaml", "gateway.yaml"]);
         assert!(resumed.status.success(), "{step}: {}", text(&resumed));
         assert_eq!(sim.count_ok("POST", "/v1/files"), 1, "{step}: uploaded twice");
         assert_eq!(sim.count_ok("POST", "/v1/batches"), 1, "{step}: created twice");
-        let prefix = format!("results/{name}");
         assert_eq!(
             s3.list(&prefix),
             [format!("{prefix}/manifest.json"), format!("{prefix}/output.jsonl")],

@@ -73,6 +73,7 @@ pub async fn store_results(
             .await
             .map_err(output_failure)?;
     }
+    driver::crash_if_asked("write-result-objects");
     manifest.request_counts = ManifestCounts {
         output_lines: downloaded.output_lines,
         output_bytes: downloaded.output_bytes,

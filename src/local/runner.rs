@@ -11,8 +11,8 @@ use super::progress::BatchProgress;
 use super::resolve::Plan;
 use super::state::{BatchState, StateDir, write_atomically};
 use crate::api::{BatchPhase, BatchStatus};
-use crate::driver;
 use crate::driver::storage::{self as storage_steps, input_description};
+use crate::driver::{self, crash_if_asked};
 use crate::engine::{self, Action, Downloaded, ErrorClass, Outcome, PollingPolicy};
 use crate::gateway::{GatewayClient, UploadSource};
 
@@ -231,17 +231,6 @@ impl BatchRun<'_> {
         self.state_dir
             .save(&self.plan.namespace, &self.plan.name, &self.state)?;
         write_status_yaml(&self.out_dir, &self.state.status)
-    }
-}
-
-/// Environment variable naming a step after which the process aborts, before the step's
-/// result is saved: how the tests reproduce a crash in the worst window of every step.
-pub const CRASH_AFTER_ENV: &str = "LLM_BATCH_CRASH_AFTER";
-
-fn crash_if_asked(step: &str) {
-    if std::env::var(CRASH_AFTER_ENV).is_ok_and(|s| s == step) {
-        eprintln!("{CRASH_AFTER_ENV}={step}: aborting");
-        std::process::abort();
     }
 }
 

@@ -30,8 +30,12 @@ pub struct SeaweedFs {
 
 impl SeaweedFs {
     /// Starts it with bucket `test` and the credentials [`ACCESS_KEY`]/[`SECRET_KEY`], and
-    /// waits until the bucket answers a signed request.
+    /// waits until the bucket answers a signed request. Starts are serialised within a test
+    /// binary (a server binds its ports before the next one picks), and a server that exits
+    /// before it is ready (a port taken meanwhile) is started again on other ports, at most 3 times.
     pub fn start() -> SeaweedFs {
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let bin = std::env::var_os("LLMB_WEED_BIN").map(PathBuf::from).unwrap_or_else(|| {
             let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
             home.join(".cache/llm-batch-operator").join(DEFAULT_BIN)
@@ -41,9 +45,18 @@ impl SeaweedFs {
             "weed binary not found at {}: run scripts/test-deps (or set LLMB_WEED_BIN)",
             bin.display()
         );
+        for _ in 0..3 {
+            if let Some(server) = Self::try_start(&bin) {
+                return server;
+            }
+        }
+        panic!("SeaweedFS exited before it was ready, 3 times");
+    }
+
+    fn try_start(bin: &std::path::Path) -> Option<SeaweedFs> {
         let dir = tempfile::tempdir().unwrap();
         let [s3, master, volume, filer, admin] = free_port_pairs();
-        let child = Command::new(&bin)
+        let child = Command::new(bin)
             .arg("mini")
             .arg(format!("-dir={}", dir.path().display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", &format!("-bucket={BUCKET}")])
@@ -66,23 +79,26 @@ impl SeaweedFs {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let server = SeaweedFs {
+        let mut server = SeaweedFs {
             endpoint: format!("http://127.0.0.1:{s3}"),
             child,
             _dir: dir,
         };
-        server.wait_ready();
-        server
+        server.wait_ready().then_some(server)
     }
 
-    fn wait_ready(&self) {
+    /// True once a signed PUT succeeds; false if the server exited first.
+    fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + READY_DEADLINE;
         let probe = ObjectPath::from("ready-probe");
         loop {
+            if self.child.try_wait().unwrap().is_some() {
+                return false;
+            }
             let store = self.store(BUCKET);
             let probe = probe.clone();
             if block_on(async move { store.put(&probe, PutPayload::from_static(b"ok")).await }).is_ok() {
-                return;
+                return true;
             }
             assert!(
                 Instant::now() < deadline,
