@@ -750,3 +750,104 @@ async fn a_gateways_status_says_whether_it_has_a_batch_api_and_which_mode_auto_p
         );
     }
 }
+
+/// Object storage in the cluster: the input streamed from a real S3 server (SeaweedFS, SigV4)
+/// with its Secret in the Batch's namespace, results and manifest.json written under a prefix;
+/// a missing object waits (Admitted=False naming it) and the Batch recovers once it appears;
+/// wrong credentials name the Secret, never its values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_store_input_and_output_with_a_late_object_and_wrong_credentials() {
+    use common::s3::{ACCESS_KEY, SECRET_KEY, SeaweedFs};
+
+    let s3 = Arc::new(tokio::task::spawn_blocking(SeaweedFs::start).await.unwrap());
+    let s = setup("ctl-s3", SimulatorConfig::default()).await;
+    let pp = PostParams::default();
+    for (name, secret) in [("s3", SECRET_KEY), ("s3-wrong", "wrong-secret-value-7")] {
+        let secret: Secret = object(json!({"metadata": {"name": name},
+            "stringData": {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": secret}}));
+        Api::<Secret>::namespaced(s.client.clone(), &s.ns)
+            .create(&pp, &secret)
+            .await
+            .unwrap();
+    }
+    let store = |url: &str, secret: &str| json!({"url": url, "endpoint": s3.endpoint, "secretRef": {"name": secret}});
+    s.batch(
+        "late",
+        json!({
+        "input": {"objectStore": store("s3://test/ctl/in.jsonl", "s3"), "overrides": {"customIdPrefix": "c/"}},
+        "output": {"objectStore": store("s3://test/ctl/results/", "s3")}}),
+    )
+    .await;
+    s.batch(
+        "denied",
+        json!({
+        "input": {"objectStore": store("s3://test/ctl/in.jsonl", "s3-wrong")},
+        "output": {"objectStore": store("s3://test/ctl/denied/", "s3-wrong")}}),
+    )
+    .await;
+    let controller = RunningController::start(&s.client, &s.ns);
+
+    let waiting = wait_condition(&s, "late", "Admitted", "InputNotFound").await;
+    assert!(
+        waiting.contains("object s3://test/ctl/in.jsonl does not exist"),
+        "{waiting}"
+    );
+    let refused = wait_condition(&s, "denied", "Admitted", "InputNotFound").await;
+    assert!(
+        refused.contains(&format!("refused the credentials from Secret {}/s3-wrong", s.ns)),
+        "{refused}"
+    );
+    assert!(!refused.contains("wrong-secret-value-7"), "{refused}");
+
+    let writer = Arc::clone(&s3);
+    tokio::task::spawn_blocking(move || writer.put("ctl/in.jsonl", common::chat_lines(6)))
+        .await
+        .unwrap();
+    let done = s.wait_phase("late", BatchPhase::Succeeded).await;
+    let output = done.status.unwrap().output.unwrap();
+    assert_eq!(output.url.as_deref(), Some("s3://test/ctl/results/"));
+    assert_eq!(output.lines, 6);
+    let reader = Arc::clone(&s3);
+    let (results, manifest) = tokio::task::spawn_blocking(move || {
+        (
+            reader.get("ctl/results/output.jsonl"),
+            reader.get("ctl/results/manifest.json"),
+        )
+    })
+    .await
+    .unwrap();
+    let results = String::from_utf8(results.expect("output.jsonl written")).unwrap();
+    assert_eq!(results.lines().count(), 6);
+    assert!(
+        results.lines().all(|l| l.contains(r#""custom_id":"c/req-"#)),
+        "{results}"
+    );
+    let manifest: Value = serde_json::from_slice(&manifest.expect("manifest.json written")).unwrap();
+    assert_eq!(manifest["batch"], format!("{}/late", s.ns));
+    assert_eq!(manifest["requestCounts"]["outputLines"], 6);
+
+    let denied = s.batches().get("denied").await.unwrap();
+    assert!(
+        denied.status.and_then(|st| st.gateway).is_none(),
+        "nothing was sent for the refused input"
+    );
+    controller.stop().await;
+}
+
+/// The controller has no PVC sink yet: such a Batch fails before anything is sent, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pvc_output_is_refused_clearly_before_anything_is_sent() {
+    let s = setup("ctl-pvc", SimulatorConfig::default()).await;
+    s.input("input", &common::chat_lines(3)).await;
+    s.batch(
+        "claimed",
+        json!({"output": {"pvc": {"claimName": "results", "path": "out"}}}),
+    )
+    .await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    let message = wait_condition(&s, "claimed", "Admitted", "SpecInvalid").await;
+    assert!(message.contains("spec.output.pvc (claim results)"), "{message}");
+    let batch = s.wait_phase("claimed", BatchPhase::Failed).await;
+    assert!(batch.status.and_then(|st| st.gateway).is_none());
+    controller.stop().await;
+}

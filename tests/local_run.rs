@@ -423,3 +423,26 @@ fn an_input_file_id_runs_without_an_upload_and_a_missing_one_stops_clearly() {
         text(&output)
     );
 }
+
+#[test]
+fn pvc_output_goes_under_pvc_root_and_status_names_the_claim() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let extra = "  output:\n    pvc:\n      claimName: results\n      path: nightly/tickets\n";
+    let ws = setup(&sim, "claimed", 5, extra);
+    let refused = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("needs --pvc-root DIR"), "{}", text(&refused));
+    assert_eq!(sim.journal().len(), 0);
+
+    let output = ws
+        .run_command(&["batch.yaml", "gateway.yaml"])
+        .args(["--pvc-root", "claims"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let results = std::fs::read_to_string(ws.path().join("claims/results/nightly/tickets/output.jsonl")).unwrap();
+    assert_eq!(results.lines().count(), 5);
+    let status = ws.status_yaml("claimed");
+    assert_eq!(status["output"]["pvc"], "results");
+    assert_eq!(status["output"]["path"], "nightly/tickets");
+}

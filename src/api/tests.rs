@@ -80,3 +80,35 @@ fn gateway_url_must_end_in_v1() {
         assert!(errors(validate_cel(&gateway(bad))).contains("ending in /v1"), "{bad}");
     }
 }
+
+#[test]
+fn object_store_is_an_input_source_and_an_output_sink() {
+    let store = json!({"url": "s3://bucket/in.jsonl", "secretRef": {"name": "s3"}});
+    let mut spec = spec_with_input(json!({"objectStore": store}));
+    spec["output"] = json!({"objectStore": {"url": "s3://bucket/results/"}});
+    assert!(
+        validate_cel(&batch(spec.clone())).is_ok(),
+        "{}",
+        errors(validate_cel(&batch(spec.clone())))
+    );
+    spec["input"]["configMap"] = json!({"name": "c", "key": "k"});
+    assert!(errors(validate_cel(&batch(spec.clone()))).contains("exactly one source"));
+    spec["input"] = json!({"objectStore": store});
+    spec["output"]["pvc"] = json!({"claimName": "results"});
+    assert!(errors(validate_cel(&batch(spec))).contains("exactly one sink"));
+}
+
+#[test]
+fn byte_range_must_be_ordered_and_needs_an_input_read_here() {
+    let sliced = |range: serde_json::Value| {
+        batch(spec_with_input(
+            json!({"configMap": {"name": "c", "key": "k"}, "byteRange": range}),
+        ))
+    };
+    assert!(validate_cel(&sliced(json!({"start": 10, "end": 20}))).is_ok());
+    assert!(errors(validate_cel(&sliced(json!({"start": 20, "end": 10})))).contains("must not be after"));
+    let on_gateway = batch(spec_with_input(
+        json!({"fileId": "file-1", "overrides": {"model": "m"}}),
+    ));
+    assert!(errors(validate_cel(&on_gateway)).contains("not fileId"));
+}

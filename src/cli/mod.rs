@@ -108,6 +108,9 @@ pub struct RunArgs {
     /// Where progress is kept so a rerun resumes instead of resubmitting.
     #[arg(long, default_value = ".llm-batch-state")]
     pub state_dir: PathBuf,
+    /// Where `spec.output.pvc` claims are: claim C is DIR/C/ (results go to DIR/C/<path>/).
+    #[arg(long, value_name = "DIR")]
+    pub pvc_root: Option<PathBuf>,
     /// Send every Batch to the built-in simulator, whatever gateway the files name.
     #[arg(long)]
     pub simulator: bool,
@@ -134,6 +137,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 paths: args.paths,
                 out_dir: args.out,
                 state_dir: args.state_dir,
+                pvc_root: args.pvc_root,
                 simulator: args.simulator,
                 progress: !args.no_progress,
             })

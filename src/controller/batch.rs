@@ -13,6 +13,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 
 use super::cluster_io::{self, InputError, MAX_SECRET_BYTES};
+use super::object_io;
 use super::{Context, Error, FINALIZER, instrument};
 use crate::api::{
     BATCH_ID_ANNOTATION, Batch, BatchPhase, BatchStatus, Conditions, DeletionPolicy, condition_types as ct, reasons,
@@ -20,8 +21,9 @@ use crate::api::{
 use crate::driver;
 use crate::engine::{self, Action, Downloaded, ErrorClass, Outcome, PollingPolicy, UpstreamState};
 use crate::gateway::{GatewayClient, UploadSource};
+use crate::io::object_output::Manifest;
 use crate::io::{Packed, pack_for_secret};
-use crate::jsonl::{Limits, validate_bytes};
+use crate::jsonl::{Limits, Report, Rewrite, prepare_bytes};
 
 /// Steps one reconcile may take before yielding to other objects.
 const MAX_STEPS: usize = 16;
@@ -89,7 +91,7 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
             ctx.reset_backoff(&key);
             return Ok(Requeue::await_change());
         }
-        let outcome = perform(&batch, action, &gateway, ctx).await?;
+        let outcome = perform(&batch, &status, action, &gateway, ctx).await?;
         instrument::adoption(&outcome, ctx);
         let failure = match &outcome {
             Outcome::GatewayError { class, .. } => Some(*class),
@@ -182,7 +184,13 @@ fn context(batch: &Batch, polling: PollingPolicy) -> engine::Context {
 
 /// Performs one step. Err is a failed Kubernetes API call (retried with backoff), never put
 /// into the status as if it were something about the Batch.
-async fn perform(batch: &Batch, action: Action, gateway: &GatewayClient, ctx: &Context) -> Result<Outcome, Error> {
+async fn perform(
+    batch: &Batch,
+    status: &BatchStatus,
+    action: Action,
+    gateway: &GatewayClient,
+    ctx: &Context,
+) -> Result<Outcome, Error> {
     Ok(match action {
         Action::ValidateInput => match &batch.spec.input.file_id {
             Some(file_id) => driver::input_on_gateway(gateway, file_id).await,
@@ -192,11 +200,19 @@ async fn perform(batch: &Batch, action: Action, gateway: &GatewayClient, ctx: &C
         Action::StartAttempt => Outcome::AttemptStarted {
             token: driver::attempt_token(),
         },
-        Action::UploadInput { filename } => match cluster_io::read_input(&ctx.client, batch).await {
-            Ok(bytes) => driver::upload_input(gateway, &filename, UploadSource::Bytes(bytes)).await,
-            Err(InputError::NotFound(message)) => Outcome::InputNotFound { message },
-            Err(InputError::Invalid(message)) => Outcome::InputInvalid { message },
-            Err(InputError::Api(e)) => return Err(Error::Kube(e)),
+        Action::UploadInput { filename } => match object_io::input(&ctx.client, batch).await {
+            Ok(Some(object)) => {
+                let len = status.input.as_ref().map_or(0, |i| i.bytes);
+                driver::storage::upload(gateway, &filename, &object, len).await
+            }
+            Ok(None) => match cluster_io::read_input(&ctx.client, batch).await {
+                Ok(bytes) => {
+                    let (prepared, _) = prepare(batch, &bytes);
+                    driver::upload_input(gateway, &filename, UploadSource::Bytes(prepared.into())).await
+                }
+                Err(e) => input_failure(e)?,
+            },
+            Err(e) => input_failure(e)?,
         },
         Action::CreateBatch(request) => driver::create_batch(gateway, &request).await,
         Action::Poll { batch_id, .. } => driver::poll(gateway, &batch_id).await,
@@ -204,7 +220,7 @@ async fn perform(batch: &Batch, action: Action, gateway: &GatewayClient, ctx: &C
         Action::Download {
             output_file_id,
             error_file_id,
-        } => download(batch, gateway, output_file_id, error_file_id, ctx).await,
+        } => download(batch, status, gateway, output_file_id, error_file_id, ctx).await,
         // The controller never records mode Direct yet: its Job wiring comes with the Job builder.
         Action::RunDirect => Outcome::SpecInvalid {
             message: "direct mode does not run in a cluster yet (use run -f)".into(),
@@ -214,19 +230,34 @@ async fn perform(batch: &Batch, action: Action, gateway: &GatewayClient, ctx: &C
 }
 
 async fn validate_input(batch: &Batch, ctx: &Context) -> Result<Outcome, Error> {
-    let bytes = match cluster_io::read_input(&ctx.client, batch).await {
-        Ok(bytes) => bytes,
-        Err(InputError::NotFound(message)) => return Ok(Outcome::InputNotFound { message }),
-        Err(InputError::Invalid(message)) => return Ok(Outcome::InputInvalid { message }),
-        Err(InputError::Api(e)) => return Err(Error::Kube(e)),
+    let object = match object_io::input(&ctx.client, batch).await {
+        Ok(object) => object,
+        Err(e) => return input_failure(e),
     };
-    let problems = engine::check_spec(&batch.spec);
+    let bytes = match &object {
+        Some(_) => Default::default(),
+        None => match cluster_io::read_input(&ctx.client, batch).await {
+            Ok(bytes) => bytes,
+            Err(e) => return input_failure(e),
+        },
+    };
+    let mut problems = engine::check_spec(&batch.spec);
+    if let Some(pvc) = batch.spec.output.as_ref().and_then(|o| o.pvc.as_ref()) {
+        problems.push(format!(
+            "spec.output.pvc (claim {}): this operator has no PVC sink yet (only run -f --pvc-root writes to a claim); \
+             use spec.output.objectStore or spec.output.secret",
+            pvc.claim_name
+        ));
+    }
     if !problems.is_empty() {
         return Ok(Outcome::SpecInvalid {
             message: problems.join("; "),
         });
     }
-    let report = validate_bytes(&bytes, batch.spec.endpoint.path(), Limits::default());
+    if let Some(object) = object {
+        return Ok(driver::storage::validate(&object).await);
+    }
+    let (_, report) = prepare(batch, &bytes);
     Ok(if report.is_valid() {
         Outcome::InputValidated {
             requests: report.summary.requests,
@@ -239,23 +270,45 @@ async fn validate_input(batch: &Batch, ctx: &Context) -> Result<Outcome, Error> 
     })
 }
 
+/// The input as it is uploaded: its byteRange, rewritten by its overrides; and its report.
+fn prepare(batch: &Batch, bytes: &[u8]) -> (Vec<u8>, Report) {
+    let input = &batch.spec.input;
+    let overrides = input.overrides.clone().unwrap_or_default();
+    let rewrite = Rewrite {
+        model: overrides.model,
+        custom_id_prefix: overrides.custom_id_prefix,
+    };
+    let range = input.byte_range.map(|r| r.start..r.end);
+    prepare_bytes(bytes, range, rewrite, batch.spec.endpoint.path(), Limits::default())
+}
+
+fn input_failure(e: InputError) -> Result<Outcome, Error> {
+    match e {
+        InputError::NotFound(message) => Ok(Outcome::InputNotFound { message }),
+        InputError::Invalid(message) => Ok(Outcome::InputInvalid { message }),
+        InputError::Api(e) => Err(Error::Kube(e)),
+    }
+}
+
 /// Downloads both files (to a scratch directory, counted line by line) and puts them in the
 /// output Secret when they fit; otherwise the status keeps the file ids.
 async fn download(
     batch: &Batch,
+    status: &BatchStatus,
     gateway: &GatewayClient,
     output: Option<String>,
     errors: Option<String>,
     ctx: &Context,
 ) -> Outcome {
     let scratch = std::env::temp_dir().join(format!("llmbatch-{}", uuid::Uuid::new_v4()));
-    let result = download_into(batch, gateway, output, errors, &scratch, ctx).await;
+    let result = download_into(batch, status, gateway, output, errors, &scratch, ctx).await;
     let _ = tokio::fs::remove_dir_all(&scratch).await;
     result.unwrap_or_else(|failed| failed)
 }
 
 async fn download_into(
     batch: &Batch,
+    status: &BatchStatus,
     gateway: &GatewayClient,
     output_id: Option<String>,
     error_id: Option<String>,
@@ -285,6 +338,15 @@ async fn download_into(
             (summary.lines, summary.bytes, summary.not_run);
         files.push(("errors.jsonl".to_string(), path));
     }
+    match object_io::output(&ctx.client, batch).await {
+        Ok(Some(prefix)) => {
+            let manifest = manifest(batch, status);
+            return driver::storage::store_results(&prefix, scratch, downloaded, manifest).await;
+        }
+        Ok(None) => {}
+        Err(InputError::Api(e)) => return Err(output_failure(e.to_string())),
+        Err(InputError::NotFound(m) | InputError::Invalid(m)) => return Err(output_failure(m)),
+    }
     let Some(secret) = batch.spec.output.as_ref().and_then(|o| o.secret.as_ref()) else {
         downloaded.location = "on the gateway (status.gateway has the file ids)".into();
         return Ok(Outcome::Downloaded(downloaded));
@@ -309,6 +371,30 @@ async fn download_into(
     })?;
     downloaded.location = format!("Secret {}", secret.name);
     Ok(Outcome::Downloaded(downloaded))
+}
+
+fn output_failure(message: String) -> Outcome {
+    Outcome::GatewayError {
+        class: ErrorClass::Output,
+        message,
+    }
+}
+
+/// `manifest.json` for an object-store output (counts and usage are filled in when written).
+fn manifest(batch: &Batch, status: &BatchStatus) -> Manifest {
+    let gateway = status.gateway.clone().unwrap_or_default();
+    let ns = batch.namespace().unwrap_or_default();
+    Manifest {
+        batch: key(batch),
+        batch_id: gateway.batch_id,
+        input_file_id: gateway.input_file_id,
+        output_file_id: gateway.output_file_id,
+        error_file_id: gateway.error_file_id,
+        input: driver::storage::input_description(&ns, &batch.spec.input),
+        submitted_at: status.submit_time.as_ref().map(|t| t.0.to_string()),
+        written_at: Timestamp::now().to_string(),
+        ..Default::default()
+    }
 }
 
 /// Deleting a Batch: with `deletionPolicy: Cancel`, cancel a running upstream batch and delete

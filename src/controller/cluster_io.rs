@@ -69,7 +69,7 @@ pub async fn read_source(
     }
 }
 
-async fn get<K>(client: &kube::Client, ns: &str, name: &str, kind: &str) -> Result<K, InputError>
+pub(super) async fn get<K>(client: &kube::Client, ns: &str, name: &str, kind: &str) -> Result<K, InputError>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,

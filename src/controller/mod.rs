@@ -8,6 +8,7 @@ mod error;
 mod gateway;
 mod instrument;
 mod leader;
+mod object_io;
 mod preflight;
 mod sweep;
 

@@ -4,6 +4,7 @@
 
 mod probe;
 mod results;
+pub mod storage;
 
 pub use probe::probe_batch_api;
 pub use results::{ErrorSummary, OutputSummary, summarise_errors, summarise_output};
@@ -156,5 +157,19 @@ pub async fn cancel(client: &GatewayClient, batch_id: &str) -> Outcome {
         Ok(batch) => Outcome::Observed(upstream(&batch)),
         Err(e) if e.status() == Some(409) => poll(client, batch_id).await,
         Err(e) => failure(e),
+    }
+}
+
+/// Environment variable naming a step after which the process aborts, before the step's
+/// result is saved: how the tests reproduce a crash in the worst window of every step
+/// (`run -f` checks after every engine step; the object-store output also after its objects,
+/// before `manifest.json`: step `write-result-objects`).
+pub const CRASH_AFTER_ENV: &str = "LLM_BATCH_CRASH_AFTER";
+
+/// Aborts the process when [`CRASH_AFTER_ENV`] names `step`.
+pub fn crash_if_asked(step: &str) {
+    if std::env::var(CRASH_AFTER_ENV).is_ok_and(|s| s == step) {
+        eprintln!("{CRASH_AFTER_ENV}={step}: aborting");
+        std::process::abort();
     }
 }

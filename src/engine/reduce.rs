@@ -178,11 +178,15 @@ fn collect(status: &mut BatchStatus, d: Downloaded, ctx: &Context) {
     let is_url = ["s3://", "gs://", "az://"]
         .iter()
         .any(|scheme| d.location.starts_with(scheme));
+    let on_claim = d.location.strip_prefix("pvc://").and_then(|rest| rest.split_once('/'));
     status.output = Some(OutputStatus {
         secret_name: None,
-        path: (!is_url).then(|| d.location.clone()),
+        path: match on_claim {
+            Some((_, path)) => Some(path.to_string()),
+            None => (!is_url).then(|| d.location.clone()),
+        },
         url: is_url.then(|| d.location.clone()),
-        pvc: None,
+        pvc: on_claim.map(|(claim, _)| claim.to_string()),
         lines: d.output_lines,
         bytes: d.output_bytes,
         error_lines: d.error_lines,

@@ -84,7 +84,8 @@ pub struct Upstream {
 /// What the download step wrote and counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Downloaded {
-    /// Where the results are (a directory, a Secret name, a URL).
+    /// Where the results are: a directory, a Secret name, an object-store URL (`s3://...`), or
+    /// `pvc://<claimName>/<path>` for a directory on a PersistentVolumeClaim.
     pub location: String,
     pub output_lines: u64,
     pub output_bytes: u64,

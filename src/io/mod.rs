@@ -1,7 +1,11 @@
 //! Input sources and output sinks as streams.
 
+mod object_input;
+pub mod object_output;
 mod secret_sink;
+pub mod storage;
 mod validated_upload;
 
+pub use object_input::{Checked, ObjectInput};
 pub use secret_sink::{Packed, pack_for_secret};
-pub use validated_upload::{ValidatedUpload, validated_file_upload};
+pub use validated_upload::{MakePreparer, OpenSource, ValidatedUpload, prepared_upload, validated_file_upload};

@@ -1,23 +1,30 @@
-//! One pass over a JSONL file that validates it and uploads it at once, and never lets an
-//! invalid file reach the gateway: each chunk is checked before it is sent, and the upload
-//! body only completes after the whole file proved valid. An invalid file aborts the upload
-//! mid-body, so the gateway stores nothing.
+//! One pass over a JSONL source that prepares it (slice, rewrite), validates it and uploads it
+//! at once, and never lets an invalid file reach the gateway: each chunk is checked before it
+//! is sent, and the upload body only completes after the whole input proved valid (the last
+//! byte is held back until then). An invalid input aborts the upload mid-body, so the gateway
+//! stores nothing. Any byte stream works: a local file, an object in object storage.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use tokio::sync::mpsc;
+use tokio_util::io::ReaderStream;
 
 use crate::gateway::{StreamSource, UploadSource};
-use crate::jsonl::{Limits, Report, Validator};
+use crate::jsonl::{Limits, Preparer, Report, Rewrite};
 
-/// Bytes read from disk and validated per step.
+/// Prepared bytes sent per step.
 const CHUNK: usize = 1024 * 1024;
 /// Validated chunks waiting to be sent (bounds memory to a few MiB).
 const IN_FLIGHT: usize = 4;
+
+/// Opens the source's bytes for one upload attempt.
+pub type OpenSource = dyn Fn() -> BoxStream<'static, std::io::Result<Bytes>> + Send + Sync;
+/// Makes the preparer for one upload attempt.
+pub type MakePreparer = dyn Fn() -> Preparer + Send + Sync;
 
 /// An upload source that validates as it streams, and the report of its latest attempt.
 pub struct ValidatedUpload {
@@ -26,7 +33,7 @@ pub struct ValidatedUpload {
 }
 
 impl ValidatedUpload {
-    /// The validation report of the latest upload attempt, once it read the whole file.
+    /// The validation report of the latest upload attempt, once it read the whole input.
     pub fn report(&self) -> Option<Report> {
         self.report.lock().expect("report lock").clone()
     }
@@ -34,65 +41,114 @@ impl ValidatedUpload {
 
 /// Prepares `path` (of `len` bytes) to be validated against `endpoint` and `limits` while it uploads.
 pub fn validated_file_upload(path: PathBuf, len: u64, endpoint: &str, limits: Limits) -> ValidatedUpload {
-    let report = Arc::new(Mutex::new(None));
     let endpoint = endpoint.to_string();
-    let shared = Arc::clone(&report);
     let open = move || {
+        let path = path.clone();
+        futures::stream::once(async move { tokio::fs::File::open(&path).await })
+            .map(|file| match file {
+                Ok(file) => ReaderStream::with_capacity(file, CHUNK).boxed(),
+                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            })
+            .flatten()
+            .boxed()
+    };
+    let prepare = move || Preparer::new(&endpoint, limits, Rewrite::default());
+    prepared_upload(Arc::new(open), len, Arc::new(prepare))
+}
+
+/// Uploads what `prepare` makes of the stream `open` yields; `len` is the prepared length found
+/// when the input was validated. A different length (the source changed since) aborts the upload.
+pub fn prepared_upload(open: Arc<OpenSource>, len: u64, prepare: Arc<MakePreparer>) -> ValidatedUpload {
+    let report = Arc::new(Mutex::new(None));
+    let shared = Arc::clone(&report);
+    let open_attempt = move || {
         let (tx, rx) = mpsc::channel(IN_FLIGHT);
-        let (path, endpoint, report) = (path.clone(), endpoint.clone(), Arc::clone(&shared));
-        // Reading and validating are blocking CPU work: a thread of their own, so they overlap
-        // with sending the previous chunks.
-        tokio::task::spawn_blocking(move || validate_and_forward(&path, &endpoint, limits, &tx, &report));
+        let forward = Forward {
+            tx,
+            sending: true,
+            sent: 0,
+            len,
+        };
+        tokio::spawn(forward.run(open(), prepare(), Arc::clone(&shared)));
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
     };
     ValidatedUpload {
         source: UploadSource::Stream(StreamSource {
             len,
-            open: Arc::new(open),
+            open: Arc::new(open_attempt),
         }),
         report,
     }
 }
 
-type Sender = mpsc::Sender<std::io::Result<Bytes>>;
+struct Forward {
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+    sending: bool,
+    sent: u64,
+    len: u64,
+}
 
-fn validate_and_forward(
-    path: &std::path::Path,
-    endpoint: &str,
-    limits: Limits,
-    tx: &Sender,
-    report: &Mutex<Option<Report>>,
-) {
-    let mut validator = Validator::new(endpoint, limits);
-    let mut sending = true;
-    let abort = |tx: &Sender, sending: &mut bool, why: String| {
-        if std::mem::take(sending) {
-            let _ = tx.blocking_send(Err(std::io::Error::other(why)));
+impl Forward {
+    async fn run(
+        mut self,
+        mut source: BoxStream<'static, std::io::Result<Bytes>>,
+        mut preparer: Preparer,
+        report: Arc<Mutex<Option<Report>>>,
+    ) {
+        let mut out = Vec::with_capacity(CHUNK + 64 * 1024);
+        while !preparer.is_done() {
+            let chunk = match source.next().await {
+                None => break,
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => return self.abort(e.to_string()).await,
+            };
+            preparer.feed(&chunk, &mut out);
+            if preparer.has_problems() {
+                // Keep reading for the full report, but send nothing more.
+                self.abort("the input is invalid".into()).await;
+                out.clear();
+            } else if out.len() >= CHUNK && !self.send_all_but_last_byte(&mut out).await {
+                return; // The upload was dropped.
+            }
         }
-    };
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) => return abort(tx, &mut sending, format!("{}: {e}", path.display())),
-    };
-    let mut buf = BytesMut::with_capacity(CHUNK);
-    loop {
-        buf.resize(CHUNK, 0);
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) => return abort(tx, &mut sending, format!("{}: {e}", path.display())),
-        };
-        validator.feed(&buf[..n]);
-        if validator.has_problems() {
-            // Keep reading for the full report, but send nothing more.
-            abort(tx, &mut sending, "the input is invalid".into());
-        } else if sending && tx.blocking_send(Ok(buf.split_to(n).freeze())).is_err() {
-            return; // The upload was dropped.
+        let result = preparer.finish(&mut out);
+        if !result.is_valid() {
+            self.abort("the input is invalid".into()).await;
+        } else if self.sent + out.len() as u64 != self.len {
+            let found = self.sent + out.len() as u64;
+            let why = format!(
+                "the input is {found} bytes, not {} as validated: it changed since",
+                self.len
+            );
+            self.abort(why).await;
+        } else if self.sending {
+            let _ = self.tx.send(Ok(Bytes::from(out))).await;
+        }
+        *report.lock().expect("report lock") = Some(result);
+    }
+
+    /// Sends `out` but its last byte, so the body cannot complete before the end is validated.
+    async fn send_all_but_last_byte(&mut self, out: &mut Vec<u8>) -> bool {
+        if !self.sending {
+            return true;
+        }
+        let ready = Bytes::copy_from_slice(&out[..out.len() - 1]);
+        out.drain(..out.len() - 1);
+        self.sent += ready.len() as u64;
+        if self.sent >= self.len {
+            let why = format!(
+                "the input is more than {} bytes as validated: it changed since",
+                self.len
+            );
+            self.abort(why).await;
+            return true;
+        }
+        self.tx.send(Ok(ready)).await.is_ok()
+    }
+
+    async fn abort(&mut self, why: String) {
+        if std::mem::take(&mut self.sending) {
+            let _ = self.tx.send(Err(std::io::Error::other(why))).await;
         }
     }
-    let result = validator.finish();
-    if !result.is_valid() {
-        abort(tx, &mut sending, "the input is invalid".into());
-    }
-    *report.lock().expect("report lock") = Some(result);
 }

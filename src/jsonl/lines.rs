@@ -90,6 +90,7 @@ pub struct LineSplitter {
     /// Whether the last byte of the unfinished line is `\r`.
     pending_ends_cr: bool,
     next_number: u64,
+    first_number: u64,
     /// Offset of the unfinished line (= bytes in all delivered lines).
     line_offset: u64,
 }
@@ -114,8 +115,16 @@ impl LineSplitter {
             pending_len: 0,
             pending_ends_cr: false,
             next_number: 1,
+            first_number: 1,
             line_offset: 0,
         }
+    }
+
+    /// Numbers the first line `first` instead of 1 (a slice starting further into a file).
+    pub fn numbered_from(mut self, first: u64) -> Self {
+        self.next_number = first;
+        self.first_number = first;
+        self
     }
 
     /// Total bytes fed so far.
@@ -125,7 +134,7 @@ impl LineSplitter {
 
     /// Number of lines delivered so far.
     pub fn lines_seen(&self) -> u64 {
-        self.next_number - 1
+        self.next_number - self.first_number
     }
 
     /// Feeds a chunk, calling `on_line` for every line the chunk completes.

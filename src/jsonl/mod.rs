@@ -25,16 +25,24 @@ mod checks;
 mod chunks;
 mod ids;
 mod lines;
+mod prepare;
 mod report;
 mod request;
+mod rewrite;
+mod slice;
 mod validator;
 
+#[cfg(test)]
+mod prepare_tests;
 #[cfg(test)]
 mod tests;
 
 pub use chunks::{Chunk, ChunkError, ChunkLimits, ChunkPlanner};
 pub use lines::{Line, LineSplitter, Terminator};
+pub use prepare::{Preparer, prepare_bytes};
 pub use report::{Limits, Problem, Report, Summary};
+pub use rewrite::Rewrite;
+pub use slice::{LineAlignedSlice, aligned_range, read_start};
 pub use validator::{DEFAULT_PROBLEM_CAP, Validator, validate_bytes, validate_reader};
 
 /// Batch endpoints whose request lines this module validates.

@@ -66,22 +66,27 @@ impl Validator {
         } = self;
         let bytes = splitter.bytes_seen();
         splitter.finish(|line| checker.check(line));
-        let summary = Summary {
-            requests: checker.requests,
-            bytes,
-            models: checker.models,
-        };
-        let file_problems = file_problems(&summary, limits);
-        let problems = checker.problems;
-        let problem_count = problems.count + file_problems.len() as u64;
-        let mut stored = file_problems;
-        stored.extend(problems.stored);
-        stored.truncate(problems.cap);
-        Report {
-            summary,
-            problems: stored,
-            problem_count,
-        }
+        report(checker, bytes, limits)
+    }
+}
+
+/// The report of a file of `bytes` bytes whose lines `checker` checked.
+pub(super) fn report(checker: LineChecker, bytes: u64, limits: Limits) -> Report {
+    let summary = Summary {
+        requests: checker.requests,
+        bytes,
+        models: checker.models,
+    };
+    let file_problems = file_problems(&summary, limits);
+    let problems = checker.problems;
+    let problem_count = problems.count + file_problems.len() as u64;
+    let mut stored = file_problems;
+    stored.extend(problems.stored);
+    stored.truncate(problems.cap);
+    Report {
+        summary,
+        problems: stored,
+        problem_count,
     }
 }
 

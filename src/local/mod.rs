@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub paths: Vec<PathBuf>,
     pub out_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// `--pvc-root`: claim C of `spec.output.pvc` is this directory's `C/`.
+    pub pvc_root: Option<PathBuf>,
     /// Send every Batch to the built-in simulator.
     pub simulator: bool,
     /// Draw progress bars on a terminal.
@@ -76,11 +78,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             "ignoring {skipped} (run -f uses Batch, BatchSweep, BatchGateway, ConfigMap and Secret)"
         ));
     }
-    let plans = match resolve::plan_all(&manifests, options.simulator) {
+    let mut plans = match resolve::plan_all(&manifests, options.simulator, options.pvc_root.as_deref()) {
         Ok(plans) => plans,
         Err(problems) => return Ok(invalid(&problems)),
     };
-    let validated = match validate_inputs(&plans) {
+    let validated = match validate_inputs(&mut plans) {
         Ok(v) => v,
         Err(problems) => return Ok(invalid(&problems)),
     };
@@ -188,19 +190,26 @@ fn invalid(problems: &[String]) -> ExitCode {
     ExitCode::from(exit::INVALID)
 }
 
-/// Validates every input in full before anything is sent; returns (requests, bytes) per plan.
-fn validate_inputs(plans: &[Plan]) -> Result<Vec<(u64, u64)>, Vec<String>> {
+/// Validates every input in memory in full before anything is sent, keeping the prepared
+/// (sliced, rewritten) bytes to upload; returns (requests, bytes) per plan. Inputs in object
+/// storage are streamed and validated when their batch runs.
+fn validate_inputs(plans: &mut [Plan]) -> Result<Vec<(u64, u64)>, Vec<String>> {
     let mut problems = Vec::new();
     let mut validated = Vec::new();
     for plan in plans {
-        if plan.batch.object.spec.input.file_id.is_some() {
-            validated.push((0, 0)); // on the gateway: checked there when the batch runs
+        let input = &plan.batch.object.spec.input;
+        if input.file_id.is_some() || input.object_store.is_some() {
+            validated.push((0, 0)); // checked by the gateway, or while streaming
             continue;
         }
         let endpoint = plan.batch.object.spec.endpoint.path();
-        let report = crate::jsonl::validate_bytes(&plan.input, endpoint, resolve::limits(&plan.gateway));
+        let range = input.byte_range.map(|r| r.start..r.end);
+        let limits = resolve::limits(&plan.gateway);
+        let (prepared, report) =
+            crate::jsonl::prepare_bytes(&plan.input, range, resolve::rewrite(input), endpoint, limits);
         if report.is_valid() {
             validated.push((report.summary.requests, report.summary.bytes));
+            plan.input = prepared.into();
         } else {
             let input = &plan.batch.object.spec.input;
             let source = match (&input.config_map, &input.secret) {

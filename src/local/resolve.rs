@@ -1,12 +1,17 @@
 //! Turning manifests into runnable plans: each Batch with its input bytes and gateway,
 //! resolved from the same files, with errors that say which object and field to fix.
 
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::manifests::{Located, Manifests};
-use crate::api::{Batch, BatchGatewaySpec, KeyRef, Polling};
+use crate::api::{Batch, BatchGatewaySpec, BatchInput, KeyRef, ObjectStoreRef, Polling, PvcSink};
 use crate::engine;
+use crate::io::ObjectInput;
+use crate::io::storage::{self, ObjectLocation};
 
 /// Environment variable read for the API key when the gateway's Secret is not among the files.
 pub const API_KEY_ENV: &str = "LLM_BATCH_API_KEY";
@@ -19,6 +24,21 @@ pub struct Plan {
     pub input: Bytes,
     pub input_digest: String,
     pub gateway: GatewayTarget,
+    /// `spec.input.objectStore`, read as a stream when the batch runs (`input` is then empty).
+    pub object_input: Option<ObjectInput>,
+    /// `spec.output.objectStore`: the prefix the results are written under.
+    pub object_output: Option<ObjectLocation>,
+    /// `spec.output.pvc` mapped under `--pvc-root`.
+    pub pvc_output: Option<PvcOutput>,
+}
+
+/// A claim's directory on this machine, and how status names it.
+#[derive(Clone, Debug)]
+pub struct PvcOutput {
+    /// `<pvc-root>/<claimName>/<path>`
+    pub dir: PathBuf,
+    /// `pvc://<claimName>/<path>`
+    pub location: String,
 }
 
 impl Plan {
@@ -57,11 +77,15 @@ impl std::fmt::Debug for RemoteGateway {
 }
 
 /// Resolves every Batch. `force_simulator` sends all of them to the built-in simulator.
-pub fn plan_all(manifests: &Manifests, force_simulator: bool) -> Result<Vec<Plan>, Vec<String>> {
+pub fn plan_all(
+    manifests: &Manifests,
+    force_simulator: bool,
+    pvc_root: Option<&Path>,
+) -> Result<Vec<Plan>, Vec<String>> {
     let mut plans = Vec::new();
     let mut problems = Vec::new();
     for ((namespace, name), batch) in &manifests.batches {
-        match plan_one(manifests, namespace, name, batch, force_simulator) {
+        match plan_one(manifests, namespace, name, batch, force_simulator, pvc_root) {
             Ok(plan) => plans.push(plan),
             Err(mut p) => problems.append(&mut p),
         }
@@ -75,6 +99,7 @@ fn plan_one(
     name: &str,
     batch: &Located<Batch>,
     force_simulator: bool,
+    pvc_root: Option<&Path>,
 ) -> Result<Plan, Vec<String>> {
     let at = format!("{} Batch {namespace}/{name}", batch.origin);
     let spec = &batch.object.spec;
@@ -93,24 +118,138 @@ fn plan_one(
             return Err(problems);
         }
     };
+    let object_input = match &spec.input.object_store {
+        Some(reference) => match location(manifests, namespace, reference, "spec.input.objectStore") {
+            Ok(location) => Some(ObjectInput {
+                location,
+                range: spec.input.byte_range.map(|r| r.start..r.end),
+                rewrite: rewrite(&spec.input),
+                endpoint: spec.endpoint.path().to_string(),
+                limits: limits(&gateway),
+            }),
+            Err(p) => return Err(vec![format!("{at}: {p}")]),
+        },
+        None => None,
+    };
+    let object_output = match spec.output.as_ref().and_then(|o| o.object_store.as_ref()) {
+        Some(reference) => match location(manifests, namespace, reference, "spec.output.objectStore") {
+            Ok(location) => Some(location),
+            Err(p) => return Err(vec![format!("{at}: {p}")]),
+        },
+        None => None,
+    };
+    let pvc_output = match spec.output.as_ref().and_then(|o| o.pvc.as_ref()) {
+        Some(pvc) => Some(pvc_output(pvc, pvc_root).map_err(|p| vec![format!("{at}: {p}")])?),
+        None => None,
+    };
     Ok(Plan {
         namespace: namespace.to_string(),
         name: name.to_string(),
         batch: batch.clone(),
-        input_digest: match &batch.object.spec.input.file_id {
-            Some(file_id) => format!("fileId:{file_id}"),
-            None => format!("{:x}", Sha256::digest(&input)),
-        },
+        input_digest: input_digest(&spec.input, &input),
         input,
         gateway,
+        object_input,
+        object_output,
+        pvc_output,
     })
+}
+
+/// Where a claim's results go in `run -f`: `<pvc-root>/<claimName>/<path>`.
+fn pvc_output(pvc: &PvcSink, pvc_root: Option<&Path>) -> Result<PvcOutput, String> {
+    let Some(root) = pvc_root else {
+        return Err(format!(
+            "spec.output.pvc: claim {} needs --pvc-root DIR in run -f (the claim is then DIR/{}/)",
+            pvc.claim_name, pvc.claim_name
+        ));
+    };
+    let relative = Path::new(&pvc.path);
+    let escapes = relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    let claim = Path::new(&pvc.claim_name);
+    if escapes || claim.components().count() != 1 || !matches!(claim.components().next(), Some(Component::Normal(_))) {
+        return Err(format!(
+            "spec.output.pvc: claimName {:?} and path {:?} must stay inside the claim (no /, .. or absolute paths)",
+            pvc.claim_name, pvc.path
+        ));
+    }
+    Ok(PvcOutput {
+        dir: root.join(&pvc.claim_name).join(relative),
+        location: format!("pvc://{}/{}", pvc.claim_name, pvc.path.trim_start_matches("./")),
+    })
+}
+
+/// What identifies the input, so an edited one is noticed on resume.
+fn input_digest(spec: &BatchInput, bytes: &[u8]) -> String {
+    let shaping = serde_json::to_vec(&(&spec.byte_range, &spec.overrides)).expect("serialises");
+    match (&spec.file_id, &spec.object_store) {
+        (Some(file_id), _) => format!("fileId:{file_id}"),
+        (_, Some(reference)) => format!(
+            "objectStore:{:x}",
+            Sha256::digest(serde_json::to_vec(&(reference, shaping)).expect("serialises"))
+        ),
+        _ if spec.byte_range.is_none() && spec.overrides.is_none() => format!("{:x}", Sha256::digest(bytes)),
+        _ => format!("{:x}+{:x}", Sha256::digest(bytes), Sha256::digest(shaping)),
+    }
+}
+
+/// `spec.input.overrides` as the JSONL rewrite.
+pub fn rewrite(input: &BatchInput) -> crate::jsonl::Rewrite {
+    let overrides = input.overrides.clone().unwrap_or_default();
+    crate::jsonl::Rewrite {
+        model: overrides.model,
+        custom_id_prefix: overrides.custom_id_prefix,
+    }
+}
+
+/// An object-store location with its credentials: from the referenced Secret (which must be
+/// among the files), or without `secretRef` from the environment (`AWS_ACCESS_KEY_ID`...).
+fn location(
+    manifests: &Manifests,
+    namespace: &str,
+    reference: &ObjectStoreRef,
+    field: &str,
+) -> Result<ObjectLocation, String> {
+    let (credentials, from) = match &reference.secret_ref {
+        Some(r) => {
+            let secret = manifests
+                .secrets
+                .get(&(namespace.to_string(), r.name.clone()))
+                .ok_or_else(|| {
+                    format!(
+                        "{field}.secretRef: Secret {namespace}/{} is not in the files given",
+                        r.name
+                    )
+                })?;
+            let mut values = BTreeMap::new();
+            for (key, value) in secret.object.data.iter().flatten() {
+                values.insert(key.clone(), String::from_utf8_lossy(&value.0).into_owned());
+            }
+            for (key, value) in secret.object.string_data.iter().flatten() {
+                values.insert(key.clone(), value.clone());
+            }
+            (values, format!("Secret {namespace}/{}", r.name))
+        }
+        None => {
+            let names = storage::S3_KEYS
+                .iter()
+                .chain(storage::GCS_KEYS)
+                .chain(storage::AZURE_KEYS);
+            let values = names
+                .filter_map(|name| Some((name.to_string(), std::env::var(name).ok()?)))
+                .collect();
+            (values, "the environment".to_string())
+        }
+    };
+    storage::open(reference, &credentials, &from).map_err(|e| format!("{field}: {e}"))
 }
 
 pub fn input_bytes(manifests: &Manifests, namespace: &str, batch: &Located<Batch>) -> Result<Bytes, String> {
     let spec = &batch.object.spec;
     let input = &spec.input;
-    if input.file_id.is_some() {
-        // Already on the gateway: nothing to read or upload.
+    if input.file_id.is_some() || input.object_store.is_some() {
+        // Already on the gateway, or streamed from object storage when the batch runs.
         return Ok(Bytes::new());
     }
     match (&input.config_map, &input.secret, input.requests_jsonl(spec.endpoint)) {

@@ -11,7 +11,8 @@ use super::progress::BatchProgress;
 use super::resolve::Plan;
 use super::state::{BatchState, StateDir, write_atomically};
 use crate::api::{BatchPhase, BatchStatus};
-use crate::driver;
+use crate::driver::storage::{self as storage_steps, input_description};
+use crate::driver::{self, crash_if_asked};
 use crate::engine::{self, Action, Downloaded, ErrorClass, Outcome, PollingPolicy};
 use crate::gateway::{GatewayClient, UploadSource};
 
@@ -81,7 +82,7 @@ impl BatchRun<'_> {
                     break Ending::Stopped("the gateway refused the API key; fix it and rerun to resume".into());
                 }
                 Some((ErrorClass::NotFound, message)) if self.state.status.phase.is_none_or(|p| !p.is_terminal()) => {
-                    break Ending::Stopped(format!("{message}; rerun once it exists"));
+                    break Ending::Stopped(format!("{message}; rerun once that is fixed"));
                 }
                 Some((class, message)) if class.is_retryable() => {
                     transient_failures += 1;
@@ -113,9 +114,10 @@ impl BatchRun<'_> {
 
     async fn perform(&self, action: Action) -> Outcome {
         match action {
-            Action::ValidateInput => match &self.plan.batch.object.spec.input.file_id {
-                Some(file_id) => driver::input_on_gateway(&self.client, file_id).await,
-                None => Outcome::InputValidated {
+            Action::ValidateInput => match (&self.plan.batch.object.spec.input.file_id, &self.plan.object_input) {
+                (Some(file_id), _) => driver::input_on_gateway(&self.client, file_id).await,
+                (None, Some(object)) => storage_steps::validate(object).await,
+                (None, None) => Outcome::InputValidated {
                     requests: self.validated.0,
                     bytes: self.validated.1,
                 },
@@ -124,9 +126,15 @@ impl BatchRun<'_> {
             Action::StartAttempt => Outcome::AttemptStarted {
                 token: driver::attempt_token(),
             },
-            Action::UploadInput { filename } => {
-                driver::upload_input(&self.client, &filename, UploadSource::Bytes(self.plan.input.clone())).await
-            }
+            Action::UploadInput { filename } => match &self.plan.object_input {
+                Some(object) => {
+                    let len = self.state.status.input.as_ref().map_or(0, |i| i.bytes);
+                    storage_steps::upload(&self.client, &filename, object, len).await
+                }
+                None => {
+                    driver::upload_input(&self.client, &filename, UploadSource::Bytes(self.plan.input.clone())).await
+                }
+            },
             Action::CreateBatch(request) => driver::create_batch(&self.client, &request).await,
             Action::Poll { batch_id, after } => {
                 tokio::time::sleep(after).await;
@@ -149,7 +157,7 @@ impl BatchRun<'_> {
     }
 
     async fn try_download(&self, output_id: Option<String>, error_id: Option<String>) -> Result<Outcome, Outcome> {
-        let dir = &self.out_dir;
+        let dir = self.plan.pvc_output.as_ref().map_or(&self.out_dir, |pvc| &pvc.dir);
         tokio::fs::create_dir_all(dir).await.map_err(|e| io_failure(dir, e))?;
         let (output, errors) = (dir.join("output.jsonl"), dir.join("errors.jsonl"));
         let out = match output_id {
@@ -179,8 +187,11 @@ impl BatchRun<'_> {
                 Default::default()
             }
         };
-        Ok(Outcome::Downloaded(Downloaded {
-            location: dir.display().to_string(),
+        let downloaded = Downloaded {
+            location: match &self.plan.pvc_output {
+                Some(pvc) => pvc.location.clone(),
+                None => dir.display().to_string(),
+            },
             output_lines: out.lines,
             output_bytes: out.bytes,
             usage: out.usage,
@@ -188,7 +199,29 @@ impl BatchRun<'_> {
             error_bytes: err.bytes,
             not_run: err.not_run,
             not_stored: None,
-        }))
+        };
+        match &self.plan.object_output {
+            Some(prefix) => storage_steps::store_results(prefix, dir, downloaded, self.manifest()).await,
+            None => Ok(Outcome::Downloaded(downloaded)),
+        }
+    }
+
+    /// `manifest.json` for an object-store output (counts and usage are filled in when written).
+    fn manifest(&self) -> crate::io::object_output::Manifest {
+        let status = &self.state.status;
+        let gateway = status.gateway.clone().unwrap_or_default();
+        let input = &self.plan.batch.object.spec.input;
+        crate::io::object_output::Manifest {
+            batch: self.plan.object(),
+            batch_id: gateway.batch_id,
+            input_file_id: gateway.input_file_id,
+            output_file_id: gateway.output_file_id,
+            error_file_id: gateway.error_file_id,
+            input: input_description(&self.plan.namespace, input),
+            submitted_at: status.submit_time.as_ref().map(|t| t.0.to_string()),
+            written_at: Timestamp::now().to_string(),
+            ..Default::default()
+        }
     }
 
     async fn fetch(&self, file_id: &str, dest: &std::path::Path) -> Result<(), Outcome> {
@@ -205,17 +238,6 @@ impl BatchRun<'_> {
         self.state_dir
             .save(&self.plan.namespace, &self.plan.name, &self.state)?;
         write_status_yaml(&self.out_dir, &self.state.status)
-    }
-}
-
-/// Environment variable naming a step after which the process aborts, before the step's
-/// result is saved: how the tests reproduce a crash in the worst window of every step.
-pub const CRASH_AFTER_ENV: &str = "LLM_BATCH_CRASH_AFTER";
-
-fn crash_if_asked(step: &str) {
-    if std::env::var(CRASH_AFTER_ENV).is_ok_and(|s| s == step) {
-        eprintln!("{CRASH_AFTER_ENV}={step}: aborting");
-        std::process::abort();
     }
 }
 

@@ -209,4 +209,5 @@ pub mod aimock;
 pub mod apiserver;
 pub mod e2e;
 pub mod faults;
+pub mod s3;
 pub mod tools;

@@ -1,0 +1,87 @@
+//! Object storage for a Batch in the cluster: credentials from the Secret named by
+//! `secretRef` in the Batch's own namespace, the input object with the gateway's limits, and the
+//! output prefix. Secret values only ever reach the object-store client.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+
+use super::cluster_io::{InputError, get};
+use crate::api::{Batch, BatchGateway, ObjectStoreRef};
+use crate::io::ObjectInput;
+use crate::io::storage::{self, ObjectLocation};
+use crate::jsonl::{Limits, Rewrite};
+
+/// The Batch's input object, prepared with its byteRange, overrides and its gateway's limits.
+pub async fn input(client: &kube::Client, batch: &Batch) -> Result<Option<ObjectInput>, InputError> {
+    let Some(reference) = &batch.spec.input.object_store else {
+        return Ok(None);
+    };
+    let location = location(client, batch, reference, "spec.input.objectStore").await?;
+    let overrides = batch.spec.input.overrides.clone().unwrap_or_default();
+    Ok(Some(ObjectInput {
+        location,
+        range: batch.spec.input.byte_range.map(|r| r.start..r.end),
+        rewrite: Rewrite {
+            model: overrides.model,
+            custom_id_prefix: overrides.custom_id_prefix,
+        },
+        endpoint: batch.spec.endpoint.path().to_string(),
+        limits: gateway_limits(client, batch).await?,
+    }))
+}
+
+/// The Batch's output prefix, when it writes to object storage.
+pub async fn output(client: &kube::Client, batch: &Batch) -> Result<Option<ObjectLocation>, InputError> {
+    match batch.spec.output.as_ref().and_then(|o| o.object_store.as_ref()) {
+        Some(reference) => Ok(Some(
+            location(client, batch, reference, "spec.output.objectStore").await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The request limits of the Batch's gateway (OpenAI's when it sets none).
+pub async fn gateway_limits(client: &kube::Client, batch: &Batch) -> Result<Limits, InputError> {
+    let ns = batch.namespace().unwrap_or_default();
+    let gateway: BatchGateway = get(client, &ns, &batch.spec.gateway_ref.name, "BatchGateway").await?;
+    let limits = &gateway.spec.limits;
+    Ok(Limits {
+        max_requests: limits.max_requests(),
+        max_bytes: limits
+            .max_bytes()
+            .map_err(|e| InputError::Invalid(format!("BatchGateway {ns}/{}: {e}", gateway.name_any())))?,
+    })
+}
+
+async fn location(
+    client: &kube::Client,
+    batch: &Batch,
+    reference: &ObjectStoreRef,
+    field: &str,
+) -> Result<ObjectLocation, InputError> {
+    let ns = batch.namespace().unwrap_or_default();
+    let (credentials, from) = match &reference.secret_ref {
+        Some(r) => {
+            let secret: Secret = match get(client, &ns, &r.name, "Secret").await {
+                Err(InputError::NotFound(m)) => return Err(InputError::NotFound(format!("{field}.secretRef: {m}"))),
+                other => other?,
+            };
+            (text_values(&secret), format!("Secret {ns}/{}", r.name))
+        }
+        None => (BTreeMap::new(), "no Secret (anonymous access)".to_string()),
+    };
+    storage::open(reference, &credentials, &from).map_err(|e| InputError::Invalid(format!("{field}: {e}")))
+}
+
+fn text_values(secret: &Secret) -> BTreeMap<String, String> {
+    let mut values = BTreeMap::new();
+    for (key, value) in secret.data.iter().flatten() {
+        values.insert(key.clone(), String::from_utf8_lossy(&value.0).into_owned());
+    }
+    for (key, value) in secret.string_data.iter().flatten() {
+        values.insert(key.clone(), value.clone());
+    }
+    values
+}

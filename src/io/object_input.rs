@@ -1,0 +1,118 @@
+//! An input object read from object storage as a stream of ranged reads: validated in one pass
+//! (nothing is kept but the report), then prepared again while it uploads. Memory stays flat
+//! whatever the object's size.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use super::storage::{ObjectLocation, StorageError, StorageErrorKind};
+use super::validated_upload::{ValidatedUpload, prepared_upload};
+use crate::jsonl::{Limits, Preparer, Report, Rewrite, read_start};
+
+/// How to turn the object into the batch input.
+#[derive(Debug, Clone)]
+pub struct ObjectInput {
+    pub location: ObjectLocation,
+    /// `spec.input.byteRange`.
+    pub range: Option<Range<u64>>,
+    /// `spec.input.overrides`.
+    pub rewrite: Rewrite,
+    pub endpoint: String,
+    pub limits: Limits,
+}
+
+/// What validating the object found.
+#[derive(Debug)]
+pub enum Checked {
+    /// The prepared input is valid: its report (requests, bytes as uploaded).
+    Valid(Report),
+    /// The input cannot be sent; the message names the object and what to do.
+    Invalid(String),
+}
+
+impl ObjectInput {
+    fn preparer(&self) -> Preparer {
+        let preparer = Preparer::new(&self.endpoint, self.limits, self.rewrite.clone());
+        match &self.range {
+            Some(range) => preparer.sliced(range.clone()),
+            None => preparer,
+        }
+    }
+
+    fn read_offset(&self) -> u64 {
+        self.range.as_ref().map_or(0, |r| read_start(r.start))
+    }
+
+    /// Reads the object (or its slice) once, preparing and validating it; sends nothing anywhere.
+    pub async fn check(&self) -> Result<Checked, StorageError> {
+        let size = self.location.size().await?;
+        if let Some(too_large) = self.too_large(size) {
+            return Ok(Checked::Invalid(too_large));
+        }
+        let mut source = self.location.read_from(self.read_offset(), size);
+        let mut preparer = self.preparer();
+        let mut out = Vec::new();
+        while !preparer.is_done() {
+            match source.next().await {
+                None => break,
+                Some(Ok(chunk)) => preparer.feed(&chunk, &mut out),
+                Some(Err(e)) => return Err(storage_error(e)),
+            }
+            out.clear();
+        }
+        let report = preparer.finish(&mut out);
+        Ok(match report.is_valid() {
+            true => Checked::Valid(report),
+            false => Checked::Invalid(format!(
+                "invalid input in {}{}:\n{}",
+                self.location.url,
+                self.line_note(),
+                report.render(20)
+            )),
+        })
+    }
+
+    /// An upload that prepares the object again as it streams; `len` is the validated length.
+    pub async fn upload(&self, len: u64) -> Result<ValidatedUpload, StorageError> {
+        let size = self.location.size().await?;
+        let (location, offset) = (self.location.clone(), self.read_offset());
+        let this = self.clone();
+        Ok(prepared_upload(
+            Arc::new(move || location.read_from(offset, size)),
+            len,
+            Arc::new(move || this.preparer()),
+        ))
+    }
+
+    /// Without a slice or a rewrite, an object over the byte limit is refused before any read.
+    fn too_large(&self, size: u64) -> Option<String> {
+        let whole = self.range.is_none() && self.rewrite.is_noop();
+        (whole && size > self.limits.max_bytes).then(|| {
+            format!(
+                "object {} is {size} bytes, over the gateway's maxBytesPerBatch of {} bytes: \
+                 split it with a BatchSweep (or spec.input.byteRange)",
+                self.location.url, self.limits.max_bytes
+            )
+        })
+    }
+
+    fn line_note(&self) -> String {
+        match &self.range {
+            Some(r) if r.start > 0 => format!(" (line numbers count from byteRange.start {})", r.start),
+            _ => String::new(),
+        }
+    }
+}
+
+/// Recovers the storage error a read stream carried, or names the read failure.
+fn storage_error(e: std::io::Error) -> StorageError {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<StorageError>()) {
+        Some(storage) => storage.clone(),
+        None => StorageError {
+            kind: StorageErrorKind::Transient,
+            message: e.to_string(),
+        },
+    }
+}

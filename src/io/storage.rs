@@ -1,0 +1,290 @@
+//! Object storage (S3-compatible, GCS, Azure) through the `object_store` crate: a location
+//! opened from a `spec.*.objectStore` reference and its Secret's keys, ranged streaming reads,
+//! and errors that name the object and say what to fix. Credential values never appear in
+//! messages or `Debug` output.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
+
+use crate::api::ObjectStoreRef;
+
+/// The Secret keys read for each scheme (documented in the README and on `ObjectStoreRef`).
+pub const S3_KEYS: &[&str] = &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
+pub const GCS_KEYS: &[&str] = &["GOOGLE_SERVICE_ACCOUNT_KEY"];
+pub const AZURE_KEYS: &[&str] = &[
+    "AZURE_STORAGE_ACCOUNT_NAME",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+];
+
+/// How long a failing request is retried (5xx, resets) before the step reports it.
+const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What went wrong with object storage, by what the Batch should do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageErrorKind {
+    /// The object or bucket does not exist (yet): wait and retry.
+    NotFound,
+    /// The credentials were refused: fix the Secret.
+    Unauthorized,
+    /// The reference itself is unusable (bad URL, unknown scheme).
+    Invalid,
+    /// Anything else (server errors, connection failures): retry.
+    Transient,
+}
+
+/// An object-storage failure with a message naming the object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StorageError {
+    pub kind: StorageErrorKind,
+    pub message: String,
+}
+
+impl StorageError {
+    /// A local file that could not be read or written on the way to or from storage.
+    pub fn local(path: &std::path::Path, e: std::io::Error) -> Self {
+        Self {
+            kind: StorageErrorKind::Transient,
+            message: format!("{}: {e}", path.display()),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            kind: StorageErrorKind::Invalid,
+            message: message.into(),
+        }
+    }
+}
+
+/// An object or prefix, with a client for its bucket.
+#[derive(Clone)]
+pub struct ObjectLocation {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    /// The URL as the user wrote it (for messages).
+    pub url: String,
+    /// Which Secret holds the credentials (for messages), e.g. `Secret default/s3`.
+    credentials_from: String,
+}
+
+impl std::fmt::Debug for ObjectLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectLocation")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens `reference` with `credentials` (Secret key -> value, only the scheme's keys are used);
+/// `credentials_from` says where they came from, for messages.
+pub fn open(
+    reference: &ObjectStoreRef,
+    credentials: &BTreeMap<String, String>,
+    credentials_from: &str,
+) -> Result<ObjectLocation, StorageError> {
+    let url =
+        url::Url::parse(&reference.url).map_err(|e| StorageError::invalid(format!("url {:?}: {e}", reference.url)))?;
+    let bucket = url.host_str().unwrap_or_default().to_string();
+    if bucket.is_empty() {
+        return Err(StorageError::invalid(format!(
+            "url {:?} names no bucket",
+            reference.url
+        )));
+    }
+    let retry = RetryConfig {
+        retry_timeout: RETRY_TIMEOUT,
+        ..RetryConfig::default()
+    };
+    let key = |name: &str| credentials.get(name).filter(|v| !v.is_empty());
+    let store: Arc<dyn ObjectStore> = match url.scheme() {
+        "s3" => {
+            let mut builder = AmazonS3Builder::new()
+                .with_bucket_name(&bucket)
+                .with_region(reference.region.as_deref().unwrap_or("us-east-1"))
+                .with_retry(retry);
+            if let Some(endpoint) = &reference.endpoint {
+                builder = builder
+                    .with_endpoint(endpoint)
+                    .with_allow_http(endpoint.starts_with("http://"));
+            }
+            for (name, config) in [
+                ("AWS_ACCESS_KEY_ID", AmazonS3ConfigKey::AccessKeyId),
+                ("AWS_SECRET_ACCESS_KEY", AmazonS3ConfigKey::SecretAccessKey),
+                ("AWS_SESSION_TOKEN", AmazonS3ConfigKey::Token),
+            ] {
+                if let Some(value) = key(name) {
+                    builder = builder.with_config(config, value.trim());
+                }
+            }
+            if key("AWS_ACCESS_KEY_ID").is_none() {
+                builder = builder.with_skip_signature(true);
+            }
+            Arc::new(builder.build().map_err(|e| build_error(reference, e))?)
+        }
+        "gs" => {
+            let mut builder = GoogleCloudStorageBuilder::new()
+                .with_bucket_name(&bucket)
+                .with_retry(retry);
+            if let Some(value) = key("GOOGLE_SERVICE_ACCOUNT_KEY") {
+                builder = builder.with_config(GoogleConfigKey::ServiceAccountKey, value);
+            } else {
+                builder = builder.with_skip_signature(true);
+            }
+            Arc::new(builder.build().map_err(|e| build_error(reference, e))?)
+        }
+        "az" => {
+            let mut builder = MicrosoftAzureBuilder::new()
+                .with_container_name(&bucket)
+                .with_retry(retry);
+            if let Some(endpoint) = &reference.endpoint {
+                builder = builder
+                    .with_endpoint(endpoint.clone())
+                    .with_allow_http(endpoint.starts_with("http://"));
+            }
+            for (name, config) in [
+                ("AZURE_STORAGE_ACCOUNT_NAME", AzureConfigKey::AccountName),
+                ("AZURE_STORAGE_ACCOUNT_KEY", AzureConfigKey::AccessKey),
+                ("AZURE_STORAGE_SAS_TOKEN", AzureConfigKey::SasKey),
+            ] {
+                if let Some(value) = key(name) {
+                    builder = builder.with_config(config, value.trim());
+                }
+            }
+            Arc::new(builder.build().map_err(|e| build_error(reference, e))?)
+        }
+        other => {
+            return Err(StorageError::invalid(format!(
+                "url {:?}: scheme {other}:// is not supported (use s3://, gs:// or az://)",
+                reference.url
+            )));
+        }
+    };
+    let path = Path::parse(url.path().trim_start_matches('/'))
+        .map_err(|e| StorageError::invalid(format!("url {:?}: {e}", reference.url)))?;
+    Ok(ObjectLocation {
+        store,
+        path,
+        url: reference.url.clone(),
+        credentials_from: credentials_from.to_string(),
+    })
+}
+
+fn build_error(reference: &ObjectStoreRef, e: object_store::Error) -> StorageError {
+    StorageError::invalid(format!("cannot use {}: {}", reference.url, without_source(&e)))
+}
+
+impl ObjectLocation {
+    /// The size of the object, checking that it exists and the credentials are accepted.
+    pub async fn size(&self) -> Result<u64, StorageError> {
+        match self.store.head(&self.path).await {
+            Ok(meta) => Ok(meta.size),
+            Err(object_store::Error::NotFound { .. }) if !self.bucket_exists().await => Err(StorageError {
+                kind: StorageErrorKind::NotFound,
+                message: format!("the bucket of {} does not exist; create it or fix the url", self.url),
+            }),
+            Err(e) => Err(self.classify(&e)),
+        }
+    }
+
+    /// A HEAD answers 404 without a body for a missing object and a missing bucket alike; a
+    /// listing tells them apart.
+    async fn bucket_exists(&self) -> bool {
+        let first = self.store.list(Some(&self.path)).next().await;
+        !matches!(first, Some(Err(e)) if names_missing_bucket(&e))
+    }
+
+    /// The object's bytes from `offset` to its end (`size` as found by [`size`](Self::size)),
+    /// as a stream of chunks.
+    pub fn read_from(&self, offset: u64, size: u64) -> BoxStream<'static, std::io::Result<Bytes>> {
+        if offset >= size {
+            return futures::stream::empty().boxed();
+        }
+        let (store, path, this) = (Arc::clone(&self.store), self.path.clone(), self.clone());
+        let options = GetOptions {
+            range: Some(GetRange::Offset(offset)),
+            ..GetOptions::default()
+        };
+        futures::stream::once(async move { store.get_opts(&path, options).await })
+            .map_ok(|result| result.into_stream())
+            .try_flatten()
+            .map_err(move |e| std::io::Error::other(this.classify(&e)))
+            .boxed()
+    }
+
+    /// The location `name` under this prefix (`s3://b/results/` + `output.jsonl`).
+    pub fn child(&self, name: &str) -> ObjectLocation {
+        ObjectLocation {
+            path: self.path.clone().join(name),
+            url: format!("{}/{name}", self.url.trim_end_matches('/')),
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Turns a client error into one that names the object and what to do.
+    pub fn classify(&self, e: &object_store::Error) -> StorageError {
+        let url = &self.url;
+        let (kind, message) = match e {
+            _ if names_missing_bucket(e) => (
+                StorageErrorKind::NotFound,
+                format!("the bucket of {url} does not exist; create it or fix the url"),
+            ),
+            object_store::Error::NotFound { .. } => (
+                StorageErrorKind::NotFound,
+                format!("object {url} does not exist; upload it or fix the url"),
+            ),
+            object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => (
+                StorageErrorKind::Unauthorized,
+                format!(
+                    "{url}: the storage refused the credentials from {} (check its keys: {})",
+                    self.credentials_from,
+                    self.key_names()
+                ),
+            ),
+            _ => (StorageErrorKind::Transient, format!("{url}: {}", without_source(e))),
+        };
+        StorageError { kind, message }
+    }
+
+    fn key_names(&self) -> String {
+        let keys = match self.url.split("://").next() {
+            Some("gs") => GCS_KEYS,
+            Some("az") => AZURE_KEYS,
+            _ => S3_KEYS,
+        };
+        keys.join(", ")
+    }
+}
+
+/// Whether the server said the bucket does not exist (S3 `NoSuchBucket`, Azure
+/// `ContainerNotFound`), which the client reports as a generic or not-found error.
+fn names_missing_bucket(e: &object_store::Error) -> bool {
+    let detail = format!("{e:?}");
+    detail.contains("NoSuchBucket") || detail.contains("ContainerNotFound")
+}
+
+/// The error's own text, first line only and bounded (responses can be long XML bodies).
+fn without_source(e: &object_store::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.chars().take(300).collect()
+}
