@@ -186,6 +186,7 @@ fn controllers(context: Arc<Context>, namespaces: &[String], stop: CancellationT
         );
         let sweeps = Controller::new(scoped::<BatchSweep>(&client, ns.as_deref()), watcher::Config::default())
             .owns(scoped::<Batch>(&client, ns.as_deref()), watcher::Config::default());
+        let never_synced = unsynced_when_stopped(&stop, sweeps.store());
         runs.push(
             sweeps
                 .graceful_shutdown_on(stop.clone().cancelled_owned())
@@ -194,6 +195,7 @@ fn controllers(context: Arc<Context>, namespaces: &[String], stop: CancellationT
                     sweep::error_policy,
                     context.clone(),
                 )
+                .take_until(never_synced)
                 .for_each(log_failure)
                 .boxed(),
         );
