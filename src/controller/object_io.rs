@@ -18,7 +18,13 @@ pub async fn input(client: &kube::Client, batch: &Batch) -> Result<Option<Object
     let Some(reference) = &batch.spec.input.object_store else {
         return Ok(None);
     };
-    let location = location(client, batch, reference, "spec.input.objectStore").await?;
+    let location = location(
+        client,
+        &batch.namespace().unwrap_or_default(),
+        reference,
+        "spec.input.objectStore",
+    )
+    .await?;
     let overrides = batch.spec.input.overrides.clone().unwrap_or_default();
     Ok(Some(ObjectInput {
         location,
@@ -36,7 +42,13 @@ pub async fn input(client: &kube::Client, batch: &Batch) -> Result<Option<Object
 pub async fn output(client: &kube::Client, batch: &Batch) -> Result<Option<ObjectLocation>, InputError> {
     match batch.spec.output.as_ref().and_then(|o| o.object_store.as_ref()) {
         Some(reference) => Ok(Some(
-            location(client, batch, reference, "spec.output.objectStore").await?,
+            location(
+                client,
+                &batch.namespace().unwrap_or_default(),
+                reference,
+                "spec.output.objectStore",
+            )
+            .await?,
         )),
         None => Ok(None),
     }
@@ -55,13 +67,14 @@ pub async fn gateway_limits(client: &kube::Client, batch: &Batch) -> Result<Limi
     })
 }
 
-async fn location(
+/// An object-store location with its credentials from the Secret `secretRef` in `ns`.
+pub async fn location(
     client: &kube::Client,
-    batch: &Batch,
+    ns: &str,
     reference: &ObjectStoreRef,
     field: &str,
 ) -> Result<ObjectLocation, InputError> {
-    let ns = batch.namespace().unwrap_or_default();
+    let ns = ns.to_string();
     let (credentials, from) = match &reference.secret_ref {
         Some(r) => {
             let secret: Secret = match get(client, &ns, &r.name, "Secret").await {

@@ -15,8 +15,11 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::cluster_io::{self, InputError};
+use super::object_io;
 use super::{Context, Error, MANAGER};
 use crate::api::{Batch, BatchGateway, BatchSweep, BatchSweepStatus, SweepPhase, SweepPlan};
+use crate::io::storage::StorageErrorKind;
+use crate::io::{ScanError, scan_object};
 use crate::jsonl::ChunkPlanner;
 use crate::sweep::{self, ChildPlan, ObservedChild, SWEEP_LABEL};
 
@@ -123,6 +126,25 @@ async fn plan(sweep: &BatchSweep, ctx: &Context) -> Result<Planned, Error> {
         Err(why) => return Ok(Planned::Invalid(why)),
     };
     let input = &sweep.spec.input;
+    if let Some(reference) = &input.object_store {
+        let field = "spec.input.objectStore";
+        let location = match object_io::location(&ctx.client, &ns, reference, field).await {
+            Ok(location) => location,
+            Err(InputError::NotFound(why)) => return Ok(Planned::Wait(why)),
+            Err(InputError::Invalid(why)) => return Ok(Planned::Invalid(why)),
+            Err(InputError::Api(e)) => return Err(Error::Kube(e)),
+        };
+        return Ok(match scan_object(&location, limits).await {
+            Ok((size, chunks)) => match sweep::plan_of(size, &chunks) {
+                Ok(plan) => Planned::Ready(plan),
+                Err(why) => Planned::Invalid(why),
+            },
+            Err(ScanError::Storage(e)) if e.kind == StorageErrorKind::Invalid => Planned::Invalid(e.message),
+            // A missing object, refused credentials or a failing server can be fixed: look again.
+            Err(ScanError::Storage(e)) => Planned::Wait(e.message),
+            Err(e @ ScanError::Chunks(_)) => Planned::Invalid(e.to_string()),
+        });
+    }
     let bytes = match cluster_io::read_source(&ctx.client, &ns, input, sweep.spec.template.endpoint).await {
         Ok(bytes) => bytes,
         Err(InputError::NotFound(why)) => return Ok(Planned::Wait(why)),

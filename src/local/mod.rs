@@ -69,7 +69,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         Err(e) => return Ok(invalid(&[e.to_string()])),
     };
     let state_dir = StateDir::open(&options.state_dir)?;
-    let sweeps = match sweep::expand(&mut manifests, &state_dir, resolve::input_bytes) {
+    let sweeps = match sweep::expand(&mut manifests, &state_dir, resolve::input_bytes).await {
         Ok(sweeps) => sweeps,
         Err(problems) => return Ok(invalid(&problems)),
     };

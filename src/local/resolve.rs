@@ -205,7 +205,7 @@ pub fn rewrite(input: &BatchInput) -> crate::jsonl::Rewrite {
 
 /// An object-store location with its credentials: from the referenced Secret (which must be
 /// among the files), or without `secretRef` from the environment (`AWS_ACCESS_KEY_ID`...).
-fn location(
+pub fn location(
     manifests: &Manifests,
     namespace: &str,
     reference: &ObjectStoreRef,

@@ -18,6 +18,8 @@ use super::manifests::{Located, Manifests};
 use super::runner::Ending;
 use super::state::{StateDir, write_atomically};
 use crate::api::{Batch, BatchSpec, BatchStatus, BatchSweep, BatchSweepStatus, GatewayLimits, SweepPhase, SweepPlan};
+use crate::io::scan_object;
+use crate::io::storage::ObjectLocation;
 use crate::jsonl::ChunkPlanner;
 use crate::sweep::{self, ChildPlan, ObservedChild};
 
@@ -116,8 +118,9 @@ impl SweepRun {
 }
 
 /// Plans every sweep and adds its children to `manifests.batches`. `read` gives the bytes of an
-/// input held in the files (ConfigMap, Secret, inline requests).
-pub fn expand(
+/// input held in the files (ConfigMap, Secret, inline requests); an input in object storage is
+/// streamed through the planner.
+pub async fn expand(
     manifests: &mut Manifests,
     state_dir: &StateDir,
     read: impl Fn(&Manifests, &str, &Located<Batch>) -> Result<Bytes, String>,
@@ -129,12 +132,22 @@ pub fn expand(
         let at = format!("{} BatchSweep {namespace}/{name}", located.origin);
         let sweep = &located.object;
         let limits = gateway_limits(manifests, &namespace, sweep);
-        let probe = Located {
-            object: Batch::new(&name, probe_spec(sweep)),
-            origin: located.origin.clone(),
+        let source = match &sweep.spec.input.object_store {
+            Some(reference) => {
+                super::resolve::location(manifests, &namespace, reference, "spec.input.objectStore").map(Source::Object)
+            }
+            None => {
+                let probe = Located {
+                    object: Batch::new(&name, probe_spec(sweep)),
+                    origin: located.origin.clone(),
+                };
+                read(manifests, &namespace, &probe).map(Source::Bytes)
+            }
         };
-        let planned = read(manifests, &namespace, &probe)
-            .and_then(|bytes| kept_or_new_plan(state_dir, &namespace, &name, sweep, &limits, &bytes));
+        let planned = match source {
+            Ok(source) => kept_or_new_plan(state_dir, &namespace, &name, sweep, &limits, source).await,
+            Err(why) => Err(why),
+        };
         let plan = match planned {
             Ok(plan) => plan,
             Err(why) => {
@@ -174,6 +187,12 @@ pub fn expand(
     if problems.is_empty() { Ok(runs) } else { Err(problems) }
 }
 
+/// Where a sweep's input is read from.
+enum Source {
+    Bytes(Bytes),
+    Object(ObjectLocation),
+}
+
 /// A Batch spec carrying the sweep's input, so the Batch input readers can read it.
 fn probe_spec(sweep: &BatchSweep) -> BatchSpec {
     let template = &sweep.spec.template;
@@ -199,18 +218,22 @@ fn gateway_limits(manifests: &Manifests, namespace: &str, sweep: &BatchSweep) ->
         .unwrap_or_default()
 }
 
-/// The plan kept from an earlier run of the same input and chunking, or a fresh scan.
-fn kept_or_new_plan(
+/// The plan kept from an earlier run of the same input and chunking, or a fresh scan. An
+/// object's content is not hashed (that would be a second read): its URL identifies it.
+async fn kept_or_new_plan(
     state_dir: &StateDir,
     namespace: &str,
     name: &str,
     sweep: &BatchSweep,
     limits: &GatewayLimits,
-    bytes: &[u8],
+    source: Source,
 ) -> Result<SweepPlan, String> {
     let chunking = sweep::chunk_limits(&sweep.spec, limits)?;
     let mut digest = Sha256::new();
-    digest.update(bytes);
+    match &source {
+        Source::Bytes(bytes) => digest.update(bytes),
+        Source::Object(location) => digest.update(&location.url),
+    }
     digest.update(format!("{chunking:?}"));
     let digest = format!("{:x}", digest.finalize());
     let path = state_dir.root().join(namespace).join(name).join("sweep-plan.json");
@@ -220,10 +243,16 @@ fn kept_or_new_plan(
     {
         return Ok(kept.plan);
     }
-    let mut planner = ChunkPlanner::new(chunking);
-    planner.feed(bytes);
-    let chunks = planner.finish().map_err(|e| format!("spec.input: {e}"))?;
-    let plan = sweep::plan_of(bytes.len() as u64, &chunks)?;
+    let (size, chunks) = match source {
+        Source::Bytes(bytes) => {
+            let mut planner = ChunkPlanner::new(chunking);
+            planner.feed(&bytes);
+            let chunks = planner.finish().map_err(|e| format!("spec.input: {e}"))?;
+            (bytes.len() as u64, chunks)
+        }
+        Source::Object(location) => scan_object(&location, chunking).await.map_err(|e| e.to_string())?,
+    };
+    let plan = sweep::plan_of(size, &chunks)?;
     let kept = serde_json::to_vec(&KeptPlan {
         digest,
         plan: plan.clone(),

@@ -1,0 +1,34 @@
+//! The one scan a BatchSweep makes of an input in object storage: streamed through the
+//! [`ChunkPlanner`], never held in memory.
+
+use futures::StreamExt;
+
+use super::storage::{ObjectLocation, StorageError};
+use crate::jsonl::{Chunk, ChunkError, ChunkLimits, ChunkPlanner};
+
+/// Why an object could not be cut into chunks.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// Reading failed (missing object, refused credentials, server errors).
+    #[error("{0}")]
+    Storage(StorageError),
+    /// The content cannot be chunked (a line over the budget, no requests).
+    #[error("spec.input: {0}")]
+    Chunks(ChunkError),
+}
+
+/// The object's size and its line-aligned chunks within `limits`.
+pub async fn scan_object(location: &ObjectLocation, limits: ChunkLimits) -> Result<(u64, Vec<Chunk>), ScanError> {
+    let size = location.size().await.map_err(ScanError::Storage)?;
+    let mut planner = ChunkPlanner::new(limits);
+    let mut stream = location.read_from(0, size);
+    while let Some(bytes) = stream.next().await {
+        let bytes = bytes.map_err(|e| match e.downcast::<StorageError>() {
+            Ok(storage) => ScanError::Storage(storage),
+            Err(other) => ScanError::Storage(StorageError::local(std::path::Path::new(&location.url), other)),
+        })?;
+        planner.feed(&bytes);
+    }
+    let chunks = planner.finish().map_err(ScanError::Chunks)?;
+    Ok((size, chunks))
+}
