@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::running::RunningController;
+
 use common::object;
 
 use std::sync::Arc;
@@ -12,40 +14,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use llm_batch_operator::api::{BATCH_ID_ANNOTATION, Batch, BatchGateway, BatchPhase};
-use llm_batch_operator::controller::{self, Options};
+use llm_batch_operator::controller;
 use llm_batch_operator::simulator::{RunningSimulator, SimulatorConfig};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 const KEY: &str = "sk-controller-test-key";
-
-/// A controller running in the background for one namespace; stopped on drop.
-struct RunningController {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RunningController {
-    fn start(client: &Client, ns: &str) -> Self {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let options = Options::namespace(ns);
-        let task = tokio::spawn(controller::run(client.clone(), options, async move {
-            let _ = stopped.await;
-        }));
-        RunningController { stop: Some(stop), task }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
-    }
-}
-
-impl Drop for RunningController {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 struct Setup {
     client: Client,

@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::running::RunningController;
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -11,39 +13,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use llm_batch_operator::api::{Batch, BatchGateway, BatchSweep, SweepPhase};
-use llm_batch_operator::controller::{self, Options};
 use llm_batch_operator::simulator::{RunningSimulator, SimulatorConfig};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 const KEY: &str = "sk-sweep-test-key";
-
-struct RunningController {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RunningController {
-    fn start(client: &Client, ns: &str) -> Self {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let options = Options::namespace(ns);
-        let task = tokio::spawn(controller::run(client.clone(), options, async move {
-            let _ = stopped.await;
-        }));
-        RunningController { stop: Some(stop), task }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
-    }
-}
-
-impl Drop for RunningController {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 struct Setup {
     client: Client,

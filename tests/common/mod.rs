@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod operations;
+pub mod running;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
