@@ -207,9 +207,12 @@ fn curl_s3_to_gateway(object_url: &str, base_url: &str) -> anyhow::Result<String
         .arg(format!("{base_url}/files"))
         .stdin(get.stdout.take().expect("piped"))
         .output()?;
+    let got = get.wait()?;
     anyhow::ensure!(
-        get.wait()?.success() && output.status.success(),
-        "curl S3 -> gateway failed"
+        got.success() && output.status.success(),
+        "curl S3 -> gateway failed (GET {got}, POST {}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
     );
     let file: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     Ok(file["id"].as_str().unwrap_or_default().to_string())
