@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::running::RunningController;
+use common::cluster::{RunningController, create_gateway};
 
 use common::object;
 
@@ -42,20 +42,7 @@ async fn setup(prefix: &str, sim: SimulatorConfig) -> Setup {
 async fn setup_on(prefix: &str, sim: Arc<RunningSimulator>) -> Setup {
     let client = admin_client().await;
     let ns = fresh_namespace(&client, prefix).await;
-    let pp = PostParams::default();
-    let secret: Secret = object(json!({"metadata": {"name": "gw-key"}, "stringData": {"api-key": KEY}}));
-    Api::<Secret>::namespaced(client.clone(), &ns)
-        .create(&pp, &secret)
-        .await
-        .unwrap();
-    let gateway: BatchGateway = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchGateway",
-        "metadata": {"name": "gw"},
-        "spec": {"url": sim.base_url(), "auth": {"secretRef": {"name": "gw-key", "key": "api-key"}},
-                 "polling": {"initial": "100ms", "max": "500ms"}}}));
-    Api::<BatchGateway>::namespaced(client.clone(), &ns)
-        .create(&pp, &gateway)
-        .await
-        .unwrap();
+    create_gateway(&client, &ns, &sim.base_url(), KEY, json!({})).await;
     Setup { client, ns, sim }
 }
 

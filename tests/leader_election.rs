@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::cluster::RunningController;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -224,17 +226,9 @@ async fn sigterm_lets_the_reconcile_in_flight_finish_and_record_its_step() {
     );
 
     // A new controller carries on from the status: one upload, one batch.
-    let context = Arc::new(Context::new(client.clone()));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(controller::run_with(context, Options::namespace(&ns), async move {
-        let _ = stopped.await;
-    }));
+    let running = RunningController::start(&client, &ns);
     wait_succeeded(&client, &ns, "slow", Duration::from_secs(90)).await;
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), running)
-        .await
-        .unwrap()
-        .unwrap();
+    running.stop_within(Duration::from_secs(30)).await;
     let journal: Vec<Value> = reqwest::get(format!("{}/__sim/journal", sim.base_url().trim_end_matches("/v1")))
         .await
         .unwrap()

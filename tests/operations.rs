@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::cluster::RunningController;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -148,20 +150,9 @@ async fn adoptions_after_lost_status_writes_are_counted_as_duplicates_prevented(
     create_batch(&client, &ns, "flaky").await;
     let faults = common::faults::FailSome::every_second(batch_status_writes);
     let context = Arc::new(Context::new(faults.client(server().config().await)));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(controller::run_with(
-        context.clone(),
-        Options::namespace(&ns),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let running = RunningController::start_with(context.clone(), &ns);
     wait_succeeded(&client, &ns, "flaky", Duration::from_secs(90)).await;
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), running)
-        .await
-        .unwrap()
-        .unwrap();
+    running.stop_within(Duration::from_secs(30)).await;
 
     let text = context.metrics.encode().unwrap();
     let count = |name: &str| sample(&text, name).unwrap_or(0.0);

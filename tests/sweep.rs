@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::running::RunningController;
+use common::cluster::{RunningController, create_gateway};
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use common::object;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use llm_batch_operator::api::{Batch, BatchGateway, BatchSweep, SweepPhase};
+use llm_batch_operator::api::{Batch, BatchSweep, SweepPhase};
 use llm_batch_operator::simulator::{RunningSimulator, SimulatorConfig};
 use serde_json::{Value, json};
 
@@ -34,20 +34,7 @@ async fn setup(prefix: &str, sim: SimulatorConfig, limits: Value) -> Setup {
         .unwrap();
     let client = admin_client().await;
     let ns = fresh_namespace(&client, prefix).await;
-    let pp = PostParams::default();
-    let secret: Secret = object(json!({"metadata": {"name": "gw-key"}, "stringData": {"api-key": KEY}}));
-    Api::<Secret>::namespaced(client.clone(), &ns)
-        .create(&pp, &secret)
-        .await
-        .unwrap();
-    let gateway: BatchGateway = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchGateway",
-        "metadata": {"name": "gw"},
-        "spec": {"url": sim.base_url(), "auth": {"secretRef": {"name": "gw-key", "key": "api-key"}},
-                 "limits": limits, "polling": {"initial": "100ms", "max": "500ms"}}}));
-    Api::<BatchGateway>::namespaced(client.clone(), &ns)
-        .create(&pp, &gateway)
-        .await
-        .unwrap();
+    create_gateway(&client, &ns, &sim.base_url(), KEY, limits).await;
     Setup { client, ns, sim }
 }
 

@@ -2,8 +2,8 @@
 //! a free 127.0.0.1 port, temp workspaces with manifests, and the simulator's request journal.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod operations;
-pub mod running;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

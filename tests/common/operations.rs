@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use super::apiserver::server;
 use super::object;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, PostParams};
-use llm_batch_operator::api::{Batch, BatchGateway, BatchPhase};
+use llm_batch_operator::api::{Batch, BatchPhase};
 use llm_batch_operator::controller::Context;
 use llm_batch_operator::simulator::{RunningSimulator, SimulatorConfig};
 use serde_json::{Value, json};
@@ -32,20 +32,8 @@ pub async fn simulator() -> RunningSimulator {
 
 /// A BatchGateway `gw` (with its key) and a ConfigMap `input` of four requests in `ns`.
 pub async fn prepare(client: &Client, ns: &str, sim: &RunningSimulator) {
+    super::cluster::create_gateway(client, ns, &sim.base_url(), KEY, json!({})).await;
     let pp = PostParams::default();
-    let secret: Secret = object(json!({"metadata": {"name": "gw-key"}, "stringData": {"api-key": KEY}}));
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .create(&pp, &secret)
-        .await
-        .unwrap();
-    let gateway: BatchGateway = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchGateway",
-        "metadata": {"name": "gw"},
-        "spec": {"url": sim.base_url(), "auth": {"secretRef": {"name": "gw-key", "key": "api-key"}},
-                 "polling": {"initial": "100ms", "max": "500ms"}}}));
-    Api::<BatchGateway>::namespaced(client.clone(), ns)
-        .create(&pp, &gateway)
-        .await
-        .unwrap();
     let cm: ConfigMap = object(json!({"metadata": {"name": "input"}, "data": {"batch.jsonl": super::chat_lines(4)}}));
     Api::<ConfigMap>::namespaced(client.clone(), ns)
         .create(&pp, &cm)

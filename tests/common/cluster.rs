@@ -1,0 +1,72 @@
+//! What the in-process controller tests share: a gateway in a namespace, and a controller
+//! running in the background for one namespace (stopped on drop).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use llm_batch_operator::api::BatchGateway;
+use llm_batch_operator::controller::{self, Context, Options};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::object;
+
+/// A BatchGateway `gw` in `ns` pointing at `base_url`, with `key` in the Secret `gw-key`, quick
+/// polling (100ms to 500ms) and `limits` (`json!({})` for none).
+pub async fn create_gateway(client: &Client, ns: &str, base_url: &str, key: &str, limits: Value) {
+    let pp = PostParams::default();
+    let secret: Secret = object(json!({"metadata": {"name": "gw-key"}, "stringData": {"api-key": key}}));
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&pp, &secret)
+        .await
+        .unwrap();
+    let gateway: BatchGateway = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchGateway",
+        "metadata": {"name": "gw"},
+        "spec": {"url": base_url, "auth": {"secretRef": {"name": "gw-key", "key": "api-key"}},
+                 "limits": limits, "polling": {"initial": "100ms", "max": "500ms"}}}));
+    Api::<BatchGateway>::namespaced(client.clone(), ns)
+        .create(&pp, &gateway)
+        .await
+        .unwrap();
+}
+
+pub struct RunningController {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningController {
+    pub fn start(client: &Client, ns: &str) -> Self {
+        Self::start_with(Arc::new(Context::new(client.clone())), ns)
+    }
+
+    /// With a context the test keeps (to read its metrics).
+    pub fn start_with(context: Arc<Context>, ns: &str) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(controller::run_with(context, Options::namespace(ns), async move {
+            let _ = stopped.await;
+        }));
+        RunningController { stop: Some(stop), task }
+    }
+
+    /// Asks for a graceful stop and waits (bounded) for it.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
+    }
+
+    /// Asks for a graceful stop; panics unless the controller stops cleanly within `within`.
+    pub async fn stop_within(mut self, within: Duration) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(within, &mut self.task).await.unwrap().unwrap();
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
