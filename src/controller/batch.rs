@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 
@@ -57,7 +57,7 @@ pub fn error_policy(batch: Arc<Batch>, error: &Error, ctx: Arc<Context>) -> Requ
     tracing::warn!(batch = %key(&batch), error = %error, kind = error.metric_label(), ?delay, "reconcile failed");
     let note = format!("{error} (retrying in {}s)", delay.as_secs());
     tokio::spawn(async move {
-        publish(&batch, EventType::Warning, "ReconcileError", &note, &ctx).await;
+        ctx.publish(&*batch, EventType::Warning, "ReconcileError", &note).await;
     });
     Requeue::requeue(delay)
 }
@@ -407,12 +407,11 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
     }
     let gateway = status.gateway.clone().unwrap_or_default();
     let Ok((client, _)) = cluster_io::gateway_client(ctx, &batch).await? else {
-        publish(
-            &batch,
+        ctx.publish(
+            &*batch,
             EventType::Warning,
             "CleanupSkipped",
             "the BatchGateway is gone: nothing was cancelled upstream",
-            ctx,
         )
         .await;
         return Ok(Requeue::await_change());
@@ -430,12 +429,11 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         {
             return Err(Error::Gateway(format!("cancelling {id}: {message}")));
         }
-        publish(
-            &batch,
+        ctx.publish(
+            &*batch,
             EventType::Normal,
             "Cancelled",
             &format!("cancelled upstream batch {id}"),
-            ctx,
         )
         .await;
     }
@@ -465,7 +463,7 @@ async fn record(batch: &Batch, before: &BatchStatus, after: &BatchStatus, ctx: &
             EventType::Normal
         };
         let note = after.headline();
-        publish(batch, type_, &phase.to_string(), &note, ctx).await;
+        ctx.publish(batch, type_, &phase.to_string(), &note).await;
     }
     for type_ in [ct::GATEWAY_READY, ct::ADMITTED, ct::COMPLETE] {
         let was = before.conditions.condition(type_).map(|c| (&c.status, &c.reason));
@@ -473,20 +471,7 @@ async fn record(batch: &Batch, before: &BatchStatus, after: &BatchStatus, ctx: &
             && c.status == "False"
             && was != Some((&c.status, &c.reason))
         {
-            publish(batch, EventType::Warning, &c.reason, &c.message, ctx).await;
+            ctx.publish(batch, EventType::Warning, &c.reason, &c.message).await;
         }
-    }
-}
-
-async fn publish(batch: &Batch, type_: EventType, reason: &str, note: &str, ctx: &Context) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note.chars().take(1024).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &batch.object_ref(&())).await {
-        tracing::warn!(error = %e, "cannot publish an Event");
     }
 }

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use super::MANAGER;
 use crate::gateway::{GatewayClient, GatewayError, Observer};
@@ -124,6 +125,21 @@ impl Context {
         self.reset_backoff(key);
         self.polled.lock().expect("poll lock").remove(key);
         self.finished.lock().expect("finished lock").remove(key);
+    }
+
+    /// Publishes an Event about `object` (note cut to 1,024 characters); a failure to publish is
+    /// logged, never a reconcile error.
+    pub async fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, type_: EventType, reason: &str, note: &str) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note.chars().take(1024).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(error = %e, "cannot publish an Event");
+        }
     }
 }
 

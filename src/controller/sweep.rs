@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -48,13 +48,13 @@ pub async fn reconcile(sweep: Arc<BatchSweep>, ctx: Arc<Context>) -> Result<Requ
                 planned
             }
             Planned::Wait(why) => {
-                publish(&sweep, EventType::Warning, "Waiting", &why, &ctx).await;
+                ctx.publish(&*sweep, EventType::Warning, "Waiting", &why).await;
                 return Ok(Requeue::requeue(WAITING));
             }
             Planned::Invalid(why) => {
                 let failed = sweep::plan_failed(&status, generation, &why, Timestamp::now());
                 write_status(&ctx.client, &sweep, &failed).await?;
-                publish(&sweep, EventType::Warning, "PlanFailed", &why, &ctx).await;
+                ctx.publish(&*sweep, EventType::Warning, "PlanFailed", &why).await;
                 return Ok(Requeue::await_change());
             }
         },
@@ -70,7 +70,7 @@ pub async fn reconcile(sweep: Arc<BatchSweep>, ctx: Arc<Context>) -> Result<Requ
     if !decision.create.is_empty() {
         let names: Vec<&str> = decision.create.iter().map(|c| c.name.as_str()).collect();
         let note = format!("created {}", names.join(", "));
-        publish(&sweep, EventType::Normal, "BatchesCreated", &note, &ctx).await;
+        ctx.publish(&*sweep, EventType::Normal, "BatchesCreated", &note).await;
     }
     if decision.status.phase != status.phase
         && let Some(phase) = decision.status.phase
@@ -81,7 +81,7 @@ pub async fn reconcile(sweep: Arc<BatchSweep>, ctx: Arc<Context>) -> Result<Requ
         } else {
             EventType::Normal
         };
-        publish(&sweep, type_, &phase.to_string(), &progress, &ctx).await;
+        ctx.publish(&*sweep, type_, &phase.to_string(), &progress).await;
     }
     write_status(&ctx.client, &sweep, &decision.status).await?;
     ctx.reset_backoff(&key);
@@ -94,7 +94,7 @@ pub fn error_policy(sweep: Arc<BatchSweep>, error: &Error, ctx: Arc<Context>) ->
     tracing::warn!(sweep = %key(&sweep), error = %error, kind = error.metric_label(), ?delay, "reconcile failed");
     let note = format!("{error} (retrying in {}s)", delay.as_secs());
     tokio::spawn(async move {
-        publish(&sweep, EventType::Warning, "ReconcileError", &note, &ctx).await;
+        ctx.publish(&*sweep, EventType::Warning, "ReconcileError", &note).await;
     });
     Requeue::requeue(delay)
 }
@@ -241,17 +241,4 @@ async fn write_status(client: &kube::Client, sweep: &BatchSweep, status: &BatchS
     )
     .await?;
     Ok(())
-}
-
-async fn publish(sweep: &BatchSweep, type_: EventType, reason: &str, note: &str, ctx: &Context) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note.chars().take(1024).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &sweep.object_ref(&())).await {
-        tracing::warn!(error = %e, "cannot publish an Event");
-    }
 }
