@@ -8,7 +8,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::manifests::{Located, Manifests};
-use crate::api::{Batch, BatchGatewaySpec, BatchInput, KeyRef, ObjectStoreRef, Polling, PvcSink};
+use crate::api::{Batch, BatchGatewaySpec, BatchInput, Endpoint, KeyRef, ObjectStoreRef, Polling, PvcSink};
 use crate::engine;
 use crate::io::ObjectInput;
 use crate::io::storage::{self, ObjectLocation};
@@ -107,7 +107,7 @@ fn plan_one(
         .into_iter()
         .map(|p| format!("{at}: {p}"))
         .collect();
-    let input = input_bytes(manifests, namespace, batch).map_err(|p| format!("{at}: {p}"));
+    let input = input_bytes(manifests, namespace, &spec.input, spec.endpoint).map_err(|p| format!("{at}: {p}"));
     let gateway =
         gateway_target(manifests, namespace, &spec.gateway_ref.name, force_simulator).map_err(|p| format!("{at}: {p}"));
     let (input, gateway) = match (input, gateway) {
@@ -245,14 +245,19 @@ pub fn location(
     storage::open(reference, &credentials, &from).map_err(|e| format!("{field}: {e}"))
 }
 
-pub fn input_bytes(manifests: &Manifests, namespace: &str, batch: &Located<Batch>) -> Result<Bytes, String> {
-    let spec = &batch.object.spec;
-    let input = &spec.input;
+/// The bytes of an input held in the files (ConfigMap, Secret, inline requests); empty for one
+/// already on the gateway or in object storage.
+pub fn input_bytes(
+    manifests: &Manifests,
+    namespace: &str,
+    input: &BatchInput,
+    endpoint: Endpoint,
+) -> Result<Bytes, String> {
     if input.file_id.is_some() || input.object_store.is_some() {
         // Already on the gateway, or streamed from object storage when the batch runs.
         return Ok(Bytes::new());
     }
-    match (&input.config_map, &input.secret, input.requests_jsonl(spec.endpoint)) {
+    match (&input.config_map, &input.secret, input.requests_jsonl(endpoint)) {
         (None, None, Some(jsonl)) => Ok(Bytes::from(jsonl)),
         (Some(r), None, None) => config_map_key(manifests, namespace, r),
         (None, Some(r), None) => secret_key(manifests, namespace, r).map_err(|e| format!("spec.input.secret: {e}")),

@@ -17,7 +17,9 @@ use tokio::sync::Semaphore;
 use super::manifests::{Located, Manifests};
 use super::runner::Ending;
 use super::state::{StateDir, write_atomically};
-use crate::api::{Batch, BatchSpec, BatchStatus, BatchSweep, BatchSweepStatus, GatewayLimits, SweepPhase, SweepPlan};
+use crate::api::{
+    Batch, BatchInput, BatchStatus, BatchSweep, BatchSweepStatus, Endpoint, GatewayLimits, SweepPhase, SweepPlan,
+};
 use crate::io::scan_object;
 use crate::io::storage::ObjectLocation;
 use crate::jsonl::ChunkPlanner;
@@ -123,7 +125,7 @@ impl SweepRun {
 pub async fn expand(
     manifests: &mut Manifests,
     state_dir: &StateDir,
-    read: impl Fn(&Manifests, &str, &Located<Batch>) -> Result<Bytes, String>,
+    read: impl Fn(&Manifests, &str, &BatchInput, Endpoint) -> Result<Bytes, String>,
 ) -> Result<Vec<SweepRun>, Vec<String>> {
     let mut runs = Vec::new();
     let mut problems = Vec::new();
@@ -136,13 +138,7 @@ pub async fn expand(
             Some(reference) => {
                 super::resolve::location(manifests, &namespace, reference, "spec.input.objectStore").map(Source::Object)
             }
-            None => {
-                let probe = Located {
-                    object: Batch::new(&name, probe_spec(sweep)),
-                    origin: located.origin.clone(),
-                };
-                read(manifests, &namespace, &probe).map(Source::Bytes)
-            }
+            None => read(manifests, &namespace, &sweep.spec.input, sweep.spec.template.endpoint).map(Source::Bytes),
         };
         let planned = match source {
             Ok(source) => kept_or_new_plan(state_dir, &namespace, &name, sweep, &limits, source).await,
@@ -191,22 +187,6 @@ pub async fn expand(
 enum Source {
     Bytes(Bytes),
     Object(ObjectLocation),
-}
-
-/// A Batch spec carrying the sweep's input, so the Batch input readers can read it.
-fn probe_spec(sweep: &BatchSweep) -> BatchSpec {
-    let template = &sweep.spec.template;
-    BatchSpec {
-        gateway_ref: template.gateway_ref.clone(),
-        endpoint: template.endpoint,
-        completion_window: "24h".into(),
-        input: sweep.spec.input.clone(),
-        output: None,
-        metadata: BTreeMap::new(),
-        cancel: false,
-        deletion_policy: template.deletion_policy,
-        ttl_seconds_after_finished: None,
-    }
 }
 
 fn gateway_limits(manifests: &Manifests, namespace: &str, sweep: &BatchSweep) -> GatewayLimits {
