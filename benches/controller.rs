@@ -9,6 +9,7 @@
 #[path = "../tests/common/apiserver.rs"]
 #[allow(dead_code)]
 mod apiserver;
+#[allow(dead_code)] // the curl pairing: this bench has no curl baseline
 mod support;
 
 use std::time::{Duration, Instant};

@@ -10,14 +10,13 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 #[path = "../tests/common/s3.rs"]
 mod s3;
 mod support;
 
 use s3::{ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFs};
-use support::{Simulator, peak_rss_kib, reset_peak_rss};
+use support::Simulator;
 
 use llm_batch_operator::api::ObjectStoreRef;
 use llm_batch_operator::gateway::{GatewayClient, GatewayConfig};
@@ -26,7 +25,6 @@ use llm_batch_operator::io::storage;
 use llm_batch_operator::io::{Checked, ObjectInput};
 use llm_batch_operator::jsonl::{Limits, Rewrite};
 
-const MB: f64 = 1_000_000.0;
 const KEY: &str = "bench.jsonl";
 
 fn main() -> anyhow::Result<()> {
@@ -140,39 +138,15 @@ const RUNS: usize = 3;
 fn paired(
     step: &str,
     bytes: u64,
-    mut curl: impl FnMut() -> anyhow::Result<()>,
-    mut ours: impl FnMut() -> anyhow::Result<()>,
+    curl: impl FnMut() -> anyhow::Result<()>,
+    ours: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let (mut curl_s, mut ours_s, mut ratios, mut peak_kib) = (vec![], vec![], vec![], 0);
-    for _ in 0..RUNS {
-        let c = seconds(&mut curl)?;
-        reset_peak_rss();
-        let o = seconds(&mut ours)?;
-        peak_kib = peak_kib.max(peak_rss_kib());
-        curl_s.push(c);
-        ours_s.push(o);
-        ratios.push(c / o);
-    }
-    let mb_s = |s: f64| bytes as f64 / MB / s;
+    let p = support::paired(RUNS, bytes, curl, ours)?;
     println!(
         "{step:<34} {:>9.0} {:>9.0} {:>7.2}x {:>8.1} MiB",
-        mb_s(median(curl_s)),
-        mb_s(median(ours_s)),
-        median(ratios),
-        peak_kib as f64 / 1024.0
+        p.curl_mb_s, p.ours_mb_s, p.ratio, p.peak_mib
     );
     Ok(())
-}
-
-fn seconds(f: &mut impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    let start = Instant::now();
-    f()?;
-    Ok(start.elapsed().as_secs_f64())
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// `curl` with SigV4 against the S3 server.

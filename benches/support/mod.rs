@@ -56,3 +56,50 @@ pub fn peak_rss_kib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// curl and ours moving the same bytes: median throughputs, the median of the per-run ratios
+/// (curl time / our time) and our peak resident set.
+pub struct Paired {
+    pub curl_mb_s: f64,
+    pub ours_mb_s: f64,
+    pub ratio: f64,
+    pub peak_mib: f64,
+}
+
+/// Measures `curl` and `ours` alternately `runs` times: loopback figures on a shared machine
+/// drift, so alternating and taking medians keeps the comparison fair.
+pub fn paired(
+    runs: usize,
+    bytes: u64,
+    mut curl: impl FnMut() -> anyhow::Result<()>,
+    mut ours: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Paired> {
+    let (mut curl_s, mut ours_s, mut ratios, mut peak_kib) = (vec![], vec![], vec![], 0);
+    for _ in 0..runs {
+        let c = seconds(&mut curl)?;
+        reset_peak_rss();
+        let o = seconds(&mut ours)?;
+        peak_kib = peak_kib.max(peak_rss_kib());
+        curl_s.push(c);
+        ours_s.push(o);
+        ratios.push(c / o);
+    }
+    let mb_s = |s: f64| bytes as f64 / 1_000_000.0 / s;
+    Ok(Paired {
+        curl_mb_s: mb_s(median(curl_s)),
+        ours_mb_s: mb_s(median(ours_s)),
+        ratio: median(ratios),
+        peak_mib: peak_kib as f64 / 1024.0,
+    })
+}
+
+fn seconds(f: &mut impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let start = std::time::Instant::now();
+    f()?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
