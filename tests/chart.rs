@@ -1,6 +1,6 @@
 //! The Helm chart: lint, render with default and non-default values, validate what it renders
 //! against the Kubernetes schemas, and check that its RBAC grants exactly deploy/rbac.yaml's
-//! rules (plus Leases for leader election and Jobs for the PVC sink), its CRDs are crds/'s and
+//! rules (plus Leases for leader election and Jobs for PVC output and direct mode), its CRDs are crds/'s and
 //! its pods meet the "restricted" Pod Security Standard.
 
 mod common;
@@ -22,7 +22,7 @@ const EVERYTHING: &[&str] = &[
     "--set",
     "watchNamespaces={team-a,team-b}",
     "--set",
-    "pvcSink.enabled=true",
+    "jobs.enabled=true",
     "--set",
     "serviceMonitor.enabled=true",
     "--set",
@@ -37,7 +37,7 @@ const EVERYTHING: &[&str] = &[
     "image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 ];
 
-const NO_LEADER_ELECTION: &[&str] = &["--set", "leaderElection.enabled=false"];
+const MINIMAL: &[&str] = &["--set", "leaderElection.enabled=false", "--set", "jobs.enabled=false"];
 
 fn kinds(docs: &[Value]) -> Vec<String> {
     docs.iter().map(|d| d["kind"].as_str().unwrap().to_string()).collect()
@@ -56,7 +56,7 @@ fn strings(value: &Value) -> Vec<String> {
 
 #[test]
 fn the_chart_lints_strictly_with_default_and_non_default_values() {
-    for values in [&[][..], EVERYTHING, NO_LEADER_ELECTION] {
+    for values in [&[][..], EVERYTHING, MINIMAL] {
         succeed(tool("LLMB_HELM").args(["lint", "--strict", &chart_dir()]).args(values));
     }
 }
@@ -64,11 +64,7 @@ fn the_chart_lints_strictly_with_default_and_non_default_values() {
 #[test]
 fn rendered_manifests_pass_strict_schema_validation() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, values) in [
-        ("default", &[][..]),
-        ("everything", EVERYTHING),
-        ("no-le", NO_LEADER_ELECTION),
-    ] {
+    for (name, values) in [("default", &[][..]), ("everything", EVERYTHING), ("minimal", MINIMAL)] {
         let path = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&path, helm_template(NAMESPACE, values)).unwrap();
         let output = kubernetes_validate(&path);
@@ -192,28 +188,22 @@ fn granted(docs: &[Value]) -> BTreeSet<Permission> {
     out
 }
 
-/// deploy/rbac.yaml's rules where the controller reconciles, Leases in the leader-election
-/// namespace, Jobs with the PVC sink.
+/// deploy/rbac.yaml's rules where the controller reconciles (its Job rules only with `jobs`),
+/// its Lease rule in the leader-election namespace.
 fn expected(scopes: &[&str], lease_namespace: Option<&str>, jobs: bool) -> BTreeSet<Permission> {
     let source: Value = serde_yaml::from_str(&std::fs::read_to_string(repo_path("deploy/rbac.yaml")).unwrap()).unwrap();
-    let contract = |group: &str| group == "coordination.k8s.io" || group == "batch";
+    let is_lease = |p: &Permission| p.1 == "coordination.k8s.io";
+    let is_job = |p: &Permission| (p.1 == "batch" && p.2 == "jobs") || (p.1.is_empty() && p.2 == "pods");
     let mut out = BTreeSet::new();
     for scope in scopes {
         for p in permissions_of(scope, &source["rules"]) {
-            if !contract(&p.1) {
+            if !is_lease(&p) && (jobs || !is_job(&p)) {
                 out.insert(p);
-            }
-        }
-        if jobs {
-            for verb in ["create", "get", "list", "watch", "delete"] {
-                out.insert((scope.to_string(), "batch".into(), "jobs".into(), verb.into()));
             }
         }
     }
     if let Some(ns) = lease_namespace {
-        for verb in ["get", "create", "update"] {
-            out.insert((ns.into(), "coordination.k8s.io".into(), "leases".into(), verb.into()));
-        }
+        out.extend(permissions_of(ns, &source["rules"]).into_iter().filter(is_lease));
     }
     out
 }
@@ -221,9 +211,9 @@ fn expected(scopes: &[&str], lease_namespace: Option<&str>, jobs: bool) -> BTree
 #[test]
 fn rendered_rbac_grants_exactly_the_listed_rules() {
     let cases: [(&[&str], BTreeSet<Permission>); 3] = [
-        (&[], expected(&["*"], Some(NAMESPACE), false)),
+        (&[], expected(&["*"], Some(NAMESPACE), true)),
         (EVERYTHING, expected(&["team-a", "team-b"], Some("llmb-leases"), true)),
-        (NO_LEADER_ELECTION, expected(&["*"], None, false)),
+        (MINIMAL, expected(&["*"], None, false)),
     ];
     for (values, want) in cases {
         let docs = documents(&helm_template(NAMESPACE, values));
@@ -305,6 +295,7 @@ fn the_controller_gets_the_contract_flags() {
             "--leader-elect",
             &format!("--leader-election-namespace={NAMESPACE}"),
             "--leader-election-id=llm-batch-operator",
+            &format!("--job-image={image}"),
         ]
     );
     let (everything, image) = args(EVERYTHING);
@@ -314,15 +305,19 @@ fn the_controller_gets_the_contract_flags() {
         "--namespace=team-b",
         "--leader-election-namespace=llmb-leases",
         "--log-format=text",
-        &format!("--sink-image={image}"),
+        &format!("--job-image={image}"),
     ] {
         assert!(
             everything.contains(&flag.to_string()),
             "{flag} missing from {everything:?}"
         );
     }
-    let (plain, _) = args(NO_LEADER_ELECTION);
-    assert!(!plain.iter().any(|a| a.starts_with("--leader-elect")));
+    let (plain, _) = args(MINIMAL);
+    assert!(
+        !plain
+            .iter()
+            .any(|a| a.starts_with("--leader-elect") || a.starts_with("--job-image"))
+    );
 }
 
 #[test]

@@ -794,7 +794,8 @@ async fn object_store_input_and_output_with_a_late_object_and_wrong_credentials(
     controller.stop().await;
 }
 
-/// The controller has no PVC sink yet: such a Batch fails before anything is sent, saying so.
+/// A controller without --job-image cannot write to a claim: such a Batch fails before anything
+/// is sent, saying what to do (tests/jobs.rs runs the sink Job).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pvc_output_is_refused_clearly_before_anything_is_sent() {
     let s = setup("ctl-pvc", SimulatorConfig::default()).await;
@@ -807,6 +808,7 @@ async fn a_pvc_output_is_refused_clearly_before_anything_is_sent() {
     let controller = RunningController::start(&s.client, &s.ns);
     let message = wait_condition(&s, "claimed", "Admitted", "SpecInvalid").await;
     assert!(message.contains("spec.output.pvc (claim results)"), "{message}");
+    assert!(message.contains("--job-image"), "{message}");
     let batch = s.wait_phase("claimed", BatchPhase::Failed).await;
     assert!(batch.status.and_then(|st| st.gateway).is_none());
     controller.stop().await;

@@ -36,6 +36,10 @@ pub struct ControllerArgs {
     /// Name of the leader-election Lease.
     #[arg(long, value_name = "NAME", default_value = "llm-batch-operator")]
     pub leader_election_id: String,
+    /// The image of the Jobs that write results onto PVCs and run direct mode (normally this
+    /// operator's own image). Without it, such Batches are refused with a message saying so.
+    #[arg(long, value_name = "IMAGE", env = "JOB_IMAGE")]
+    pub job_image: Option<String>,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -48,7 +52,7 @@ pub async fn run(
         .await
         .with_context(|| format!("--metrics-addr {}", args.metrics_addr))?;
     let client = kube::Client::try_default().await?;
-    check_permissions(&client, &options).await?;
+    check_permissions(&client, &options, args.job_image.is_some()).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
@@ -59,7 +63,7 @@ pub async fn run(
         health.clone(),
         stop_server.clone().cancelled_owned(),
     ));
-    let context = Arc::new(Context::with_telemetry(client, metrics, health));
+    let context = Arc::new(Context::with_telemetry(client, metrics, health).with_job_image(args.job_image.clone()));
     controller::run_with(context, options, shutdown).await;
     tracing::info!("stopped");
     stop_server.cancel();
@@ -111,7 +115,7 @@ fn identity() -> String {
 
 /// Every permission of deploy/rbac.yaml in each watched namespace (and for the Lease), checked
 /// before reconciling, so a missing rule is named at once instead of surfacing as watch errors.
-async fn check_permissions(client: &kube::Client, options: &Options) -> anyhow::Result<()> {
+async fn check_permissions(client: &kube::Client, options: &Options, jobs: bool) -> anyhow::Result<()> {
     let mut missing = Vec::new();
     let scopes: Vec<Option<&str>> = if options.namespaces.is_empty() {
         vec![None]
@@ -124,6 +128,12 @@ async fn check_permissions(client: &kube::Client, options: &Options) -> anyhow::
             .context("checking permissions (SelfSubjectAccessReview)")?;
         let place = ns.map_or("all namespaces".to_string(), |ns| format!("namespace {ns}"));
         missing.extend(lacking.into_iter().map(|p| format!("{p} in {place}")));
+        if jobs {
+            let lacking = controller::missing_job_permissions(client, ns)
+                .await
+                .context("checking permissions (SelfSubjectAccessReview)")?;
+            missing.extend(lacking.into_iter().map(|p| format!("{p} in {place} (--job-image)")));
+        }
     }
     if let Some(election) = &options.leader_election {
         let lacking = controller::missing_lease_permissions(client, &election.namespace)

@@ -3,6 +3,7 @@
 
 mod controller;
 mod direct;
+mod sink;
 mod validate;
 
 use std::net::SocketAddr;
@@ -46,6 +47,10 @@ pub enum Command {
     /// the direct-mode Job runs). The key is read from LLM_BATCH_API_KEY.
     #[command(after_help = DIRECT_EXAMPLES)]
     Direct(direct::DirectArgs),
+    /// Fetch a finished batch's output and error files into a directory (what the PVC output
+    /// Job runs). The key is read from LLM_BATCH_API_KEY.
+    #[command(after_help = SINK_EXAMPLES)]
+    Sink(sink::SinkArgs),
     /// Print the CustomResourceDefinitions as YAML (the source of crds/).
     #[command(
         after_help = "Example:\n  llm-batch-operator crd > crds/llmbatch.io.yaml\n  llm-batch-operator crd | kubectl apply -f -"
@@ -81,6 +86,13 @@ Examples:
       --input requests.jsonl --checkpoint-dir progress/ --max-concurrent-requests 32 --requests-per-minute 3000
 Prints {\"conclusion\",\"total\",\"completed\",\"failed\"} when done; results are in
 progress/output.jsonl and progress/errors.jsonl. Rerun the same command to resume.";
+
+const SINK_EXAMPLES: &str = "\
+Examples:
+  LLM_BATCH_API_KEY=sk-... llm-batch-operator sink --url https://api.openai.com/v1 \\
+      --output-file-id file-abc --error-file-id file-def --dir /mnt/results/run-1
+Prints the counts and token usage as JSON when done. On failure the reason goes to stderr;
+exit 1 when a rerun may get past it, 2 when it cannot (e.g. the file is gone).";
 
 const VALIDATE_EXAMPLES: &str = "\
 Examples:
@@ -145,6 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Validate(args) => validate::run(args).await,
         Command::Direct(args) => direct::run(args).await,
+        Command::Sink(args) => sink::run(args).await,
         Command::Simulator(args) => {
             crate::simulator::serve_until_signal(args.config, args.addr).await?;
             Ok(ExitCode::SUCCESS)

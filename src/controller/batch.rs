@@ -13,13 +13,13 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 
 use super::cluster_io::{self, InputError, MAX_SECRET_BYTES};
-use super::object_io;
 use super::{Context, Error, FINALIZER, instrument};
+use super::{object_io, pvc_sink};
 use crate::api::{
     BATCH_ID_ANNOTATION, Batch, BatchPhase, BatchStatus, Conditions, DeletionPolicy, condition_types as ct, reasons,
 };
 use crate::driver;
-use crate::engine::{self, Action, Downloaded, ErrorClass, Outcome, PollingPolicy, UpstreamState};
+use crate::engine::{self, Action, ErrorClass, Outcome, PollingPolicy, UpstreamState};
 use crate::gateway::{GatewayClient, UploadSource};
 use crate::io::object_output::Manifest;
 use crate::io::{Packed, pack_for_secret};
@@ -29,6 +29,8 @@ use crate::jsonl::{Limits, Report, Rewrite, prepare_bytes};
 const MAX_STEPS: usize = 16;
 /// How soon a Batch waiting for its input or gateway looks again.
 const WAITING: Duration = Duration::from_secs(15);
+/// How soon a Batch whose Job runs looks again (the Job's changes also wake it).
+const JOB_RUNNING: Duration = Duration::from_secs(10);
 
 /// Entry point of the Batch controller.
 pub async fn reconcile(batch: Arc<Batch>, ctx: Arc<Context>) -> Result<Requeue, Error> {
@@ -91,7 +93,10 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
             ctx.reset_backoff(&key);
             return Ok(Requeue::await_change());
         }
-        let outcome = perform(&batch, &status, action, &gateway, ctx).await?;
+        let Some(outcome) = perform(&batch, &status, action, &gateway, ctx).await? else {
+            ctx.reset_backoff(&key);
+            return Ok(Requeue::requeue(JOB_RUNNING));
+        };
         instrument::adoption(&outcome, ctx);
         let failure = match &outcome {
             Outcome::GatewayError { class, .. } => Some(*class),
@@ -182,16 +187,25 @@ fn context(batch: &Batch, polling: PollingPolicy) -> engine::Context {
     }
 }
 
-/// Performs one step. Err is a failed Kubernetes API call (retried with backoff), never put
-/// into the status as if it were something about the Batch.
+/// Performs one step; `None` while a Job doing the step still runs. Err is a failed Kubernetes
+/// API call (retried with backoff), never put into the status as if it were something about
+/// the Batch.
 async fn perform(
     batch: &Batch,
     status: &BatchStatus,
     action: Action,
     gateway: &GatewayClient,
     ctx: &Context,
-) -> Result<Outcome, Error> {
-    Ok(match action {
+) -> Result<Option<Outcome>, Error> {
+    if let Action::Download {
+        output_file_id,
+        error_file_id,
+    } = &action
+        && let Some(pvc) = batch.spec.output.as_ref().and_then(|o| o.pvc.as_ref())
+    {
+        return pvc_sink::download(batch, pvc, output_file_id.clone(), error_file_id.clone(), ctx).await;
+    }
+    Ok(Some(match action {
         Action::ValidateInput => match &batch.spec.input.file_id {
             Some(file_id) => driver::input_on_gateway(gateway, file_id).await,
             None => validate_input(batch, ctx).await?,
@@ -226,7 +240,7 @@ async fn perform(
             message: "direct mode does not run in a cluster yet (use run -f)".into(),
         },
         Action::Finished => unreachable!("handled by the caller"),
-    })
+    }))
 }
 
 async fn validate_input(batch: &Batch, ctx: &Context) -> Result<Outcome, Error> {
@@ -242,12 +256,10 @@ async fn validate_input(batch: &Batch, ctx: &Context) -> Result<Outcome, Error> 
         },
     };
     let mut problems = engine::check_spec(&batch.spec);
-    if let Some(pvc) = batch.spec.output.as_ref().and_then(|o| o.pvc.as_ref()) {
-        problems.push(format!(
-            "spec.output.pvc (claim {}): this operator has no PVC sink yet (only run -f --pvc-root writes to a claim); \
-             use spec.output.objectStore or spec.output.secret",
-            pvc.claim_name
-        ));
+    if let Some(pvc) = batch.spec.output.as_ref().and_then(|o| o.pvc.as_ref())
+        && ctx.job_image.is_none()
+    {
+        problems.push(pvc_sink::no_job_image(pvc));
     }
     if !problems.is_empty() {
         return Ok(Outcome::SpecInvalid {
@@ -319,25 +331,12 @@ async fn download_into(
         class: ErrorClass::Output,
         message: format!("scratch space: {e}"),
     };
-    tokio::fs::create_dir_all(scratch).await.map_err(local)?;
-    let mut files = Vec::new();
-    let mut downloaded = Downloaded::default();
-    if let Some(id) = output_id {
-        let path = scratch.join("output.jsonl");
-        gateway.download_file_to(&id, &path).await.map_err(driver::failure)?;
-        let summary = driver::summarise_output(&path).await.map_err(local)?;
-        (downloaded.output_lines, downloaded.output_bytes, downloaded.usage) =
-            (summary.lines, summary.bytes, summary.usage);
-        files.push(("output.jsonl".to_string(), path));
-    }
-    if let Some(id) = error_id {
-        let path = scratch.join("errors.jsonl");
-        gateway.download_file_to(&id, &path).await.map_err(driver::failure)?;
-        let summary = driver::summarise_errors(&path).await.map_err(local)?;
-        (downloaded.error_lines, downloaded.error_bytes, downloaded.not_run) =
-            (summary.lines, summary.bytes, summary.not_run);
-        files.push(("errors.jsonl".to_string(), path));
-    }
+    let mut downloaded = driver::download_results(gateway, output_id.as_deref(), error_id.as_deref(), scratch).await?;
+    let files: Vec<(String, std::path::PathBuf)> = ["output.jsonl", "errors.jsonl"]
+        .into_iter()
+        .map(|name| (name.to_string(), scratch.join(name)))
+        .filter(|(_, path)| path.exists())
+        .collect();
     match object_io::output(&ctx.client, batch).await {
         Ok(Some(prefix)) => {
             let manifest = manifest(batch, status);

@@ -21,6 +21,9 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// The image of the Jobs for PVC output and direct mode (`--job-image`); without it such
+    /// Batches are refused with a message saying so.
+    pub job_image: Option<String>,
     backoff: Backoff,
     gateways: Mutex<HashMap<String, (String, GatewayClient)>>,
     polled: Mutex<HashMap<String, Instant>>,
@@ -48,12 +51,19 @@ impl Context {
             client,
             metrics,
             health,
+            job_image: None,
             backoff: Backoff::default(),
             gateways: Mutex::default(),
             polled: Mutex::default(),
             finished: Mutex::default(),
             reconciles: AtomicU64::new(0),
         }
+    }
+
+    /// This context, starting Jobs with `image`.
+    pub fn with_job_image(mut self, image: Option<String>) -> Self {
+        self.job_image = image.filter(|i| !i.is_empty());
+        self
     }
 
     /// Counts a reconcile (any kind).

@@ -7,9 +7,11 @@ mod context;
 mod error;
 mod gateway;
 mod instrument;
+mod jobs;
 mod leader;
 mod object_io;
 mod preflight;
+mod pvc_sink;
 mod sweep;
 
 use std::collections::BTreeMap;
@@ -19,6 +21,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt};
+use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
@@ -27,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 pub use context::Context;
 pub use error::Error;
 pub use leader::{LeaderElection, LeaseTimings};
-pub use preflight::{missing_lease_permissions, missing_permissions, required_rules};
+pub use preflight::{missing_job_permissions, missing_lease_permissions, missing_permissions, required_rules};
 
 use crate::api::{Batch, BatchGateway, BatchSweep};
 
@@ -148,8 +151,11 @@ fn controllers(context: Arc<Context>, namespaces: &[String], stop: CancellationT
     let mut batch_stores = Vec::new();
     let mut gateway_stores = Vec::new();
     for ns in scopes(namespaces) {
-        let batches = Controller::new(scoped::<Batch>(&client, ns.as_deref()), watcher::Config::default())
+        let mut batches = Controller::new(scoped::<Batch>(&client, ns.as_deref()), watcher::Config::default())
             .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY));
+        if context.job_image.is_some() {
+            batches = batches.owns(scoped::<Job>(&client, ns.as_deref()), jobs_of_the_operator());
+        }
         batch_stores.push(batches.store());
         let never_synced = unsynced_when_stopped(&stop, batches.store());
         runs.push(
@@ -242,6 +248,11 @@ where
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// Only the Jobs this operator starts are watched.
+fn jobs_of_the_operator() -> watcher::Config {
+    watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"))
 }
 
 /// `None` is every namespace.

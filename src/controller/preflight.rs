@@ -14,34 +14,48 @@ pub fn required_rules() -> ClusterRole {
     serde_yaml::from_str(RBAC_YAML).expect("deploy/rbac.yaml is a valid ClusterRole")
 }
 
-/// The API group of the leader-election Lease rule, needed only with `--leader-elect` and
-/// only in the Lease's namespace.
-const LEASE_GROUP: &str = "coordination.k8s.io";
+/// The leader-election Lease rule: needed only with `--leader-elect`, in the Lease's namespace.
+fn is_lease((group, _): (&str, &str)) -> bool {
+    group == "coordination.k8s.io"
+}
 
-/// Every permission of `deploy/rbac.yaml` (but the Lease rule) the client's identity lacks in
-/// `namespace` (all namespaces when `None`), as `verb group/resource`.
+/// The rules for Jobs (PVC output, direct mode): needed only with `--job-image`.
+fn is_job((group, resource): (&str, &str)) -> bool {
+    (group, resource) == ("batch", "jobs") || (group, resource) == ("", "pods")
+}
+
+/// Every permission of `deploy/rbac.yaml` (but the Lease and Job rules) the client's identity
+/// lacks in `namespace` (all namespaces when `None`), as `verb group/resource`.
 pub async fn missing_permissions(client: &kube::Client, namespace: Option<&str>) -> Result<Vec<String>, kube::Error> {
-    missing_in(client, namespace, |group| group != LEASE_GROUP).await
+    missing_in(client, namespace, |rule| !is_lease(rule) && !is_job(rule)).await
 }
 
 /// The Lease permissions of `deploy/rbac.yaml` the client's identity lacks in `namespace`.
 pub async fn missing_lease_permissions(client: &kube::Client, namespace: &str) -> Result<Vec<String>, kube::Error> {
-    missing_in(client, Some(namespace), |group| group == LEASE_GROUP).await
+    missing_in(client, Some(namespace), is_lease).await
+}
+
+/// The Job permissions of `deploy/rbac.yaml` the client's identity lacks in `namespace`.
+pub async fn missing_job_permissions(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Result<Vec<String>, kube::Error> {
+    missing_in(client, namespace, is_job).await
 }
 
 async fn missing_in(
     client: &kube::Client,
     namespace: Option<&str>,
-    wanted: impl Fn(&str) -> bool,
+    wanted: impl Fn((&str, &str)) -> bool,
 ) -> Result<Vec<String>, kube::Error> {
     let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let mut missing = Vec::new();
     for rule in required_rules().rules.unwrap_or_default() {
         for group in rule.api_groups.clone().unwrap_or_default() {
-            if !wanted(&group) {
-                continue;
-            }
             for resource in rule.resources.clone().unwrap_or_default() {
+                if !wanted((&group, &resource)) {
+                    continue;
+                }
                 for verb in &rule.verbs {
                     let (resource, subresource) = match resource.split_once('/') {
                         Some((r, s)) => (r.to_string(), Some(s.to_string())),

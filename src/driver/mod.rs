@@ -2,10 +2,12 @@
 //! next): talk to the gateway, adopt what an earlier attempt created, and turn what
 //! happened into an engine [`Outcome`].
 
+mod download;
 mod probe;
 mod results;
 pub mod storage;
 
+pub use download::{FINAL_FAILURE, SinkFailure, download_results};
 pub use probe::probe_batch_api;
 pub use results::{ErrorSummary, OutputSummary, summarise_errors, summarise_output};
 

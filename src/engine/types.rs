@@ -82,7 +82,8 @@ pub struct Upstream {
 }
 
 /// What the download step wrote and counted.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Downloaded {
     /// Where the results are: a directory, a Secret name, an object-store URL (`s3://...`), or
     /// `pvc://<claimName>/<path>` for a directory on a PersistentVolumeClaim.
@@ -101,7 +102,7 @@ pub struct Downloaded {
 }
 
 /// How a step failed, by what the Batch should do about it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ErrorClass {
     /// Worth retrying later (429, 5xx, timeouts, resets): never fails the Batch.
     Transient,

@@ -13,7 +13,7 @@ use super::state::{BatchState, StateDir, write_atomically};
 use crate::api::{BatchPhase, BatchStatus};
 use crate::driver::storage::{self as storage_steps, input_description};
 use crate::driver::{self, crash_if_asked};
-use crate::engine::{self, Action, Downloaded, ErrorClass, Outcome, PollingPolicy};
+use crate::engine::{self, Action, ErrorClass, Outcome, PollingPolicy};
 use crate::gateway::{GatewayClient, UploadSource};
 
 /// Consecutive transient gateway failures (each already retried by the client) before a run gives up.
@@ -158,47 +158,11 @@ impl BatchRun<'_> {
 
     async fn try_download(&self, output_id: Option<String>, error_id: Option<String>) -> Result<Outcome, Outcome> {
         let dir = self.plan.pvc_output.as_ref().map_or(&self.out_dir, |pvc| &pvc.dir);
-        tokio::fs::create_dir_all(dir).await.map_err(|e| io_failure(dir, e))?;
-        let (output, errors) = (dir.join("output.jsonl"), dir.join("errors.jsonl"));
-        let out = match output_id {
-            Some(id) => {
-                self.fetch(&id, &output).await?;
-                driver::summarise_output(&output)
-                    .await
-                    .map_err(|e| io_failure(&output, e))?
-            }
-            // Every line failed: an empty output file says so plainly.
-            None => {
-                tokio::fs::write(&output, b"")
-                    .await
-                    .map_err(|e| io_failure(&output, e))?;
-                Default::default()
-            }
-        };
-        let err = match error_id {
-            Some(id) => {
-                self.fetch(&id, &errors).await?;
-                driver::summarise_errors(&errors)
-                    .await
-                    .map_err(|e| io_failure(&errors, e))?
-            }
-            None => {
-                let _ = tokio::fs::remove_file(&errors).await;
-                Default::default()
-            }
-        };
-        let downloaded = Downloaded {
-            location: match &self.plan.pvc_output {
-                Some(pvc) => pvc.location.clone(),
-                None => dir.display().to_string(),
-            },
-            output_lines: out.lines,
-            output_bytes: out.bytes,
-            usage: out.usage,
-            error_lines: err.lines,
-            error_bytes: err.bytes,
-            not_run: err.not_run,
-            not_stored: None,
+        let mut downloaded =
+            driver::download_results(&self.client, output_id.as_deref(), error_id.as_deref(), dir).await?;
+        downloaded.location = match &self.plan.pvc_output {
+            Some(pvc) => pvc.location.clone(),
+            None => dir.display().to_string(),
         };
         match &self.plan.object_output {
             Some(prefix) => storage_steps::store_results(prefix, dir, downloaded, self.manifest()).await,
@@ -224,16 +188,6 @@ impl BatchRun<'_> {
         }
     }
 
-    async fn fetch(&self, file_id: &str, dest: &std::path::Path) -> Result<(), Outcome> {
-        match self.client.download_file_to(file_id, dest).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(Outcome::GatewayError {
-                class: driver::classify(&e),
-                message: e.to_string(),
-            }),
-        }
-    }
-
     pub(super) fn persist(&self) -> anyhow::Result<()> {
         self.state_dir
             .save(&self.plan.namespace, &self.plan.name, &self.state)?;
@@ -245,12 +199,4 @@ impl BatchRun<'_> {
 pub fn write_status_yaml(out_dir: &std::path::Path, status: &BatchStatus) -> anyhow::Result<()> {
     std::fs::create_dir_all(out_dir)?;
     write_atomically(&out_dir.join("status.yaml"), serde_yaml::to_string(status)?.as_bytes())
-}
-
-/// A local disk problem is worth retrying (space may be freed); it never fails the batch.
-fn io_failure(path: &std::path::Path, e: std::io::Error) -> Outcome {
-    Outcome::GatewayError {
-        class: ErrorClass::Output,
-        message: format!("cannot write {}: {e}", path.display()),
-    }
 }

@@ -11,7 +11,7 @@ mod summary;
 mod tests;
 
 pub use children::{ChildPlan, chunk_limits, plan_children, plan_of};
-pub use naming::child_name;
+pub use naming::{child_name, fit_dns_label};
 pub use progress::{Decision, ObservedChild, decide, plan_failed};
 pub use summary::{ChildSummary, Summary, Totals, summarise};
 

@@ -24,6 +24,12 @@ pub fn child_name(sweep: &str, model: Option<&str>, chunk: u32) -> String {
         }
     }
     name.push_str(&format!("-c{chunk:04}"));
+    fit_dns_label(name)
+}
+
+/// `name` when it fits a DNS label (63 characters); otherwise cut, ending in a hash of the
+/// whole, so distinct long names stay distinct.
+pub fn fit_dns_label(name: String) -> String {
     if name.len() <= MAX_NAME {
         return name;
     }

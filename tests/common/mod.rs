@@ -210,5 +210,6 @@ pub mod aimock;
 pub mod apiserver;
 pub mod e2e;
 pub mod faults;
+pub mod kubelet;
 pub mod s3;
 pub mod tools;

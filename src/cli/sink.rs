@@ -1,0 +1,78 @@
+//! `sink`: a finished batch's output and error files fetched from the gateway into a
+//! directory (what the PVC output Job runs, with the claim mounted). The key is read from
+//! LLM_BATCH_API_KEY.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::driver::{self, FINAL_FAILURE, SinkFailure};
+use crate::engine::Outcome;
+use crate::gateway::{ApiKey, GatewayClient, GatewayConfig};
+use crate::local::API_KEY_ENV;
+
+/// Flags of `sink`.
+#[derive(clap::Args, Debug)]
+pub struct SinkArgs {
+    /// Base URL of the OpenAI-compatible API, ending in /v1.
+    #[arg(long)]
+    pub url: url::Url,
+    /// An extra header sent with every request, as NAME=VALUE (repeatable).
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// The batch's output file (absent when every request failed).
+    #[arg(long)]
+    pub output_file_id: Option<String>,
+    /// The batch's error file (absent when no request failed).
+    #[arg(long)]
+    pub error_file_id: Option<String>,
+    /// Where output.jsonl and errors.jsonl are written (created if missing).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Also write the summary (or the error) here: the controller reads it as the pod's
+    /// termination message.
+    #[arg(long, value_name = "PATH")]
+    pub summary_file: Option<PathBuf>,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(n, v)| (n.trim().to_string(), v.to_string()))
+        .filter(|(n, _)| !n.is_empty())
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
+}
+
+/// Exit 0 with the counts as JSON on stdout; 1 (worth retrying) or 2 (final) with the reason on
+/// stderr and as JSON on stdout. Rerunning is safe: files are replaced whole.
+pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
+    let mut config = GatewayConfig::new(args.url.clone());
+    config.api_key = std::env::var(API_KEY_ENV)
+        .ok()
+        .filter(|k| !k.is_empty())
+        .map(ApiKey::new);
+    config.headers = args.headers.iter().cloned().collect();
+    let client = GatewayClient::new(config)?;
+    let result = driver::download_results(
+        &client,
+        args.output_file_id.as_deref(),
+        args.error_file_id.as_deref(),
+        &args.dir,
+    )
+    .await;
+    let (summary, code) = match result {
+        Ok(downloaded) => (serde_json::to_string(&downloaded)?, ExitCode::SUCCESS),
+        Err(Outcome::GatewayError { class, message }) => {
+            eprintln!("error: {message}");
+            let summary = serde_json::to_string(&SinkFailure { class, error: message })?;
+            (
+                summary,
+                ExitCode::from(if class.is_retryable() { 1 } else { FINAL_FAILURE }),
+            )
+        }
+        Err(other) => anyhow::bail!("unexpected outcome {other:?}"),
+    };
+    println!("{summary}");
+    if let Some(path) = &args.summary_file {
+        std::fs::write(path, &summary).map_err(|e| anyhow::anyhow!("--summary-file {}: {e}", path.display()))?;
+    }
+    Ok(code)
+}

@@ -1,0 +1,126 @@
+//! `spec.output.pvc`: the controller does not mount claims, so a Job running `sink` with the
+//! claim mounted fetches the results from the gateway into the path; its termination message
+//! carries the counts and usage back into the status.
+
+use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, PersistentVolumeClaimVolumeSource, Volume, VolumeMount};
+use kube::ResourceExt;
+use kube::api::Api;
+
+use super::jobs::{self, JobPlan, JobState, TERMINATION_LOG};
+use super::{Context, Error};
+use crate::api::{Batch, BatchGateway, PvcSink};
+use crate::driver::SinkFailure;
+use crate::engine::{Downloaded, ErrorClass, Outcome};
+
+/// Where the claim is mounted in the sink's pod.
+const MOUNT: &str = "/mnt/output";
+
+/// The step's outcome once the sink Job ended; `None` while it runs.
+pub async fn download(
+    batch: &Batch,
+    pvc: &PvcSink,
+    output_id: Option<String>,
+    error_id: Option<String>,
+    ctx: &Context,
+) -> Result<Option<Outcome>, Error> {
+    let Some(image) = &ctx.job_image else {
+        return Ok(Some(Outcome::SpecInvalid {
+            message: no_job_image(pvc),
+        }));
+    };
+    let ns = batch.namespace().unwrap_or_default();
+    let gateway = Api::<BatchGateway>::namespaced(ctx.client.clone(), &ns)
+        .get(&batch.spec.gateway_ref.name)
+        .await?;
+    let plan = sink_plan(&gateway, pvc, output_id, error_id);
+    let job = jobs::ensure(&ctx.client, &jobs::build(batch, plan, image)).await?;
+    let location = format!("pvc://{}/{}", pvc.claim_name, pvc.path.trim_start_matches("./"));
+    Ok(match jobs::state(&ctx.client, &job).await? {
+        JobState::Running => None,
+        JobState::Succeeded(message) => {
+            let mut downloaded: Downloaded = message
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok())
+                .unwrap_or_else(|| {
+                    tracing::warn!(job = %job.name_any(), "the sink's counts are not readable; status keeps the gateway's");
+                    Downloaded::default()
+                });
+            downloaded.location = location;
+            Some(Outcome::Downloaded(downloaded))
+        }
+        JobState::Failed { reason, message } => {
+            jobs::delete(&ctx.client, &job).await?;
+            let report: Option<SinkFailure> = message.as_deref().and_then(|m| serde_json::from_str(m).ok());
+            let (class, why) = match report {
+                Some(failure) => (failure.class, failure.error),
+                None => (
+                    ErrorClass::Output,
+                    [Some(reason), message]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(": "),
+                ),
+            };
+            Some(Outcome::GatewayError {
+                class,
+                message: format!("sink Job {} writing to {location} failed: {why}", job.name_any()),
+            })
+        }
+    })
+}
+
+/// Why a PVC output cannot be written by this controller.
+pub fn no_job_image(pvc: &PvcSink) -> String {
+    format!(
+        "spec.output.pvc (claim {}) is written by a Job, and this controller was started without --job-image \
+         (Helm: jobs.enabled=true); use spec.output.objectStore or spec.output.secret, or enable Jobs",
+        pvc.claim_name
+    )
+}
+
+fn sink_plan(gateway: &BatchGateway, pvc: &PvcSink, output_id: Option<String>, error_id: Option<String>) -> JobPlan {
+    let path = pvc.path.trim_start_matches("./").trim_end_matches('/');
+    let dir = if path.is_empty() {
+        MOUNT.to_string()
+    } else {
+        format!("{MOUNT}/{path}")
+    };
+    let mut args = vec!["--url".to_string(), gateway.spec.url.clone()];
+    for (name, value) in &gateway.spec.headers {
+        args.extend(["--header".to_string(), format!("{name}={value}")]);
+    }
+    if let Some(id) = output_id {
+        args.extend(["--output-file-id".to_string(), id]);
+    }
+    if let Some(id) = error_id {
+        args.extend(["--error-file-id".to_string(), id]);
+    }
+    args.extend(["--dir".to_string(), dir]);
+    args.extend(["--summary-file".to_string(), TERMINATION_LOG.to_string()]);
+    let claim = Volume {
+        name: "output".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: pvc.claim_name.clone(),
+            read_only: Some(false),
+        }),
+        ..Default::default()
+    };
+    let tmp = Volume {
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    };
+    let mount = |name: &str, path: &str| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        ..Default::default()
+    };
+    JobPlan {
+        command: "sink",
+        args,
+        api_key: gateway.spec.auth.as_ref().map(|a| a.secret_ref.clone()),
+        secret_env: Vec::new(),
+        volumes: vec![(claim, mount("output", MOUNT)), (tmp, mount("tmp", "/tmp"))],
+    }
+}

@@ -1,0 +1,82 @@
+//! The download step into a directory: both result files fetched (each written under a
+//! temporary name and renamed, so a crash never leaves a half file under the final name) and
+//! counted line by line. Shared by `run -f` and the `sink` command a PVC Job runs.
+
+use std::path::Path;
+
+use super::{classify, summarise_errors, summarise_output};
+use crate::engine::{Downloaded, ErrorClass, Outcome};
+use crate::gateway::GatewayClient;
+
+/// The output file name in a results directory.
+const OUTPUT_FILE: &str = "output.jsonl";
+/// The error file name in a results directory.
+const ERRORS_FILE: &str = "errors.jsonl";
+
+/// Exit code of a `sink` failure that a rerun cannot get past (the file is gone, the key is
+/// refused): the Job's pod failure policy then fails the Job at once instead of retrying.
+pub const FINAL_FAILURE: u8 = 2;
+
+/// What a failed `sink` reports (stdout and its summary file, the pod's termination message);
+/// on success it reports the [`Downloaded`] counts.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct SinkFailure {
+    pub class: ErrorClass,
+    pub error: String,
+}
+
+/// Fetches both files (either may be absent) into `dir` and counts them; `location` is left
+/// for the caller to fill in. An absent output file is written empty (every line failed); an
+/// absent error file is removed (a stale one from an earlier attempt would mislead).
+pub async fn download_results(
+    client: &GatewayClient,
+    output_id: Option<&str>,
+    error_id: Option<&str>,
+    dir: &Path,
+) -> Result<Downloaded, Outcome> {
+    tokio::fs::create_dir_all(dir).await.map_err(|e| io_failure(dir, e))?;
+    let (output, errors) = (dir.join(OUTPUT_FILE), dir.join(ERRORS_FILE));
+    let mut downloaded = Downloaded::default();
+    match output_id {
+        Some(id) => {
+            fetch(client, id, &output).await?;
+            let summary = summarise_output(&output).await.map_err(|e| io_failure(&output, e))?;
+            (downloaded.output_lines, downloaded.output_bytes, downloaded.usage) =
+                (summary.lines, summary.bytes, summary.usage);
+        }
+        None => tokio::fs::write(&output, b"")
+            .await
+            .map_err(|e| io_failure(&output, e))?,
+    }
+    match error_id {
+        Some(id) => {
+            fetch(client, id, &errors).await?;
+            let summary = summarise_errors(&errors).await.map_err(|e| io_failure(&errors, e))?;
+            (downloaded.error_lines, downloaded.error_bytes, downloaded.not_run) =
+                (summary.lines, summary.bytes, summary.not_run);
+        }
+        None => match tokio::fs::remove_file(&errors).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_failure(&errors, e)),
+            _ => {}
+        },
+    }
+    Ok(downloaded)
+}
+
+async fn fetch(client: &GatewayClient, file_id: &str, dest: &Path) -> Result<(), Outcome> {
+    match client.download_file_to(file_id, dest).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Outcome::GatewayError {
+            class: classify(&e),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// A local disk problem is worth retrying (space may be freed); it never fails the batch.
+fn io_failure(path: &Path, e: std::io::Error) -> Outcome {
+    Outcome::GatewayError {
+        class: ErrorClass::Output,
+        message: format!("cannot write {}: {e}", path.display()),
+    }
+}

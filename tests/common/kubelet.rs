@@ -1,0 +1,162 @@
+//! Plays the kubelet for the Jobs the controller starts (the harness API server has no nodes):
+//! kube-controller-manager's Job controller creates the pods; this runs a pod's one container as
+//! a local process of this build's binary, with its environment resolved from Secrets and its
+//! volume mounts mapped to local directories, then reports the container's end (exit code,
+//! termination message) in the pod status, from which the real Job controller concludes the Job.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, Secret, Volume};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+pub struct Kubelet {
+    client: Client,
+    ns: String,
+    /// Claim C is this directory's `C/`.
+    pub claims: PathBuf,
+    scratch: tempfile::TempDir,
+}
+
+impl Kubelet {
+    pub fn new(client: &Client, ns: &str, claims: &Path) -> Self {
+        Kubelet {
+            client: client.clone(),
+            ns: ns.to_string(),
+            claims: claims.to_path_buf(),
+            scratch: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Waits (bounded) for a pod of Job `job` that has not run yet, other than those in `seen`.
+    pub async fn next_pod(&self, job: &str, seen: &[String], within: Duration) -> Pod {
+        let pods = Api::<Pod>::namespaced(self.client.clone(), &self.ns);
+        let selector = format!("batch.kubernetes.io/job-name={job}");
+        let deadline = Instant::now() + within;
+        loop {
+            let list = pods.list(&ListParams::default().labels(&selector)).await.unwrap();
+            let fresh = list.items.into_iter().find(|p| {
+                !seen.contains(&p.name_any())
+                    && p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending") == "Pending"
+            });
+            if let Some(pod) = fresh {
+                return pod;
+            }
+            assert!(Instant::now() < deadline, "no new pod of Job {job} within {within:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Runs the pod's container to its end and reports it; returns the exit code.
+    pub async fn run(&self, pod: &Pod) -> i32 {
+        let spec = pod.spec.clone().unwrap();
+        let container = &spec.containers[0];
+        let mut paths: Vec<(String, PathBuf)> = Vec::new();
+        for mount in container.volume_mounts.clone().unwrap_or_default() {
+            let volume = spec.volumes.iter().flatten().find(|v| v.name == mount.name).unwrap();
+            paths.push((mount.mount_path.clone(), self.local_volume(volume).await));
+        }
+        let message_path = container.termination_message_path.clone().unwrap();
+        let message_file = self.scratch.path().join(format!("{}-termination", pod.name_any()));
+        paths.push((message_path, message_file.clone()));
+        let args: Vec<String> = container
+            .args
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|arg| mapped(&arg, &paths))
+            .collect();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_llm-batch-operator"));
+        command.args(&args).env_clear().stdout(std::process::Stdio::null());
+        for var in container.env.clone().unwrap_or_default() {
+            let value = match (var.value, var.value_from.and_then(|f| f.secret_key_ref)) {
+                (Some(value), _) => value,
+                (None, Some(r)) => self.secret_value(&r.name, &r.key).await,
+                _ => continue,
+            };
+            command.env(var.name, value);
+        }
+        let started = k8s_openapi::jiff::Timestamp::now();
+        let status = tokio::time::timeout(Duration::from_secs(120), command.status())
+            .await
+            .expect("the container ran past 120s")
+            .unwrap();
+        let code = status.code().unwrap_or(137);
+        let message = std::fs::read_to_string(&message_file).unwrap_or_default();
+        self.report(pod, code, &message, started).await;
+        code
+    }
+
+    /// Where a volume is on this machine: claims under `claims`, anything else in scratch space.
+    async fn local_volume(&self, volume: &Volume) -> PathBuf {
+        if let Some(claim) = &volume.persistent_volume_claim {
+            let dir = self.claims.join(&claim.claim_name);
+            std::fs::create_dir_all(&dir).unwrap();
+            return dir;
+        }
+        let dir = self
+            .scratch
+            .path()
+            .join(format!("{}-{}", volume.name, rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(
+            volume.empty_dir.is_some(),
+            "volume {} is not mapped by this kubelet",
+            volume.name
+        );
+        dir
+    }
+
+    async fn secret_value(&self, name: &str, key: &str) -> String {
+        let secret = Api::<Secret>::namespaced(self.client.clone(), &self.ns)
+            .get(name)
+            .await
+            .unwrap();
+        let data: BTreeMap<_, _> = secret.data.unwrap_or_default();
+        String::from_utf8(data[key].0.clone()).unwrap()
+    }
+
+    async fn report(&self, pod: &Pod, code: i32, message: &str, started: k8s_openapi::jiff::Timestamp) {
+        let container = &pod.spec.as_ref().unwrap().containers[0];
+        let phase = if code == 0 { "Succeeded" } else { "Failed" };
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let status = json!({"status": {
+            "phase": phase,
+            "startTime": started.to_string(),
+            "containerStatuses": [{
+                "name": container.name,
+                "image": container.image,
+                "imageID": "",
+                "ready": false,
+                "restartCount": 0,
+                "started": false,
+                "state": {"terminated": {
+                    "exitCode": code,
+                    "reason": if code == 0 { "Completed" } else { "Error" },
+                    "message": message,
+                    "startedAt": started.to_string(),
+                    "finishedAt": now,
+                }},
+            }],
+        }});
+        Api::<Pod>::namespaced(self.client.clone(), &self.ns)
+            .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+    }
+}
+
+/// `arg` with a mounted path replaced by its local directory.
+fn mapped(arg: &str, paths: &[(String, PathBuf)]) -> String {
+    for (mount, local) in paths {
+        if let Some(rest) = arg.strip_prefix(mount.as_str())
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return format!("{}{rest}", local.display());
+        }
+    }
+    arg.to_string()
+}

@@ -1,0 +1,242 @@
+//! The Jobs the controller starts, against a real kube-apiserver with kube-controller-manager's
+//! Job controller: the PVC sink. The test plays the kubelet (common::kubelet) and runs each pod
+//! as a local process of this build.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::apiserver::{admin_client, fresh_namespace};
+use common::cluster::{RunningController, create_gateway};
+use common::kubelet::Kubelet;
+use common::object;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use llm_batch_operator::api::{Batch, BatchPhase};
+use llm_batch_operator::controller::Context;
+use llm_batch_operator::simulator::{RunningSimulator, SimulatorConfig};
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-jobs-test-key";
+const IMAGE: &str = "registry.example/llm-batch-operator:test";
+
+struct Setup {
+    client: Client,
+    ns: String,
+    sim: RunningSimulator,
+    controller: Option<RunningController>,
+}
+
+async fn setup(prefix: &str) -> Setup {
+    let config = SimulatorConfig {
+        api_key: Some(KEY.into()),
+        ..Default::default()
+    };
+    let sim = RunningSimulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, prefix).await;
+    create_gateway(&client, &ns, &sim.base_url(), KEY, json!({})).await;
+    let cm: ConfigMap = object(json!({"metadata": {"name": "input"}, "data": {"batch.jsonl": common::chat_lines(6)}}));
+    Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+    let context = Context::new(client.clone()).with_job_image(Some(IMAGE.into()));
+    let controller = Some(RunningController::start_with(Arc::new(context), &ns));
+    Setup {
+        client,
+        ns,
+        sim,
+        controller,
+    }
+}
+
+impl Setup {
+    async fn batch(&self, name: &str, pvc: Value) {
+        let batch: Batch = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch",
+            "metadata": {"name": name},
+            "spec": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
+                     "input": {"configMap": {"name": "input", "key": "batch.jsonl"}},
+                     "output": {"pvc": pvc}}}));
+        Api::<Batch>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &batch)
+            .await
+            .unwrap();
+    }
+
+    /// The one Job working for Batch `name` (waits, bounded, for it to exist).
+    async fn job(&self, name: &str) -> Job {
+        let jobs = Api::<Job>::namespaced(self.client.clone(), &self.ns);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let list = jobs
+                .list(&ListParams::default().labels(&format!("llmbatch.io/batch={name}")))
+                .await
+                .unwrap();
+            assert!(list.items.len() <= 1, "two Jobs for {name}");
+            if let Some(job) = list.items.into_iter().next() {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "no Job for Batch {name}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn wait_phase(&self, name: &str, phase: BatchPhase) -> Batch {
+        let batches = Api::<Batch>::namespaced(self.client.clone(), &self.ns);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let batch = batches.get(name).await.unwrap();
+            if batch.status.as_ref().and_then(|s| s.phase) == Some(phase) {
+                return batch;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never reached {phase}: {:?}",
+                batch.status
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        self.controller.take().unwrap().stop().await;
+    }
+}
+
+/// The pod of a Job as Pod Security "restricted" requires, with nothing but the key from the
+/// gateway's Secret, no service-account token, owned by its Batch.
+fn assert_restricted(job: &Job, batch: &str) {
+    let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("Batch", batch, Some(true))
+    );
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    let security = pod.security_context.as_ref().unwrap();
+    assert_eq!(security.run_as_non_root, Some(true));
+    assert_eq!(security.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.service_account_name.is_none());
+    assert_eq!(pod.containers.len(), 1);
+    let container = &pod.containers[0];
+    assert_eq!(container.image.as_deref(), Some(IMAGE));
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        security.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_string()][..])
+    );
+    let spec_text = serde_json::to_string(job).unwrap();
+    assert!(!spec_text.contains(KEY), "the key is in the Job: {spec_text}");
+    let key_var = container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "LLM_BATCH_API_KEY")
+        .unwrap();
+    let from = key_var.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+    assert_eq!((from.name.as_str(), from.key.as_str()), ("gw-key", "api-key"));
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The results land on the claim through a restricted Job; a pod that fails for a reason a
+/// rerun can get past is retried by the Job (a new pod) and the Batch then succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pvc_output_is_written_by_a_restricted_sink_job_that_retries_what_can_pass() {
+    let s = setup("jobs-sink").await;
+    let claims = tempfile::tempdir().unwrap();
+    let kubelet = Kubelet::new(&s.client, &s.ns, claims.path());
+    s.batch("triage", json!({"claimName": "results", "path": "runs/triage"}))
+        .await;
+
+    let job = s.job("triage").await;
+    assert_restricted(&job, "triage");
+    let args = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(args[0], "sink");
+
+    // First pod: where the results go is a file, not a directory: the sink fails (exit 1).
+    let target = claims.path().join("results/runs/triage");
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    std::fs::write(&target, "in the way").unwrap();
+    let first = kubelet.next_pod(&job.name_any(), &[], Duration::from_secs(30)).await;
+    assert_eq!(kubelet.run(&first).await, 1);
+    std::fs::remove_file(&target).unwrap();
+    // The Job controller starts a second pod after its backoff (about 10 s).
+    let second = kubelet
+        .next_pod(&job.name_any(), &[first.name_any()], Duration::from_secs(60))
+        .await;
+    assert_eq!(kubelet.run(&second).await, 0);
+
+    let batch = s.wait_phase("triage", BatchPhase::Succeeded).await;
+    let status = batch.status.unwrap();
+    let where_ = status.output.as_ref().unwrap();
+    assert_eq!(
+        (where_.pvc.as_deref(), where_.path.as_deref()),
+        (Some("results"), Some("runs/triage"))
+    );
+    let output = lines(&target.join("output.jsonl"));
+    assert_eq!(output.len(), 6);
+    assert_eq!(status.request_counts.as_ref().unwrap().completed, 6);
+    let usage = status.usage.unwrap();
+    let summed: u64 = output
+        .iter()
+        .map(|l| l["response"]["body"]["usage"]["total_tokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        usage.total_tokens, summed,
+        "usage comes back from the sink's termination message"
+    );
+    assert_eq!(
+        s.job("triage").await.name_any(),
+        job.name_any(),
+        "one Job, never a second"
+    );
+    s.stop().await;
+}
+
+/// A sink that cannot succeed (the output file is gone from the gateway) fails its Job at once
+/// (pod failure policy, no retries) and the Batch fails saying which Job and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_cannot_succeed_fails_at_once_and_the_batch_says_why() {
+    let s = setup("jobs-gone").await;
+    let claims = tempfile::tempdir().unwrap();
+    let kubelet = Kubelet::new(&s.client, &s.ns, claims.path());
+    s.batch("lost", json!({"claimName": "results"})).await;
+    let job = s.job("lost").await;
+    let batch = s.wait_phase("lost", BatchPhase::Downloading).await;
+    let file = batch.status.unwrap().gateway.unwrap().output_file_id.unwrap();
+    let deleted = reqwest::Client::new()
+        .delete(format!("{}/files/{file}", s.sim.base_url()))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success());
+
+    let pod = kubelet.next_pod(&job.name_any(), &[], Duration::from_secs(30)).await;
+    assert_eq!(kubelet.run(&pod).await, 2);
+    let batch = s.wait_phase("lost", BatchPhase::Failed).await;
+    let conditions = batch.status.unwrap().conditions;
+    let text = serde_json::to_string(&conditions).unwrap();
+    assert!(text.contains(&job.name_any()) && text.contains(&file), "{text}");
+    s.stop().await;
+}
