@@ -32,17 +32,24 @@ struct Setup {
 }
 
 async fn setup(prefix: &str) -> Setup {
+    setup_with(prefix, SimulatorConfig::default(), 6, json!({})).await
+}
+
+/// A namespace with gateway `gw` on a simulator configured by `sim`, ConfigMap `input` of
+/// `lines` chat lines, and a controller with a Job image.
+async fn setup_with(prefix: &str, sim: SimulatorConfig, lines: usize, limits: Value) -> Setup {
     let config = SimulatorConfig {
         api_key: Some(KEY.into()),
-        ..Default::default()
+        ..sim
     };
     let sim = RunningSimulator::start(config, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let client = admin_client().await;
     let ns = fresh_namespace(&client, prefix).await;
-    create_gateway(&client, &ns, &sim.base_url(), KEY, json!({})).await;
-    let cm: ConfigMap = object(json!({"metadata": {"name": "input"}, "data": {"batch.jsonl": common::chat_lines(6)}}));
+    create_gateway(&client, &ns, &sim.base_url(), KEY, limits).await;
+    let cm: ConfigMap =
+        object(json!({"metadata": {"name": "input"}, "data": {"batch.jsonl": common::chat_lines(lines)}}));
     Api::<ConfigMap>::namespaced(client.clone(), &ns)
         .create(&PostParams::default(), &cm)
         .await
@@ -103,6 +110,17 @@ impl Setup {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The custom_ids the simulator was sent as direct requests, in order.
+    async fn direct_sends(&self) -> Vec<String> {
+        let url = format!("{}/__sim/journal", self.sim.base_url().trim_end_matches("/v1"));
+        let entries: Vec<Value> = reqwest::get(url).await.unwrap().json().await.unwrap();
+        entries
+            .iter()
+            .filter(|e| e["method"] == "POST" && e["path"] == "/v1/chat/completions")
+            .filter_map(|e| e["client_request_id"].as_str().map(str::to_string))
+            .collect()
     }
 
     async fn stop(mut self) {
@@ -238,5 +256,148 @@ async fn a_sink_that_cannot_succeed_fails_at_once_and_the_batch_says_why() {
     let conditions = batch.status.unwrap().conditions;
     let text = serde_json::to_string(&conditions).unwrap();
     assert!(text.contains(&job.name_any()) && text.contains(&file), "{text}");
+    s.stop().await;
+}
+
+/// Auto on a gateway without a batch API runs the Batch as direct requests in a restricted Job
+/// with its checkpoint on the claim; the pod killed mid-run (SIGKILL), the Job's next pod resumes
+/// from the checkpoint: every line answered once, none sent again but those on the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_mode_runs_in_a_job_and_resumes_after_its_pod_is_killed() {
+    let sim = SimulatorConfig {
+        no_batch_api: true,
+        latency_ms: 100,
+        ..Default::default()
+    };
+    // 2 in flight, 100 ms each: about 3 s for the 60 lines, killed at 1.5 s.
+    let s = setup_with("jobs-direct", sim, 60, json!({"maxConcurrentRequests": 2})).await;
+    let claims = tempfile::tempdir().unwrap();
+    let kubelet = Kubelet::new(&s.client, &s.ns, claims.path());
+    s.batch("direct", json!({"claimName": "results", "path": "direct"}))
+        .await;
+    let job = s.job("direct").await;
+    assert_restricted(&job, "direct");
+    let container = &job.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(container.args.as_ref().unwrap()[0], "direct");
+
+    let first = kubelet.next_pod(&job.name_any(), &[], Duration::from_secs(30)).await;
+    assert_eq!(kubelet.run_for(&first, Some(Duration::from_millis(1500))).await, 137);
+    let sent_before = s.direct_sends().await;
+    assert!(
+        !sent_before.is_empty() && sent_before.len() < 60,
+        "{} sent before the kill",
+        sent_before.len()
+    );
+    let second = kubelet
+        .next_pod(&job.name_any(), &[first.name_any()], Duration::from_secs(60))
+        .await;
+    assert_eq!(kubelet.run(&second).await, 0);
+
+    let batch = s.wait_phase("direct", BatchPhase::Succeeded).await;
+    let status = batch.status.unwrap();
+    assert_eq!(status.mode, Some(llm_batch_operator::api::BatchMode::Direct));
+    assert_eq!(status.request_counts.as_ref().unwrap().completed, 60);
+    assert!(status.usage.unwrap().total_tokens > 0);
+    let output = lines(&claims.path().join("results/direct/output.jsonl"));
+    let mut ids: Vec<&str> = output.iter().map(|l| l["custom_id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 60, "every line answered exactly once");
+    let sent = s.direct_sends().await;
+    let in_flight_at_kill = sent.len() - 60;
+    assert!(
+        in_flight_at_kill <= 2,
+        "{in_flight_at_kill} lines sent twice (at most those on the wire)"
+    );
+    s.stop().await;
+}
+
+/// `cancel: true` while a direct Job runs: the Job is stopped and a cancelling Job concludes the
+/// run (lines not done become batch_cancelled errors); the Batch ends Cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_direct_batch_replaces_its_job_with_one_that_concludes_cancelled() {
+    let sim = SimulatorConfig {
+        no_batch_api: true,
+        ..Default::default()
+    };
+    let s = setup_with("jobs-cancel", sim, 5, json!({})).await;
+    let claims = tempfile::tempdir().unwrap();
+    let kubelet = Kubelet::new(&s.client, &s.ns, claims.path());
+    s.batch("stopme", json!({"claimName": "results"})).await;
+    let job = s.job("stopme").await;
+    let first = kubelet.next_pod(&job.name_any(), &[], Duration::from_secs(30)).await;
+    let patch = json!({"spec": {"cancel": true}});
+    Api::<Batch>::namespaced(s.client.clone(), &s.ns)
+        .patch(
+            "stopme",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    // The running Job is replaced by one that cancels (same name, new uid).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let cancelling = loop {
+        let current = s.job("stopme").await;
+        if current.uid() != job.uid() {
+            break current;
+        }
+        assert!(Instant::now() < deadline, "the Job was not replaced");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let args = cancelling
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert!(args.contains(&"--cancel".to_string()), "{args:?}");
+    let pod = kubelet
+        .next_pod(&cancelling.name_any(), &[first.name_any()], Duration::from_secs(30))
+        .await;
+    assert_eq!(kubelet.run(&pod).await, 0);
+    let batch = s.wait_phase("stopme", BatchPhase::Cancelled).await;
+    let counts = batch.status.unwrap().request_counts.unwrap();
+    assert_eq!(counts.not_run, Some(5));
+    assert!(s.direct_sends().await.is_empty(), "nothing was sent");
+    s.stop().await;
+}
+
+/// Direct mode in a cluster needs a claim for its checkpoint: a Batch with a Secret output is
+/// refused before anything is sent, saying what to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_batch_without_a_claim_is_refused_saying_what_to_set() {
+    let sim = SimulatorConfig {
+        no_batch_api: true,
+        ..Default::default()
+    };
+    let s = setup_with("jobs-noclaim", sim, 3, json!({})).await;
+    let batch: Batch = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch",
+        "metadata": {"name": "noclaim"},
+        "spec": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
+                 "input": {"configMap": {"name": "input", "key": "batch.jsonl"}},
+                 "output": {"secret": {"name": "noclaim-results"}}}}));
+    Api::<Batch>::namespaced(s.client.clone(), &s.ns)
+        .create(&PostParams::default(), &batch)
+        .await
+        .unwrap();
+    let batch = s.wait_phase("noclaim", BatchPhase::Failed).await;
+    let text = serde_json::to_string(&batch.status.unwrap().conditions).unwrap();
+    assert!(
+        text.contains("SpecInvalid") && text.contains("spec.output.pvc"),
+        "{text}"
+    );
+    assert!(s.direct_sends().await.is_empty());
+    let jobs = Api::<Job>::namespaced(s.client.clone(), &s.ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(jobs.items.is_empty(), "no Job was started");
     s.stop().await;
 }

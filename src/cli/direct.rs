@@ -1,7 +1,7 @@
 //! `direct`: one Batch's lines sent straight to a gateway's endpoint, checkpointed in a
 //! directory. What the controller's direct-mode Job runs; also usable by hand.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,23 +10,41 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{DEFAULT_MAX_CONCURRENT_REQUESTS, DirectLimits};
-use crate::direct::{self, Counts, DirectError, DirectJob};
+use crate::direct::{self, Counts, DirectError, DirectJob, DirectSummary};
+use crate::driver::{FINAL_FAILURE, JobFailure};
+use crate::engine::ErrorClass;
 use crate::gateway::{ApiKey, GatewayClient, GatewayConfig};
-use crate::jsonl::{self, Limits};
+use crate::jsonl::{self, Limits, Rewrite};
 use crate::local::API_KEY_ENV;
 
 /// Flags of `direct`.
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["input", "input_env"])))]
 pub struct DirectArgs {
     /// Base URL of the OpenAI-compatible API, ending in /v1.
     #[arg(long)]
     pub url: url::Url,
+    /// An extra header sent with every request, as NAME=VALUE (repeatable).
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = super::parse_header)]
+    pub headers: Vec<(String, String)>,
     /// The endpoint every line goes to (each line's `url` must equal it).
     #[arg(long, default_value = "/v1/chat/completions")]
     pub endpoint: String,
     /// The JSONL request lines.
     #[arg(long)]
-    pub input: PathBuf,
+    pub input: Option<PathBuf>,
+    /// Read the JSONL request lines from this environment variable instead of a file.
+    #[arg(long, value_name = "NAME")]
+    pub input_env: Option<String>,
+    /// Only this line-aligned slice of the input, as START..END bytes.
+    #[arg(long, value_name = "START..END", value_parser = parse_range)]
+    pub byte_range: Option<std::ops::Range<u64>>,
+    /// Replace `body.model` in every line.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Prefix every `custom_id`.
+    #[arg(long)]
+    pub custom_id_prefix: Option<String>,
     /// Where results and progress are kept: output.jsonl, errors.jsonl, finished.json. A rerun
     /// with the same directory resumes and never resends a line that is in them.
     #[arg(long)]
@@ -49,30 +67,47 @@ pub struct DirectArgs {
     /// Conclude as cancelled: lines not done become batch_cancelled errors; nothing is sent.
     #[arg(long)]
     pub cancel: bool,
+    /// Also write the summary (or the error) here: the controller reads it as the pod's
+    /// termination message.
+    #[arg(long, value_name = "PATH")]
+    pub summary_file: Option<PathBuf>,
 }
 
 fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
     humantime::parse_rfc3339_weak(s).map_err(|e| format!("{s:?} is not an RFC 3339 time ({e})"))
 }
 
+fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
+    let bad = || format!("{s:?} is not START..END (bytes)");
+    let (start, end) = s.split_once("..").ok_or_else(bad)?;
+    let (start, end) = (start.parse().map_err(|_| bad())?, end.parse().map_err(|_| bad())?);
+    if start > end {
+        return Err(bad());
+    }
+    Ok(start..end)
+}
+
 /// Exit 0 when the run concluded (summary JSON on stdout), 1 when it stopped (rerun to
 /// resume), 2 on invalid input (nothing sent), 130 on Ctrl-C.
 pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
-    let no_limit = Limits {
-        max_requests: u64::MAX,
-        max_bytes: u64::MAX,
+    let input = match prepared_input(&args).await? {
+        Ok(input) => input,
+        Err(message) => {
+            eprintln!("{message}\nnothing was sent to the gateway");
+            let failure = JobFailure {
+                class: ErrorClass::Rejected,
+                error: message,
+            };
+            report(&args, &serde_json::to_string(&failure)?)?;
+            return Ok(ExitCode::from(FINAL_FAILURE));
+        }
     };
-    let report = jsonl::validate_reader(tokio::fs::File::open(&args.input).await?, &args.endpoint, no_limit).await?;
-    if !report.is_valid() {
-        eprintln!("{}: invalid input:\n{}", args.input.display(), report.render(20));
-        eprintln!("nothing was sent to the gateway");
-        return Ok(ExitCode::from(2));
-    }
     let mut config = GatewayConfig::new(args.url.clone());
     config.api_key = std::env::var(API_KEY_ENV)
         .ok()
         .filter(|k| !k.is_empty())
         .map(ApiKey::new);
+    config.headers = args.headers.iter().cloned().collect();
     config.request_timeout = args.request_timeout;
     let client = GatewayClient::new(config)?;
     let job = DirectJob {
@@ -95,28 +130,101 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
             stop.cancel();
         })
     };
-    let input = BufReader::with_capacity(256 * 1024, tokio::fs::File::open(&args.input).await?);
     let (progress, _) = watch::channel(Counts::default());
-    let result = direct::run(&client, &job, input, progress, &stop).await;
+    let result = match &input {
+        Input::Prepared { bytes, .. } => direct::run(&client, &job, std::io::Cursor::new(bytes), progress, &stop).await,
+        Input::File { path, .. } => {
+            let reader = BufReader::with_capacity(256 * 1024, tokio::fs::File::open(path).await?);
+            direct::run(&client, &job, reader, progress, &stop).await
+        }
+    };
     on_signal.abort();
-    Ok(match result {
+    let (class, error) = match result {
         Ok((conclusion, counts)) => {
-            let summary = serde_json::json!({
-                "conclusion": conclusion,
-                "total": report.summary.requests,
-                "completed": counts.completed,
-                "failed": counts.failed,
-            });
-            println!("{summary}");
-            ExitCode::SUCCESS
+            let summary = DirectSummary::read(&args.checkpoint_dir, conclusion, input.requests(), counts).await?;
+            let text = serde_json::to_string(&summary)?;
+            println!("{text}");
+            report(&args, &text)?;
+            return Ok(ExitCode::SUCCESS);
         }
         Err(DirectError::Interrupted) => {
             eprintln!("interrupted; rerun the same command to resume");
-            ExitCode::from(130)
+            return Ok(ExitCode::from(130));
         }
-        Err(e) => {
-            eprintln!("error: {e}; rerun the same command to resume");
-            ExitCode::from(1)
+        Err(e @ DirectError::Input { .. }) => (ErrorClass::Rejected, e.to_string()),
+        Err(e @ DirectError::Unauthorized(_)) => (ErrorClass::Unauthorized, e.to_string()),
+        Err(e @ DirectError::Unavailable(_)) => (ErrorClass::Transient, e.to_string()),
+        Err(e @ DirectError::Checkpoint { .. }) => (ErrorClass::Output, e.to_string()),
+    };
+    eprintln!("error: {error}; rerun the same command to resume");
+    report(&args, &serde_json::to_string(&JobFailure { class, error })?)?;
+    Ok(ExitCode::from(
+        if class.is_retryable() || class == ErrorClass::Unauthorized {
+            1
+        } else {
+            FINAL_FAILURE
+        },
+    ))
+}
+
+/// The request lines, validated: a file streamed as it is, or (from an environment variable,
+/// or with a byte range or rewrites) prepared in memory. `Err` says what is wrong.
+enum Input {
+    File { path: PathBuf, requests: u64 },
+    Prepared { bytes: Vec<u8>, requests: u64 },
+}
+
+impl Input {
+    fn requests(&self) -> u64 {
+        match self {
+            Input::File { requests, .. } | Input::Prepared { requests, .. } => *requests,
         }
+    }
+}
+
+async fn prepared_input(args: &DirectArgs) -> anyhow::Result<Result<Input, String>> {
+    let no_limit = Limits {
+        max_requests: u64::MAX,
+        max_bytes: u64::MAX,
+    };
+    let rewrite = Rewrite {
+        model: args.model.clone(),
+        custom_id_prefix: args.custom_id_prefix.clone(),
+    };
+    let shaped = args.byte_range.is_some() || rewrite.model.is_some() || rewrite.custom_id_prefix.is_some();
+    let (source, bytes) = match (&args.input, &args.input_env) {
+        (Some(path), _) if !shaped => {
+            let report = jsonl::validate_reader(tokio::fs::File::open(path).await?, &args.endpoint, no_limit).await?;
+            return Ok(match report.is_valid() {
+                true => Ok(Input::File {
+                    path: path.clone(),
+                    requests: report.summary.requests,
+                }),
+                false => Err(format!("{}: invalid input:\n{}", path.display(), report.render(20))),
+            });
+        }
+        (Some(path), _) => (path.display().to_string(), tokio::fs::read(path).await?),
+        (None, Some(name)) => (format!("${name}"), std::env::var(name).unwrap_or_default().into_bytes()),
+        (None, None) => anyhow::bail!("--input or --input-env is required"),
+    };
+    let (bytes, report) = jsonl::prepare_bytes(&bytes, args.byte_range.clone(), rewrite, &args.endpoint, no_limit);
+    Ok(match report.is_valid() {
+        true => Ok(Input::Prepared {
+            bytes,
+            requests: report.summary.requests,
+        }),
+        false => Err(format!("{source}: invalid input:\n{}", report.render(20))),
     })
+}
+
+/// Writes `text` to `--summary-file`, when given.
+fn report(args: &DirectArgs, text: &str) -> anyhow::Result<()> {
+    if let Some(path) = &args.summary_file {
+        write_summary(path, text)?;
+    }
+    Ok(())
+}
+
+fn write_summary(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("--summary-file {}: {e}", path.display()))
 }

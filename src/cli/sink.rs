@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::driver::{self, FINAL_FAILURE, SinkFailure};
+use crate::driver::{self, FINAL_FAILURE, JobFailure};
 use crate::engine::Outcome;
 use crate::gateway::{ApiKey, GatewayClient, GatewayConfig};
 use crate::local::API_KEY_ENV;
@@ -17,7 +17,7 @@ pub struct SinkArgs {
     #[arg(long)]
     pub url: url::Url,
     /// An extra header sent with every request, as NAME=VALUE (repeatable).
-    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = super::parse_header)]
     pub headers: Vec<(String, String)>,
     /// The batch's output file (absent when every request failed).
     #[arg(long)]
@@ -32,13 +32,6 @@ pub struct SinkArgs {
     /// termination message.
     #[arg(long, value_name = "PATH")]
     pub summary_file: Option<PathBuf>,
-}
-
-fn parse_header(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(n, v)| (n.trim().to_string(), v.to_string()))
-        .filter(|(n, _)| !n.is_empty())
-        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
 }
 
 /// Exit 0 with the counts as JSON on stdout; 1 (worth retrying) or 2 (final) with the reason on
@@ -62,7 +55,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
         Ok(downloaded) => (serde_json::to_string(&downloaded)?, ExitCode::SUCCESS),
         Err(Outcome::GatewayError { class, message }) => {
             eprintln!("error: {message}");
-            let summary = serde_json::to_string(&SinkFailure { class, error: message })?;
+            let summary = serde_json::to_string(&JobFailure { class, error: message })?;
             (
                 summary,
                 ExitCode::from(if class.is_retryable() { 1 } else { FINAL_FAILURE }),

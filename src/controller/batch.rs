@@ -14,9 +14,10 @@ use kube::{Resource, ResourceExt};
 
 use super::cluster_io::{self, InputError, MAX_SECRET_BYTES};
 use super::{Context, Error, FINALIZER, instrument};
-use super::{object_io, pvc_sink};
+use super::{direct_job, object_io, pvc_sink};
 use crate::api::{
-    BATCH_ID_ANNOTATION, Batch, BatchPhase, BatchStatus, Conditions, DeletionPolicy, condition_types as ct, reasons,
+    BATCH_ID_ANNOTATION, Batch, BatchGateway, BatchMode, BatchPhase, BatchStatus, Conditions, DeletionPolicy,
+    condition_types as ct, reasons,
 };
 use crate::driver;
 use crate::engine::{self, Action, ErrorClass, Outcome, PollingPolicy, UpstreamState};
@@ -80,22 +81,27 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
     };
     let mut current = (*batch).clone();
     for _ in 0..MAX_STEPS {
-        let action = engine::decide(&batch.spec, &status, &context(&batch, polling));
-        if let Action::Poll { after, .. } = &action {
-            let wait = ctx.poll_wait(&key, *after);
-            if !wait.is_zero() {
-                ctx.reset_backoff(&key);
-                return Ok(Requeue::requeue(wait));
+        let outcome = if needs_mode(&status) {
+            resolve_mode(&batch, &gateway, ctx).await?
+        } else {
+            let action = engine::decide(&batch.spec, &status, &context(&batch, polling));
+            if let Action::Poll { after, .. } = &action {
+                let wait = ctx.poll_wait(&key, *after);
+                if !wait.is_zero() {
+                    ctx.reset_backoff(&key);
+                    return Ok(Requeue::requeue(wait));
+                }
+                ctx.polled(&key);
             }
-            ctx.polled(&key);
-        }
-        if action == Action::Finished {
-            ctx.reset_backoff(&key);
-            return Ok(Requeue::await_change());
-        }
-        let Some(outcome) = perform(&batch, &status, action, &gateway, ctx).await? else {
-            ctx.reset_backoff(&key);
-            return Ok(Requeue::requeue(JOB_RUNNING));
+            if action == Action::Finished {
+                ctx.reset_backoff(&key);
+                return Ok(Requeue::await_change());
+            }
+            let Some(outcome) = perform(&batch, &status, action, &gateway, ctx).await? else {
+                ctx.reset_backoff(&key);
+                return Ok(Requeue::requeue(JOB_RUNNING));
+            };
+            outcome
         };
         instrument::adoption(&outcome, ctx);
         let failure = match &outcome {
@@ -123,6 +129,37 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         }
     }
     Ok(Requeue::requeue(Duration::from_secs(1)))
+}
+
+/// The mode is settled once, before anything goes upstream (a Batch already on the gateway runs
+/// in Batch mode).
+fn needs_mode(status: &BatchStatus) -> bool {
+    status.mode.is_none() && status.gateway.is_none() && !status.phase.is_some_and(BatchPhase::is_terminal)
+}
+
+/// The gateway's `spec.mode`; for Auto, what its status recorded from a probe, or a probe now.
+async fn resolve_mode(batch: &Batch, client: &GatewayClient, ctx: &Context) -> Result<Outcome, Error> {
+    let ns = batch.namespace().unwrap_or_default();
+    let gateway = Api::<BatchGateway>::namespaced(ctx.client.clone(), &ns)
+        .get(&batch.spec.gateway_ref.name)
+        .await?;
+    let probed = gateway
+        .status
+        .as_ref()
+        .and_then(|s| s.capabilities.as_ref())
+        .map(|c| c.batch_api);
+    let mode = match gateway.spec.mode.resolve(probed) {
+        Some(mode) => mode,
+        None => match driver::probe_batch_api(client).await {
+            Ok(batch_api) => gateway
+                .spec
+                .mode
+                .resolve(Some(batch_api))
+                .expect("a probed Auto resolves"),
+            Err(e) => return Ok(driver::failure(e)),
+        },
+    };
+    Ok(Outcome::ModeResolved { mode })
 }
 
 /// `ttlSecondsAfterFinished`: a finished Batch is deleted once its time is up.
@@ -207,8 +244,8 @@ async fn perform(
     }
     Ok(Some(match action {
         Action::ValidateInput => match &batch.spec.input.file_id {
-            Some(file_id) => driver::input_on_gateway(gateway, file_id).await,
-            None => validate_input(batch, ctx).await?,
+            Some(file_id) if status.mode != Some(BatchMode::Direct) => driver::input_on_gateway(gateway, file_id).await,
+            _ => validate_input(batch, status, ctx).await?,
         },
         Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
         Action::StartAttempt => Outcome::AttemptStarted {
@@ -221,7 +258,7 @@ async fn perform(
             }
             Ok(None) => match cluster_io::read_input(&ctx.client, batch).await {
                 Ok(bytes) => {
-                    let (prepared, _) = prepare(batch, &bytes);
+                    let (prepared, _) = prepare(batch, &bytes, Limits::default());
                     driver::upload_input(gateway, &filename, UploadSource::Bytes(prepared.into())).await
                 }
                 Err(e) => input_failure(e)?,
@@ -235,15 +272,27 @@ async fn perform(
             output_file_id,
             error_file_id,
         } => download(batch, status, gateway, output_file_id, error_file_id, ctx).await,
-        // The controller never records mode Direct yet: its Job wiring comes with the Job builder.
-        Action::RunDirect => Outcome::SpecInvalid {
-            message: "direct mode does not run in a cluster yet (use run -f)".into(),
-        },
+        Action::RunDirect => return direct_job::run(batch, status, ctx).await,
         Action::Finished => unreachable!("handled by the caller"),
     }))
 }
 
-async fn validate_input(batch: &Batch, ctx: &Context) -> Result<Outcome, Error> {
+async fn validate_input(batch: &Batch, status: &BatchStatus, ctx: &Context) -> Result<Outcome, Error> {
+    if status.mode == Some(BatchMode::Direct) {
+        let mut problems = direct_job::problems(batch, ctx);
+        if batch.spec.input.file_id.is_some() {
+            problems.push(
+                "spec.input.fileId needs the gateway's Files API, which direct mode does not use; give the requests \
+                 in a ConfigMap, a Secret or spec.input.requests"
+                    .into(),
+            );
+        }
+        if !problems.is_empty() {
+            return Ok(Outcome::SpecInvalid {
+                message: problems.join("; "),
+            });
+        }
+    }
     let object = match object_io::input(&ctx.client, batch).await {
         Ok(object) => object,
         Err(e) => return input_failure(e),
@@ -258,6 +307,7 @@ async fn validate_input(batch: &Batch, ctx: &Context) -> Result<Outcome, Error> 
     let mut problems = engine::check_spec(&batch.spec);
     if let Some(pvc) = batch.spec.output.as_ref().and_then(|o| o.pvc.as_ref())
         && ctx.job_image.is_none()
+        && status.mode != Some(BatchMode::Direct)
     {
         problems.push(pvc_sink::no_job_image(pvc));
     }
@@ -269,7 +319,15 @@ async fn validate_input(batch: &Batch, ctx: &Context) -> Result<Outcome, Error> 
     if let Some(object) = object {
         return Ok(driver::storage::validate(&object).await);
     }
-    let (_, report) = prepare(batch, &bytes);
+    // Direct mode sends line by line: the batch API's per-batch ceilings do not apply.
+    let limits = match status.mode {
+        Some(BatchMode::Direct) => Limits {
+            max_requests: u64::MAX,
+            max_bytes: u64::MAX,
+        },
+        _ => Limits::default(),
+    };
+    let (_, report) = prepare(batch, &bytes, limits);
     Ok(if report.is_valid() {
         Outcome::InputValidated {
             requests: report.summary.requests,
@@ -283,7 +341,7 @@ async fn validate_input(batch: &Batch, ctx: &Context) -> Result<Outcome, Error> 
 }
 
 /// The input as it is uploaded: its byteRange, rewritten by its overrides; and its report.
-fn prepare(batch: &Batch, bytes: &[u8]) -> (Vec<u8>, Report) {
+fn prepare(batch: &Batch, bytes: &[u8], limits: Limits) -> (Vec<u8>, Report) {
     let input = &batch.spec.input;
     let overrides = input.overrides.clone().unwrap_or_default();
     let rewrite = Rewrite {
@@ -291,7 +349,7 @@ fn prepare(batch: &Batch, bytes: &[u8]) -> (Vec<u8>, Report) {
         custom_id_prefix: overrides.custom_id_prefix,
     };
     let range = input.byte_range.map(|r| r.start..r.end);
-    prepare_bytes(bytes, range, rewrite, batch.spec.endpoint.path(), Limits::default())
+    prepare_bytes(bytes, range, rewrite, batch.spec.endpoint.path(), limits)
 }
 
 fn input_failure(e: InputError) -> Result<Outcome, Error> {

@@ -42,6 +42,8 @@ pub struct JobPlan {
     pub api_key: Option<KeyRef>,
     /// Further variables from Secrets (e.g. object-store credentials).
     pub secret_env: Vec<(String, KeyRef)>,
+    /// Plain variables.
+    pub env: Vec<EnvVar>,
     pub volumes: Vec<(Volume, VolumeMount)>,
 }
 
@@ -67,6 +69,7 @@ pub fn build(batch: &Batch, plan: JobPlan, image: &str) -> Job {
     ]);
     let mut env: Vec<EnvVar> = plan.api_key.iter().map(|key| secret_var(API_KEY_ENV, key)).collect();
     env.extend(plan.secret_env.iter().map(|(name, key)| secret_var(name, key)));
+    env.extend(plan.env);
     env.push(EnvVar {
         name: "RUST_LOG".into(),
         value: Some("info".into()),
@@ -197,16 +200,18 @@ pub enum JobState {
     },
 }
 
-/// Creates `job` unless a Job of that name exists; returns the one in the cluster.
-pub async fn ensure(client: &kube::Client, job: &Job) -> Result<Job, kube::Error> {
+/// Creates `job` unless a Job of that name exists; returns the one in the cluster, or `None`
+/// while an earlier one of that name is still being deleted (its pods first).
+pub async fn ensure(client: &kube::Client, job: &Job) -> Result<Option<Job>, kube::Error> {
     let api = Api::<Job>::namespaced(client.clone(), &job.namespace().unwrap_or_default());
-    if let Some(existing) = api.get_opt(&job.name_any()).await? {
-        return Ok(existing);
-    }
-    match api.create(&PostParams::default(), job).await {
-        Err(kube::Error::Api(e)) if e.code == 409 => api.get(&job.name_any()).await,
-        other => other,
-    }
+    let existing = match api.get_opt(&job.name_any()).await? {
+        Some(existing) => existing,
+        None => match api.create(&PostParams::default(), job).await {
+            Err(kube::Error::Api(e)) if e.code == 409 => api.get(&job.name_any()).await?,
+            other => other?,
+        },
+    };
+    Ok(existing.metadata.deletion_timestamp.is_none().then_some(existing))
 }
 
 /// Reads the Job's conditions, and on its end the termination message of its last pod.
@@ -244,11 +249,12 @@ async fn termination_message(client: &kube::Client, job: &Job, phase: &str) -> R
     }))
 }
 
-/// Deletes a finished Job and its pods, so the next attempt starts a fresh one.
+/// Deletes a Job, its pods first (foreground), so a later Job of the same name never runs
+/// beside a pod of this one.
 pub async fn delete(client: &kube::Client, job: &Job) -> Result<(), kube::Error> {
     let api = Api::<Job>::namespaced(client.clone(), &job.namespace().unwrap_or_default());
     let params = DeleteParams {
-        propagation_policy: Some(PropagationPolicy::Background),
+        propagation_policy: Some(PropagationPolicy::Foreground),
         ..Default::default()
     };
     match api.delete(&job.name_any(), &params).await {

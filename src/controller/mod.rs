@@ -4,6 +4,7 @@
 mod batch;
 mod cluster_io;
 mod context;
+mod direct_job;
 mod error;
 mod gateway;
 mod instrument;

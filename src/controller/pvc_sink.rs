@@ -9,7 +9,7 @@ use kube::api::Api;
 use super::jobs::{self, JobPlan, JobState, TERMINATION_LOG};
 use super::{Context, Error};
 use crate::api::{Batch, BatchGateway, PvcSink};
-use crate::driver::SinkFailure;
+use crate::driver::JobFailure;
 use crate::engine::{Downloaded, ErrorClass, Outcome};
 
 /// Where the claim is mounted in the sink's pod.
@@ -33,7 +33,9 @@ pub async fn download(
         .get(&batch.spec.gateway_ref.name)
         .await?;
     let plan = sink_plan(&gateway, pvc, output_id, error_id);
-    let job = jobs::ensure(&ctx.client, &jobs::build(batch, plan, image)).await?;
+    let Some(job) = jobs::ensure(&ctx.client, &jobs::build(batch, plan, image)).await? else {
+        return Ok(None);
+    };
     let location = format!("pvc://{}/{}", pvc.claim_name, pvc.path.trim_start_matches("./"));
     Ok(match jobs::state(&ctx.client, &job).await? {
         JobState::Running => None,
@@ -50,7 +52,7 @@ pub async fn download(
         }
         JobState::Failed { reason, message } => {
             jobs::delete(&ctx.client, &job).await?;
-            let report: Option<SinkFailure> = message.as_deref().and_then(|m| serde_json::from_str(m).ok());
+            let report: Option<JobFailure> = message.as_deref().and_then(|m| serde_json::from_str(m).ok());
             let (class, why) = match report {
                 Some(failure) => (failure.class, failure.error),
                 None => (
@@ -121,6 +123,7 @@ fn sink_plan(gateway: &BatchGateway, pvc: &PvcSink, output_id: Option<String>, e
         args,
         api_key: gateway.spec.auth.as_ref().map(|a| a.secret_ref.clone()),
         secret_env: Vec::new(),
+        env: Vec::new(),
         volumes: vec![(claim, mount("output", MOUNT)), (tmp, mount("tmp", "/tmp"))],
     }
 }

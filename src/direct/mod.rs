@@ -15,7 +15,9 @@ mod lines;
 mod pacer;
 mod run;
 mod send;
+mod summary;
 
 pub use checkpoint::{Conclusion, Counts, ERRORS_FILE, OUTPUT_FILE};
 pub use lines::estimate_tokens;
 pub use run::{DirectError, DirectJob, run};
+pub use summary::DirectSummary;

@@ -13,14 +13,14 @@ const OUTPUT_FILE: &str = "output.jsonl";
 /// The error file name in a results directory.
 const ERRORS_FILE: &str = "errors.jsonl";
 
-/// Exit code of a `sink` failure that a rerun cannot get past (the file is gone, the key is
-/// refused): the Job's pod failure policy then fails the Job at once instead of retrying.
+/// Exit code of a `sink` or `direct` failure that a rerun cannot get past (the file is gone,
+/// the input is invalid): the Job's pod failure policy then fails the Job at once.
 pub const FINAL_FAILURE: u8 = 2;
 
-/// What a failed `sink` reports (stdout and its summary file, the pod's termination message);
-/// on success it reports the [`Downloaded`] counts.
+/// What a failed `sink` or `direct` reports (stdout and its summary file, which a Job's pod
+/// leaves as its termination message).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct SinkFailure {
+pub struct JobFailure {
     pub class: ErrorClass,
     pub error: String,
 }

@@ -7,7 +7,7 @@ mod probe;
 mod results;
 pub mod storage;
 
-pub use download::{FINAL_FAILURE, SinkFailure, download_results};
+pub use download::{FINAL_FAILURE, JobFailure, download_results};
 pub use probe::probe_batch_api;
 pub use results::{ErrorSummary, OutputSummary, summarise_errors, summarise_output};
 

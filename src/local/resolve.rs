@@ -392,10 +392,15 @@ fn api_key(manifests: &Manifests, namespace: &str, r: &KeyRef) -> Result<String,
     Ok(key.trim().to_string())
 }
 
-/// Request limits for validation: the gateway's, or OpenAI's for the simulator.
+/// Request limits for validation: the gateway's, or OpenAI's for the simulator; none for a
+/// gateway in `mode: Direct` (lines are sent one by one, there is no batch to bound).
 pub fn limits(target: &GatewayTarget) -> crate::jsonl::Limits {
     match target {
         GatewayTarget::Builtin { .. } => crate::jsonl::Limits::default(),
+        GatewayTarget::Remote(gw) if gw.spec.mode == crate::api::GatewayMode::Direct => crate::jsonl::Limits {
+            max_requests: u64::MAX,
+            max_bytes: u64::MAX,
+        },
         GatewayTarget::Remote(gw) => crate::jsonl::Limits {
             max_requests: gw.spec.limits.max_requests(),
             // Checked when the plan was made.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod, Secret, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Volume};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -52,6 +52,12 @@ impl Kubelet {
 
     /// Runs the pod's container to its end and reports it; returns the exit code.
     pub async fn run(&self, pod: &Pod) -> i32 {
+        self.run_for(pod, None).await
+    }
+
+    /// Runs the pod's container, SIGKILLed after `kill_after` if it runs that long (what a
+    /// node failure does), and reports its end; returns the exit code (137 when killed).
+    pub async fn run_for(&self, pod: &Pod, kill_after: Option<Duration>) -> i32 {
         let spec = pod.spec.clone().unwrap();
         let container = &spec.containers[0];
         let mut paths: Vec<(String, PathBuf)> = Vec::new();
@@ -80,17 +86,23 @@ impl Kubelet {
             command.env(var.name, value);
         }
         let started = k8s_openapi::jiff::Timestamp::now();
-        let status = tokio::time::timeout(Duration::from_secs(120), command.status())
-            .await
-            .expect("the container ran past 120s")
-            .unwrap();
-        let code = status.code().unwrap_or(137);
+        let mut child = command.spawn().unwrap();
+        let limit = kill_after.unwrap_or(Duration::from_secs(120));
+        let code = match tokio::time::timeout(limit, child.wait()).await {
+            Ok(status) => status.unwrap().code().unwrap_or(137),
+            Err(_) => {
+                assert!(kill_after.is_some(), "the container ran past {limit:?}");
+                child.kill().await.unwrap();
+                137
+            }
+        };
         let message = std::fs::read_to_string(&message_file).unwrap_or_default();
         self.report(pod, code, &message, started).await;
         code
     }
 
-    /// Where a volume is on this machine: claims under `claims`, anything else in scratch space.
+    /// Where a volume is on this machine: claims under `claims`; ConfigMap and Secret items
+    /// written out; an emptyDir in scratch space.
     async fn local_volume(&self, volume: &Volume) -> PathBuf {
         if let Some(claim) = &volume.persistent_volume_claim {
             let dir = self.claims.join(&claim.claim_name);
@@ -102,11 +114,28 @@ impl Kubelet {
             .path()
             .join(format!("{}-{}", volume.name, rand::random::<u32>()));
         std::fs::create_dir_all(&dir).unwrap();
-        assert!(
-            volume.empty_dir.is_some(),
-            "volume {} is not mapped by this kubelet",
-            volume.name
-        );
+        if let Some(source) = &volume.config_map {
+            let cm = Api::<ConfigMap>::namespaced(self.client.clone(), &self.ns)
+                .get(&source.name)
+                .await
+                .unwrap();
+            for item in source.items.iter().flatten() {
+                std::fs::write(dir.join(&item.path), &cm.data.as_ref().unwrap()[&item.key]).unwrap();
+            }
+        } else if let Some(source) = &volume.secret {
+            for item in source.items.iter().flatten() {
+                let value = self
+                    .secret_value(source.secret_name.as_deref().unwrap(), &item.key)
+                    .await;
+                std::fs::write(dir.join(&item.path), value).unwrap();
+            }
+        } else {
+            assert!(
+                volume.empty_dir.is_some(),
+                "volume {} is not mapped by this kubelet",
+                volume.name
+            );
+        }
         dir
     }
 

@@ -1,0 +1,297 @@
+//! Direct mode in a cluster: the lines are sent by a Job running `direct` (so the controller
+//! stays light), with its checkpoint and results on the Batch's output claim; the pod's
+//! termination message brings the conclusion and the counted results back into the status.
+
+use std::time::SystemTime;
+
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, EmptyDirVolumeSource, EnvVar, KeyToPath, PersistentVolumeClaimVolumeSource,
+    SecretVolumeSource, Volume, VolumeMount,
+};
+use kube::ResourceExt;
+use kube::api::Api;
+
+use super::jobs::{self, JobPlan, JobState, TERMINATION_LOG};
+use super::{Context, Error};
+use crate::api::{Batch, BatchGateway, BatchStatus, PvcSink};
+use crate::direct::{Conclusion, DirectSummary};
+use crate::driver::JobFailure;
+use crate::engine::{ErrorClass, Outcome, UpstreamState};
+
+/// Where the output claim is mounted, and where a ConfigMap or Secret input is.
+const OUTPUT_MOUNT: &str = "/mnt/output";
+const INPUT_MOUNT: &str = "/mnt/input";
+/// The variable holding inline requests (`spec.input.requests`) as JSONL.
+const INPUT_ENV: &str = "LLM_BATCH_INPUT";
+
+/// What a direct-mode Batch in a cluster needs, as problems to report before anything is sent.
+pub fn problems(batch: &Batch, ctx: &Context) -> Vec<String> {
+    let mut problems = Vec::new();
+    if ctx.job_image.is_none() {
+        problems.push(
+            "direct mode runs in a Job, and this controller was started without --job-image (Helm: jobs.enabled=true)"
+                .to_string(),
+        );
+    }
+    if batch.spec.output.as_ref().and_then(|o| o.pvc.as_ref()).is_none() {
+        problems.push(
+            "direct mode in a cluster keeps its progress and results on a claim: set spec.output.pvc (the Job \
+             resumes from it after any restart)"
+                .to_string(),
+        );
+    }
+    if batch.spec.input.object_store.is_some() {
+        problems.push(
+            "direct mode in a cluster reads ConfigMap, Secret or inline inputs; an objectStore input runs in direct \
+             mode only with run -f so far"
+                .to_string(),
+        );
+    }
+    problems
+}
+
+/// The step's outcome once the Job ended; `None` while it runs.
+pub async fn run(batch: &Batch, status: &BatchStatus, ctx: &Context) -> Result<Option<Outcome>, Error> {
+    let (Some(image), Some(pvc)) = (&ctx.job_image, batch.spec.output.as_ref().and_then(|o| o.pvc.as_ref())) else {
+        return Ok(Some(Outcome::SpecInvalid {
+            message: problems(batch, ctx).join("; "),
+        }));
+    };
+    let total = status.input.as_ref().map_or(0, |i| i.requests);
+    let Some(started) = status.start_time.as_ref() else {
+        // Recorded first, so the completion window counts from a time every later Job shares.
+        return Ok(Some(Outcome::DirectProgress {
+            total,
+            completed: 0,
+            failed: 0,
+        }));
+    };
+    let ns = batch.namespace().unwrap_or_default();
+    let gateway = Api::<BatchGateway>::namespaced(ctx.client.clone(), &ns)
+        .get(&batch.spec.gateway_ref.name)
+        .await?;
+    let deadline = match deadline(batch, started.0.into()) {
+        Ok(deadline) => deadline,
+        Err(message) => return Ok(Some(Outcome::SpecInvalid { message })),
+    };
+    let plan = match direct_plan(batch, &gateway, pvc, deadline) {
+        Ok(plan) => plan,
+        Err(message) => return Ok(Some(Outcome::SpecInvalid { message })),
+    };
+    let Some(job) = jobs::ensure(&ctx.client, &jobs::build(batch, plan, image)).await? else {
+        return Ok(None);
+    };
+    if batch.spec.cancel && !cancels(&job) {
+        // Stop the running Job (its pod is told to stop, keeping what finished); the next
+        // Job concludes the run as cancelled.
+        jobs::delete(&ctx.client, &job).await?;
+        return Ok(None);
+    }
+    let location = format!("pvc://{}/{}", pvc.claim_name, pvc.path.trim_start_matches("./"));
+    Ok(match jobs::state(&ctx.client, &job).await? {
+        JobState::Running => None,
+        JobState::Succeeded(message) => match message.as_deref().map(serde_json::from_str::<DirectSummary>) {
+            Some(Ok(summary)) => {
+                let counts = status.request_counts.clone().unwrap_or_default();
+                if (counts.completed, counts.failed) != (summary.completed, summary.failed) {
+                    // The run's own counts first; the next step concludes from the same Job.
+                    return Ok(Some(Outcome::DirectProgress {
+                        total,
+                        completed: summary.completed,
+                        failed: summary.failed,
+                    }));
+                }
+                let mut downloaded = summary.downloaded;
+                downloaded.location = location;
+                let state = match summary.conclusion {
+                    Conclusion::Completed => UpstreamState::Completed,
+                    Conclusion::Expired => UpstreamState::Expired,
+                    Conclusion::Cancelled => UpstreamState::Cancelled,
+                };
+                Some(Outcome::DirectFinished { state, downloaded })
+            }
+            _ => {
+                jobs::delete(&ctx.client, &job).await?;
+                Some(Outcome::GatewayError {
+                    class: ErrorClass::Output,
+                    message: format!(
+                        "direct Job {} ended without its summary; a new Job resumes",
+                        job.name_any()
+                    ),
+                })
+            }
+        },
+        JobState::Failed { reason, message } => {
+            jobs::delete(&ctx.client, &job).await?;
+            let report: Option<JobFailure> = message.as_deref().and_then(|m| serde_json::from_str(m).ok());
+            let (class, why) = match report {
+                Some(failure) => (failure.class, failure.error),
+                None => (
+                    ErrorClass::Transient,
+                    [Some(reason), message]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(": "),
+                ),
+            };
+            Some(Outcome::GatewayError {
+                class,
+                message: format!("direct Job {} failed: {why}", job.name_any()),
+            })
+        }
+    })
+}
+
+fn cancels(job: &k8s_openapi::api::batch::v1::Job) -> bool {
+    let args = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.args.as_ref());
+    args.is_some_and(|a| a.iter().any(|arg| arg == "--cancel"))
+}
+
+/// The run's end: its start plus the completion window.
+fn deadline(batch: &Batch, started: SystemTime) -> Result<SystemTime, String> {
+    let window = &batch.spec.completion_window;
+    humantime::parse_duration(window)
+        .map(|w| started + w)
+        .map_err(|e| format!("spec.completionWindow {window:?}: {e}"))
+}
+
+fn direct_plan(batch: &Batch, gateway: &BatchGateway, pvc: &PvcSink, deadline: SystemTime) -> Result<JobPlan, String> {
+    let limits = gateway.spec.limits.direct()?;
+    let spec = &batch.spec;
+    let path = pvc.path.trim_start_matches("./").trim_end_matches('/');
+    let checkpoint = if path.is_empty() {
+        OUTPUT_MOUNT.to_string()
+    } else {
+        format!("{OUTPUT_MOUNT}/{path}")
+    };
+    let mut args = vec!["--url".to_string(), gateway.spec.url.clone()];
+    for (name, value) in &gateway.spec.headers {
+        args.extend(["--header".to_string(), format!("{name}={value}")]);
+    }
+    args.extend([
+        "--endpoint".to_string(),
+        spec.endpoint.path().to_string(),
+        "--checkpoint-dir".to_string(),
+        checkpoint,
+        "--max-concurrent-requests".to_string(),
+        limits.max_concurrent_requests.to_string(),
+        "--request-timeout".to_string(),
+        humantime::format_duration(limits.request_timeout).to_string(),
+        "--deadline".to_string(),
+        humantime::format_rfc3339_seconds(deadline).to_string(),
+        "--summary-file".to_string(),
+        TERMINATION_LOG.to_string(),
+    ]);
+    if let Some(rpm) = limits.requests_per_minute {
+        args.extend(["--requests-per-minute".to_string(), rpm.to_string()]);
+    }
+    if let Some(tpm) = limits.tokens_per_minute {
+        args.extend(["--tokens-per-minute".to_string(), tpm.to_string()]);
+    }
+    if let Some(range) = spec.input.byte_range {
+        args.extend(["--byte-range".to_string(), format!("{}..{}", range.start, range.end)]);
+    }
+    let overrides = spec.input.overrides.clone().unwrap_or_default();
+    if let Some(model) = overrides.model {
+        args.extend(["--model".to_string(), model]);
+    }
+    if let Some(prefix) = overrides.custom_id_prefix {
+        args.extend(["--custom-id-prefix".to_string(), prefix]);
+    }
+    if spec.cancel {
+        args.push("--cancel".to_string());
+    }
+    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(read_only),
+        ..Default::default()
+    };
+    let claim = Volume {
+        name: "output".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: pvc.claim_name.clone(),
+            read_only: Some(false),
+        }),
+        ..Default::default()
+    };
+    let tmp = Volume {
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    };
+    let mut volumes = vec![
+        (claim, mount("output", OUTPUT_MOUNT, false)),
+        (tmp, mount("tmp", "/tmp", false)),
+    ];
+    let mut env = Vec::new();
+    let input_file = format!("{INPUT_MOUNT}/input.jsonl");
+    let items = |key: &str| {
+        Some(vec![KeyToPath {
+            key: key.to_string(),
+            path: "input.jsonl".into(),
+            mode: None,
+        }])
+    };
+    match (
+        &spec.input.config_map,
+        &spec.input.secret,
+        spec.input.requests_jsonl(spec.endpoint),
+    ) {
+        (Some(r), _, _) => {
+            let source = ConfigMapVolumeSource {
+                name: r.name.clone(),
+                items: items(&r.key),
+                ..Default::default()
+            };
+            volumes.push((
+                Volume {
+                    name: "input".into(),
+                    config_map: Some(source),
+                    ..Default::default()
+                },
+                mount("input", INPUT_MOUNT, true),
+            ));
+            args.extend(["--input".to_string(), input_file]);
+        }
+        (None, Some(r), _) => {
+            let source = SecretVolumeSource {
+                secret_name: Some(r.name.clone()),
+                items: items(&r.key),
+                ..Default::default()
+            };
+            volumes.push((
+                Volume {
+                    name: "input".into(),
+                    secret: Some(source),
+                    ..Default::default()
+                },
+                mount("input", INPUT_MOUNT, true),
+            ));
+            args.extend(["--input".to_string(), input_file]);
+        }
+        (None, None, Some(jsonl)) => {
+            env.push(EnvVar {
+                name: INPUT_ENV.into(),
+                value: Some(jsonl),
+                ..Default::default()
+            });
+            args.extend(["--input-env".to_string(), INPUT_ENV.to_string()]);
+        }
+        _ => return Err("direct mode in a cluster reads ConfigMap, Secret or inline inputs".into()),
+    }
+    Ok(JobPlan {
+        command: "direct",
+        args,
+        api_key: gateway.spec.auth.as_ref().map(|a| a.secret_ref.clone()),
+        secret_env: Vec::new(),
+        env,
+        volumes,
+    })
+}

@@ -1,0 +1,46 @@
+//! What a concluded direct run reports: its conclusion and the result files counted (stdout
+//! of `direct`, and the termination message the controller reads from its Job's pod).
+
+use std::path::Path;
+
+use super::{Conclusion, Counts, ERRORS_FILE, OUTPUT_FILE};
+use crate::driver::{summarise_errors, summarise_output};
+use crate::engine::Downloaded;
+
+/// What a concluded run reports (stdout and `--summary-file`).
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+pub struct DirectSummary {
+    pub conclusion: Conclusion,
+    pub total: u64,
+    pub completed: u64,
+    pub failed: u64,
+    /// The result files in the checkpoint directory, counted.
+    pub downloaded: Downloaded,
+}
+
+impl DirectSummary {
+    /// Counts the result files in the checkpoint directory `dir` (`location` left empty).
+    pub async fn read(dir: &Path, conclusion: Conclusion, total: u64, counts: Counts) -> std::io::Result<Self> {
+        let out = summarise_output(&dir.join(OUTPUT_FILE)).await?;
+        let errors = dir.join(ERRORS_FILE);
+        let err = match tokio::fs::try_exists(&errors).await? {
+            true => summarise_errors(&errors).await?,
+            false => Default::default(),
+        };
+        Ok(DirectSummary {
+            conclusion,
+            total,
+            completed: counts.completed,
+            failed: counts.failed,
+            downloaded: Downloaded {
+                output_lines: out.lines,
+                output_bytes: out.bytes,
+                error_lines: err.lines,
+                error_bytes: err.bytes,
+                not_run: err.not_run,
+                usage: out.usage,
+                ..Default::default()
+            },
+        })
+    }
+}
