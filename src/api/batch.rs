@@ -268,6 +268,9 @@ pub struct BatchStatus {
     /// What the input held when it was validated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<InputStatus>,
+    /// Admission under the gateway's `maxActiveBatches` and `tokensPerHour`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission: Option<AdmissionStatus>,
     /// Identifiers and state on the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<GatewayStatus>,
@@ -294,6 +297,29 @@ pub struct InputStatus {
     pub requests: u64,
     /// Size in bytes.
     pub bytes: u64,
+    /// Estimated tokens, as `tokensPerHour` admission counts them: per line, its bytes / 4
+    /// plus its `max_completion_tokens`, `max_tokens` or `max_output_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_tokens: Option<u64>,
+}
+
+/// Where a Batch stands in its gateway's admission queue.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionStatus {
+    /// When the gateway's budget let it start (cleared when the gateway sends it back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admitted_time: Option<Time>,
+    /// Times the gateway refused the batch for its enqueued-token limit and it queued again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub requeues: u32,
+    /// Not admitted again before this time (a backoff after a requeue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Time>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Identifiers on the gateway. Their formats are the gateway's own: never parsed.

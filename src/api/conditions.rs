@@ -25,6 +25,11 @@ pub mod condition_types {
 /// Reasons (CamelCase, stable: alerting keys on them).
 pub mod reasons {
     pub const INPUT_VALID: &str = "InputValid";
+    /// Waiting for room under the gateway's maxActiveBatches or tokensPerHour, or sent back
+    /// by the gateway's enqueued-token limit.
+    pub const GATEWAY_BUDGET: &str = "GatewayBudget";
+    /// The gateway's budget let the Batch start after a wait.
+    pub const ADMITTED: &str = "Admitted";
     pub const INPUT_ON_GATEWAY: &str = "InputOnGateway";
     pub const INPUT_INVALID: &str = "InputInvalid";
     pub const INPUT_NOT_FOUND: &str = "InputNotFound";

@@ -125,6 +125,12 @@ pub struct BatchGatewayStatus {
     /// Batches of this gateway currently in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_batches: Option<u32>,
+    /// Validated Batches waiting for room under `maxActiveBatches` or `tokensPerHour`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_batches: Option<u32>,
+    /// Estimated tokens of the Batches admitted in the last hour (what `tokensPerHour` bounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admitted_tokens: Option<u64>,
     /// What the last probe found (whether `/v1/batches` exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<super::GatewayCapabilities>,

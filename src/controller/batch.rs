@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt};
 
 use super::cluster_io::{self, InputError, MAX_SECRET_BYTES};
 use super::{Context, Error, FINALIZER, instrument};
-use super::{direct_job, object_io, pvc_sink};
+use super::{admission, direct_job, object_io, pvc_sink};
 use crate::api::{
     BATCH_ID_ANNOTATION, Batch, BatchGateway, BatchMode, BatchPhase, BatchStatus, Conditions, DeletionPolicy,
     condition_types as ct, reasons,
@@ -30,6 +30,8 @@ use crate::jsonl::{Limits, Report, Rewrite, prepare_bytes};
 const MAX_STEPS: usize = 16;
 /// How soon a Batch waiting for its input or gateway looks again.
 const WAITING: Duration = Duration::from_secs(15);
+/// How soon a Batch waiting for room on its gateway asks again.
+const AWAITING_BUDGET: Duration = Duration::from_secs(5);
 /// How soon a Batch whose Job runs looks again (the Job's changes also wake it).
 const JOB_RUNNING: Duration = Duration::from_secs(10);
 
@@ -109,6 +111,7 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
             Outcome::InputNotFound { .. } => Some(ErrorClass::Transient),
             _ => None,
         };
+        let awaiting_budget = matches!(outcome, Outcome::AwaitingBudget { .. });
         let next = engine::reduce(&status, outcome, &context(&batch, polling));
         record(&batch, &status, &next, ctx).await;
         cluster_io::write_status(&ctx.client, &current, &next).await?;
@@ -121,6 +124,10 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         }
         current.status = Some(next.clone());
         status = next;
+        if awaiting_budget {
+            ctx.reset_backoff(&key);
+            return Ok(Requeue::requeue(AWAITING_BUDGET));
+        }
         if let Some(class) = failure {
             return Ok(match class {
                 ErrorClass::Rejected | ErrorClass::NotFound => Requeue::await_change(),
@@ -181,8 +188,10 @@ async fn expire_after_ttl(batch: &Batch, status: &BatchStatus, ctx: &Context) ->
 /// A restored Batch (status lost, annotation kept) re-attaches to its upstream batch.
 fn reattached(batch: &Batch) -> BatchStatus {
     let mut status = batch.status.clone().unwrap_or_default();
+    // Only a status lost entirely (a restored object): a Batch sent back to the admission
+    // queue keeps its phase and must not re-attach to the batch the gateway refused.
     if let Some(id) = batch.annotations().get(BATCH_ID_ANNOTATION)
-        && status.gateway.as_ref().and_then(|g| g.batch_id.as_ref()).is_none()
+        && status.phase.is_none()
     {
         let gateway = status.gateway.get_or_insert_with(Default::default);
         gateway.batch_id = Some(id.clone());
@@ -248,6 +257,7 @@ async fn perform(
             _ => validate_input(batch, status, ctx).await?,
         },
         Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
+        Action::Admit => admission::admit(batch, status, ctx).await?,
         Action::StartAttempt => Outcome::AttemptStarted {
             token: driver::attempt_token(),
         },
@@ -332,6 +342,7 @@ async fn validate_input(batch: &Batch, status: &BatchStatus, ctx: &Context) -> R
         Outcome::InputValidated {
             requests: report.summary.requests,
             bytes: report.summary.bytes,
+            estimated_tokens: report.summary.estimated_tokens,
         }
     } else {
         Outcome::InputInvalid {

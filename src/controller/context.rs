@@ -26,6 +26,7 @@ pub struct Context {
     pub job_image: Option<String>,
     backoff: Backoff,
     gateways: Mutex<HashMap<String, (String, GatewayClient)>>,
+    ledgers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<super::admission::Ledger>>>>,
     polled: Mutex<HashMap<String, Instant>>,
     /// Batches whose finish was counted in the metrics (a stale cache can replay the last step).
     finished: Mutex<HashSet<String>>,
@@ -54,6 +55,7 @@ impl Context {
             job_image: None,
             backoff: Backoff::default(),
             gateways: Mutex::default(),
+            ledgers: Mutex::default(),
             polled: Mutex::default(),
             finished: Mutex::default(),
             reconciles: AtomicU64::new(0),
@@ -107,6 +109,17 @@ impl Context {
         let client = build()?;
         gateways.insert(name.to_string(), (fingerprint.to_string(), client.clone()));
         Ok(client)
+    }
+
+    /// The admission ledger of gateway `key` (`namespace/name`); holding its lock serialises
+    /// admissions on that gateway.
+    pub fn admission_ledger(&self, key: &str) -> Arc<tokio::sync::Mutex<super::admission::Ledger>> {
+        self.ledgers
+            .lock()
+            .expect("ledger lock")
+            .entry(key.to_string())
+            .or_default()
+            .clone()
     }
 
     /// How long until a poll of this object is due (zero when due now).

@@ -1,12 +1,13 @@
 //! Reconciling a BatchGateway: Ready from a cheap authenticated call (listing one batch), which
 //! also says whether the gateway has a batch API (capabilities, the BatchApi condition and the
-//! mode Auto resolves to), and how many Batches are in flight on it.
+//! mode Auto resolves to), and its admission figures: Batches admitted and unfinished, Batches
+//! waiting, estimated tokens admitted in the last hour.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -14,8 +15,9 @@ use serde_json::json;
 use super::{Context, Error, MANAGER, cluster_io};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::{Batch, BatchGateway, BatchGatewayStatus, BatchPhase, Conditions, GatewayCapabilities};
+use crate::api::{BatchGateway, BatchGatewayStatus, Conditions, GatewayCapabilities};
 use crate::driver;
+use crate::engine::admission;
 
 /// The condition type of a BatchGateway.
 pub const READY: &str = "Ready";
@@ -40,6 +42,9 @@ pub const BATCH_API_NOT_FOUND: &str = "BatchApiNotFound";
 
 /// How often a gateway is probed again.
 const PROBE_EVERY: Duration = Duration::from_secs(300);
+/// How often a gateway that is not ready, or has Batches active or waiting, is looked at again
+/// (its admission figures stay current).
+const REFRESH_EVERY: Duration = Duration::from_secs(30);
 
 /// Entry point of the BatchGateway controller.
 pub async fn reconcile(gateway: Arc<BatchGateway>, ctx: Arc<Context>) -> Result<Requeue, Error> {
@@ -51,7 +56,10 @@ pub async fn reconcile(gateway: Arc<BatchGateway>, ctx: Arc<Context>) -> Result<
     }
     let known = status.capabilities.as_ref().map(|c| c.batch_api);
     status.mode = gateway.spec.mode.resolve(known);
-    status.active_batches = Some(active_batches(&gateway, &ctx).await?);
+    let entries = super::admission::gateway_entries(&ctx.client, &gateway).await?;
+    status.active_batches = Some(admission::active(&entries));
+    status.waiting_batches = Some(admission::waiting(&entries));
+    status.admitted_tokens = Some(admission::window_tokens(&entries, Timestamp::now()));
     status.conditions.set_condition(
         READY,
         ready,
@@ -61,10 +69,11 @@ pub async fn reconcile(gateway: Arc<BatchGateway>, ctx: Arc<Context>) -> Result<
         Timestamp::now(),
     );
     write_status(&gateway, &status, &ctx).await?;
-    Ok(Requeue::requeue(if ready {
+    let busy = status.active_batches.unwrap_or(0) + status.waiting_batches.unwrap_or(0) > 0;
+    Ok(Requeue::requeue(if ready && !busy {
         PROBE_EVERY
     } else {
-        Duration::from_secs(30)
+        REFRESH_EVERY
     }))
 }
 
@@ -120,26 +129,6 @@ fn record_capabilities(status: &mut BatchGatewayStatus, batch_api: bool, generat
     status
         .conditions
         .set_condition(BATCH_API, batch_api, reason, message, generation, now);
-}
-
-/// Batches of this gateway that are submitted and not finished.
-async fn active_batches(gateway: &BatchGateway, ctx: &Context) -> Result<u32, Error> {
-    let ns = gateway.namespace().unwrap_or_default();
-    let batches = Api::<Batch>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default())
-        .await?;
-    let active = batches
-        .items
-        .iter()
-        .filter(|b| b.spec.gateway_ref.name == gateway.name_any())
-        .filter(|b| {
-            b.status
-                .as_ref()
-                .and_then(|s| s.phase)
-                .is_some_and(|p| !p.is_terminal() && p != BatchPhase::Pending)
-        })
-        .count();
-    Ok(u32::try_from(active).unwrap_or(u32::MAX))
 }
 
 async fn write_status(gateway: &BatchGateway, status: &BatchGatewayStatus, ctx: &Context) -> Result<(), Error> {

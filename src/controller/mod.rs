@@ -1,6 +1,7 @@
 //! The operator in a cluster: reconcilers for Batch, BatchGateway and BatchSweep driving the same
 //! engine as `run -f`. One module per reconciled kind; the shared I/O steps live in `driver`.
 
+mod admission;
 mod batch;
 mod cluster_io;
 mod context;

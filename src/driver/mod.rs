@@ -67,7 +67,19 @@ pub fn upstream(batch: &Batch) -> Upstream {
                 text
             })
             .collect(),
+        token_limited: is_token_limited(batch),
     }
+}
+
+/// Failed only for the enqueued-token limit (`token_limit_exceeded` on every error).
+fn is_token_limited(batch: &Batch) -> bool {
+    let codes: Vec<Option<&str>> = batch
+        .errors
+        .iter()
+        .flat_map(|e| &e.data)
+        .map(|e| e.code.as_deref())
+        .collect();
+    !codes.is_empty() && codes.iter().all(|c| *c == Some("token_limit_exceeded"))
 }
 
 /// Checks that a user-supplied input file (`spec.input.fileId`) is on the gateway.

@@ -16,6 +16,7 @@ pub async fn validate(input: &ObjectInput) -> Outcome {
         Ok(Checked::Valid(report)) => Outcome::InputValidated {
             requests: report.summary.requests,
             bytes: report.summary.bytes,
+            estimated_tokens: report.summary.estimated_tokens,
         },
         Ok(Checked::Invalid(message)) => Outcome::InputInvalid { message },
         Err(e) => input_failure(e),

@@ -16,6 +16,9 @@ pub(super) fn decide(spec: &BatchSpec, status: &BatchStatus) -> Action {
     if status.input.is_none() {
         return Action::ValidateInput;
     }
+    if !started && !super::is_admitted(status) {
+        return Action::Admit;
+    }
     Action::RunDirect
 }
 
@@ -117,8 +120,14 @@ mod tests {
         let mut status = direct_status();
         assert_eq!(status.mode, Some(BatchMode::Direct));
         assert_eq!(crate::engine::decide(&spec(), &status, &ctx()), Action::ValidateInput);
-        status.input = Some(InputStatus { requests: 3, bytes: 10 });
+        status.input = Some(InputStatus {
+            requests: 3,
+            bytes: 10,
+            estimated_tokens: Some(30),
+        });
         status.phase = Some(BatchPhase::Pending);
+        assert_eq!(crate::engine::decide(&spec(), &status, &ctx()), Action::Admit);
+        status = reduce(&status, Outcome::Admitted, &ctx());
         assert_eq!(crate::engine::decide(&spec(), &status, &ctx()), Action::RunDirect);
         let cancelled = BatchSpec { cancel: true, ..spec() };
         assert_eq!(
@@ -144,6 +153,7 @@ mod tests {
         status.input = Some(InputStatus {
             requests: 10,
             bytes: 100,
+            estimated_tokens: None,
         });
         let progress = Outcome::DirectProgress {
             total: 10,

@@ -6,6 +6,7 @@
 //! state and every error class is tested without a network, and a driver that persists the
 //! status after every step can be killed at any moment and resume from the status alone.
 
+pub mod admission;
 mod direct;
 mod metadata;
 mod reduce;
@@ -31,6 +32,8 @@ pub enum Action {
     ValidateInput,
     /// The user cancelled before anything was submitted: record that, send nothing.
     CancelBeforeSubmit,
+    /// Ask the gateway's budget (maxActiveBatches, tokensPerHour) for room to start.
+    Admit,
     /// Record a fresh attempt token in status before anything is created upstream.
     StartAttempt,
     /// Adopt the file this attempt already uploaded (found by `filename`), or upload the input.
@@ -59,6 +62,7 @@ impl Action {
         match self {
             Action::ValidateInput => "validate-input",
             Action::CancelBeforeSubmit => "cancel-before-submit",
+            Action::Admit => "admit",
             Action::StartAttempt => "start-attempt",
             Action::UploadInput { .. } => "upload-input",
             Action::CreateBatch(_) => "create-batch",
@@ -136,12 +140,21 @@ pub fn decide(spec: &BatchSpec, status: &BatchStatus, ctx: &Context) -> Action {
     }
 }
 
+/// Admitted under the gateway's budget (a Batch that already has an attempt was admitted before
+/// admission existed, or is past it).
+fn is_admitted(status: &BatchStatus) -> bool {
+    status.admission.as_ref().is_some_and(|a| a.admitted_time.is_some()) || status.attempt.is_some()
+}
+
 fn before_submit(spec: &BatchSpec, status: &BatchStatus, input_file_id: Option<String>, ctx: &Context) -> Action {
     if spec.cancel {
         return Action::CancelBeforeSubmit;
     }
     if status.input.is_none() {
         return Action::ValidateInput;
+    }
+    if !is_admitted(status) {
+        return Action::Admit;
     }
     let Some(attempt) = status.attempt.clone() else {
         return Action::StartAttempt;

@@ -23,16 +23,25 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
         );
     }
     match outcome {
-        Outcome::InputValidated { requests, bytes } => {
-            next.input = Some(InputStatus { requests, bytes });
+        Outcome::InputValidated {
+            requests,
+            bytes,
+            estimated_tokens,
+        } => {
+            next.input = Some(InputStatus {
+                requests,
+                bytes,
+                estimated_tokens: Some(estimated_tokens),
+            });
             next.phase = Some(BatchPhase::Pending);
-            let message = format!("{requests} requests, {bytes} bytes, valid");
+            let message = format!("{requests} requests, {bytes} bytes (about {estimated_tokens} tokens), valid");
             set(&mut next, ct::ADMITTED, true, reasons::INPUT_VALID, message, ctx);
         }
         Outcome::InputOnGateway { file_id, bytes } => {
             next.input = Some(InputStatus {
                 requests: 0,
                 bytes: bytes.unwrap_or(0),
+                estimated_tokens: None,
             });
             gateway(&mut next).input_file_id = Some(file_id.clone());
             next.phase = Some(BatchPhase::Pending);
@@ -64,6 +73,23 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
         Outcome::InputNotFound { message } => {
             next.phase = Some(BatchPhase::Pending);
             set(&mut next, ct::ADMITTED, false, reasons::INPUT_NOT_FOUND, message, ctx);
+        }
+        Outcome::Admitted => {
+            let admission = next.admission.get_or_insert_with(Default::default);
+            admission.admitted_time = Some(Time(ctx.now));
+            admission.not_before = None;
+            if next
+                .conditions
+                .condition(ct::ADMITTED)
+                .is_some_and(|c| c.status == "False")
+            {
+                let message = "the gateway's budget has room";
+                set(&mut next, ct::ADMITTED, true, reasons::ADMITTED, message, ctx);
+            }
+        }
+        Outcome::AwaitingBudget { message } => {
+            next.phase = Some(BatchPhase::Pending);
+            set(&mut next, ct::ADMITTED, false, reasons::GATEWAY_BUDGET, message, ctx);
         }
         Outcome::CancelledBeforeSubmit => {
             let message = "cancelled before anything was submitted";
@@ -132,6 +158,7 @@ fn observe(status: &mut BatchStatus, batch: Upstream, ctx: &Context) {
             debug_assert!(state.is_terminal());
             BatchPhase::Downloading
         }
+        UpstreamState::Failed if batch.token_limited => return requeue(status, &batch, ctx),
         UpstreamState::Failed => {
             let message = failure_message(&batch.errors);
             set(
@@ -153,6 +180,35 @@ fn observe(status: &mut BatchStatus, batch: Upstream, ctx: &Context) {
             return;
         }
     });
+}
+
+/// The gateway refused the batch for its enqueued-token limit: back to the admission queue
+/// with a fresh attempt (the uploaded input is kept), after a backoff.
+fn requeue(status: &mut BatchStatus, batch: &Upstream, ctx: &Context) {
+    let admission = status.admission.get_or_insert_with(Default::default);
+    admission.requeues += 1;
+    admission.admitted_time = None;
+    let not_before = ctx.now + super::admission::requeue_backoff(admission.requeues);
+    admission.not_before = Some(Time(not_before));
+    status.attempt = None;
+    status.submit_time = None;
+    let gw = gateway(status);
+    (gw.batch_id, gw.status, gw.output_file_id, gw.error_file_id) = (None, None, None, None);
+    status.phase = Some(BatchPhase::Pending);
+    let message = format!(
+        "batch {} was refused for the gateway's enqueued token limit ({}); queued again, not before {not_before}",
+        batch.id,
+        failure_message(&batch.errors)
+    );
+    set(
+        status,
+        ct::SUBMITTED,
+        false,
+        reasons::GATEWAY_BUDGET,
+        message.clone(),
+        ctx,
+    );
+    set(status, ct::ADMITTED, false, reasons::GATEWAY_BUDGET, message, ctx);
 }
 
 fn collect(status: &mut BatchStatus, d: Downloaded, ctx: &Context) {

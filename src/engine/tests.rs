@@ -52,6 +52,7 @@ fn upstream(state: UpstreamState) -> Upstream {
         error_file_id: None,
         counts: Some((20, 12, 1)),
         errors: vec![],
+        token_limited: false,
     }
 }
 
@@ -66,9 +67,12 @@ fn submitted() -> BatchStatus {
         Outcome::InputValidated {
             requests: 20,
             bytes: 4000,
+            estimated_tokens: 1000,
         },
         &ctx,
     );
+    assert_eq!(decide(&spec, &status, &ctx), Action::Admit);
+    status = reduce(&status, Outcome::Admitted, &ctx);
     assert_eq!(decide(&spec, &status, &ctx), Action::StartAttempt);
     status = reduce(&status, Outcome::AttemptStarted { token: "a1b2".into() }, &ctx);
     assert_eq!(status.phase, Some(BatchPhase::Uploading));
@@ -392,7 +396,11 @@ fn adopted_batch_is_reported_as_adopted() {
     let ctx = ctx_at(0);
     let mut status = reduce(
         &BatchStatus::default(),
-        Outcome::InputValidated { requests: 1, bytes: 10 },
+        Outcome::InputValidated {
+            requests: 1,
+            bytes: 10,
+            estimated_tokens: 3,
+        },
         &ctx,
     );
     status = reduce(&status, Outcome::AttemptStarted { token: "t".into() }, &ctx);
@@ -495,10 +503,95 @@ fn an_input_file_already_on_the_gateway_goes_straight_to_create() {
         status.conditions.condition(ct::ADMITTED).unwrap().reason,
         reasons::INPUT_ON_GATEWAY
     );
+    assert_eq!(decide(&spec, &status, &ctx), Action::Admit);
+    status = reduce(&status, Outcome::Admitted, &ctx);
     assert_eq!(decide(&spec, &status, &ctx), Action::StartAttempt);
     status = reduce(&status, Outcome::AttemptStarted { token: "t".into() }, &ctx);
     let Action::CreateBatch(request) = decide(&spec, &status, &ctx) else {
         panic!("expected CreateBatch")
     };
     assert_eq!(request.input_file_id, "file-theirs");
+}
+
+#[test]
+fn a_batch_refused_for_the_enqueued_token_limit_queues_again_and_reuses_its_upload() {
+    let spec = spec();
+    let mut status = submitted();
+    let refused = Upstream {
+        state: UpstreamState::Failed,
+        output_file_id: None,
+        errors: vec!["Enqueued token limit reached for gpt-4o".into()],
+        token_limited: true,
+        ..upstream(UpstreamState::Failed)
+    };
+    status = reduce(&status, Outcome::Observed(refused), &ctx_at(10));
+    assert_eq!(status.phase, Some(BatchPhase::Pending), "not Failed: back in the queue");
+    assert!(status.attempt.is_none() && status.gateway.as_ref().unwrap().batch_id.is_none());
+    assert_eq!(
+        status.gateway.as_ref().unwrap().input_file_id.as_deref(),
+        Some("file-in")
+    );
+    let admission = status.admission.clone().unwrap();
+    assert_eq!(admission.requeues, 1);
+    assert!(admission.admitted_time.is_none());
+    assert_eq!(
+        admission.not_before.unwrap().0,
+        ctx_at(25).now,
+        "15 s after the refusal"
+    );
+    let admitted = status.conditions.condition(ct::ADMITTED).unwrap();
+    assert_eq!(
+        (admitted.status.as_str(), admitted.reason.as_str()),
+        ("False", reasons::GATEWAY_BUDGET)
+    );
+    assert!(
+        admitted.message.contains("Enqueued token limit"),
+        "{}",
+        admitted.message
+    );
+
+    assert_eq!(decide(&spec, &status, &ctx_at(11)), Action::Admit);
+    status = reduce(&status, Outcome::Admitted, &ctx_at(30));
+    assert_eq!(
+        status.conditions.condition(ct::ADMITTED).unwrap().reason,
+        reasons::ADMITTED
+    );
+    assert_eq!(decide(&spec, &status, &ctx_at(30)), Action::StartAttempt);
+    status = reduce(&status, Outcome::AttemptStarted { token: "c3d4".into() }, &ctx_at(30));
+    let Action::CreateBatch(request) = decide(&spec, &status, &ctx_at(30)) else {
+        panic!("expected CreateBatch with the uploaded input")
+    };
+    assert_eq!(
+        (request.input_file_id.as_str(), request.attempt.as_str()),
+        ("file-in", "c3d4")
+    );
+}
+
+#[test]
+fn waiting_for_budget_keeps_the_batch_pending_and_says_why() {
+    let mut status = reduce(
+        &BatchStatus::default(),
+        Outcome::InputValidated {
+            requests: 1,
+            bytes: 10,
+            estimated_tokens: 3,
+        },
+        &ctx_at(0),
+    );
+    let message = "waiting for room on BatchGateway gw: 2 of 2 batches active".to_string();
+    status = reduce(
+        &status,
+        Outcome::AwaitingBudget {
+            message: message.clone(),
+        },
+        &ctx_at(1),
+    );
+    assert_eq!(status.phase, Some(BatchPhase::Pending));
+    let admitted = status.conditions.condition(ct::ADMITTED).unwrap();
+    assert_eq!(
+        (admitted.reason.as_str(), admitted.message.as_str()),
+        (reasons::GATEWAY_BUDGET, message.as_str())
+    );
+    assert_eq!(decide(&spec(), &status, &ctx_at(2)), Action::Admit);
+    assert_eq!(status.input.unwrap().estimated_tokens, Some(3));
 }

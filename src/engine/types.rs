@@ -79,6 +79,9 @@ pub struct Upstream {
     pub counts: Option<(u64, u64, u64)>,
     /// The gateway's validation errors (`errors.data`), rendered `line N: message (param)`.
     pub errors: Vec<String>,
+    /// The batch failed only because the gateway's enqueued-token limit was reached
+    /// (`token_limit_exceeded`): it goes back to the admission queue instead of failing.
+    pub token_limited: bool,
 }
 
 /// What the download step wrote and counted.
@@ -127,7 +130,15 @@ impl ErrorClass {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// The input was read and is valid.
-    InputValidated { requests: u64, bytes: u64 },
+    InputValidated {
+        requests: u64,
+        bytes: u64,
+        estimated_tokens: u64,
+    },
+    /// The gateway's budget has room: the Batch may start.
+    Admitted,
+    /// The gateway's budget has no room yet; `message` says what the Batch waits for.
+    AwaitingBudget { message: String },
     /// The input is invalid; `message` names the lines and fields.
     InputInvalid { message: String },
     /// The input is a file already on the gateway (`spec.input.fileId`), of `bytes` bytes.

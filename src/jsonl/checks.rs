@@ -49,6 +49,8 @@ pub(crate) struct LineChecker {
     ids: CustomIds,
     pub requests: u64,
     pub models: BTreeMap<String, u64>,
+    /// Estimated tokens: a quarter of each line's bytes plus its output ceiling.
+    pub estimated_tokens: u64,
     pub problems: Problems,
 }
 
@@ -60,6 +62,7 @@ impl LineChecker {
             ids: CustomIds::default(),
             requests: 0,
             models: BTreeMap::new(),
+            estimated_tokens: 0,
             problems: Problems::new(problem_cap),
         }
     }
@@ -71,6 +74,7 @@ impl LineChecker {
             return;
         }
         self.requests += 1;
+        self.estimated_tokens += line.len.div_ceil(4).max(1);
         let n = line.number;
         if line.is_truncated() {
             let (len, max) = (line.len, self.max_line);
@@ -176,6 +180,7 @@ impl LineChecker {
             Some(Scalar::Str(model)) => self.tally_model(&model),
             Some(other) => self.not_a_string(n, MODEL, &other),
         }
+        self.estimated_tokens += body.max_output.unwrap_or(0);
         if body.stream == Some(Scalar::Bool(true)) {
             let msg = format_args!("body.stream is true; streaming is not supported in a batch");
             self.problems.add(n, Some("body.stream"), msg);

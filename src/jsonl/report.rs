@@ -82,6 +82,9 @@ pub struct Summary {
     pub bytes: u64,
     /// Requests per `body.model`, over lines whose `body.model` is a string.
     pub models: BTreeMap<String, u64>,
+    /// Estimated tokens (what `tokensPerHour` admission counts): per line, its bytes / 4 for
+    /// the input plus its `max_completion_tokens`/`max_tokens`/`max_output_tokens`.
+    pub estimated_tokens: u64,
 }
 
 /// The outcome of validating one file.

@@ -50,6 +50,52 @@ pub(crate) struct Request<'a> {
 pub(crate) struct Body<'a> {
     pub model: Option<Scalar<'a>>,
     pub stream: Option<Scalar<'a>>,
+    /// The largest output the request may ask for (`max_completion_tokens`, `max_tokens` or
+    /// `max_output_tokens`), for the token estimate.
+    pub max_output: Option<u64>,
+}
+
+/// A token ceiling field: its value when it is a non-negative integer, whatever else it is
+/// otherwise (the gateway judges the value; the estimate only counts what it can read).
+struct Ceiling(Option<u64>);
+
+impl<'de> Deserialize<'de> for Ceiling {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = Ceiling;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Ceiling, E> {
+                Ok(Ceiling(Some(v)))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Ceiling, E> {
+                Ok(Ceiling(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Ceiling, E> {
+                Ok(Ceiling(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Ceiling, E> {
+                Ok(Ceiling(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Ceiling, E> {
+                Ok(Ceiling(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Ceiling, E> {
+                Ok(Ceiling(None))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Ceiling, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Ceiling(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ceiling, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Ceiling(None))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// Parses one line. Errors are JSON syntax errors; a wrong shape is not an error here.
@@ -96,6 +142,9 @@ impl<'de> FromMap<'de> for Request<'de> {
 enum BodyKey {
     Model,
     Stream,
+    MaxCompletionTokens,
+    MaxTokens,
+    MaxOutputTokens,
     #[serde(other)]
     Other,
 }
@@ -107,6 +156,10 @@ impl<'de> FromMap<'de> for Body<'de> {
             match key {
                 BodyKey::Model => body.model = Some(map.next_value()?),
                 BodyKey::Stream => body.stream = Some(map.next_value()?),
+                BodyKey::MaxCompletionTokens | BodyKey::MaxTokens | BodyKey::MaxOutputTokens => {
+                    let Ceiling(value) = map.next_value()?;
+                    body.max_output = body.max_output.max(value);
+                }
                 BodyKey::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }

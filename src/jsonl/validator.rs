@@ -76,6 +76,7 @@ pub(super) fn report(checker: LineChecker, bytes: u64, limits: Limits) -> Report
         requests: checker.requests,
         bytes,
         models: checker.models,
+        estimated_tokens: checker.estimated_tokens,
     };
     let file_problems = file_problems(&summary, limits);
     let problems = checker.problems;

@@ -3,6 +3,7 @@
 //! directory (a rerun resumes and never submits twice), writes results under an output
 //! directory, and starts the built-in simulator for Batches whose gateway is not given.
 
+mod admission;
 mod direct;
 mod manifests;
 mod progress;
@@ -115,8 +116,12 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             }
         })
     };
+    let board = admission::Board::default();
+    for (order, (plan, state)) in plans.iter().zip(&states).enumerate() {
+        board.update(plan, order, &state.status);
+    }
     let mut runs: Vec<futures::future::BoxFuture<'_, (Ending, crate::api::BatchStatus)>> = Vec::new();
-    for ((plan, state), validated) in plans.iter().zip(states).zip(validated) {
+    for (order, ((plan, state), validated)) in plans.iter().zip(states).zip(validated).enumerate() {
         let (client, polling) = client_for(plan, simulator.as_ref())?;
         let run = BatchRun {
             plan,
@@ -128,6 +133,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             state_dir: &state_dir,
             progress: reporter.batch(&plan.object()),
             cancel: cancel.clone(),
+            board: &board,
+            order,
         }
         .run();
         match sweeps.iter().find(|s| s.owns(&plan.namespace, &plan.name)) {
@@ -193,13 +200,13 @@ fn invalid(problems: &[String]) -> ExitCode {
 /// Validates every input in memory in full before anything is sent, keeping the prepared
 /// (sliced, rewritten) bytes to upload; returns (requests, bytes) per plan. Inputs in object
 /// storage are streamed and validated when their batch runs.
-fn validate_inputs(plans: &mut [Plan]) -> Result<Vec<(u64, u64)>, Vec<String>> {
+fn validate_inputs(plans: &mut [Plan]) -> Result<Vec<crate::jsonl::Summary>, Vec<String>> {
     let mut problems = Vec::new();
     let mut validated = Vec::new();
     for plan in plans {
         let input = &plan.batch.object.spec.input;
         if input.file_id.is_some() || input.object_store.is_some() {
-            validated.push((0, 0)); // checked by the gateway, or while streaming
+            validated.push(Default::default()); // checked by the gateway, or while streaming
             continue;
         }
         let endpoint = plan.batch.object.spec.endpoint.path();
@@ -208,7 +215,7 @@ fn validate_inputs(plans: &mut [Plan]) -> Result<Vec<(u64, u64)>, Vec<String>> {
         let (prepared, report) =
             crate::jsonl::prepare_bytes(&plan.input, range, resolve::rewrite(input), endpoint, limits);
         if report.is_valid() {
-            validated.push((report.summary.requests, report.summary.bytes));
+            validated.push(report.summary);
             plan.input = prepared.into();
         } else {
             let input = &plan.batch.object.spec.input;

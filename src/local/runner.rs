@@ -16,6 +16,9 @@ use crate::driver::{self, crash_if_asked};
 use crate::engine::{self, Action, ErrorClass, Outcome, PollingPolicy};
 use crate::gateway::{GatewayClient, UploadSource};
 
+/// How soon a Batch waiting for room on its gateway asks again.
+const AWAITING_BUDGET: Duration = Duration::from_millis(250);
+
 /// Consecutive transient gateway failures (each already retried by the client) before a run gives up.
 const MAX_TRANSIENT_FAILURES: u32 = 6;
 
@@ -36,12 +39,15 @@ pub struct BatchRun<'a> {
     pub state: BatchState,
     pub client: GatewayClient,
     pub polling: PollingPolicy,
-    /// What validation found: (requests, bytes).
-    pub validated: (u64, u64),
+    /// What validation found.
+    pub validated: crate::jsonl::Summary,
     pub out_dir: PathBuf,
     pub state_dir: &'a StateDir,
     pub progress: BatchProgress,
     pub cancel: CancellationToken,
+    /// The run's admission board, and this Batch's place in the files (its queue order).
+    pub board: &'a super::admission::Board,
+    pub order: usize,
 }
 
 impl BatchRun<'_> {
@@ -57,6 +63,7 @@ impl BatchRun<'_> {
             let step = action.name();
             let outcome = match action {
                 Action::StartAttempt if self.state.status.mode.is_none() => self.resolve_mode().await,
+                Action::Admit => self.board.admit(self.plan, &self.state.status),
                 Action::RunDirect => match self.run_direct().await {
                     Some(outcome) => outcome,
                     None => break Ending::Interrupted,
@@ -72,11 +79,18 @@ impl BatchRun<'_> {
                 Outcome::InputNotFound { message } => Some((ErrorClass::NotFound, message.clone())),
                 _ => None,
             };
+            let awaiting_budget = matches!(outcome, Outcome::AwaitingBudget { .. });
             self.state.status = engine::reduce(&self.state.status, outcome, &self.context());
             if let Err(e) = self.persist() {
                 break Ending::Stopped(format!("cannot save state: {e}"));
             }
             self.progress.update(&self.state.status);
+            if awaiting_budget {
+                tokio::select! {
+                    _ = self.cancel.cancelled() => break Ending::Interrupted,
+                    _ = tokio::time::sleep(AWAITING_BUDGET) => {}
+                }
+            }
             match failure {
                 Some((ErrorClass::Unauthorized, _)) => {
                     break Ending::Stopped("the gateway refused the API key; fix it and rerun to resume".into());
@@ -118,8 +132,9 @@ impl BatchRun<'_> {
                 (Some(file_id), _) => driver::input_on_gateway(&self.client, file_id).await,
                 (None, Some(object)) => storage_steps::validate(object).await,
                 (None, None) => Outcome::InputValidated {
-                    requests: self.validated.0,
-                    bytes: self.validated.1,
+                    requests: self.validated.requests,
+                    bytes: self.validated.bytes,
+                    estimated_tokens: self.validated.estimated_tokens,
                 },
             },
             Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
@@ -145,7 +160,7 @@ impl BatchRun<'_> {
                 output_file_id,
                 error_file_id,
             } => self.download(output_file_id, error_file_id).await,
-            Action::RunDirect | Action::Finished => unreachable!("handled by the loop"),
+            Action::Admit | Action::RunDirect | Action::Finished => unreachable!("handled by the loop"),
         }
     }
 
@@ -189,6 +204,7 @@ impl BatchRun<'_> {
     }
 
     pub(super) fn persist(&self) -> anyhow::Result<()> {
+        self.board.update(self.plan, self.order, &self.state.status);
         self.state_dir
             .save(&self.plan.namespace, &self.plan.name, &self.state)?;
         write_status_yaml(&self.out_dir, &self.state.status)

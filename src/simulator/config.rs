@@ -63,6 +63,11 @@ pub struct SimulatorConfig {
     #[arg(long)]
     pub no_batch_api: bool,
 
+    /// Fail a batch with `token_limit_exceeded` when its tokens (input bytes / 4) on top of
+    /// those of the batches in progress would pass this, like OpenAI's enqueued-token limit.
+    #[arg(long, value_name = "TOKENS")]
+    pub enqueued_token_limit: Option<u64>,
+
     /// Seed for the random fault draws (deterministic runs).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -91,6 +96,7 @@ impl Default for SimulatorConfig {
             finalizing_ms: DEFAULT_FINALIZING_MS,
             cancelling_ms: DEFAULT_CANCELLING_MS,
             no_batch_api: false,
+            enqueued_token_limit: None,
             seed: None,
             data_dir: None,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
@@ -113,6 +119,7 @@ impl fmt::Debug for SimulatorConfig {
             .field("finalizing_ms", &self.finalizing_ms)
             .field("cancelling_ms", &self.cancelling_ms)
             .field("no_batch_api", &self.no_batch_api)
+            .field("enqueued_token_limit", &self.enqueued_token_limit)
             .field("seed", &self.seed)
             .field("data_dir", &self.data_dir)
             .field("max_file_bytes", &self.max_file_bytes)

@@ -86,8 +86,18 @@ async fn drive(state: &SimState, plan: &BatchPlan, cancel: &CancellationToken) -
         }
     };
     reader.rewind().await?;
-    if !start(state, &plan.batch_id, &summary) {
-        return conclude(state, plan, &mut results, Ending::Cancelled).await;
+    let tokens = match &plan.input_path {
+        Some(path) => tokio::fs::metadata(path).await?.len().div_ceil(4),
+        None => 0,
+    };
+    match start(state, &plan.batch_id, &summary, tokens) {
+        Ok(true) => {}
+        Ok(false) => return conclude(state, plan, &mut results, Ending::Cancelled).await,
+        Err(enqueued) => {
+            let limit = state.config().enqueued_token_limit.unwrap_or(0);
+            fail(state, &plan.batch_id, vec![token_limit(&summary, limit, enqueued)]);
+            return Ok(());
+        }
     }
     let ending = process_lines(state, plan, cancel, &summary, reader, &mut results).await?;
     if state.shutdown_token().is_cancelled() {
@@ -109,20 +119,35 @@ fn missing_input() -> BatchError {
     }
 }
 
-/// validating -> in_progress; false when a cancel came first.
-fn start(state: &SimState, batch_id: &str, summary: &InputSummary) -> bool {
-    state
-        .update_batch(batch_id, |b| {
-            if b.status != BatchStatus::Validating {
-                return false;
-            }
-            b.status = BatchStatus::InProgress;
-            b.in_progress_at = Some(now_secs());
-            b.request_counts.total = summary.total;
-            b.model = summary.model.clone();
-            true
-        })
-        .unwrap_or(false)
+/// validating -> in_progress; false when a cancel came first, `Err` (the tokens already
+/// enqueued) when the batch would pass `--enqueued-token-limit`.
+fn start(state: &SimState, batch_id: &str, summary: &InputSummary, tokens: u64) -> Result<bool, u64> {
+    let limit = state.config().enqueued_token_limit;
+    state.start_batch(batch_id, tokens, limit, |b| {
+        if b.status != BatchStatus::Validating {
+            return false;
+        }
+        b.status = BatchStatus::InProgress;
+        b.in_progress_at = Some(now_secs());
+        b.request_counts.total = summary.total;
+        b.model = summary.model.clone();
+        true
+    })
+}
+
+/// OpenAI's error for a batch past the organisation's enqueued-token limit.
+fn token_limit(summary: &InputSummary, limit: u64, enqueued: u64) -> BatchError {
+    let model = summary.model.clone().unwrap_or_else(|| "the model".into());
+    BatchError {
+        code: "token_limit_exceeded".into(),
+        message: format!(
+            "Enqueued token limit reached for {model} in organization org-simulator. Limit: {limit} enqueued \
+             tokens ({enqueued} already enqueued). Please try again once some in_progress batches have been \
+             completed."
+        ),
+        param: None,
+        line: None,
+    }
 }
 
 /// validating -> failed with `errors` (or cancelled, when a cancel is pending).

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::config::SimulatorConfig;
-use super::wire::{Batch, FileObject};
+use super::wire::{Batch, BatchStatus, FileObject};
 
 /// Most journal entries kept, so a long-running simulator's memory stays bounded.
 const JOURNAL_CAPACITY: usize = 100_000;
@@ -50,6 +50,8 @@ impl fmt::Debug for SimState {
 struct BatchRecord {
     batch: Batch,
     cancel: CancellationToken,
+    /// Its tokens, counted against `--enqueued-token-limit` while it is in progress.
+    enqueued_tokens: u64,
 }
 
 /// One `/v1` request as seen by `GET /__sim/journal`.
@@ -161,6 +163,7 @@ impl SimState {
         lock(&self.inner.batches).push(BatchRecord {
             batch,
             cancel: cancel.clone(),
+            enqueued_tokens: 0,
         });
         cancel
     }
@@ -182,6 +185,32 @@ impl SimState {
         let mut batches = lock(&self.inner.batches);
         let record = batches.iter_mut().find(|r| r.batch.id == id)?;
         Some(f(&mut record.batch))
+    }
+
+    /// Runs `start` on a validated batch, unless its `tokens` on top of those of the batches in
+    /// progress would pass `limit`: then `Err` with the tokens already enqueued. Atomic over
+    /// all batches, so two batches validating at once cannot both slip under the limit.
+    pub(crate) fn start_batch(
+        &self,
+        id: &str,
+        tokens: u64,
+        limit: Option<u64>,
+        start: impl FnOnce(&mut Batch) -> bool,
+    ) -> Result<bool, u64> {
+        let mut batches = lock(&self.inner.batches);
+        let enqueued: u64 = batches
+            .iter()
+            .filter(|r| matches!(r.batch.status, BatchStatus::InProgress | BatchStatus::Finalizing))
+            .map(|r| r.enqueued_tokens)
+            .sum();
+        if limit.is_some_and(|limit| enqueued + tokens > limit) {
+            return Err(enqueued);
+        }
+        let Some(record) = batches.iter_mut().find(|r| r.batch.id == id) else {
+            return Ok(false);
+        };
+        record.enqueued_tokens = tokens;
+        Ok(start(&mut record.batch))
     }
 
     /// Like [`Self::update_batch`], also handing out the batch's cancellation token.

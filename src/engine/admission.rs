@@ -1,0 +1,294 @@
+//! Admission against a gateway's budget, for sweeps and standalone Batches alike: at most
+//! `maxActiveBatches` admitted and unfinished at once, and at most `tokensPerHour` estimated
+//! tokens admitted in any rolling hour. Waiting Batches are admitted strictly in order of
+//! creation (then name), so a large Batch at the head is never starved by smaller ones behind
+//! it. Pure: the drivers gather the entries (the controller from the API, `run -f` from its own
+//! runs) and perform the verdict.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::{BatchStatus, GatewayLimits};
+
+/// The window `tokensPerHour` counts over.
+pub const WINDOW: Duration = Duration::from_secs(3600);
+
+/// A gateway's admission limits; `None` is no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Budget {
+    pub max_active_batches: Option<u32>,
+    pub tokens_per_hour: Option<u64>,
+}
+
+impl Budget {
+    pub fn of(limits: &GatewayLimits) -> Self {
+        Budget {
+            max_active_batches: limits.max_active_batches,
+            tokens_per_hour: limits.tokens_per_hour,
+        }
+    }
+
+    pub fn is_unlimited(&self) -> bool {
+        self.max_active_batches.is_none() && self.tokens_per_hour.is_none()
+    }
+}
+
+/// One Batch of a gateway, as admission sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// `namespace/name`: unique, and the tie-break after `created`.
+    pub key: String,
+    pub created: Timestamp,
+    pub tokens: u64,
+    pub state: EntryState,
+    /// When it was admitted (its tokens count for an hour from then).
+    pub admitted: Option<Timestamp>,
+    /// Not admitted before this time (a backoff after the gateway sent it back).
+    pub not_before: Option<Timestamp>,
+}
+
+/// Where a Batch is in its life, for admission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryState {
+    /// Validated and waiting to be admitted.
+    Waiting,
+    /// Admitted and not finished: holds one of the `maxActiveBatches`.
+    Active,
+    /// Finished, or not validated yet: holds nothing (its admitted tokens still count).
+    Idle,
+}
+
+impl Entry {
+    /// The entry of a Batch with this status.
+    pub fn of(key: String, created: Timestamp, status: &BatchStatus) -> Entry {
+        let admission = status.admission.clone().unwrap_or_default();
+        let admitted = admission.admitted_time.map(|t| t.0);
+        let finished = status.phase.is_some_and(|p| p.is_terminal());
+        let state = match (finished, admitted.is_some(), status.input.is_some()) {
+            (true, _, _) => EntryState::Idle,
+            (false, true, _) => EntryState::Active,
+            (false, false, true) => EntryState::Waiting,
+            (false, false, false) => EntryState::Idle,
+        };
+        Entry {
+            key,
+            created,
+            tokens: status.input.as_ref().and_then(|i| i.estimated_tokens).unwrap_or(0),
+            state,
+            admitted,
+            not_before: admission.not_before.map(|t| t.0),
+        }
+    }
+}
+
+/// What admission says about one waiting Batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Admit,
+    /// Not yet; the message says what it waits for.
+    Wait(String),
+    /// It can never fit (more estimated tokens than `tokensPerHour`).
+    Never(String),
+}
+
+/// Tokens admitted within the window before `now`.
+pub fn window_tokens(entries: &[Entry], now: Timestamp) -> u64 {
+    entries
+        .iter()
+        .filter(|e| e.admitted.is_some_and(|at| in_window(at, now)))
+        .map(|e| e.tokens)
+        .sum()
+}
+
+/// Admitted and unfinished Batches.
+pub fn active(entries: &[Entry]) -> u32 {
+    u32::try_from(entries.iter().filter(|e| e.state == EntryState::Active).count()).unwrap_or(u32::MAX)
+}
+
+/// Validated Batches waiting to be admitted.
+pub fn waiting(entries: &[Entry]) -> u32 {
+    u32::try_from(entries.iter().filter(|e| e.state == EntryState::Waiting).count()).unwrap_or(u32::MAX)
+}
+
+fn in_window(at: Timestamp, now: Timestamp) -> bool {
+    now.duration_since(at).unsigned_abs() < WINDOW || at > now
+}
+
+/// Why a Batch the gateway sent back must still wait out its backoff, whatever the budget.
+pub fn held_back(status: &BatchStatus, now: Timestamp) -> Option<String> {
+    let until = status.admission.as_ref()?.not_before.as_ref()?.0;
+    (until > now).then(|| format!("the gateway sent the batch back (enqueued token limit); queued again until {until}"))
+}
+
+/// Whether the waiting Batch `key` may start now under `budget`, given every Batch of its
+/// gateway (`entries`, including itself).
+pub fn judge(key: &str, entries: &[Entry], budget: &Budget, now: Timestamp) -> Verdict {
+    let Some(candidate) = entries.iter().find(|e| e.key == key) else {
+        return Verdict::Wait("not known to the gateway's queue yet".into());
+    };
+    if let Some(limit) = budget.tokens_per_hour
+        && candidate.tokens > limit
+    {
+        return Verdict::Never(format!(
+            "the input is estimated at {} tokens, more than the gateway's tokensPerHour ({limit}): split it \
+             (a BatchSweep with smaller chunks) or raise the limit",
+            candidate.tokens
+        ));
+    }
+    let mut queue: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.state == EntryState::Waiting)
+        .filter(|e| budget.tokens_per_hour.is_none_or(|limit| e.tokens <= limit))
+        .collect();
+    queue.sort_by(|a, b| (a.created, &a.key).cmp(&(b.created, &b.key)));
+    let mut slots = budget.max_active_batches.map(|max| max.saturating_sub(active(entries)));
+    let mut tokens_left = budget
+        .tokens_per_hour
+        .map(|limit| limit.saturating_sub(window_tokens(entries, now)));
+    for (ahead, entry) in queue.iter().enumerate() {
+        let held_back = entry.not_before.filter(|t| *t > now);
+        let no_slot = slots == Some(0);
+        let no_tokens = tokens_left.is_some_and(|left| entry.tokens > left);
+        if held_back.is_none() && !no_slot && !no_tokens {
+            if entry.key == key {
+                return Verdict::Admit;
+            }
+            slots = slots.map(|s| s - 1);
+            tokens_left = tokens_left.map(|left| left - entry.tokens);
+            continue;
+        }
+        if entry.key != key {
+            return Verdict::Wait(format!(
+                "{} earlier Batch(es) of this gateway wait first (admission is in order of creation)",
+                ahead + 1
+            ));
+        }
+        return Verdict::Wait(match (held_back, no_slot) {
+            (Some(t), _) => format!("the gateway sent the batch back (enqueued token limit); queued again until {t}"),
+            (None, _) if ahead > 0 => format!(
+                "{ahead} earlier Batch(es) of this gateway take the room left first (admission is in order of creation)"
+            ),
+            (None, true) => format!(
+                "{} of {} batches active on this gateway (maxActiveBatches)",
+                active(entries),
+                budget.max_active_batches.unwrap_or(0)
+            ),
+            (None, false) => format!(
+                "{} estimated tokens admitted in the last hour; this one needs {} more than the {} left \
+                 (tokensPerHour {})",
+                window_tokens(entries, now),
+                entry.tokens - tokens_left.unwrap_or(0),
+                tokens_left.unwrap_or(0),
+                budget.tokens_per_hour.unwrap_or(0)
+            ),
+        });
+    }
+    Verdict::Wait("not validated yet".into())
+}
+
+/// How long a Batch sent back for the gateway's enqueued-token limit waits before it is
+/// admitted again: 15 s, doubling per requeue, at most half an hour.
+pub fn requeue_backoff(requeues: u32) -> Duration {
+    Duration::from_secs((15u64 << requeues.saturating_sub(1).min(10)).min(1800))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + seconds).unwrap()
+    }
+
+    fn waiting(key: &str, created: i64, tokens: u64) -> Entry {
+        Entry {
+            key: key.into(),
+            created: at(created),
+            tokens,
+            state: EntryState::Waiting,
+            admitted: None,
+            not_before: None,
+        }
+    }
+
+    fn active_since(key: &str, admitted: i64, tokens: u64) -> Entry {
+        Entry {
+            state: EntryState::Active,
+            admitted: Some(at(admitted)),
+            ..waiting(key, admitted - 1, tokens)
+        }
+    }
+
+    #[test]
+    fn no_limits_admit_everyone() {
+        let entries = [waiting("a", 0, 10), waiting("b", 1, 10)];
+        assert_eq!(judge("b", &entries, &Budget::default(), at(5)), Verdict::Admit);
+    }
+
+    #[test]
+    fn max_active_batches_admits_in_order_of_creation() {
+        let budget = Budget {
+            max_active_batches: Some(2),
+            tokens_per_hour: None,
+        };
+        let entries = [active_since("x", 0, 1), waiting("b", 2, 1), waiting("a", 1, 1)];
+        assert_eq!(judge("a", &entries, &budget, at(5)), Verdict::Admit);
+        let Verdict::Wait(why) = judge("b", &entries, &budget, at(5)) else {
+            panic!()
+        };
+        assert!(why.contains("1 earlier"), "{why}");
+        let entries = [active_since("x", 0, 1), active_since("a", 3, 1), waiting("b", 2, 1)];
+        let Verdict::Wait(why) = judge("b", &entries, &budget, at(5)) else {
+            panic!()
+        };
+        assert!(why.contains("2 of 2 batches active"), "{why}");
+    }
+
+    #[test]
+    fn tokens_per_hour_counts_a_rolling_hour_and_blocks_in_order() {
+        let budget = Budget {
+            max_active_batches: None,
+            tokens_per_hour: Some(100),
+        };
+        let mut done = active_since("old", 0, 70);
+        done.state = EntryState::Idle;
+        // Big waits for the old admission to leave the window; small behind it waits too.
+        let entries = [done.clone(), waiting("big", 10, 50), waiting("small", 11, 10)];
+        assert!(matches!(judge("big", &entries, &budget, at(60)), Verdict::Wait(m) if m.contains("tokensPerHour 100")));
+        assert!(matches!(judge("small", &entries, &budget, at(60)), Verdict::Wait(m) if m.contains("earlier")));
+        assert_eq!(judge("big", &entries, &budget, at(3600)), Verdict::Admit);
+        assert_eq!(window_tokens(&entries, at(60)), 70);
+        assert_eq!(window_tokens(&entries, at(3600)), 0);
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_hourly_budget_never_fits_and_blocks_nobody() {
+        let budget = Budget {
+            max_active_batches: None,
+            tokens_per_hour: Some(100),
+        };
+        let entries = [waiting("huge", 0, 500), waiting("next", 1, 10)];
+        assert!(matches!(judge("huge", &entries, &budget, at(1)), Verdict::Never(m) if m.contains("500")));
+        assert_eq!(judge("next", &entries, &budget, at(1)), Verdict::Admit);
+    }
+
+    #[test]
+    fn a_batch_sent_back_waits_out_its_backoff_and_holds_the_queue() {
+        let budget = Budget {
+            max_active_batches: Some(5),
+            tokens_per_hour: None,
+        };
+        let mut back = waiting("back", 0, 10);
+        back.not_before = Some(at(120));
+        let entries = [back, waiting("later", 1, 10)];
+        assert!(
+            matches!(judge("back", &entries, &budget, at(60)), Verdict::Wait(m) if m.contains("sent the batch back"))
+        );
+        assert!(matches!(judge("later", &entries, &budget, at(60)), Verdict::Wait(_)));
+        assert_eq!(judge("back", &entries, &budget, at(121)), Verdict::Admit);
+        assert_eq!(requeue_backoff(1), Duration::from_secs(15));
+        assert_eq!(requeue_backoff(2), Duration::from_secs(30));
+        assert_eq!(requeue_backoff(40), Duration::from_secs(1800));
+    }
+}
