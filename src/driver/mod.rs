@@ -4,6 +4,7 @@
 
 mod probe;
 mod results;
+pub mod retry;
 pub mod storage;
 
 pub use probe::probe_batch_api;

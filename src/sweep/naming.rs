@@ -24,6 +24,20 @@ pub fn child_name(sweep: &str, model: Option<&str>, chunk: u32) -> String {
         }
     }
     name.push_str(&format!("-c{chunk:04}"));
+    capped(name)
+}
+
+/// The name of attempt `attempt` (1-based) of the child `first`: `first` itself, then
+/// `<first>-r1`, `<first>-r2`, ... for the follow-ups that retry its failed lines; cut with a
+/// hash like [`child_name`] past 63 characters, so it is as deterministic.
+pub fn attempt_name(first: &str, attempt: u32) -> String {
+    if attempt <= 1 {
+        return first.to_string();
+    }
+    capped(format!("{first}-r{}", attempt - 1))
+}
+
+fn capped(name: String) -> String {
     if name.len() <= MAX_NAME {
         return name;
     }
