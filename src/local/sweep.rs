@@ -390,6 +390,16 @@ pub async fn expand(
     for ((namespace, name), located) in sweeps {
         let at = format!("{} BatchSweep {namespace}/{name}", located.origin);
         let sweep = &located.object;
+        if let Some(retry) = &sweep.spec.retry
+            && !(1..=crate::api::MAX_ATTEMPTS).contains(&retry.max_attempts)
+        {
+            problems.push(format!(
+                "{at}: spec.retry.maxAttempts is {}: it counts the first attempt too, from 1 (no retry) to {}",
+                retry.max_attempts,
+                crate::api::MAX_ATTEMPTS
+            ));
+            continue;
+        }
         let limits = gateway_limits(manifests, &namespace, sweep);
         let source = match &sweep.spec.input.object_store {
             Some(reference) => {
