@@ -99,11 +99,16 @@ impl Setup {
     }
 
     async fn created_batches(&self) -> usize {
+        self.posted("/v1/batches").await
+    }
+
+    /// Successful POSTs to `path` the simulator recorded.
+    async fn posted(&self, path: &str) -> usize {
         let url = format!("{}/__sim/journal", self.sim.base_url().trim_end_matches("/v1"));
         let entries: Vec<Value> = reqwest::get(url).await.unwrap().json().await.unwrap();
         entries
             .iter()
-            .filter(|e| e["method"] == "POST" && e["path"] == "/v1/batches" && e["status"].as_u64() < Some(300))
+            .filter(|e| e["method"] == "POST" && e["path"] == path && e["status"].as_u64() < Some(300))
             .count()
     }
 
@@ -357,4 +362,45 @@ async fn lines_that_failed_retryably_run_again_in_follow_up_children() {
     assert_eq!(status.progress.as_deref(), Some("2/2 batches"));
     assert!(status.children.iter().all(|c| c.attempts == Some(2)));
     assert_eq!(s.created_batches().await, 4, "no upstream batch twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_whose_creation_was_lost_adopts_its_upload_instead_of_sending_it_twice() {
+    let sim = SimulatorConfig {
+        expire: true,
+        ..Default::default()
+    };
+    let s = setup("sweep-retry-lost", sim, json!({})).await;
+    s.input(&common::chat_lines(20)).await;
+    s.sweep(
+        "corpus",
+        json!({"chunk": {"maxRequests": 10}, "parallelism": 1, "maxFailedBatches": 5,
+               "retry": {"maxAttempts": 2}}),
+    )
+    .await;
+    // Every second creation of a Batch object is lost: with parallelism 1 that includes each
+    // follow-up's first try, made after its input was uploaded.
+    fn batch_creations(request: &http::Request<kube::client::Body>) -> bool {
+        request.method() == http::Method::POST && request.uri().path().ends_with("/batches")
+    }
+    let faults = common::faults::FailSome::every_second(batch_creations);
+    let faulty = faults.client(common::apiserver::server().config().await);
+    let controller = RunningController::start(&faulty, &s.ns);
+    let (sweep, _) = s.wait_phase("corpus", SweepPhase::Succeeded).await;
+    controller.stop().await;
+    assert!(faults.failed() >= 2, "only {} creations were lost", faults.failed());
+    assert_eq!(s.children("corpus").await.len(), 4);
+    assert_eq!(s.created_batches().await, 4, "no upstream batch twice");
+    assert_eq!(
+        s.posted("/v1/files").await,
+        4,
+        "each input, and each retry file, uploaded once"
+    );
+    let retries = sweep.status.unwrap().retries.unwrap();
+    assert_eq!(
+        (retries.batches, retries.retried),
+        (2, 10),
+        "the expired half of each child"
+    );
+    assert_eq!(retries.recovered, 2 + 2, "a retry of 5 lines expires after 2");
 }
