@@ -88,6 +88,9 @@ pub fn decide(
     set_conditions(&mut next, spec, &counts, generation, now);
     if phase.is_terminal() && counts.running == 0 {
         next.completion_time.get_or_insert(Time(now));
+    } else if !phase.is_terminal() {
+        // Running again (a larger spec.retry.maxAttempts gave finished children more attempts).
+        next.completion_time = None;
     }
     next.batches = Some(counts);
     Decision { create, status: next }

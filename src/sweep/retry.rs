@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::api::{BatchInput, BatchPhase, BatchSpec, BatchSweepSpec, RequestCounts, Usage};
+use crate::api::{BatchInput, BatchPhase, BatchSpec, BatchSweepSpec, MAX_ATTEMPTS, RequestCounts, Usage};
 
 use super::{ChildPlan, ObservedChild, attempt_name};
 
@@ -115,8 +115,9 @@ pub struct Chain<'a> {
 impl<'a> Chain<'a> {
     /// The chain of `first`, from the attempts in `observed`.
     pub fn of(first: &'a ChildPlan, observed: &'a BTreeMap<String, ObservedChild>, max_attempts: u32) -> Self {
+        // Follow-ups made under a larger maxAttempts than today's still count.
         let mut attempts = Vec::new();
-        for attempt in 1..=max_attempts.max(1) {
+        for attempt in 1..=max_attempts.max(MAX_ATTEMPTS) {
             let name = attempt_name(&first.name, attempt);
             match observed.get(&name) {
                 Some(seen) => attempts.push((name, seen)),
@@ -128,7 +129,7 @@ impl<'a> Chain<'a> {
             Some((_, latest)) => match latest.phase {
                 Some(phase) if phase.is_terminal() => {
                     let failed = latest.request_counts.as_ref().map_or(0, |c| c.failed);
-                    let more = (attempts.len() as u32) < max_attempts
+                    let more = (attempts.len() as u32) < max_attempts.min(MAX_ATTEMPTS)
                         && phase != BatchPhase::Cancelled
                         && failed > 0
                         && latest.retryable != Some(0);

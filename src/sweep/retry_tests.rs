@@ -227,3 +227,31 @@ fn past_the_failure_budget_no_follow_up_starts() {
     assert!(decision.create.is_empty());
     assert_eq!(decision.status.phase, Some(SweepPhase::Failed));
 }
+
+#[test]
+fn raising_max_attempts_gives_a_finished_sweep_more_attempts_and_lowering_it_keeps_the_counts() {
+    let mut s = with_retry(2);
+    let children = plan_children("corpus", &s, &plan(1));
+    let mut observed = BTreeMap::new();
+    observed.insert("corpus-c0000".to_string(), expired(6, 4));
+    observed.insert("corpus-c0000-r1".to_string(), follow_up(BatchPhase::Expired, 2, 2));
+    let done = decide(&s, Some(1), &BatchSweepStatus::default(), &children, &observed, at(10));
+    assert!(done.create.is_empty());
+    assert!(done.status.completion_time.is_some());
+
+    s.retry = Some(RetrySpec { max_attempts: 3 });
+    let again = decide(&s, Some(2), &done.status, &children, &observed, at(20));
+    assert_eq!(names(&again.create), ["corpus-c0000-r2"]);
+    assert_eq!(again.status.phase, Some(SweepPhase::Running));
+    assert_eq!(again.status.completion_time, None);
+
+    s.retry = None;
+    let lowered = decide(&s, Some(3), &done.status, &children, &observed, at(30));
+    assert!(lowered.create.is_empty());
+    let counts = lowered.status.request_counts.unwrap();
+    assert_eq!(
+        (counts.completed, counts.failed),
+        (8, 2),
+        "the follow-up that ran still counts"
+    );
+}
