@@ -229,3 +229,47 @@ fn max_attempts_out_of_range_is_named_and_nothing_is_sent() {
     );
     assert!(sim.journal().is_empty(), "nothing goes upstream");
 }
+
+#[test]
+fn a_run_killed_after_uploading_a_retry_adopts_that_upload_when_rerun() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    let manifests = retry_manifests("  retry:\n    maxAttempts: 2\n").replace("parallelism: 2", "parallelism: 1");
+    ws.write("sweep.yaml", &manifests);
+    ws.write(
+        "gateway.yaml",
+        &gateway_manifests(&sim.base_url, KEY, &[("x-sim-expire", "true")]),
+    );
+    let killed = ws
+        .run_command(&["sweep.yaml", "gateway.yaml"])
+        .env("LLM_BATCH_CRASH_AFTER", "upload-retry-input")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success(), "{}", text(&killed));
+    assert_eq!(
+        sim.count_ok("POST", "/v1/files"),
+        2,
+        "the first child's input and its retry file"
+    );
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), 1);
+
+    let rerun = ws.run(&["sweep.yaml", "gateway.yaml"]);
+    assert_eq!(
+        rerun.status.code(),
+        Some(1),
+        "every last attempt expired: {}",
+        text(&rerun)
+    );
+    assert_eq!(
+        sim.count_ok("POST", "/v1/files"),
+        4,
+        "the retry file was adopted, not sent again"
+    );
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), 4);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.out("corpus").join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["retries"]["retried"], 100, "the expired half of each child");
+    assert_eq!(summary["retries"]["recovered"], 50);
+    assert_eq!(summary["requestCounts"]["completed"], 150);
+    assert_eq!(summary["requestCounts"]["failed"], 50);
+}

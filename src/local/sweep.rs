@@ -210,6 +210,7 @@ impl SweepRun {
         let made = follow_up_input(&follow.client, previous_status, &scratch).await;
         let _ = std::fs::remove_dir_all(&scratch);
         let made = made.map_err(|e| e.message)?;
+        crate::driver::crash_if_asked("upload-retry-input");
         let lines = made.as_ref().map_or(0, |m| m.lines);
         self.record(previous, |a| a.retryable = Some(lines));
         let save = |path: &Path, bytes: Vec<u8>| {
