@@ -196,14 +196,20 @@ fn set_conditions(
     generation: Option<i64>,
     now: Timestamp,
 ) {
-    let conditions = &mut status.conditions;
-    let summary = format!(
+    let mut summary = format!(
         "{} of {} batches finished ({} failed); {} running",
         counts.succeeded + counts.failed,
         counts.total,
         counts.failed,
         counts.running
     );
+    if let Some(retries) = status.retries.as_ref().filter(|r| r.batches > 0) {
+        summary.push_str(&format!(
+            "; {} lines retried in {} follow-up batches, {} recovered",
+            retries.retried, retries.batches, retries.recovered
+        ));
+    }
+    let conditions = &mut status.conditions;
     if counts.failed > spec.max_failed_batches {
         let message = format!(
             "{} batches failed, more than maxFailedBatches {}: no new batch starts; {summary}",

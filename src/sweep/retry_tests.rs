@@ -144,6 +144,14 @@ fn the_counts_of_all_attempts_merge_and_final_errors_are_lines_that_never_succee
     assert_eq!((retries.batches, retries.retried, retries.recovered), (2, 5, 3));
     let tokens = done.status.usage.clone().unwrap().total_tokens;
     assert_eq!(tokens, 9 * 11, "every attempt's tokens");
+    let complete = done.status.conditions.iter().find(|c| c.type_ == "Complete").unwrap();
+    assert!(
+        complete
+            .message
+            .ends_with("; 5 lines retried in 2 follow-up batches, 3 recovered"),
+        "{}",
+        complete.message
+    );
     let listed = &done.status.children[0];
     assert_eq!(
         (listed.phase, listed.completed, listed.failed, listed.attempts),
