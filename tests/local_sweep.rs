@@ -100,3 +100,176 @@ fn a_missing_corpus_is_named_and_nothing_is_sent() {
     assert!(text(&output).contains("s3://test/corpus.jsonl"), "{}", text(&output));
     assert!(sim.journal().is_empty(), "nothing goes upstream");
 }
+
+/// A sweep over a ConfigMap: 200 lines in chunks of 100, sent to gateway `gw`.
+fn retry_manifests(extra: &str) -> String {
+    let indented: String = chat_lines(200).lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: corpus\ndata:\n  batch.jsonl: |\n{indented}---\n\
+         apiVersion: llmbatch.io/v1alpha1\nkind: BatchSweep\nmetadata:\n  name: corpus\nspec:\n  input:\n    configMap:\n      \
+         name: corpus\n      key: batch.jsonl\n  chunk:\n    maxRequests: 100\n  template:\n    gatewayRef:\n      name: gw\n    \
+         endpoint: /v1/chat/completions\n  parallelism: 2\n  maxFailedBatches: 10\n{extra}"
+    )
+}
+
+fn custom_ids(lines: &[serde_json::Value]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| l["custom_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn lines_that_failed_retryably_run_again_as_follow_ups_and_the_summary_merges_the_attempts() {
+    // Every batch expires after half its lines, and about one line in ten fails with a 500
+    // (always the same lines): expired lines recover on a later attempt, the 500s never do.
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    ws.write("sweep.yaml", &retry_manifests("  retry:\n    maxAttempts: 3\n"));
+    let headers = [("x-sim-expire", "true"), ("x-sim-line-failure-rate", "0.1")];
+    ws.write("gateway.yaml", &gateway_manifests(&sim.base_url, KEY, &headers));
+    let output = ws.run(&["sweep.yaml", "gateway.yaml"]);
+    // Each child's last attempt expired too: the run says so, within the failure budget.
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("retrying them as corpus-c0000-r1 (attempt 2 of 3)"),
+        "{}",
+        text(&output)
+    );
+
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.out("corpus").join("summary.json")).unwrap()).unwrap();
+    let mut succeeded = BTreeSet::new();
+    let (mut retried, mut recovered, mut last_failed) = (0u64, 0u64, BTreeSet::new());
+    for chunk in 0..2 {
+        let first = format!("corpus-c{chunk:04}");
+        let attempts = [first.clone(), format!("{first}-r1"), format!("{first}-r2")];
+        let mut previous_retryable: Option<BTreeSet<String>> = None;
+        for (i, name) in attempts.iter().enumerate() {
+            assert_eq!(ws.status_yaml(name)["phase"], "Expired", "{name}");
+            let done = custom_ids(&ws.lines(name, "output.jsonl"));
+            let failed = custom_ids(&ws.lines(name, "errors.jsonl"));
+            let ran: BTreeSet<String> = done.iter().chain(&failed).cloned().collect();
+            if let Some(expected) = &previous_retryable {
+                assert_eq!(
+                    &ran,
+                    expected,
+                    "{name} holds exactly the lines {} failed",
+                    attempts[i - 1]
+                );
+                retried += ran.len() as u64;
+                recovered += done.len() as u64;
+            }
+            for id in &done {
+                assert!(id.starts_with(&format!("c{chunk:04}/")), "{id}");
+                assert!(succeeded.insert(id.clone()), "{id} succeeded twice");
+            }
+            previous_retryable = Some(failed.iter().cloned().collect());
+            if i == 2 {
+                last_failed.extend(failed);
+            }
+        }
+        assert!(
+            !ws.out(&format!("{first}-r3")).exists(),
+            "maxAttempts 3 counts the first"
+        );
+        let child = &summary["children"][chunk];
+        assert_eq!(child["name"], first.as_str());
+        assert_eq!(child["attempts"].as_array().unwrap().len(), 3);
+    }
+    assert!(recovered > 0, "expired lines succeed on a later attempt");
+    assert!(!last_failed.is_empty(), "the lines that always fail are still failing");
+    assert_eq!(
+        succeeded.len() + last_failed.len(),
+        200,
+        "every line either succeeded once or failed at the end"
+    );
+    assert_eq!(summary["requestCounts"]["total"], 200);
+    assert_eq!(summary["requestCounts"]["completed"], succeeded.len() as u64);
+    assert_eq!(summary["requestCounts"]["failed"], last_failed.len() as u64);
+    assert_eq!(summary["retries"]["batches"], 4);
+    assert_eq!(summary["retries"]["retried"], retried);
+    assert_eq!(summary["retries"]["recovered"], recovered);
+    let status = ws.status_yaml("corpus");
+    assert_eq!(
+        status["phase"], "Succeeded",
+        "two failed children are within maxFailedBatches 10"
+    );
+    assert_eq!(status["retries"]["recovered"], recovered);
+    assert_eq!(status["children"][0]["attempts"], 3);
+    assert_eq!(
+        sim.count_ok("POST", "/v1/batches"),
+        6,
+        "three attempts per child, none twice"
+    );
+    assert_eq!(sim.count_ok("POST", "/v1/files"), 6);
+
+    // A rerun finds every attempt finished: nothing more goes upstream.
+    let again = ws.run(&["sweep.yaml", "gateway.yaml"]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), 6);
+    assert_eq!(sim.count_ok("POST", "/v1/files"), 6);
+    let rerun: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.out("corpus").join("summary.json")).unwrap()).unwrap();
+    assert_eq!(rerun["requestCounts"], summary["requestCounts"]);
+}
+
+#[test]
+fn max_attempts_out_of_range_is_named_and_nothing_is_sent() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    ws.write("sweep.yaml", &retry_manifests("  retry:\n    maxAttempts: 0\n"));
+    ws.write("gateway.yaml", &gateway_manifests(&sim.base_url, KEY, &[]));
+    let output = ws.run(&["sweep.yaml", "gateway.yaml"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("spec.retry.maxAttempts is 0"),
+        "{}",
+        text(&output)
+    );
+    assert!(sim.journal().is_empty(), "nothing goes upstream");
+}
+
+#[test]
+fn a_run_killed_after_uploading_a_retry_adopts_that_upload_when_rerun() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    let manifests = retry_manifests("  retry:\n    maxAttempts: 2\n").replace("parallelism: 2", "parallelism: 1");
+    ws.write("sweep.yaml", &manifests);
+    ws.write(
+        "gateway.yaml",
+        &gateway_manifests(&sim.base_url, KEY, &[("x-sim-expire", "true")]),
+    );
+    let killed = ws
+        .run_command(&["sweep.yaml", "gateway.yaml"])
+        .env("LLM_BATCH_CRASH_AFTER", "upload-retry-input")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success(), "{}", text(&killed));
+    assert_eq!(
+        sim.count_ok("POST", "/v1/files"),
+        2,
+        "the first child's input and its retry file"
+    );
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), 1);
+
+    let rerun = ws.run(&["sweep.yaml", "gateway.yaml"]);
+    assert_eq!(
+        rerun.status.code(),
+        Some(1),
+        "every last attempt expired: {}",
+        text(&rerun)
+    );
+    assert_eq!(
+        sim.count_ok("POST", "/v1/files"),
+        4,
+        "the retry file was adopted, not sent again"
+    );
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), 4);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.out("corpus").join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["retries"]["retried"], 100, "the expired half of each child");
+    assert_eq!(summary["retries"]["recovered"], 50);
+    assert_eq!(summary["requestCounts"]["completed"], 150);
+    assert_eq!(summary["requestCounts"]["failed"], 50);
+}

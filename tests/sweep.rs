@@ -99,11 +99,16 @@ impl Setup {
     }
 
     async fn created_batches(&self) -> usize {
+        self.posted("/v1/batches").await
+    }
+
+    /// Successful POSTs to `path` the simulator recorded.
+    async fn posted(&self, path: &str) -> usize {
         let url = format!("{}/__sim/journal", self.sim.base_url().trim_end_matches("/v1"));
         let entries: Vec<Value> = reqwest::get(url).await.unwrap().json().await.unwrap();
         entries
             .iter()
-            .filter(|e| e["method"] == "POST" && e["path"] == "/v1/batches" && e["status"].as_u64() < Some(300))
+            .filter(|e| e["method"] == "POST" && e["path"] == path && e["status"].as_u64() < Some(300))
             .count()
     }
 
@@ -277,4 +282,125 @@ async fn an_input_with_a_line_too_large_for_a_chunk_fails_the_sweep_with_the_lin
     assert!(failed.message.contains("line 4 is"), "{}", failed.message);
     assert!(s.children("corpus").await.is_empty());
     assert_eq!(s.created_batches().await, 0);
+}
+
+#[tokio::test]
+async fn lines_that_failed_retryably_run_again_in_follow_up_children() {
+    // Every batch expires after half its lines and about one line in ten always fails with a
+    // 500: the expired half recovers in the follow-up, the 500s do not.
+    let sim = SimulatorConfig {
+        expire: true,
+        line_failure_rate: 0.1,
+        ..Default::default()
+    };
+    let s = setup("sweep-retry", sim, json!({})).await;
+    s.input(&common::chat_lines(40)).await;
+    s.sweep(
+        "corpus",
+        json!({"chunk": {"maxRequests": 20}, "parallelism": 2, "maxFailedBatches": 5,
+               "retry": {"maxAttempts": 2}}),
+    )
+    .await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    let (sweep, most_in_flight) = s.wait_phase("corpus", SweepPhase::Succeeded).await;
+    controller.stop().await;
+    assert!(most_in_flight <= 2, "{most_in_flight} children in flight at once");
+
+    let children = s.children("corpus").await;
+    let names: BTreeSet<String> = children.iter().map(|b| b.name_any()).collect();
+    let expected: BTreeSet<String> = ["corpus-c0000", "corpus-c0000-r1", "corpus-c0001", "corpus-c0001-r1"]
+        .map(String::from)
+        .into();
+    assert_eq!(names, expected, "maxAttempts 2 is the first attempt and one retry");
+    let mut succeeded = BTreeSet::new();
+    let (mut retried, mut recovered, mut final_failed) = (0, 0, 0);
+    for chunk in 0..2 {
+        let first = children
+            .iter()
+            .find(|b| b.name_any() == format!("corpus-c{chunk:04}"))
+            .unwrap();
+        let retry = children
+            .iter()
+            .find(|b| b.name_any() == format!("corpus-c{chunk:04}-r1"))
+            .unwrap();
+        let first_counts = first.status.clone().unwrap().request_counts.unwrap();
+        let retry_counts = retry.status.clone().unwrap().request_counts.unwrap();
+        assert_eq!(
+            retry_counts.total, first_counts.failed,
+            "the follow-up holds the failed lines"
+        );
+        assert_eq!(
+            retry.annotations()["llmbatch.io/retry-lines"],
+            first_counts.failed.to_string()
+        );
+        assert_eq!(retry.labels()["llmbatch.io/attempt"], "2");
+        assert!(retry.spec.input.file_id.is_some(), "its input was made on the gateway");
+        retried += retry_counts.total;
+        recovered += retry_counts.completed;
+        final_failed += retry_counts.failed;
+        for secret in [format!("results-c{chunk:04}"), format!("results-c{chunk:04}-r1")] {
+            for line in s.output_lines(&secret).await {
+                let id = line["custom_id"].as_str().unwrap().to_string();
+                assert!(id.starts_with(&format!("c{chunk:04}/")), "{id}");
+                assert!(succeeded.insert(id.clone()), "{id} succeeded twice");
+            }
+        }
+    }
+    assert!(recovered > 0, "expired lines succeed on the retry");
+    let status = sweep.status.unwrap();
+    let counts = status.request_counts.unwrap();
+    assert_eq!(
+        (counts.total, counts.completed, counts.failed),
+        (40, succeeded.len() as u64, final_failed)
+    );
+    assert_eq!(succeeded.len() as u64 + final_failed, 40);
+    let retries = status.retries.unwrap();
+    assert_eq!(
+        (retries.batches, retries.retried, retries.recovered),
+        (2, retried, recovered)
+    );
+    assert_eq!(status.progress.as_deref(), Some("2/2 batches"));
+    assert!(status.children.iter().all(|c| c.attempts == Some(2)));
+    assert_eq!(s.created_batches().await, 4, "no upstream batch twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_whose_creation_was_lost_adopts_its_upload_instead_of_sending_it_twice() {
+    let sim = SimulatorConfig {
+        expire: true,
+        ..Default::default()
+    };
+    let s = setup("sweep-retry-lost", sim, json!({})).await;
+    s.input(&common::chat_lines(20)).await;
+    s.sweep(
+        "corpus",
+        json!({"chunk": {"maxRequests": 10}, "parallelism": 1, "maxFailedBatches": 5,
+               "retry": {"maxAttempts": 2}}),
+    )
+    .await;
+    // Every second creation of a Batch object is lost: with parallelism 1 that includes each
+    // follow-up's first try, made after its input was uploaded.
+    fn batch_creations(request: &http::Request<kube::client::Body>) -> bool {
+        request.method() == http::Method::POST && request.uri().path().ends_with("/batches")
+    }
+    let faults = common::faults::FailSome::every_second(batch_creations);
+    let faulty = faults.client(common::apiserver::server().config().await);
+    let controller = RunningController::start(&faulty, &s.ns);
+    let (sweep, _) = s.wait_phase("corpus", SweepPhase::Succeeded).await;
+    controller.stop().await;
+    assert!(faults.failed() >= 2, "only {} creations were lost", faults.failed());
+    assert_eq!(s.children("corpus").await.len(), 4);
+    assert_eq!(s.created_batches().await, 4, "no upstream batch twice");
+    assert_eq!(
+        s.posted("/v1/files").await,
+        4,
+        "each input, and each retry file, uploaded once"
+    );
+    let retries = sweep.status.unwrap().retries.unwrap();
+    assert_eq!(
+        (retries.batches, retries.retried),
+        (2, 10),
+        "the expired half of each child"
+    );
+    assert_eq!(retries.recovered, 2 + 2, "a retry of 5 lines expires after 2");
 }

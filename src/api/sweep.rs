@@ -68,6 +68,32 @@ pub struct BatchSweepSpec {
     /// Stop creating children (running ones finish); set back to false to continue.
     #[serde(default)]
     pub suspend: bool,
+    /// Resubmit lines that failed retryably (429, 5xx, timeout, expired batch) as follow-up
+    /// Batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
+}
+
+/// Most attempts a line may get (`spec.retry.maxAttempts`).
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// Retrying the lines of a child that failed for reasons worth another try.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetrySpec {
+    /// Attempts per line in all, the first one included: 3 is the first try and at most two
+    /// retries; 1 retries nothing. Each retry is a follow-up child Batch `<child>-r<n>` holding
+    /// only the lines of the attempt before it that failed with 429, a 5xx, a timeout or
+    /// `batch_expired`.
+    #[schemars(range(min = 1, max = 10))]
+    pub max_attempts: u32,
+}
+
+impl BatchSweepSpec {
+    /// Attempts per line in all (1 without `spec.retry`).
+    pub fn max_attempts(&self) -> u32 {
+        self.retry.as_ref().map_or(1, |r| r.max_attempts.clamp(1, MAX_ATTEMPTS))
+    }
 }
 
 fn default_parallelism() -> u32 {
@@ -185,6 +211,10 @@ pub struct BatchSweepStatus {
     /// Tokens summed over the children.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// Lines resubmitted by follow-up Batches, and how many of them then succeeded
+    /// (with `spec.retry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetryCounts>,
     /// The children, unfinished ones first, at most 50 (the counts cover all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<ChildStatus>,
@@ -235,7 +265,19 @@ pub struct ChildCounts {
     pub failed: u32,
 }
 
-/// One child Batch.
+/// What the follow-up Batches of a sweep did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryCounts {
+    /// Follow-up Batches created.
+    pub batches: u32,
+    /// Lines resubmitted (a line retried twice counts twice).
+    pub retried: u64,
+    /// Lines that failed in an attempt and succeeded in a later one.
+    pub recovered: u64,
+}
+
+/// One child Batch (with its follow-ups, under `spec.retry`: the counts are of all attempts).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChildStatus {
@@ -246,13 +288,16 @@ pub struct ChildStatus {
     pub model: Option<String>,
     /// Index into `plan.chunks`.
     pub chunk: u32,
-    /// The Batch's phase.
+    /// The phase of its latest attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<BatchPhase>,
-    /// Lines that succeeded.
+    /// Lines that succeeded in any attempt.
     #[serde(default)]
     pub completed: u64,
-    /// Lines that failed.
+    /// Lines that failed and were not (or not yet) retried successfully.
     #[serde(default)]
     pub failed: u64,
+    /// Attempts made so far, when more than one: the latest is `<name>-r<attempts - 1>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
 }

@@ -2,6 +2,13 @@
 //! create the child Batches the fan-out decides and sum their status. Children are owned by the
 //! sweep, so their changes wake it; their names are deterministic, so a restart never creates
 //! one twice.
+//!
+//! With `spec.retry`, a finished child whose lines failed retryably gets a follow-up Batch
+//! `<child>-r<n>`: its input is made on the gateway from the child's error and input files
+//! (uploaded under a name derived from the child's upstream batch, so a restart adopts it)
+//! and given to the follow-up as `spec.input.fileId`. The follow-up carries how many lines it
+//! retries in an annotation; a finished attempt with nothing to retry is annotated so, so its
+//! error file is read once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,10 +25,11 @@ use super::cluster_io::{self, InputError};
 use super::object_io;
 use super::{Context, Error, MANAGER};
 use crate::api::{Batch, BatchGateway, BatchSweep, BatchSweepStatus, SweepPhase, SweepPlan};
+use crate::driver::retry::{RetryInput, follow_up_input};
 use crate::io::storage::StorageErrorKind;
 use crate::io::{ScanError, scan_object};
 use crate::jsonl::ChunkPlanner;
-use crate::sweep::{self, ChildPlan, ObservedChild, SWEEP_LABEL};
+use crate::sweep::{self, ChildPlan, ObservedChild, RETRY_LINES_ANNOTATION, RETRYABLE_ANNOTATION, SWEEP_LABEL};
 
 /// How soon a sweep waiting for its input or gateway looks again.
 const WAITING: Duration = Duration::from_secs(15);
@@ -62,14 +70,31 @@ pub async fn reconcile(sweep: Arc<BatchSweep>, ctx: Arc<Context>) -> Result<Requ
     let plan = status.plan.clone().expect("planned above");
     let name = sweep.name_any();
     let children = sweep::plan_children(&name, &sweep.spec, &plan);
-    let observed = observe_children(&ctx.client, &sweep).await?;
+    let (observed, batches) = observe_children(&ctx.client, &sweep).await?;
     let decision = sweep::decide(&sweep.spec, generation, &status, &children, &observed, Timestamp::now());
+    let mut created = Vec::new();
     for child in &decision.create {
-        create_child(&ctx.client, &sweep, child).await?;
+        match &child.retry_of {
+            None => {
+                create_child(&ctx.client, &sweep, child, None).await?;
+                created.push(child.name.clone());
+            }
+            Some(previous) => {
+                let Some(previous) = batches.get(previous) else {
+                    continue;
+                };
+                if let Some(lines) = follow_up(&ctx, &sweep, child, previous).await? {
+                    created.push(format!(
+                        "{} (retrying {lines} lines of {})",
+                        child.name,
+                        previous.name_any()
+                    ));
+                }
+            }
+        }
     }
-    if !decision.create.is_empty() {
-        let names: Vec<&str> = decision.create.iter().map(|c| c.name.as_str()).collect();
-        let note = format!("created {}", names.join(", "));
+    if !created.is_empty() {
+        let note = format!("created {}", created.join(", "));
         ctx.publish(&*sweep, EventType::Normal, "BatchesCreated", &note).await;
     }
     if decision.status.phase != status.phase
@@ -163,13 +188,69 @@ async fn plan(sweep: &BatchSweep, ctx: &Context) -> Result<Planned, Error> {
     })
 }
 
-/// The sweep's existing children, by name (only those it owns).
-async fn observe_children(client: &kube::Client, sweep: &BatchSweep) -> Result<BTreeMap<String, ObservedChild>, Error> {
+/// Makes the input of the follow-up `child` from the finished attempt `previous` on the gateway
+/// and creates it; the lines it retries, or `None` when there was nothing to retry (the
+/// attempt is then annotated so, and not read again).
+async fn follow_up(
+    ctx: &Context,
+    sweep: &BatchSweep,
+    child: &ChildPlan,
+    previous: &Batch,
+) -> Result<Option<u64>, Error> {
+    let client = match cluster_io::gateway_client(ctx, previous).await? {
+        Ok((client, _)) => client,
+        Err(why) => return Err(Error::Gateway(format!("retrying {}: {why}", previous.name_any()))),
+    };
+    let status = previous.status.clone().unwrap_or_default();
+    let scratch = std::env::temp_dir().join(format!("llmbatch-retry-{}", uuid::Uuid::new_v4().simple()));
+    let made = follow_up_input(&client, &status, &scratch).await;
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    match made {
+        Ok(Some(input)) => {
+            create_child(&ctx.client, sweep, child, Some(&input)).await?;
+            annotate_retryable(&ctx.client, previous, input.lines).await?;
+            Ok(Some(input.lines))
+        }
+        Ok(None) => {
+            annotate_retryable(&ctx.client, previous, 0).await?;
+            Ok(None)
+        }
+        Err(e) if e.transient => Err(Error::Gateway(format!("retrying {}: {e}", previous.name_any()))),
+        Err(e) => {
+            let note = format!("the failed lines of {} are not retried: {e}", previous.name_any());
+            ctx.publish(sweep, EventType::Warning, "RetryFailed", &note).await;
+            annotate_retryable(&ctx.client, previous, 0).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Records on a finished attempt how many of its lines failed retryably.
+async fn annotate_retryable(client: &kube::Client, batch: &Batch, lines: u64) -> Result<(), Error> {
+    let api = Api::<Batch>::namespaced(client.clone(), &batch.namespace().unwrap_or_default());
+    let patch = json!({"metadata": {"annotations": {RETRYABLE_ANNOTATION: lines.to_string()}}});
+    api.patch(&batch.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// A count kept in an annotation.
+fn annotated(batch: &Batch, key: &str) -> Option<u64> {
+    batch.annotations().get(key).and_then(|v| v.parse().ok())
+}
+
+/// The sweep's existing children (first attempts and follow-ups), by name (only those it owns):
+/// what the fan-out needs of each, and the objects.
+async fn observe_children(
+    client: &kube::Client,
+    sweep: &BatchSweep,
+) -> Result<(BTreeMap<String, ObservedChild>, BTreeMap<String, Batch>), Error> {
     let ns = sweep.namespace().unwrap_or_default();
     let api = Api::<Batch>::namespaced(client.clone(), &ns);
     let selector = format!("{SWEEP_LABEL}={}", sweep.name_any());
     let uid = sweep.uid();
     let mut observed = BTreeMap::new();
+    let mut batches = BTreeMap::new();
     for batch in api.list(&ListParams::default().labels(&selector)).await? {
         let owned = batch.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref());
         if !owned {
@@ -182,24 +263,44 @@ async fn observe_children(client: &kube::Client, sweep: &BatchSweep) -> Result<B
                 phase: status.phase,
                 request_counts: status.request_counts,
                 usage: status.usage,
+                lines: annotated(&batch, RETRY_LINES_ANNOTATION),
+                retryable: annotated(&batch, RETRYABLE_ANNOTATION),
             },
         );
+        batches.insert(batch.name_any(), batch);
     }
-    Ok(observed)
+    Ok((observed, batches))
 }
 
-/// Creates a child Batch owned by the sweep; one that already exists is left as it is.
-async fn create_child(client: &kube::Client, sweep: &BatchSweep, child: &ChildPlan) -> Result<(), Error> {
+/// Creates a child Batch owned by the sweep (a follow-up reads `retry`'s file on the gateway);
+/// one that already exists is left as it is.
+async fn create_child(
+    client: &kube::Client,
+    sweep: &BatchSweep,
+    child: &ChildPlan,
+    retry: Option<&RetryInput>,
+) -> Result<(), Error> {
     let ns = sweep.namespace().unwrap_or_default();
     let owner = sweep
         .controller_owner_ref(&())
         .ok_or_else(|| Error::Invalid("the BatchSweep has no uid yet".into()))?;
-    let mut batch = Batch::new(&child.name, child.batch_spec(&sweep.name_any(), &sweep.spec));
+    let spec = match retry {
+        Some(input) => child.follow_up_spec(&sweep.name_any(), &sweep.spec, &input.file_id),
+        None => child.batch_spec(&sweep.name_any(), &sweep.spec),
+    };
+    let mut batch = Batch::new(&child.name, spec);
+    if let Some(input) = retry {
+        batch.metadata.annotations = Some(BTreeMap::from([(
+            RETRY_LINES_ANNOTATION.to_string(),
+            input.lines.to_string(),
+        )]));
+    }
     batch.metadata.namespace = Some(ns.clone());
     batch.metadata.owner_references = Some(vec![owner]);
     let mut labels = BTreeMap::from([
         (SWEEP_LABEL.to_string(), sweep.name_any()),
         ("llmbatch.io/chunk".to_string(), child.chunk.to_string()),
+        ("llmbatch.io/attempt".to_string(), child.attempt.to_string()),
         ("app.kubernetes.io/managed-by".to_string(), MANAGER.to_string()),
     ]);
     if let Some(model) = &child.model

@@ -5,6 +5,7 @@
 mod download;
 mod probe;
 mod results;
+pub mod retry;
 pub mod storage;
 
 pub use download::{FINAL_FAILURE, JobFailure, download_results};
@@ -177,7 +178,8 @@ pub async fn cancel(client: &GatewayClient, batch_id: &str) -> Outcome {
 /// Environment variable naming a step after which the process aborts, before the step's
 /// result is saved: how the tests reproduce a crash in the worst window of every step
 /// (`run -f` checks after every engine step; the object-store output also after its objects,
-/// before `manifest.json`: step `write-result-objects`).
+/// before `manifest.json`: step `write-result-objects`; a sweep's retry after uploading a
+/// follow-up's input, before keeping its id: step `upload-retry-input`).
 pub const CRASH_AFTER_ENV: &str = "LLM_BATCH_CRASH_AFTER";
 
 /// Aborts the process when [`CRASH_AFTER_ENV`] names `step`.

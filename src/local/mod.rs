@@ -135,11 +135,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             cancel: cancel.clone(),
             board: &board,
             order,
-        }
-        .run();
+        };
         match sweeps.iter().find(|s| s.owns(&plan.namespace, &plan.name)) {
-            Some(sweep) => runs.push(Box::pin(sweep.gated(run))),
-            None => runs.push(Box::pin(run)),
+            Some(sweep) => runs.push(Box::pin(sweep.gated(run, &reporter))),
+            None => runs.push(Box::pin(run.run())),
         }
     }
     let endings = futures::future::join_all(runs).await;

@@ -23,6 +23,10 @@ pub struct ChildPlan {
     /// Prepended to every `custom_id`, so results pivot by model and chunk:
     /// `<model>/c<chunk>/` (`c<chunk>/` without a matrix).
     pub custom_id_prefix: String,
+    /// 1 for the child itself; 2, 3, ... for the follow-ups retrying its failed lines.
+    pub attempt: u32,
+    /// The attempt whose retryable lines this follow-up holds.
+    pub retry_of: Option<String>,
 }
 
 impl ChildPlan {
@@ -107,6 +111,8 @@ pub fn plan_children(sweep: &str, spec: &BatchSweepSpec, plan: &SweepPlan) -> Ve
                 chunk,
                 range: *range,
                 custom_id_prefix: custom_id_prefix(*model, chunk),
+                attempt: 1,
+                retry_of: None,
             });
         }
     }

@@ -5,15 +5,24 @@
 mod children;
 mod naming;
 mod progress;
+mod retry;
 mod summary;
 
+#[cfg(test)]
+mod retry_tests;
 #[cfg(test)]
 mod tests;
 
 pub use children::{ChildPlan, chunk_limits, plan_children, plan_of};
-pub use naming::{child_name, fit_dns_label};
+pub use naming::{attempt_name, child_name, fit_dns_label};
 pub use progress::{Decision, ObservedChild, decide, plan_failed};
-pub use summary::{ChildSummary, Summary, Totals, summarise};
+pub use retry::{Chain, ChainState, RETRYABLE_CODES, chains, retry_filename, retryable_custom_id};
+pub use summary::{AttemptSummary, ChildSummary, Summary, Totals, summarise};
 
 /// Label on every child Batch naming its sweep.
 pub const SWEEP_LABEL: &str = "llmbatch.io/sweep";
+/// Annotation on a follow-up Batch: how many lines it retries.
+pub const RETRY_LINES_ANNOTATION: &str = "llmbatch.io/retry-lines";
+/// Annotation on a finished attempt: how many of its lines failed retryably (written once its
+/// error file was read, so it is read only once).
+pub const RETRYABLE_ANNOTATION: &str = "llmbatch.io/retryable-lines";

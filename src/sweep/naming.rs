@@ -27,6 +27,16 @@ pub fn child_name(sweep: &str, model: Option<&str>, chunk: u32) -> String {
     fit_dns_label(name)
 }
 
+/// The name of attempt `attempt` (1-based) of the child `first`: `first` itself, then
+/// `<first>-r1`, `<first>-r2`, ... for the follow-ups that retry its failed lines; cut with a
+/// hash like [`child_name`] past 63 characters, so it is as deterministic.
+pub fn attempt_name(first: &str, attempt: u32) -> String {
+    if attempt <= 1 {
+        return first.to_string();
+    }
+    fit_dns_label(format!("{first}-r{}", attempt - 1))
+}
+
 /// `name` when it fits a DNS label (63 characters); otherwise cut, ending in a hash of the
 /// whole, so distinct long names stay distinct.
 pub fn fit_dns_label(name: String) -> String {

@@ -7,17 +7,23 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{
     BatchPhase, BatchSweepSpec, BatchSweepStatus, ChildCounts, ChildStatus, Conditions, MAX_LISTED_CHILDREN,
-    RequestCounts, SweepPhase, Usage, condition_types as types, reasons,
+    RequestCounts, RetryCounts, SweepPhase, Usage, condition_types as types, reasons,
 };
 
 use super::ChildPlan;
+use super::retry::{Chain, ChainState, chains};
 
-/// What the driver saw of one existing child Batch.
+/// What the driver saw of one existing child Batch (a first attempt or a follow-up).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObservedChild {
     pub phase: Option<BatchPhase>,
     pub request_counts: Option<RequestCounts>,
     pub usage: Option<Usage>,
+    /// For a follow-up: the lines it was created with.
+    pub lines: Option<u64>,
+    /// For a finished attempt whose error file was read: its lines that failed retryably
+    /// (`None` until read).
+    pub retryable: Option<u64>,
 }
 
 /// What to do now.
@@ -39,18 +45,17 @@ pub fn decide(
     observed: &BTreeMap<String, ObservedChild>,
     now: Timestamp,
 ) -> Decision {
-    let tally = Tally::of(children, observed);
+    let chains = chains(children, observed, spec.max_attempts());
+    let tally = Tally::of(&chains);
     let over_budget = tally.failed > spec.max_failed_batches;
     let slots = spec.parallelism.saturating_sub(tally.running) as usize;
     let create: Vec<ChildPlan> = if spec.suspend || over_budget {
         Vec::new()
     } else {
-        children
-            .iter()
-            .filter(|child| !observed.contains_key(&child.name))
-            .take(slots)
-            .cloned()
-            .collect()
+        // Follow-ups first: they finish work already started.
+        let retries = chains.iter().filter(|c| c.state == ChainState::RetryDue);
+        let firsts = chains.iter().filter(|c| c.state == ChainState::Waiting);
+        retries.chain(firsts).filter_map(Chain::next).take(slots).collect()
     };
 
     let mut next = status.clone();
@@ -78,10 +83,14 @@ pub fn decide(
     next.progress = Some(format!("{}/{} batches", counts.succeeded + counts.failed, counts.total));
     next.request_counts = Some(tally.requests.clone());
     next.usage = Some(tally.usage.clone());
-    next.children = listed(children, observed, &create);
+    next.retries = (spec.max_attempts() > 1 || tally.retries.batches > 0).then(|| tally.retries.clone());
+    next.children = listed(&chains, &create);
     set_conditions(&mut next, spec, &counts, generation, now);
     if phase.is_terminal() && counts.running == 0 {
         next.completion_time.get_or_insert(Time(now));
+    } else if !phase.is_terminal() {
+        // Running again (a larger spec.retry.maxAttempts gave finished children more attempts).
+        next.completion_time = None;
     }
     next.batches = Some(counts);
     Decision { create, status: next }
@@ -114,57 +123,69 @@ struct Tally {
     failed: u32,
     requests: RequestCounts,
     usage: Usage,
+    retries: RetryCounts,
 }
 
 impl Tally {
-    fn of(children: &[ChildPlan], observed: &BTreeMap<String, ObservedChild>) -> Self {
+    fn of(chains: &[Chain<'_>]) -> Self {
         let mut tally = Tally::default();
-        for child in children {
-            let Some(seen) = observed.get(&child.name) else {
-                tally.waiting += 1;
-                continue;
-            };
-            match seen.phase {
-                Some(BatchPhase::Succeeded) => tally.succeeded += 1,
-                Some(p) if p.is_terminal() => tally.failed += 1,
-                _ => tally.running += 1,
+        for chain in chains {
+            match chain.state {
+                ChainState::Waiting | ChainState::RetryDue => tally.waiting += 1,
+                ChainState::Running => tally.running += 1,
+                ChainState::Done(BatchPhase::Succeeded) => tally.succeeded += 1,
+                ChainState::Done(_) => tally.failed += 1,
             }
-            let counts = seen.request_counts.clone().unwrap_or_default();
-            let usage = seen.usage.clone().unwrap_or_default();
-            super::summary::add(&mut tally.requests, &mut tally.usage, &counts, &usage);
+            if chain.attempts.is_empty() {
+                continue;
+            }
+            super::summary::add(
+                &mut tally.requests,
+                &mut tally.usage,
+                &chain.request_counts(),
+                &chain.usage(),
+            );
+            let (retried, recovered) = chain.retried_and_recovered();
+            tally.retries.batches += chain.attempts.len().saturating_sub(1) as u32;
+            tally.retries.retried += retried;
+            tally.retries.recovered += recovered;
         }
         tally
     }
 }
 
-/// Unfinished children first (running, then waiting to be created now), then finished ones,
-/// each group in plan order; at most [`MAX_LISTED_CHILDREN`].
-fn listed(
-    children: &[ChildPlan],
-    observed: &BTreeMap<String, ObservedChild>,
-    create: &[ChildPlan],
-) -> Vec<ChildStatus> {
-    let entry = |child: &ChildPlan| {
-        let seen = observed.get(&child.name);
-        let counts = seen.and_then(|s| s.request_counts.as_ref());
+/// Unfinished children first (running, then those starting now), then finished ones, each
+/// group in plan order; at most [`MAX_LISTED_CHILDREN`]. A child with follow-ups is one entry:
+/// the phase of its latest attempt and the counts of all.
+fn listed(chains: &[Chain<'_>], create: &[ChildPlan]) -> Vec<ChildStatus> {
+    let starting = |chain: &Chain<'_>| {
+        create
+            .iter()
+            .any(|c| c.chunk == chain.first.chunk && c.model == chain.first.model)
+    };
+    let entry = |chain: &Chain<'_>| {
+        let counts = chain.request_counts();
+        let attempts = chain.attempts.len() as u32 + u32::from(chain.state == ChainState::RetryDue && starting(chain));
         ChildStatus {
-            name: child.name.clone(),
-            model: child.model.clone(),
-            chunk: child.chunk,
-            phase: seen.and_then(|s| s.phase).or(Some(BatchPhase::Pending)),
-            completed: counts.map_or(0, |r| r.completed),
-            failed: counts.map_or(0, |r| r.failed),
+            name: chain.first.name.clone(),
+            model: chain.first.model.clone(),
+            chunk: chain.first.chunk,
+            phase: match chain.state {
+                ChainState::RetryDue if starting(chain) => Some(BatchPhase::Pending),
+                _ => chain.phase().or(Some(BatchPhase::Pending)),
+            },
+            completed: counts.completed,
+            failed: counts.failed,
+            attempts: (attempts > 1).then_some(attempts),
         }
     };
-    let finished = |child: &&ChildPlan| {
-        observed
-            .get(&child.name)
-            .and_then(|s| s.phase)
-            .is_some_and(BatchPhase::is_terminal)
-    };
-    let exists = |child: &&ChildPlan| observed.contains_key(&child.name) || create.contains(child);
-    let unfinished = children.iter().filter(|ch| exists(ch) && !finished(ch));
-    let done = children.iter().filter(finished);
+    let finished = |chain: &&Chain<'_>| matches!(chain.state, ChainState::Done(_));
+    let unfinished = chains.iter().filter(|ch| match ch.state {
+        ChainState::Running | ChainState::RetryDue => true,
+        ChainState::Waiting => starting(ch),
+        ChainState::Done(_) => false,
+    });
+    let done = chains.iter().filter(finished);
     unfinished.chain(done).take(MAX_LISTED_CHILDREN).map(entry).collect()
 }
 
@@ -175,14 +196,20 @@ fn set_conditions(
     generation: Option<i64>,
     now: Timestamp,
 ) {
-    let conditions = &mut status.conditions;
-    let summary = format!(
+    let mut summary = format!(
         "{} of {} batches finished ({} failed); {} running",
         counts.succeeded + counts.failed,
         counts.total,
         counts.failed,
         counts.running
     );
+    if let Some(retries) = status.retries.as_ref().filter(|r| r.batches > 0) {
+        summary.push_str(&format!(
+            "; {} lines retried in {} follow-up batches, {} recovered",
+            retries.retried, retries.batches, retries.recovered
+        ));
+    }
+    let conditions = &mut status.conditions;
     if counts.failed > spec.max_failed_batches {
         let message = format!(
             "{} batches failed, more than maxFailedBatches {}: no new batch starts; {summary}",

@@ -5,16 +5,23 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::api::{BatchPhase, RequestCounts, Usage};
+use crate::api::{BatchPhase, RequestCounts, RetryCounts, Usage};
 
+use super::retry::chains;
 use super::{ChildPlan, ObservedChild};
 
 /// The whole summary.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
+    /// Lines by outcome over all attempts: a line that failed and then succeeded on a retry
+    /// counts as completed only; `failed` is the lines that never succeeded.
     pub request_counts: RequestCounts,
+    /// Tokens of every attempt.
     pub usage: Usage,
+    /// What the follow-up Batches did (with `spec.retry`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetryCounts>,
     /// Keyed by model (`""` when the sweep has no matrix).
     pub by_model: BTreeMap<String, Totals>,
     /// Keyed by chunk index.
@@ -41,19 +48,43 @@ pub struct ChildSummary {
     pub model: Option<String>,
     pub chunk: u32,
     pub custom_id_prefix: String,
+    /// The phase of the latest attempt.
     pub phase: Option<BatchPhase>,
+    /// Over all attempts, as in [`Summary::request_counts`].
     pub request_counts: RequestCounts,
     pub usage: Usage,
+    /// Every attempt, when there was more than one (results of each are in its own directory).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptSummary>,
 }
 
-/// Summarises the children that ran (those never created are left out).
-pub fn summarise(children: &[ChildPlan], observed: &BTreeMap<String, ObservedChild>) -> Summary {
+/// One attempt of a child.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptSummary {
+    pub name: String,
+    pub phase: Option<BatchPhase>,
+    pub request_counts: RequestCounts,
+}
+
+/// Summarises the children that ran (those never created are left out), each with its
+/// follow-ups (`observed` holds them by name) merged in.
+pub fn summarise(children: &[ChildPlan], observed: &BTreeMap<String, ObservedChild>, max_attempts: u32) -> Summary {
     let mut summary = Summary::default();
-    for plan in children {
-        let Some(seen) = observed.get(&plan.name) else { continue };
-        let counts = seen.request_counts.clone().unwrap_or_default();
-        let usage = seen.usage.clone().unwrap_or_default();
-        let succeeded = seen.phase == Some(BatchPhase::Succeeded);
+    let mut retries = RetryCounts::default();
+    for chain in chains(children, observed, max_attempts) {
+        if chain.attempts.is_empty() {
+            continue;
+        }
+        let plan = chain.first;
+        let counts = chain.request_counts();
+        let usage = chain.usage();
+        let phase = chain.phase();
+        let succeeded = phase == Some(BatchPhase::Succeeded);
+        let (retried, recovered) = chain.retried_and_recovered();
+        retries.batches += chain.attempts.len() as u32 - 1;
+        retries.retried += retried;
+        retries.recovered += recovered;
         add(&mut summary.request_counts, &mut summary.usage, &counts, &usage);
         let model = plan.model.clone().unwrap_or_default();
         for totals in [
@@ -69,11 +100,24 @@ pub fn summarise(children: &[ChildPlan], observed: &BTreeMap<String, ObservedChi
             model: plan.model.clone(),
             chunk: plan.chunk,
             custom_id_prefix: plan.custom_id_prefix.clone(),
-            phase: seen.phase,
+            phase,
             request_counts: counts,
             usage,
+            attempts: match chain.attempts.len() {
+                1 => Vec::new(),
+                _ => chain
+                    .attempts
+                    .iter()
+                    .map(|(name, seen)| AttemptSummary {
+                        name: name.clone(),
+                        phase: seen.phase,
+                        request_counts: seen.request_counts.clone().unwrap_or_default(),
+                    })
+                    .collect(),
+            },
         });
     }
+    summary.retries = (max_attempts > 1).then_some(retries);
     summary
 }
 

@@ -9,7 +9,7 @@ use crate::api::{
     condition_types as types, reasons,
 };
 
-fn spec(models: &[&str], parallelism: u32, max_failed: u32) -> BatchSweepSpec {
+pub(super) fn spec(models: &[&str], parallelism: u32, max_failed: u32) -> BatchSweepSpec {
     BatchSweepSpec {
         input: BatchInput::default(),
         chunk: ChunkSpec::default(),
@@ -27,10 +27,11 @@ fn spec(models: &[&str], parallelism: u32, max_failed: u32) -> BatchSweepSpec {
         parallelism,
         max_failed_batches: max_failed,
         suspend: false,
+        retry: None,
     }
 }
 
-fn plan(chunks: u64) -> SweepPlan {
+pub(super) fn plan(chunks: u64) -> SweepPlan {
     SweepPlan {
         bytes: chunks * 100,
         requests: chunks * 10,
@@ -44,11 +45,11 @@ fn plan(chunks: u64) -> SweepPlan {
     }
 }
 
-fn at(secs: i64) -> Timestamp {
+pub(super) fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(secs).unwrap()
 }
 
-fn child(phase: BatchPhase, completed: u64, failed: u64) -> ObservedChild {
+pub(super) fn child(phase: BatchPhase, completed: u64, failed: u64) -> ObservedChild {
     ObservedChild {
         phase: Some(phase),
         request_counts: Some(RequestCounts {
@@ -62,10 +63,11 @@ fn child(phase: BatchPhase, completed: u64, failed: u64) -> ObservedChild {
             completion_tokens: completed,
             total_tokens: completed * 11,
         }),
+        ..Default::default()
     }
 }
 
-fn names(plans: &[ChildPlan]) -> Vec<&str> {
+pub(super) fn names(plans: &[ChildPlan]) -> Vec<&str> {
     plans.iter().map(|p| p.name.as_str()).collect()
 }
 
@@ -294,7 +296,7 @@ fn the_summary_pivots_by_model_and_by_chunk() {
     observed.insert("eval-a-c0000".to_string(), child(BatchPhase::Succeeded, 10, 0));
     observed.insert("eval-b-c0000".to_string(), child(BatchPhase::Succeeded, 8, 2));
     observed.insert("eval-a-c0001".to_string(), child(BatchPhase::Failed, 0, 0));
-    let summary = summarise(&children, &observed);
+    let summary = summarise(&children, &observed, 1);
     assert_eq!(summary.children.len(), 3, "the child never created is left out");
     assert_eq!(summary.request_counts.completed, 18);
     let a = &summary.by_model["a"];
