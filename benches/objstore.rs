@@ -3,9 +3,10 @@
 //! take: the validation pass (ranged streaming read, every line checked), the upload pass (read
 //! from S3, validated again, streamed to the simulator), and writing a 1 GiB result file back to
 //! S3 (multipart). Each beside `curl` moving the same bytes between the same servers in the same
-//! run. Prints MB/s and this process's peak RSS per step: figures, never assertions.
+//! run. Prints MB/s and this process's peak RSS per step: figures, never assertions. Last, the
+//! validator alone on as many bytes of short lines, for the memory of the custom_id set.
 //!
-//! Target (issue 6): peak RSS under 64 MiB whatever the size.
+//! Target (issue 6): peak RSS under 64 MiB whatever the size (the custom_id set apart).
 
 use std::io::Write;
 use std::path::Path;
@@ -23,9 +24,14 @@ use llm_batch_operator::gateway::{GatewayClient, GatewayConfig};
 use llm_batch_operator::io::object_output::upload_file;
 use llm_batch_operator::io::storage;
 use llm_batch_operator::io::{Checked, ObjectInput};
-use llm_batch_operator::jsonl::{Limits, Rewrite};
+use llm_batch_operator::jsonl::{Limits, Rewrite, Validator};
 
 const KEY: &str = "bench.jsonl";
+/// The bench measures; it does not split files.
+const UNLIMITED: Limits = Limits {
+    max_requests: u64::MAX,
+    max_bytes: u64::MAX,
+};
 
 fn main() -> anyhow::Result<()> {
     let bytes: u64 = std::env::var("LLMB_BENCH_BYTES")
@@ -71,35 +77,33 @@ fn main() -> anyhow::Result<()> {
         range: None,
         rewrite: Rewrite::default(),
         endpoint: "/v1/chat/completions".into(),
-        limits: Limits {
-            max_requests: u64::MAX,
-            max_bytes: u64::MAX,
-        },
+        limits: UNLIMITED,
     };
 
     println!("{size} bytes of JSONL; median of {RUNS} runs");
     println!(
-        "{:<34} {:>9} {:>9} {:>8} {:>12}",
-        "step", "curl MB/s", "MB/s", "vs curl", "peak RSS"
+        "{:<34} {:>9} {:>9} {:>8} {:>12} {:>12}",
+        "step", "curl MB/s", "MB/s", "vs curl", "peak RSS", "RSS before"
     );
-    let fetched = work.path().join("fetched.jsonl");
     paired(
         "S3 read + validate",
         size,
-        || curl_s3(&["-o", &fetched.display().to_string(), &object_url]),
+        || curl_s3(&["-o", "/dev/null", &object_url]),
         || {
             let checked = runtime.block_on(object.check())?;
             anyhow::ensure!(matches!(checked, Checked::Valid(_)), "the generated input is invalid");
             Ok(())
         },
     )?;
-    let _ = std::fs::remove_file(&fetched);
     paired(
         "S3 read + validate + upload",
         size,
+        // Each run deletes its upload, so the simulator's --data-dir holds one copy at most.
         || {
-            let id = curl_s3_to_gateway(&object_url, &sim.base_url)?;
-            Ok(runtime.block_on(client.delete_file(&id))?)
+            let (id, bytes) = curl_s3_to_gateway(&object_url, &sim.base_url)?;
+            runtime.block_on(client.delete_file(&id))?;
+            anyhow::ensure!(bytes == Some(size), "curl uploaded {bytes:?} bytes, not {size}");
+            Ok(())
         },
         || {
             runtime.block_on(async {
@@ -107,8 +111,10 @@ fn main() -> anyhow::Result<()> {
                 let file = client
                     .upload_file("bench.jsonl", "batch", upload.source.clone())
                     .await?;
+                client.delete_file(&file.id).await?;
                 anyhow::ensure!(upload.report().is_some_and(|r| r.is_valid()), "not validated");
-                Ok(client.delete_file(&file.id).await?)
+                anyhow::ensure!(file.bytes == Some(size), "uploaded {:?} bytes, not {size}", file.bytes);
+                Ok(())
             })
         },
     )?;
@@ -129,24 +135,33 @@ fn main() -> anyhow::Result<()> {
                 .map(|_| ())?)
         },
     )?;
-    Ok(())
+    short_lines(bytes)
 }
 
 /// Runs per measurement; curl and ours alternate and medians are reported.
 const RUNS: usize = 3;
 
+/// One row: the pairing's figures, with the resident set this process had before the step
+/// (what earlier steps left resident counts in every later peak).
 fn paired(
     step: &str,
     bytes: u64,
     curl: impl FnMut() -> anyhow::Result<()>,
     ours: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    let before = rss_mib();
     let p = support::paired(RUNS, bytes, curl, ours)?;
     println!(
-        "{step:<34} {:>9.0} {:>9.0} {:>7.2}x {:>8.1} MiB",
-        p.curl_mb_s, p.ours_mb_s, p.ratio, p.peak_mib
+        "{step:<34} {:>9.0} {:>9.0} {:>7.2}x {:>8.1} MiB {:>8.1} MiB",
+        p.curl_mb_s, p.ours_mb_s, p.ratio, p.peak_mib, before
     );
     Ok(())
+}
+
+/// This process's resident set now, in MiB (the peak, just reset to it).
+fn rss_mib() -> f64 {
+    support::reset_peak_rss();
+    support::peak_rss_kib() as f64 / 1024.0
 }
 
 /// `curl` with SigV4 against the S3 server.
@@ -161,8 +176,12 @@ fn curl_s3(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `curl` GET from S3 piped into `curl -F` to the gateway; returns the new file's id.
-fn curl_s3_to_gateway(object_url: &str, base_url: &str) -> anyhow::Result<String> {
+/// `curl` GET from S3 piped into `curl -F` to the gateway; returns the new file's id and size.
+///
+/// The file part is `@/dev/stdin`, not `@-`: curl reads `@-` from a pipe wholly into memory
+/// before sending and refuses 1 GiB or more ("option -F: is badly used here", exit 2), whereas
+/// `/dev/stdin` is opened as a file of unknown size and streamed (chunked), as ours is.
+fn curl_s3_to_gateway(object_url: &str, base_url: &str) -> anyhow::Result<(String, Option<u64>)> {
     let mut get = Command::new("curl")
         .args(["-sS", "--fail", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
         .arg(format!("{ACCESS_KEY}:{SECRET_KEY}"))
@@ -176,7 +195,7 @@ fn curl_s3_to_gateway(object_url: &str, base_url: &str) -> anyhow::Result<String
             "-F",
             "purpose=batch",
             "-F",
-            "file=@-;filename=bench.jsonl",
+            "file=@/dev/stdin;filename=bench.jsonl",
         ])
         .arg(format!("{base_url}/files"))
         .stdin(get.stdout.take().expect("piped"))
@@ -189,7 +208,47 @@ fn curl_s3_to_gateway(object_url: &str, base_url: &str) -> anyhow::Result<String
         String::from_utf8_lossy(&output.stderr).trim()
     );
     let file: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    Ok(file["id"].as_str().unwrap_or_default().to_string())
+    Ok((
+        file["id"].as_str().unwrap_or_default().to_string(),
+        file["bytes"].as_u64(),
+    ))
+}
+
+/// Validates `bytes` of short request lines, each with its own custom_id, generated in memory
+/// and fed to the validator in 64 KiB chunks (no S3, no disk). The set of custom_ids is the one
+/// part of validation that grows with the file, and short lines make it largest for the bytes:
+/// this prints our peak RSS beside the byte count.
+fn short_lines(bytes: u64) -> anyhow::Result<()> {
+    const CHUNK: usize = 64 * 1024;
+    let mut validator = Validator::new("/v1/embeddings", UNLIMITED);
+    let mut chunk = Vec::with_capacity(CHUNK + 128);
+    let (mut fed, mut i) = (0u64, 0u64);
+    let before = rss_mib();
+    let start = std::time::Instant::now();
+    while fed < bytes {
+        i += 1;
+        writeln!(
+            chunk,
+            r#"{{"custom_id":"req-{i}","method":"POST","url":"/v1/embeddings","body":{{"model":"m"}}}}"#
+        )?;
+        if chunk.len() >= CHUNK || fed + chunk.len() as u64 >= bytes {
+            validator.feed(&chunk);
+            fed += chunk.len() as u64;
+            chunk.clear();
+        }
+    }
+    let report = validator.finish();
+    let seconds = start.elapsed().as_secs_f64();
+    anyhow::ensure!(report.is_valid(), "the generated short lines are invalid");
+    println!(
+        "validate only, {fed} bytes of short lines ({} custom_ids, {:.0} B each): \
+         {:.0} MB/s, peak RSS {:.1} MiB (RSS before {before:.1} MiB)",
+        report.summary.requests,
+        fed as f64 / report.summary.requests as f64,
+        fed as f64 / 1_000_000.0 / seconds,
+        support::peak_rss_kib() as f64 / 1024.0
+    );
+    Ok(())
 }
 
 /// Chat request lines of about 4.2 KB until `bytes` is reached.
