@@ -55,7 +55,11 @@ pub enum EntryState {
     Waiting,
     /// Admitted and not finished: holds one of the `maxActiveBatches`.
     Active,
-    /// Finished, or not validated yet: holds nothing (its admitted tokens still count).
+    /// Not validated yet (and not stuck waiting for its input): Batches created after it wait,
+    /// so admission follows creation order even when validations finish out of order.
+    Validating,
+    /// Finished, or held up before validation (its input missing): holds nothing (its admitted
+    /// tokens still count).
     Idle,
 }
 
@@ -65,11 +69,16 @@ impl Entry {
         let admission = status.admission.clone().unwrap_or_default();
         let admitted = admission.admitted_time.map(|t| t.0);
         let finished = status.phase.is_some_and(|p| p.is_terminal());
+        let held_up = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == crate::api::condition_types::ADMITTED && c.status == "False");
         let state = match (finished, admitted.is_some(), status.input.is_some()) {
             (true, _, _) => EntryState::Idle,
             (false, true, _) => EntryState::Active,
             (false, false, true) => EntryState::Waiting,
-            (false, false, false) => EntryState::Idle,
+            (false, false, false) if held_up => EntryState::Idle,
+            (false, false, false) => EntryState::Validating,
         };
         Entry {
             key,
@@ -138,7 +147,7 @@ pub fn judge(key: &str, entries: &[Entry], budget: &Budget, now: Timestamp) -> V
     }
     let mut queue: Vec<&Entry> = entries
         .iter()
-        .filter(|e| e.state == EntryState::Waiting)
+        .filter(|e| matches!(e.state, EntryState::Waiting | EntryState::Validating))
         .filter(|e| budget.tokens_per_hour.is_none_or(|limit| e.tokens <= limit))
         .collect();
     queue.sort_by(|a, b| (a.created, &a.key).cmp(&(b.created, &b.key)));
@@ -147,6 +156,12 @@ pub fn judge(key: &str, entries: &[Entry], budget: &Budget, now: Timestamp) -> V
         .tokens_per_hour
         .map(|limit| limit.saturating_sub(window_tokens(entries, now)));
     for (ahead, entry) in queue.iter().enumerate() {
+        if entry.state == EntryState::Validating {
+            if entry.key == key {
+                break;
+            }
+            return Verdict::Wait(format!("{} earlier Batch(es) of this gateway are still being validated", ahead + 1));
+        }
         let held_back = entry.not_before.filter(|t| *t > now);
         let no_slot = slots == Some(0);
         let no_tokens = tokens_left.is_some_and(|left| entry.tokens > left);
@@ -260,6 +275,29 @@ mod tests {
         assert_eq!(judge("big", &entries, &budget, at(3600)), Verdict::Admit);
         assert_eq!(window_tokens(&entries, at(60)), 70);
         assert_eq!(window_tokens(&entries, at(3600)), 0);
+    }
+
+    #[test]
+    fn an_earlier_batch_still_validating_goes_first_unless_its_input_is_missing() {
+        let budget = Budget {
+            max_active_batches: Some(5),
+            tokens_per_hour: None,
+        };
+        let mut earlier = waiting("earlier", 0, 0);
+        earlier.state = EntryState::Validating;
+        let entries = [earlier, waiting("later", 1, 10)];
+        assert!(matches!(judge("later", &entries, &budget, at(5)), Verdict::Wait(m) if m.contains("validated")));
+        let mut status = BatchStatus::default();
+        assert_eq!(Entry::of("a".into(), at(0), &status).state, EntryState::Validating);
+        status.conditions.push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: "Admitted".into(),
+            status: "False".into(),
+            reason: "InputNotFound".into(),
+            message: String::new(),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(0)),
+            observed_generation: None,
+        });
+        assert_eq!(Entry::of("a".into(), at(0), &status).state, EntryState::Idle, "a missing input blocks nobody");
     }
 
     #[test]
