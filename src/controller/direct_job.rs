@@ -4,10 +4,7 @@
 
 use std::time::SystemTime;
 
-use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, EmptyDirVolumeSource, EnvVar, KeyToPath, PersistentVolumeClaimVolumeSource,
-    SecretVolumeSource, Volume, VolumeMount,
-};
+use k8s_openapi::api::core::v1::{ConfigMapVolumeSource, EnvVar, KeyToPath, SecretVolumeSource, Volume};
 use kube::ResourceExt;
 use kube::api::Api;
 
@@ -15,11 +12,9 @@ use super::jobs::{self, JobPlan, JobState, TERMINATION_LOG};
 use super::{Context, Error};
 use crate::api::{Batch, BatchGateway, BatchStatus, PvcSink};
 use crate::direct::{Conclusion, DirectSummary};
-use crate::driver::JobFailure;
 use crate::engine::{ErrorClass, Outcome, UpstreamState};
 
-/// Where the output claim is mounted, and where a ConfigMap or Secret input is.
-const OUTPUT_MOUNT: &str = "/mnt/output";
+/// Where a ConfigMap or Secret input is mounted.
 const INPUT_MOUNT: &str = "/mnt/input";
 /// The variable holding inline requests (`spec.input.requests`) as JSONL.
 const INPUT_ENV: &str = "LLM_BATCH_INPUT";
@@ -87,7 +82,7 @@ pub async fn run(batch: &Batch, status: &BatchStatus, ctx: &Context) -> Result<O
         jobs::delete(&ctx.client, &job).await?;
         return Ok(None);
     }
-    let location = format!("pvc://{}/{}", pvc.claim_name, pvc.path.trim_start_matches("./"));
+    let location = jobs::claim_location(pvc);
     Ok(match jobs::state(&ctx.client, &job).await? {
         JobState::Running => None,
         JobState::Succeeded(message) => match message.as_deref().map(serde_json::from_str::<DirectSummary>) {
@@ -123,22 +118,7 @@ pub async fn run(batch: &Batch, status: &BatchStatus, ctx: &Context) -> Result<O
         },
         JobState::Failed { reason, message } => {
             jobs::delete(&ctx.client, &job).await?;
-            let report: Option<JobFailure> = message.as_deref().and_then(|m| serde_json::from_str(m).ok());
-            let (class, why) = match report {
-                Some(failure) => (failure.class, failure.error),
-                None => (
-                    ErrorClass::Transient,
-                    [Some(reason), message]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>()
-                        .join(": "),
-                ),
-            };
-            Some(Outcome::GatewayError {
-                class,
-                message: format!("direct Job {} failed: {why}", job.name_any()),
-            })
+            Some(jobs::failed(&job, "", reason, message, ErrorClass::Transient))
         }
     })
 }
@@ -164,16 +144,8 @@ fn deadline(batch: &Batch, started: SystemTime) -> Result<SystemTime, String> {
 fn direct_plan(batch: &Batch, gateway: &BatchGateway, pvc: &PvcSink, deadline: SystemTime) -> Result<JobPlan, String> {
     let limits = gateway.spec.limits.direct()?;
     let spec = &batch.spec;
-    let path = pvc.path.trim_start_matches("./").trim_end_matches('/');
-    let checkpoint = if path.is_empty() {
-        OUTPUT_MOUNT.to_string()
-    } else {
-        format!("{OUTPUT_MOUNT}/{path}")
-    };
-    let mut args = vec!["--url".to_string(), gateway.spec.url.clone()];
-    for (name, value) in &gateway.spec.headers {
-        args.extend(["--header".to_string(), format!("{name}={value}")]);
-    }
+    let (mut volumes, checkpoint) = jobs::claim_volumes(pvc);
+    let mut args = jobs::gateway_args(gateway);
     args.extend([
         "--endpoint".to_string(),
         spec.endpoint.path().to_string(),
@@ -207,29 +179,6 @@ fn direct_plan(batch: &Batch, gateway: &BatchGateway, pvc: &PvcSink, deadline: S
     if spec.cancel {
         args.push("--cancel".to_string());
     }
-    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
-        name: name.into(),
-        mount_path: path.into(),
-        read_only: Some(read_only),
-        ..Default::default()
-    };
-    let claim = Volume {
-        name: "output".into(),
-        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-            claim_name: pvc.claim_name.clone(),
-            read_only: Some(false),
-        }),
-        ..Default::default()
-    };
-    let tmp = Volume {
-        name: "tmp".into(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Default::default()
-    };
-    let mut volumes = vec![
-        (claim, mount("output", OUTPUT_MOUNT, false)),
-        (tmp, mount("tmp", "/tmp", false)),
-    ];
     let mut env = Vec::new();
     let input_file = format!("{INPUT_MOUNT}/input.jsonl");
     let items = |key: &str| {
@@ -256,7 +205,7 @@ fn direct_plan(batch: &Batch, gateway: &BatchGateway, pvc: &PvcSink, deadline: S
                     config_map: Some(source),
                     ..Default::default()
                 },
-                mount("input", INPUT_MOUNT, true),
+                jobs::mount("input", INPUT_MOUNT, true),
             ));
             args.extend(["--input".to_string(), input_file]);
         }
@@ -272,7 +221,7 @@ fn direct_plan(batch: &Batch, gateway: &BatchGateway, pvc: &PvcSink, deadline: S
                     secret: Some(source),
                     ..Default::default()
                 },
-                mount("input", INPUT_MOUNT, true),
+                jobs::mount("input", INPUT_MOUNT, true),
             ));
             args.extend(["--input".to_string(), input_file]);
         }

@@ -11,16 +11,18 @@ use k8s_openapi::api::batch::v1::{
     Job, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams, PropagationPolicy};
 use kube::{Resource, ResourceExt};
 
 use super::MANAGER;
-use crate::api::{Batch, KeyRef};
-use crate::driver::FINAL_FAILURE;
+use crate::api::{Batch, BatchGateway, KeyRef, PvcSink};
+use crate::driver::{FINAL_FAILURE, JobFailure};
+use crate::engine::{ErrorClass, Outcome};
 use crate::local::API_KEY_ENV;
 
 /// Label on every Job (and its pods) naming the Batch it works for.
@@ -185,6 +187,86 @@ fn resources() -> ResourceRequirements {
         limits: Some(BTreeMap::from([("memory".to_string(), Quantity("256Mi".into()))])),
         ..Default::default()
     }
+}
+
+/// Where a Job mounts the Batch's output claim.
+pub const OUTPUT_MOUNT: &str = "/mnt/output";
+
+/// The Batch's claim, read-write at [`OUTPUT_MOUNT`], and a scratch `/tmp` (the root filesystem
+/// is read-only); and the directory of `pvc.path` inside the pod.
+pub fn claim_volumes(pvc: &PvcSink) -> (Vec<(Volume, VolumeMount)>, String) {
+    let claim = Volume {
+        name: "output".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: pvc.claim_name.clone(),
+            read_only: Some(false),
+        }),
+        ..Default::default()
+    };
+    let tmp = Volume {
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    };
+    let path = pvc.path.trim_start_matches("./").trim_end_matches('/');
+    let dir = match path.is_empty() {
+        true => OUTPUT_MOUNT.to_string(),
+        false => format!("{OUTPUT_MOUNT}/{path}"),
+    };
+    let volumes = vec![
+        (claim, mount("output", OUTPUT_MOUNT, false)),
+        (tmp, mount("tmp", "/tmp", false)),
+    ];
+    (volumes, dir)
+}
+
+/// `pvc://<claimName>/<path>`, as the status records where results are.
+pub fn claim_location(pvc: &PvcSink) -> String {
+    format!("pvc://{}/{}", pvc.claim_name, pvc.path.trim_start_matches("./"))
+}
+
+/// A mount of volume `name` at `path`.
+pub fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(read_only),
+        ..Default::default()
+    }
+}
+
+/// `--url` and a `--header` for each static header of the gateway.
+pub fn gateway_args(gateway: &BatchGateway) -> Vec<String> {
+    let mut args = vec!["--url".to_string(), gateway.spec.url.clone()];
+    for (name, value) in &gateway.spec.headers {
+        args.extend(["--header".to_string(), format!("{name}={value}")]);
+    }
+    args
+}
+
+/// The outcome of a Job that failed (and was deleted, so a later attempt starts afresh): the
+/// failure its pod reported in its termination message, or else the Job's own reason, as
+/// `fallback`.
+pub fn failed(job: &Job, doing: &str, reason: String, message: Option<String>, fallback: ErrorClass) -> Outcome {
+    let report: Option<JobFailure> = message.as_deref().and_then(|m| serde_json::from_str(m).ok());
+    let (class, why) = match report {
+        Some(failure) => (failure.class, failure.error),
+        None => {
+            let parts: Vec<String> = [Some(reason), message].into_iter().flatten().collect();
+            (fallback, parts.join(": "))
+        }
+    };
+    Outcome::GatewayError {
+        class,
+        message: format!("{} Job {}{doing} failed: {why}", job_command(job), job.name_any()),
+    }
+}
+
+fn job_command(job: &Job) -> String {
+    job.labels()
+        .get("app.kubernetes.io/component")
+        .cloned()
+        .unwrap_or_else(|| "the".into())
 }
 
 /// Where a Job stands.

@@ -2,18 +2,13 @@
 //! claim mounted fetches the results from the gateway into the path; its termination message
 //! carries the counts and usage back into the status.
 
-use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, PersistentVolumeClaimVolumeSource, Volume, VolumeMount};
 use kube::ResourceExt;
 use kube::api::Api;
 
 use super::jobs::{self, JobPlan, JobState, TERMINATION_LOG};
 use super::{Context, Error};
 use crate::api::{Batch, BatchGateway, PvcSink};
-use crate::driver::JobFailure;
 use crate::engine::{Downloaded, ErrorClass, Outcome};
-
-/// Where the claim is mounted in the sink's pod.
-const MOUNT: &str = "/mnt/output";
 
 /// The step's outcome once the sink Job ended; `None` while it runs.
 pub async fn download(
@@ -36,7 +31,7 @@ pub async fn download(
     let Some(job) = jobs::ensure(&ctx.client, &jobs::build(batch, plan, image)).await? else {
         return Ok(None);
     };
-    let location = format!("pvc://{}/{}", pvc.claim_name, pvc.path.trim_start_matches("./"));
+    let location = jobs::claim_location(pvc);
     Ok(match jobs::state(&ctx.client, &job).await? {
         JobState::Running => None,
         JobState::Succeeded(message) => {
@@ -52,22 +47,8 @@ pub async fn download(
         }
         JobState::Failed { reason, message } => {
             jobs::delete(&ctx.client, &job).await?;
-            let report: Option<JobFailure> = message.as_deref().and_then(|m| serde_json::from_str(m).ok());
-            let (class, why) = match report {
-                Some(failure) => (failure.class, failure.error),
-                None => (
-                    ErrorClass::Output,
-                    [Some(reason), message]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>()
-                        .join(": "),
-                ),
-            };
-            Some(Outcome::GatewayError {
-                class,
-                message: format!("sink Job {} writing to {location} failed: {why}", job.name_any()),
-            })
+            let doing = format!(" writing to {location}");
+            Some(jobs::failed(&job, &doing, reason, message, ErrorClass::Output))
         }
     })
 }
@@ -82,48 +63,26 @@ pub fn no_job_image(pvc: &PvcSink) -> String {
 }
 
 fn sink_plan(gateway: &BatchGateway, pvc: &PvcSink, output_id: Option<String>, error_id: Option<String>) -> JobPlan {
-    let path = pvc.path.trim_start_matches("./").trim_end_matches('/');
-    let dir = if path.is_empty() {
-        MOUNT.to_string()
-    } else {
-        format!("{MOUNT}/{path}")
-    };
-    let mut args = vec!["--url".to_string(), gateway.spec.url.clone()];
-    for (name, value) in &gateway.spec.headers {
-        args.extend(["--header".to_string(), format!("{name}={value}")]);
-    }
+    let (volumes, dir) = jobs::claim_volumes(pvc);
+    let mut args = jobs::gateway_args(gateway);
     if let Some(id) = output_id {
         args.extend(["--output-file-id".to_string(), id]);
     }
     if let Some(id) = error_id {
         args.extend(["--error-file-id".to_string(), id]);
     }
-    args.extend(["--dir".to_string(), dir]);
-    args.extend(["--summary-file".to_string(), TERMINATION_LOG.to_string()]);
-    let claim = Volume {
-        name: "output".into(),
-        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-            claim_name: pvc.claim_name.clone(),
-            read_only: Some(false),
-        }),
-        ..Default::default()
-    };
-    let tmp = Volume {
-        name: "tmp".into(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Default::default()
-    };
-    let mount = |name: &str, path: &str| VolumeMount {
-        name: name.into(),
-        mount_path: path.into(),
-        ..Default::default()
-    };
+    args.extend([
+        "--dir".to_string(),
+        dir,
+        "--summary-file".to_string(),
+        TERMINATION_LOG.to_string(),
+    ]);
     JobPlan {
         command: "sink",
         args,
         api_key: gateway.spec.auth.as_ref().map(|a| a.secret_ref.clone()),
         secret_env: Vec::new(),
         env: Vec::new(),
-        volumes: vec![(claim, mount("output", MOUNT)), (tmp, mount("tmp", "/tmp"))],
+        volumes,
     }
 }

@@ -160,7 +160,10 @@ pub fn judge(key: &str, entries: &[Entry], budget: &Budget, now: Timestamp) -> V
             if entry.key == key {
                 break;
             }
-            return Verdict::Wait(format!("{} earlier Batch(es) of this gateway are still being validated", ahead + 1));
+            return Verdict::Wait(format!(
+                "{} earlier Batch(es) of this gateway are still being validated",
+                ahead + 1
+            ));
         }
         let held_back = entry.not_before.filter(|t| *t > now);
         let no_slot = slots == Some(0);
@@ -289,15 +292,21 @@ mod tests {
         assert!(matches!(judge("later", &entries, &budget, at(5)), Verdict::Wait(m) if m.contains("validated")));
         let mut status = BatchStatus::default();
         assert_eq!(Entry::of("a".into(), at(0), &status).state, EntryState::Validating);
-        status.conditions.push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-            type_: "Admitted".into(),
-            status: "False".into(),
-            reason: "InputNotFound".into(),
-            message: String::new(),
-            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(0)),
-            observed_generation: None,
-        });
-        assert_eq!(Entry::of("a".into(), at(0), &status).state, EntryState::Idle, "a missing input blocks nobody");
+        status
+            .conditions
+            .push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: "Admitted".into(),
+                status: "False".into(),
+                reason: "InputNotFound".into(),
+                message: String::new(),
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(0)),
+                observed_generation: None,
+            });
+        assert_eq!(
+            Entry::of("a".into(), at(0), &status).state,
+            EntryState::Idle,
+            "a missing input blocks nobody"
+        );
     }
 
     #[test]
