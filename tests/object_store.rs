@@ -245,3 +245,53 @@ fn a_crash_after_uploading_or_writing_results_resumes_without_duplicates() {
         );
     }
 }
+
+/// Direct mode (a gateway without a batch API) reads its slice of the object and writes its
+/// results to object storage like batch mode: the same custom_ids, output.jsonl and manifest.
+#[test]
+fn direct_mode_streams_a_rewritten_slice_from_object_storage_and_writes_results_back() {
+    let source = chat_lines(12) + "\n";
+    let (start, end) = (line_start(&source, 4), line_start(&source, 10));
+    let extra = format!(
+        "    byteRange:\n      start: {start}\n      end: {end}\n    overrides:\n      model: gpt-4o\n      customIdPrefix: d/\n"
+    );
+    let s3 = SeaweedFs::start();
+    let sim = Simulator::start(&["--api-key", KEY, "--no-batch-api"]);
+    let ws = Workspace::new();
+    ws.write(
+        "batch.yaml",
+        &manifests(&s3, "direct", "corpus.jsonl", &extra, SECRET_KEY),
+    );
+    ws.write("gateway.yaml", &gateway_manifests(&sim.base_url, KEY, &[]));
+    s3.put("corpus.jsonl", source);
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert!(output.status.success(), "{}", text(&output));
+
+    let results = s3
+        .get("results/direct/output.jsonl")
+        .expect("output.jsonl in the bucket");
+    let mut ids = custom_ids(&results);
+    ids.sort();
+    let want: Vec<String> = (4..10).map(|i| format!("d/req-{i}")).collect();
+    assert_eq!(ids, want, "lines 4 to 9, prefixed");
+    assert!(
+        jsonl(&results)
+            .iter()
+            .all(|l| l["response"]["body"]["model"] == "gpt-4o")
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(&s3.get("results/direct/manifest.json").unwrap()).unwrap();
+    assert_eq!(manifest["requestCounts"]["outputLines"], 6);
+    let status = ws.status_yaml("direct");
+    assert_eq!(
+        (status["phase"].as_str(), status["mode"].as_str()),
+        (Some("Succeeded"), Some("Direct"))
+    );
+    assert_eq!(status["output"]["url"], "s3://test/results/direct/");
+    let sent: Vec<String> = sim
+        .journal()
+        .into_iter()
+        .filter(|e| e.path == "/v1/chat/completions")
+        .filter_map(|e| e.client_request_id)
+        .collect();
+    assert_eq!(sent.len(), 6, "each line of the slice sent once: {sent:?}");
+}

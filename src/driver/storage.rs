@@ -31,7 +31,8 @@ pub async fn upload(client: &GatewayClient, filename: &str, input: &ObjectInput,
     }
 }
 
-fn input_failure(e: StorageError) -> Outcome {
+/// The outcome of a failed read of an input object (missing, refused, or worth retrying).
+pub fn input_failure(e: StorageError) -> Outcome {
     match e.kind {
         // Both stop the run with the message; a rerun once it is fixed resumes.
         StorageErrorKind::NotFound | StorageErrorKind::Unauthorized => Outcome::InputNotFound { message: e.message },

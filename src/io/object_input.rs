@@ -6,9 +6,12 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use tokio::io::AsyncBufRead;
+use tokio_util::io::StreamReader;
 
 use super::storage::{ObjectLocation, StorageError, StorageErrorKind};
 use super::validated_upload::{ValidatedUpload, prepared_upload};
+use crate::gateway::UploadSource;
 use crate::jsonl::{Limits, Preparer, Report, Rewrite, read_start};
 
 /// How to turn the object into the batch input.
@@ -84,6 +87,15 @@ impl ObjectInput {
             len,
             Arc::new(move || this.preparer()),
         ))
+    }
+
+    /// The prepared bytes (sliced, rewritten, validated again as they stream; `len` is the
+    /// validated length) as a reader: what direct mode sends line by line.
+    pub async fn prepared_reader(&self, len: u64) -> Result<impl AsyncBufRead + Send + Unpin + 'static, StorageError> {
+        let UploadSource::Stream(source) = self.upload(len).await?.source else {
+            unreachable!("an object is always uploaded as a stream")
+        };
+        Ok(StreamReader::new((source.open)()))
     }
 
     /// Without a slice or a rewrite, an object over the byte limit is refused before any read.

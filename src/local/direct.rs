@@ -89,7 +89,16 @@ impl BatchRun<'_> {
         };
         let (progress, mut counts) = watch::channel(Counts::default());
         let (client, stop) = (self.client.clone(), self.cancel.clone());
-        let input = std::io::Cursor::new(self.plan.input.clone());
+        let input: Box<dyn tokio::io::AsyncBufRead + Send + Unpin> = match &self.plan.object_input {
+            Some(object) => {
+                let len = self.state.status.input.as_ref().map_or(0, |i| i.bytes);
+                match object.prepared_reader(len).await {
+                    Ok(reader) => Box::new(reader),
+                    Err(e) => return Some(driver::storage::input_failure(e)),
+                }
+            }
+            None => Box::new(std::io::Cursor::new(self.plan.input.clone())),
+        };
         let run = direct::run(&client, &job, input, progress, &stop);
         tokio::pin!(run);
         let mut persisted = Instant::now();
@@ -136,19 +145,33 @@ impl BatchRun<'_> {
         self.state_dir.root().join(&plan.namespace).join(&plan.name).join(dir)
     }
 
-    /// Copies the results into the output directory and counts them.
+    /// Copies the results where the Batch's output goes (the output directory, its claim
+    /// under --pvc-root, and object storage) and counts them.
     async fn deliver(&self, checkpoint: &Path, conclusion: Conclusion) -> Outcome {
         let state = match conclusion {
             Conclusion::Completed => UpstreamState::Completed,
             Conclusion::Expired => UpstreamState::Expired,
             Conclusion::Cancelled => UpstreamState::Cancelled,
         };
-        match copy_results(checkpoint, &self.out_dir).await {
-            Ok(downloaded) => Outcome::DirectFinished { state, downloaded },
-            Err(e) => Outcome::GatewayError {
-                class: ErrorClass::Output,
-                message: format!("cannot write the results to {}: {e}", self.out_dir.display()),
-            },
+        let dir = self.plan.pvc_output.as_ref().map_or(&self.out_dir, |pvc| &pvc.dir);
+        let mut downloaded = match copy_results(checkpoint, dir).await {
+            Ok(downloaded) => downloaded,
+            Err(e) => {
+                return Outcome::GatewayError {
+                    class: ErrorClass::Output,
+                    message: format!("cannot write the results to {}: {e}", dir.display()),
+                };
+            }
+        };
+        if let Some(pvc) = &self.plan.pvc_output {
+            downloaded.location = pvc.location.clone();
+        }
+        let Some(prefix) = &self.plan.object_output else {
+            return Outcome::DirectFinished { state, downloaded };
+        };
+        match driver::storage::store_results(prefix, dir, downloaded, self.manifest()).await {
+            Ok(Outcome::Downloaded(downloaded)) => Outcome::DirectFinished { state, downloaded },
+            Ok(other) | Err(other) => other,
         }
     }
 

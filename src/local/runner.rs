@@ -186,7 +186,7 @@ impl BatchRun<'_> {
     }
 
     /// `manifest.json` for an object-store output (counts and usage are filled in when written).
-    fn manifest(&self) -> crate::io::object_output::Manifest {
+    pub(super) fn manifest(&self) -> crate::io::object_output::Manifest {
         let status = &self.state.status;
         let gateway = status.gateway.clone().unwrap_or_default();
         let input = &self.plan.batch.object.spec.input;
