@@ -401,3 +401,69 @@ async fn a_direct_batch_without_a_claim_is_refused_saying_what_to_set() {
     assert!(jobs.items.is_empty(), "no Job was started");
     s.stop().await;
 }
+
+/// Direct mode in a Job reads an object-store input (a rewritten slice), with only the
+/// scheme's credential keys from the input's Secret (optional ones left unset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_job_streams_its_slice_from_object_storage() {
+    use common::s3::{ACCESS_KEY, SECRET_KEY, SeaweedFs};
+    let s3 = SeaweedFs::start();
+    let source = common::chat_lines(10) + "\n";
+    let start: usize = source.split_inclusive('\n').take(2).map(str::len).sum();
+    let end: usize = source.split_inclusive('\n').take(7).map(str::len).sum();
+    s3.put("corpus.jsonl", source);
+    let sim = SimulatorConfig {
+        no_batch_api: true,
+        ..Default::default()
+    };
+    let s = setup_with("jobs-object", sim, 1, json!({})).await;
+    let secret: k8s_openapi::api::core::v1::Secret = object(json!({"metadata": {"name": "s3"},
+        "stringData": {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}}));
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(s.client.clone(), &s.ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let batch: Batch = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch",
+        "metadata": {"name": "fromobject"},
+        "spec": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
+                 "input": {"objectStore": {"url": "s3://test/corpus.jsonl", "endpoint": s3.endpoint,
+                                           "secretRef": {"name": "s3"}},
+                           "byteRange": {"start": start, "end": end},
+                           "overrides": {"customIdPrefix": "o/"}},
+                 "output": {"pvc": {"claimName": "results"}}}}));
+    Api::<Batch>::namespaced(s.client.clone(), &s.ns)
+        .create(&PostParams::default(), &batch)
+        .await
+        .unwrap();
+    let claims = tempfile::tempdir().unwrap();
+    let kubelet = Kubelet::new(&s.client, &s.ns, claims.path());
+    let job = s.job("fromobject").await;
+    let env = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let from_secret: Vec<&str> = env
+        .iter()
+        .filter(|e| {
+            e.value_from
+                .as_ref()
+                .and_then(|f| f.secret_key_ref.as_ref())
+                .is_some_and(|r| r.name == "s3")
+        })
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(
+        from_secret,
+        ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
+    );
+    let pod = kubelet.next_pod(&job.name_any(), &[], Duration::from_secs(30)).await;
+    assert_eq!(kubelet.run(&pod).await, 0);
+    s.wait_phase("fromobject", BatchPhase::Succeeded).await;
+    let mut ids: Vec<String> = lines(&claims.path().join("results/output.jsonl"))
+        .iter()
+        .map(|l| l["custom_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["o/req-3", "o/req-4", "o/req-5", "o/req-6", "o/req-7"]);
+    s.stop().await;
+}

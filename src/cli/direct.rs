@@ -9,17 +9,18 @@ use tokio::io::BufReader;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{DEFAULT_MAX_CONCURRENT_REQUESTS, DirectLimits};
+use crate::api::{DEFAULT_MAX_CONCURRENT_REQUESTS, DirectLimits, ObjectStoreRef};
 use crate::direct::{self, Counts, DirectError, DirectJob, DirectSummary};
 use crate::driver::{FINAL_FAILURE, JobFailure};
 use crate::engine::ErrorClass;
 use crate::gateway::{ApiKey, GatewayClient, GatewayConfig};
+use crate::io::{Checked, ObjectInput, storage};
 use crate::jsonl::{self, Limits, Rewrite};
 use crate::local::API_KEY_ENV;
 
 /// Flags of `direct`.
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["input", "input_env"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["input", "input_env", "input_object"])))]
 pub struct DirectArgs {
     /// Base URL of the OpenAI-compatible API, ending in /v1.
     #[arg(long)]
@@ -36,6 +37,11 @@ pub struct DirectArgs {
     /// Read the JSONL request lines from this environment variable instead of a file.
     #[arg(long, value_name = "NAME")]
     pub input_env: Option<String>,
+    /// Stream the request lines from object storage: a `spec.input.objectStore` as JSON
+    /// (`{"url": "s3://bucket/key", "endpoint": ..., "region": ...}`); the credentials come
+    /// from the environment, under the Secret keys the scheme documents (AWS_ACCESS_KEY_ID...).
+    #[arg(long, value_name = "JSON", value_parser = parse_object)]
+    pub input_object: Option<ObjectStoreRef>,
     /// Only this line-aligned slice of the input, as START..END bytes.
     #[arg(long, value_name = "START..END", value_parser = parse_range)]
     pub byte_range: Option<std::ops::Range<u64>>,
@@ -75,6 +81,10 @@ pub struct DirectArgs {
 
 fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
     humantime::parse_rfc3339_weak(s).map_err(|e| format!("{s:?} is not an RFC 3339 time ({e})"))
+}
+
+fn parse_object(s: &str) -> Result<ObjectStoreRef, String> {
+    serde_json::from_str(s).map_err(|e| format!("not an objectStore reference: {e}"))
 }
 
 fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
@@ -137,6 +147,13 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
             let reader = BufReader::with_capacity(256 * 1024, tokio::fs::File::open(path).await?);
             direct::run(&client, &job, reader, progress, &stop).await
         }
+        Input::Object { object, len, .. } => {
+            let reader = object
+                .prepared_reader(*len)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", object.location.url))?;
+            direct::run(&client, &job, reader, progress, &stop).await
+        }
     };
     on_signal.abort();
     let (class, error) = match result {
@@ -170,16 +187,62 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
 /// The request lines, validated: a file streamed as it is, or (from an environment variable,
 /// or with a byte range or rewrites) prepared in memory. `Err` says what is wrong.
 enum Input {
-    File { path: PathBuf, requests: u64 },
-    Prepared { bytes: Vec<u8>, requests: u64 },
+    File {
+        path: PathBuf,
+        requests: u64,
+    },
+    Prepared {
+        bytes: Vec<u8>,
+        requests: u64,
+    },
+    Object {
+        object: Box<ObjectInput>,
+        len: u64,
+        requests: u64,
+    },
 }
 
 impl Input {
     fn requests(&self) -> u64 {
         match self {
-            Input::File { requests, .. } | Input::Prepared { requests, .. } => *requests,
+            Input::File { requests, .. } | Input::Prepared { requests, .. } | Input::Object { requests, .. } => {
+                *requests
+            }
         }
     }
+}
+
+/// The object, checked in one streamed pass (it is streamed again while it is sent).
+async fn object_input(
+    args: &DirectArgs,
+    reference: &ObjectStoreRef,
+    rewrite: Rewrite,
+    limits: Limits,
+) -> anyhow::Result<Result<Input, String>> {
+    let credentials = storage::credential_keys(&reference.url)
+        .iter()
+        .filter_map(|key| std::env::var(key).ok().map(|value| (key.to_string(), value)))
+        .collect();
+    let location = match storage::open(reference, &credentials, "the environment") {
+        Ok(location) => location,
+        Err(e) => return Ok(Err(format!("--input-object: {e}"))),
+    };
+    let object = ObjectInput {
+        location,
+        range: args.byte_range.clone(),
+        rewrite,
+        endpoint: args.endpoint.clone(),
+        limits,
+    };
+    Ok(match object.check().await {
+        Ok(Checked::Valid(report)) => Ok(Input::Object {
+            object: Box::new(object),
+            len: report.summary.bytes,
+            requests: report.summary.requests,
+        }),
+        Ok(Checked::Invalid(message)) => Err(message),
+        Err(e) => anyhow::bail!("{}: {e}", reference.url),
+    })
 }
 
 async fn prepared_input(args: &DirectArgs) -> anyhow::Result<Result<Input, String>> {
@@ -191,6 +254,9 @@ async fn prepared_input(args: &DirectArgs) -> anyhow::Result<Result<Input, Strin
         model: args.model.clone(),
         custom_id_prefix: args.custom_id_prefix.clone(),
     };
+    if let Some(reference) = &args.input_object {
+        return object_input(args, reference, rewrite, no_limit).await;
+    }
     let shaped = args.byte_range.is_some() || rewrite.model.is_some() || rewrite.custom_id_prefix.is_some();
     let (source, bytes) = match (&args.input, &args.input_env) {
         (Some(path), _) if !shaped => {
@@ -205,7 +271,7 @@ async fn prepared_input(args: &DirectArgs) -> anyhow::Result<Result<Input, Strin
         }
         (Some(path), _) => (path.display().to_string(), tokio::fs::read(path).await?),
         (None, Some(name)) => (format!("${name}"), std::env::var(name).unwrap_or_default().into_bytes()),
-        (None, None) => anyhow::bail!("--input or --input-env is required"),
+        (None, None) => anyhow::bail!("--input, --input-env or --input-object is required"),
     };
     let (bytes, report) = jsonl::prepare_bytes(&bytes, args.byte_range.clone(), rewrite, &args.endpoint, no_limit);
     Ok(match report.is_valid() {

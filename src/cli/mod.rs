@@ -46,7 +46,7 @@ pub enum Command {
     /// Send one Batch's lines straight to a gateway without a batch API, checkpointed (what
     /// the direct-mode Job runs). The key is read from LLM_BATCH_API_KEY.
     #[command(after_help = DIRECT_EXAMPLES)]
-    Direct(direct::DirectArgs),
+    Direct(Box<direct::DirectArgs>),
     /// Fetch a finished batch's output and error files into a directory (what the PVC output
     /// Job runs). The key is read from LLM_BATCH_API_KEY.
     #[command(after_help = SINK_EXAMPLES)]
@@ -156,7 +156,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Validate(args) => validate::run(args).await,
-        Command::Direct(args) => direct::run(args).await,
+        Command::Direct(args) => direct::run(*args).await,
         Command::Sink(args) => sink::run(args).await,
         Command::Simulator(args) => {
             crate::simulator::serve_until_signal(args.config, args.addr).await?;

@@ -10,9 +10,10 @@ use kube::api::Api;
 
 use super::jobs::{self, JobPlan, JobState, TERMINATION_LOG};
 use super::{Context, Error};
-use crate::api::{Batch, BatchGateway, BatchStatus, PvcSink};
+use crate::api::{Batch, BatchGateway, BatchStatus, KeyRef, PvcSink};
 use crate::direct::{Conclusion, DirectSummary};
 use crate::engine::{ErrorClass, Outcome, UpstreamState};
+use crate::io::storage;
 
 /// Where a ConfigMap or Secret input is mounted.
 const INPUT_MOUNT: &str = "/mnt/input";
@@ -32,13 +33,6 @@ pub fn problems(batch: &Batch, ctx: &Context) -> Vec<String> {
         problems.push(
             "direct mode in a cluster keeps its progress and results on a claim: set spec.output.pvc (the Job \
              resumes from it after any restart)"
-                .to_string(),
-        );
-    }
-    if batch.spec.input.object_store.is_some() {
-        problems.push(
-            "direct mode in a cluster reads ConfigMap, Secret or inline inputs; an objectStore input runs in direct \
-             mode only with run -f so far"
                 .to_string(),
         );
     }
@@ -179,8 +173,37 @@ fn direct_plan(batch: &Batch, gateway: &BatchGateway, pvc: &PvcSink, deadline: S
     if spec.cancel {
         args.push("--cancel".to_string());
     }
-    let mut env = Vec::new();
-    let input_file = format!("{INPUT_MOUNT}/input.jsonl");
+    let input = input_source(spec)?;
+    args.extend(input.args);
+    volumes.extend(input.volume);
+    Ok(JobPlan {
+        command: "direct",
+        args,
+        api_key: gateway.spec.auth.as_ref().map(|a| a.secret_ref.clone()),
+        secret_env: input.secret_env,
+        env: input.env,
+        volumes,
+    })
+}
+
+/// How the pod gets the input: arguments, and a volume or variables for them.
+#[derive(Default)]
+struct InputSource {
+    args: Vec<String>,
+    volume: Option<(Volume, k8s_openapi::api::core::v1::VolumeMount)>,
+    env: Vec<EnvVar>,
+    secret_env: Vec<(String, KeyRef)>,
+}
+
+/// A ConfigMap or Secret key as a file in a read-only volume; inline requests as a variable;
+/// an object as its reference, with the scheme's credential keys from its Secret.
+fn input_source(spec: &crate::api::BatchSpec) -> Result<InputSource, String> {
+    let input = &spec.input;
+    let as_file = |volume: Volume| InputSource {
+        args: vec!["--input".to_string(), format!("{INPUT_MOUNT}/input.jsonl")],
+        volume: Some((volume, jobs::mount("input", INPUT_MOUNT, true))),
+        ..Default::default()
+    };
     let items = |key: &str| {
         Some(vec![KeyToPath {
             key: key.to_string(),
@@ -188,59 +211,63 @@ fn direct_plan(batch: &Batch, gateway: &BatchGateway, pvc: &PvcSink, deadline: S
             mode: None,
         }])
     };
-    match (
-        &spec.input.config_map,
-        &spec.input.secret,
-        spec.input.requests_jsonl(spec.endpoint),
-    ) {
-        (Some(r), _, _) => {
-            let source = ConfigMapVolumeSource {
-                name: r.name.clone(),
-                items: items(&r.key),
-                ..Default::default()
-            };
-            volumes.push((
-                Volume {
-                    name: "input".into(),
-                    config_map: Some(source),
-                    ..Default::default()
-                },
-                jobs::mount("input", INPUT_MOUNT, true),
-            ));
-            args.extend(["--input".to_string(), input_file]);
-        }
-        (None, Some(r), _) => {
-            let source = SecretVolumeSource {
-                secret_name: Some(r.name.clone()),
-                items: items(&r.key),
-                ..Default::default()
-            };
-            volumes.push((
-                Volume {
-                    name: "input".into(),
-                    secret: Some(source),
-                    ..Default::default()
-                },
-                jobs::mount("input", INPUT_MOUNT, true),
-            ));
-            args.extend(["--input".to_string(), input_file]);
-        }
-        (None, None, Some(jsonl)) => {
-            env.push(EnvVar {
+    if let Some(r) = &input.config_map {
+        let source = ConfigMapVolumeSource {
+            name: r.name.clone(),
+            items: items(&r.key),
+            ..Default::default()
+        };
+        return Ok(as_file(Volume {
+            name: "input".into(),
+            config_map: Some(source),
+            ..Default::default()
+        }));
+    }
+    if let Some(r) = &input.secret {
+        let source = SecretVolumeSource {
+            secret_name: Some(r.name.clone()),
+            items: items(&r.key),
+            ..Default::default()
+        };
+        return Ok(as_file(Volume {
+            name: "input".into(),
+            secret: Some(source),
+            ..Default::default()
+        }));
+    }
+    if let Some(reference) = &input.object_store {
+        let secret_env = match &reference.secret_ref {
+            Some(secret) => storage::credential_keys(&reference.url)
+                .iter()
+                .map(|key| {
+                    (
+                        key.to_string(),
+                        KeyRef {
+                            name: secret.name.clone(),
+                            key: key.to_string(),
+                        },
+                    )
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let json = serde_json::to_string(reference).map_err(|e| e.to_string())?;
+        return Ok(InputSource {
+            args: vec!["--input-object".to_string(), json],
+            secret_env,
+            ..Default::default()
+        });
+    }
+    match input.requests_jsonl(spec.endpoint) {
+        Some(jsonl) => Ok(InputSource {
+            args: vec!["--input-env".to_string(), INPUT_ENV.to_string()],
+            env: vec![EnvVar {
                 name: INPUT_ENV.into(),
                 value: Some(jsonl),
                 ..Default::default()
-            });
-            args.extend(["--input-env".to_string(), INPUT_ENV.to_string()]);
-        }
-        _ => return Err("direct mode in a cluster reads ConfigMap, Secret or inline inputs".into()),
+            }],
+            ..Default::default()
+        }),
+        None => Err("direct mode in a cluster reads ConfigMap, Secret, inline or objectStore inputs".into()),
     }
-    Ok(JobPlan {
-        command: "direct",
-        args,
-        api_key: gateway.spec.auth.as_ref().map(|a| a.secret_ref.clone()),
-        secret_env: Vec::new(),
-        env,
-        volumes,
-    })
 }

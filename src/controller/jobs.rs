@@ -42,7 +42,8 @@ pub struct JobPlan {
     pub args: Vec<String>,
     /// The gateway's key, passed as `LLM_BATCH_API_KEY`.
     pub api_key: Option<KeyRef>,
-    /// Further variables from Secrets (e.g. object-store credentials).
+    /// Further variables from Secrets, each optional (object-store credentials: a scheme's keys
+    /// that the Secret does not have are left unset).
     pub secret_env: Vec<(String, KeyRef)>,
     /// Plain variables.
     pub env: Vec<EnvVar>,
@@ -69,8 +70,12 @@ pub fn build(batch: &Batch, plan: JobPlan, image: &str) -> Job {
         ("app.kubernetes.io/managed-by".to_string(), MANAGER.to_string()),
         (BATCH_LABEL.to_string(), batch.name_any()),
     ]);
-    let mut env: Vec<EnvVar> = plan.api_key.iter().map(|key| secret_var(API_KEY_ENV, key)).collect();
-    env.extend(plan.secret_env.iter().map(|(name, key)| secret_var(name, key)));
+    let mut env: Vec<EnvVar> = plan
+        .api_key
+        .iter()
+        .map(|key| secret_var(API_KEY_ENV, key, false))
+        .collect();
+    env.extend(plan.secret_env.iter().map(|(name, key)| secret_var(name, key, true)));
     env.extend(plan.env);
     env.push(EnvVar {
         name: "RUST_LOG".into(),
@@ -132,14 +137,14 @@ pub fn build(batch: &Batch, plan: JobPlan, image: &str) -> Job {
     }
 }
 
-fn secret_var(name: &str, key: &KeyRef) -> EnvVar {
+fn secret_var(name: &str, key: &KeyRef, optional: bool) -> EnvVar {
     EnvVar {
         name: name.to_string(),
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
                 name: key.name.clone(),
                 key: key.key.clone(),
-                optional: Some(false),
+                optional: Some(optional),
             }),
             ..Default::default()
         }),

@@ -21,7 +21,7 @@ pub enum ScanError {
 pub async fn scan_object(location: &ObjectLocation, limits: ChunkLimits) -> Result<(u64, Vec<Chunk>), ScanError> {
     let size = location.size().await.map_err(ScanError::Storage)?;
     let mut planner = ChunkPlanner::new(limits);
-    let mut stream = location.read_from(0, size);
+    let mut stream = location.read_from(0, None, size);
     while let Some(bytes) = stream.next().await {
         let bytes = bytes.map_err(|e| match e.downcast::<StorageError>() {
             Ok(storage) => ScanError::Storage(storage),

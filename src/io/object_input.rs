@@ -14,6 +14,10 @@ use super::validated_upload::{ValidatedUpload, prepared_upload};
 use crate::gateway::UploadSource;
 use crate::jsonl::{Limits, Preparer, Report, Rewrite, read_start};
 
+/// Bytes read past a slice's end in its first GET: a line that the end falls inside is
+/// usually finished within them (a longer one costs a second GET).
+const SLICE_SLACK: u64 = 64 * 1024;
+
 /// How to turn the object into the batch input.
 #[derive(Debug, Clone)]
 pub struct ObjectInput {
@@ -44,6 +48,11 @@ impl ObjectInput {
         }
     }
 
+    /// Where a slice's read most likely ends: its end plus room for the line it ends inside.
+    fn likely_end(&self) -> Option<u64> {
+        self.range.as_ref().map(|r| r.end.saturating_add(SLICE_SLACK))
+    }
+
     fn read_offset(&self) -> u64 {
         self.range.as_ref().map_or(0, |r| read_start(r.start))
     }
@@ -54,7 +63,7 @@ impl ObjectInput {
         if let Some(too_large) = self.too_large(size) {
             return Ok(Checked::Invalid(too_large));
         }
-        let mut source = self.location.read_from(self.read_offset(), size);
+        let mut source = self.location.read_from(self.read_offset(), self.likely_end(), size);
         let mut preparer = self.preparer();
         let mut out = Vec::new();
         while !preparer.is_done() {
@@ -80,10 +89,10 @@ impl ObjectInput {
     /// An upload that prepares the object again as it streams; `len` is the validated length.
     pub async fn upload(&self, len: u64) -> Result<ValidatedUpload, StorageError> {
         let size = self.location.size().await?;
-        let (location, offset) = (self.location.clone(), self.read_offset());
+        let (location, offset, likely_end) = (self.location.clone(), self.read_offset(), self.likely_end());
         let this = self.clone();
         Ok(prepared_upload(
-            Arc::new(move || location.read_from(offset, size)),
+            Arc::new(move || location.read_from(offset, likely_end, size)),
             len,
             Arc::new(move || this.preparer()),
         ))

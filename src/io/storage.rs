@@ -87,6 +87,21 @@ impl std::fmt::Debug for ObjectLocation {
     }
 }
 
+/// The Secret keys a scheme's credentials are read from (the documented ones; others are
+/// ignored).
+pub fn credential_keys(url: &str) -> &'static [&'static str] {
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("s3") => &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"],
+        Some("gs") => &["GOOGLE_SERVICE_ACCOUNT_KEY"],
+        Some("az") => &[
+            "AZURE_STORAGE_ACCOUNT_NAME",
+            "AZURE_STORAGE_ACCOUNT_KEY",
+            "AZURE_STORAGE_SAS_TOKEN",
+        ],
+        _ => &[],
+    }
+}
+
 /// Opens `reference` with `credentials` (Secret key -> value, only the scheme's keys are used);
 /// `credentials_from` says where they came from, for messages.
 pub fn open(
@@ -205,15 +220,32 @@ impl ObjectLocation {
         !matches!(first, Some(Err(e)) if names_missing_bucket(&e))
     }
 
-    /// The object's bytes from `offset` to its end (`size` as found by [`size`](Self::size)),
-    /// as a stream of chunks.
-    pub fn read_from(&self, offset: u64, size: u64) -> BoxStream<'static, std::io::Result<Bytes>> {
+    /// Reads the object from `offset` to its end (of `size` bytes). With `likely_end`, the first
+    /// GET stops there (a bounded range) and the rest is asked for only if the reader goes on
+    /// past it, so a slice read does not pull the remainder of a large object over the wire.
+    pub fn read_from(
+        &self,
+        offset: u64,
+        likely_end: Option<u64>,
+        size: u64,
+    ) -> BoxStream<'static, std::io::Result<Bytes>> {
         if offset >= size {
             return futures::stream::empty().boxed();
         }
+        match likely_end.filter(|end| *end > offset && *end < size) {
+            Some(end) => {
+                let rest = self.clone();
+                let more = futures::stream::once(async move { rest.get(GetRange::Offset(end)) }).flatten();
+                self.get(GetRange::Bounded(offset..end)).chain(more).boxed()
+            }
+            None => self.get(GetRange::Offset(offset)),
+        }
+    }
+
+    fn get(&self, range: GetRange) -> BoxStream<'static, std::io::Result<Bytes>> {
         let (store, path, this) = (Arc::clone(&self.store), self.path.clone(), self.clone());
         let options = GetOptions {
-            range: Some(GetRange::Offset(offset)),
+            range: Some(range),
             ..GetOptions::default()
         };
         futures::stream::once(async move { store.get_opts(&path, options).await })

@@ -80,7 +80,14 @@ impl Kubelet {
         for var in container.env.clone().unwrap_or_default() {
             let value = match (var.value, var.value_from.and_then(|f| f.secret_key_ref)) {
                 (Some(value), _) => value,
-                (None, Some(r)) => self.secret_value(&r.name, &r.key).await,
+                (None, Some(r)) => match self.secret_value(&r.name, &r.key).await {
+                    Some(value) => value,
+                    None if r.optional == Some(true) => continue,
+                    None => panic!(
+                        "Secret {} has no key {} (a real kubelet would not start the pod)",
+                        r.name, r.key
+                    ),
+                },
                 _ => continue,
             };
             command.env(var.name, value);
@@ -127,7 +134,7 @@ impl Kubelet {
                 let value = self
                     .secret_value(source.secret_name.as_deref().unwrap(), &item.key)
                     .await;
-                std::fs::write(dir.join(&item.path), value).unwrap();
+                std::fs::write(dir.join(&item.path), value.expect("the Secret has the key")).unwrap();
             }
         } else {
             assert!(
@@ -139,13 +146,13 @@ impl Kubelet {
         dir
     }
 
-    async fn secret_value(&self, name: &str, key: &str) -> String {
+    async fn secret_value(&self, name: &str, key: &str) -> Option<String> {
         let secret = Api::<Secret>::namespaced(self.client.clone(), &self.ns)
             .get(name)
             .await
             .unwrap();
         let data: BTreeMap<_, _> = secret.data.unwrap_or_default();
-        String::from_utf8(data[key].0.clone()).unwrap()
+        data.get(key).map(|v| String::from_utf8(v.0.clone()).unwrap())
     }
 
     async fn report(&self, pod: &Pod, code: i32, message: &str, started: k8s_openapi::jiff::Timestamp) {
