@@ -91,10 +91,14 @@ fn main() -> anyhow::Result<()> {
         || curl_s3(&["-o", "/dev/null", &object_url]),
         || {
             let checked = runtime.block_on(object.check())?;
-            anyhow::ensure!(matches!(checked, Checked::Valid(_)), "the generated input is invalid");
+            anyhow::ensure!(matches!(checked, Checked::Valid(..)), "the generated input is invalid");
             Ok(())
         },
     )?;
+    // The upload pass checks its bytes against the validation's digest, as the drivers do.
+    let Checked::Valid(_, digest) = runtime.block_on(object.check())? else {
+        anyhow::bail!("the generated input is invalid");
+    };
     paired(
         "S3 read + validate + upload",
         size,
@@ -107,7 +111,7 @@ fn main() -> anyhow::Result<()> {
         },
         || {
             runtime.block_on(async {
-                let upload = object.upload(size).await?;
+                let upload = object.upload(size, Some(digest)).await?;
                 let file = client
                     .upload_file("bench.jsonl", "batch", upload.source.clone())
                     .await?;

@@ -301,6 +301,10 @@ pub struct InputStatus {
     /// plus its `max_completion_tokens`, `max_tokens` or `max_output_tokens`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_tokens: Option<u64>,
+    /// A digest (hex) of the prepared bytes of an object-store input: the upload pass reads the
+    /// object again and must find exactly these bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// Where a Batch stands in its gateway's admission queue.

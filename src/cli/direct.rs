@@ -235,7 +235,7 @@ async fn object_input(
         limits,
     };
     Ok(match object.check().await {
-        Ok(Checked::Valid(report)) => Ok(Input::Object {
+        Ok(Checked::Valid(report, _)) => Ok(Input::Object {
             object: Box::new(object),
             len: report.summary.bytes,
             requests: report.summary.requests,

@@ -263,8 +263,8 @@ async fn perform(
         },
         Action::UploadInput { filename } => match object_io::input(&ctx.client, batch).await {
             Ok(Some(object)) => {
-                let len = status.input.as_ref().map_or(0, |i| i.bytes);
-                driver::storage::upload(gateway, &filename, &object, len).await
+                let validated = status.input.clone().unwrap_or_default();
+                driver::storage::upload(gateway, &filename, &object, &validated).await
             }
             Ok(None) => match cluster_io::read_input(&ctx.client, batch).await {
                 Ok(bytes) => {
@@ -343,6 +343,7 @@ async fn validate_input(batch: &Batch, status: &BatchStatus, ctx: &Context) -> R
             requests: report.summary.requests,
             bytes: report.summary.bytes,
             estimated_tokens: report.summary.estimated_tokens,
+            digest: None,
         }
     } else {
         Outcome::InputInvalid {

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::api::InputStatus;
 use crate::driver;
 use crate::engine::{Downloaded, ErrorClass, Outcome};
 use crate::gateway::GatewayClient;
@@ -13,19 +14,24 @@ use crate::io::{Checked, ObjectInput};
 /// Streams the object once through slicing, rewriting and validation; nothing goes upstream.
 pub async fn validate(input: &ObjectInput) -> Outcome {
     match input.check().await {
-        Ok(Checked::Valid(report)) => Outcome::InputValidated {
+        Ok(Checked::Valid(report, digest)) => Outcome::InputValidated {
             requests: report.summary.requests,
             bytes: report.summary.bytes,
             estimated_tokens: report.summary.estimated_tokens,
+            digest: Some(digest),
         },
         Ok(Checked::Invalid(message)) => Outcome::InputInvalid { message },
         Err(e) => input_failure(e),
     }
 }
 
-/// Uploads the object, prepared again while it streams (`len`: the validated length).
-pub async fn upload(client: &GatewayClient, filename: &str, input: &ObjectInput, len: u64) -> Outcome {
-    match input.upload(len).await {
+/// Uploads the object, prepared again while it streams; it must match what validation found.
+pub async fn upload(client: &GatewayClient, filename: &str, input: &ObjectInput, validated: &InputStatus) -> Outcome {
+    let digest = validated
+        .digest
+        .as_deref()
+        .and_then(|d| u64::from_str_radix(d, 16).ok());
+    match input.upload(validated.bytes, digest).await {
         Ok(upload) => driver::upload_input(client, filename, upload.source).await,
         Err(e) => input_failure(e),
     }

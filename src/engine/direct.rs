@@ -124,6 +124,7 @@ mod tests {
             requests: 3,
             bytes: 10,
             estimated_tokens: Some(30),
+            digest: None,
         });
         status.phase = Some(BatchPhase::Pending);
         assert_eq!(crate::engine::decide(&spec(), &status, &ctx()), Action::Admit);
@@ -154,6 +155,7 @@ mod tests {
             requests: 10,
             bytes: 100,
             estimated_tokens: None,
+            digest: None,
         });
         let progress = Outcome::DirectProgress {
             total: 10,

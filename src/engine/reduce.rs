@@ -27,11 +27,13 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
             requests,
             bytes,
             estimated_tokens,
+            digest,
         } => {
             next.input = Some(InputStatus {
                 requests,
                 bytes,
                 estimated_tokens: Some(estimated_tokens),
+                digest: digest.map(|d| format!("{d:016x}")),
             });
             next.phase = Some(BatchPhase::Pending);
             let message = format!("{requests} requests, {bytes} bytes (about {estimated_tokens} tokens), valid");
@@ -42,6 +44,7 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
                 requests: 0,
                 bytes: bytes.unwrap_or(0),
                 estimated_tokens: None,
+                digest: None,
             });
             gateway(&mut next).input_file_id = Some(file_id.clone());
             next.phase = Some(BatchPhase::Pending);

@@ -68,6 +68,7 @@ fn submitted() -> BatchStatus {
             requests: 20,
             bytes: 4000,
             estimated_tokens: 1000,
+            digest: None,
         },
         &ctx,
     );
@@ -400,6 +401,7 @@ fn adopted_batch_is_reported_as_adopted() {
             requests: 1,
             bytes: 10,
             estimated_tokens: 3,
+            digest: None,
         },
         &ctx,
     );
@@ -575,6 +577,7 @@ fn waiting_for_budget_keeps_the_batch_pending_and_says_why() {
             requests: 1,
             bytes: 10,
             estimated_tokens: 3,
+            digest: None,
         },
         &ctx_at(0),
     );

@@ -134,6 +134,8 @@ pub enum Outcome {
         requests: u64,
         bytes: u64,
         estimated_tokens: u64,
+        /// Of the prepared bytes, for an input that is read again to upload (object storage).
+        digest: Option<u64>,
     },
     /// The gateway's budget has room: the Batch may start.
     Admitted,

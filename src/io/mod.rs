@@ -10,4 +10,6 @@ mod validated_upload;
 pub use chunk_scan::{ScanError, scan_object};
 pub use object_input::{Checked, ObjectInput};
 pub use secret_sink::{Packed, pack_for_secret};
-pub use validated_upload::{MakePreparer, OpenSource, ValidatedUpload, prepared_upload, validated_file_upload};
+pub use validated_upload::{
+    Digest, Expected, MakePreparer, OpenSource, ValidatedUpload, prepared_upload, validated_file_upload,
+};

@@ -10,7 +10,7 @@ use tokio::io::AsyncBufRead;
 use tokio_util::io::StreamReader;
 
 use super::storage::{ObjectLocation, StorageError, StorageErrorKind};
-use super::validated_upload::{ValidatedUpload, prepared_upload};
+use super::validated_upload::{Digest, Expected, ValidatedUpload, prepared_upload};
 use crate::gateway::UploadSource;
 use crate::jsonl::{Limits, Preparer, Report, Rewrite, read_start};
 
@@ -33,8 +33,9 @@ pub struct ObjectInput {
 /// What validating the object found.
 #[derive(Debug)]
 pub enum Checked {
-    /// The prepared input is valid: its report (requests, bytes as uploaded).
-    Valid(Report),
+    /// The prepared input is valid: its report (requests, bytes as uploaded) and the digest
+    /// of its prepared bytes (see [`Digest`]).
+    Valid(Report, u64),
     /// The input cannot be sent; the message names the object and what to do.
     Invalid(String),
 }
@@ -65,18 +66,20 @@ impl ObjectInput {
         }
         let mut source = self.location.read_from(self.read_offset(), self.likely_end(), size);
         let mut preparer = self.preparer();
-        let mut out = Vec::new();
+        let (mut out, mut digest) = (Vec::new(), Digest::default());
         while !preparer.is_done() {
             match source.next().await {
                 None => break,
                 Some(Ok(chunk)) => preparer.feed(&chunk, &mut out),
                 Some(Err(e)) => return Err(storage_error(e)),
             }
+            digest.add(&out);
             out.clear();
         }
         let report = preparer.finish(&mut out);
+        digest.add(&out);
         Ok(match report.is_valid() {
-            true => Checked::Valid(report),
+            true => Checked::Valid(report, digest.value()),
             false => Checked::Invalid(format!(
                 "invalid input in {}{}:\n{}",
                 self.location.url,
@@ -87,21 +90,27 @@ impl ObjectInput {
     }
 
     /// An upload that prepares the object again as it streams; `len` is the validated length.
-    pub async fn upload(&self, len: u64) -> Result<ValidatedUpload, StorageError> {
+    /// With the validation's `digest`, the bytes must match it (so custom_id uniqueness, proved
+    /// then, is not tracked again: its memory grows with the lines).
+    pub async fn upload(&self, len: u64, digest: Option<u64>) -> Result<ValidatedUpload, StorageError> {
         let size = self.location.size().await?;
         let (location, offset, likely_end) = (self.location.clone(), self.read_offset(), self.likely_end());
         let this = self.clone();
+        let prepare = move || match digest {
+            Some(_) => this.preparer().trusting_unique_ids(),
+            None => this.preparer(),
+        };
         Ok(prepared_upload(
             Arc::new(move || location.read_from(offset, likely_end, size)),
-            len,
-            Arc::new(move || this.preparer()),
+            Expected { len, digest },
+            Arc::new(prepare),
         ))
     }
 
     /// The prepared bytes (sliced, rewritten, validated again as they stream; `len` is the
     /// validated length) as a reader: what direct mode sends line by line.
     pub async fn prepared_reader(&self, len: u64) -> Result<impl AsyncBufRead + Send + Unpin + 'static, StorageError> {
-        let UploadSource::Stream(source) = self.upload(len).await?.source else {
+        let UploadSource::Stream(source) = self.upload(len, None).await?.source else {
             unreachable!("an object is always uploaded as a stream")
         };
         Ok(StreamReader::new((source.open)()))

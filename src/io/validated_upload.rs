@@ -21,6 +21,28 @@ const CHUNK: usize = 1024 * 1024;
 /// Validated chunks waiting to be sent (bounds memory to a few MiB).
 const IN_FLIGHT: usize = 4;
 
+/// A digest of prepared bytes (SipHash, streaming: chunk boundaries do not matter), so a second
+/// pass can tell it read exactly what the first validated.
+#[derive(Default)]
+pub struct Digest(std::hash::DefaultHasher);
+
+impl Digest {
+    pub fn add(&mut self, bytes: &[u8]) {
+        std::hash::Hasher::write(&mut self.0, bytes);
+    }
+
+    pub fn value(&self) -> u64 {
+        std::hash::Hasher::finish(&self.0)
+    }
+}
+
+/// What validation found the prepared input to be: its length and, when known, its digest.
+#[derive(Clone, Copy, Debug)]
+pub struct Expected {
+    pub len: u64,
+    pub digest: Option<u64>,
+}
+
 /// Opens the source's bytes for one upload attempt.
 pub type OpenSource = dyn Fn() -> BoxStream<'static, std::io::Result<Bytes>> + Send + Sync;
 /// Makes the preparer for one upload attempt.
@@ -53,12 +75,13 @@ pub fn validated_file_upload(path: PathBuf, len: u64, endpoint: &str, limits: Li
             .boxed()
     };
     let prepare = move || Preparer::new(&endpoint, limits, Rewrite::default());
-    prepared_upload(Arc::new(open), len, Arc::new(prepare))
+    prepared_upload(Arc::new(open), Expected { len, digest: None }, Arc::new(prepare))
 }
 
-/// Uploads what `prepare` makes of the stream `open` yields; `len` is the prepared length found
-/// when the input was validated. A different length (the source changed since) aborts the upload.
-pub fn prepared_upload(open: Arc<OpenSource>, len: u64, prepare: Arc<MakePreparer>) -> ValidatedUpload {
+/// Uploads what `prepare` makes of the stream `open` yields; `expected` is what validation
+/// found. A different length or digest (the source changed since) aborts the upload.
+pub fn prepared_upload(open: Arc<OpenSource>, expected: Expected, prepare: Arc<MakePreparer>) -> ValidatedUpload {
+    let len = expected.len;
     let report = Arc::new(Mutex::new(None));
     let shared = Arc::clone(&report);
     let open_attempt = move || {
@@ -68,6 +91,8 @@ pub fn prepared_upload(open: Arc<OpenSource>, len: u64, prepare: Arc<MakePrepare
             sending: true,
             sent: 0,
             len,
+            expected_digest: expected.digest,
+            digest: Digest::default(),
         };
         tokio::spawn(forward.run(open(), prepare(), Arc::clone(&shared)));
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
@@ -86,6 +111,8 @@ struct Forward {
     sending: bool,
     sent: u64,
     len: u64,
+    expected_digest: Option<u64>,
+    digest: Digest,
 }
 
 impl Forward {
@@ -112,8 +139,12 @@ impl Forward {
             }
         }
         let result = preparer.finish(&mut out);
+        self.digest.add(&out);
         if !result.is_valid() {
             self.abort("the input is invalid".into()).await;
+        } else if self.expected_digest.is_some_and(|d| d != self.digest.value()) {
+            self.abort("the input's bytes differ from what was validated: it changed since".into())
+                .await;
         } else if self.sent + out.len() as u64 != self.len {
             let found = self.sent + out.len() as u64;
             let why = format!(
@@ -133,6 +164,7 @@ impl Forward {
             return true;
         }
         let ready = Bytes::copy_from_slice(&out[..out.len() - 1]);
+        self.digest.add(&ready);
         out.drain(..out.len() - 1);
         self.sent += ready.len() as u64;
         if self.sent >= self.len {
@@ -150,5 +182,56 @@ impl Forward {
         if std::mem::take(&mut self.sending) {
             let _ = self.tx.send(Err(std::io::Error::other(why))).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENDPOINT: &str = "/v1/chat/completions";
+
+    fn lines(ids: [&str; 2]) -> Bytes {
+        let line = |id: &str| {
+            format!(r#"{{"custom_id":"{id}","method":"POST","url":"{ENDPOINT}","body":{{"model":"m"}}}}"#) + "\n"
+        };
+        Bytes::from(line(ids[0]) + &line(ids[1]))
+    }
+
+    /// Uploads `bytes` as a second pass expecting `expected`; the body, or why it was aborted.
+    async fn second_pass(bytes: Bytes, expected: Expected) -> Result<Vec<u8>, String> {
+        let open = move || futures::stream::once(futures::future::ready(Ok(bytes.clone()))).boxed();
+        let prepare = || Preparer::new(ENDPOINT, Limits::default(), Rewrite::default()).trusting_unique_ids();
+        let upload = prepared_upload(Arc::new(open), expected, Arc::new(prepare));
+        let UploadSource::Stream(source) = upload.source else {
+            unreachable!()
+        };
+        let mut body = Vec::new();
+        let mut stream = (source.open)();
+        while let Some(chunk) = stream.next().await {
+            body.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+        }
+        Ok(body)
+    }
+
+    #[tokio::test]
+    async fn a_second_pass_sends_only_the_bytes_the_first_validated() {
+        let validated = lines(["a", "b"]);
+        let mut digest = Digest::default();
+        digest.add(&validated[..7]);
+        digest.add(&validated[7..]);
+        let expected = Expected {
+            len: validated.len() as u64,
+            digest: Some(digest.value()),
+        };
+        assert_eq!(
+            second_pass(validated.clone(), expected).await.unwrap(),
+            validated.to_vec()
+        );
+        // Same length, a duplicate custom_id: not tracked in this pass, caught by the digest.
+        let changed = lines(["a", "a"]);
+        assert_eq!(changed.len(), validated.len());
+        let error = second_pass(changed, expected).await.unwrap_err();
+        assert!(error.contains("differ from what was validated"), "{error}");
     }
 }

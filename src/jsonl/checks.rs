@@ -47,6 +47,8 @@ pub(crate) struct LineChecker {
     endpoint: String,
     max_line: u64,
     ids: CustomIds,
+    /// False when uniqueness was proved by an earlier pass over the same bytes.
+    pub unique_ids: bool,
     pub requests: u64,
     pub models: BTreeMap<String, u64>,
     /// Estimated tokens: a quarter of each line's bytes plus its output ceiling.
@@ -60,6 +62,7 @@ impl LineChecker {
             endpoint: endpoint.to_owned(),
             max_line,
             ids: CustomIds::default(),
+            unique_ids: true,
             requests: 0,
             models: BTreeMap::new(),
             estimated_tokens: 0,
@@ -127,12 +130,13 @@ impl LineChecker {
             Some(Scalar::Str(id)) if id.is_empty() => {
                 self.problems.add(n, Some(FIELD), format_args!("custom_id is empty"));
             }
-            Some(Scalar::Str(id)) => {
+            Some(Scalar::Str(id)) if self.unique_ids => {
                 if let Err(first) = self.ids.insert(&id, n) {
                     let msg = format_args!("custom_id {} is a duplicate of line {first}", Quoted(&id));
                     self.problems.add(n, Some(FIELD), msg);
                 }
             }
+            Some(Scalar::Str(_)) => {}
             Some(other) => self.not_a_string(n, FIELD, &other),
         }
     }

@@ -53,6 +53,13 @@ impl Preparer {
         self
     }
 
+    /// Skips the custom_id uniqueness check, whose memory grows with the lines: for a second
+    /// pass over bytes an earlier pass validated whole (the caller compares their digest).
+    pub fn trusting_unique_ids(mut self) -> Self {
+        self.checker.unique_ids = false;
+        self
+    }
+
     /// True once nothing more of the source is needed (the slice's end was passed).
     pub fn is_done(&self) -> bool {
         self.slice.as_ref().is_some_and(LineAlignedSlice::is_done)

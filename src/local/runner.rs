@@ -135,6 +135,7 @@ impl BatchRun<'_> {
                     requests: self.validated.requests,
                     bytes: self.validated.bytes,
                     estimated_tokens: self.validated.estimated_tokens,
+                    digest: None,
                 },
             },
             Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
@@ -143,8 +144,8 @@ impl BatchRun<'_> {
             },
             Action::UploadInput { filename } => match &self.plan.object_input {
                 Some(object) => {
-                    let len = self.state.status.input.as_ref().map_or(0, |i| i.bytes);
-                    storage_steps::upload(&self.client, &filename, object, len).await
+                    let validated = self.state.status.input.clone().unwrap_or_default();
+                    storage_steps::upload(&self.client, &filename, object, &validated).await
                 }
                 None => {
                     driver::upload_input(&self.client, &filename, UploadSource::Bytes(self.plan.input.clone())).await
