@@ -14,7 +14,7 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
+use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
 
 use crate::api::ObjectStoreRef;
 
@@ -128,6 +128,7 @@ pub fn open(
             let mut builder = AmazonS3Builder::new()
                 .with_bucket_name(&bucket)
                 .with_region(reference.region.as_deref().unwrap_or("us-east-1"))
+                .with_client_options(client_options())
                 .with_retry(retry);
             if let Some(endpoint) = &reference.endpoint {
                 builder = builder
@@ -151,6 +152,7 @@ pub fn open(
         "gs" => {
             let mut builder = GoogleCloudStorageBuilder::new()
                 .with_bucket_name(&bucket)
+                .with_client_options(client_options())
                 .with_retry(retry);
             if let Some(value) = key("GOOGLE_SERVICE_ACCOUNT_KEY") {
                 builder = builder.with_config(GoogleConfigKey::ServiceAccountKey, value);
@@ -162,6 +164,7 @@ pub fn open(
         "az" => {
             let mut builder = MicrosoftAzureBuilder::new()
                 .with_container_name(&bucket)
+                .with_client_options(client_options())
                 .with_retry(retry);
             if let Some(endpoint) = &reference.endpoint {
                 builder = builder
@@ -194,6 +197,14 @@ pub fn open(
         url: reference.url.clone(),
         credentials_from: credentials_from.to_string(),
     })
+}
+
+/// No idle connections are kept: every reference opens its own client, and a run of a large
+/// sweep holds hundreds of them, whose pooled connections (and buffers) would pile up (bench/
+/// sweep, 50 children: 65.9 MiB peak with pooling, 51.9 MiB without). Each request is a large
+/// streamed transfer, so a new connection per request costs little.
+fn client_options() -> ClientOptions {
+    ClientOptions::new().with_pool_max_idle_per_host(0)
 }
 
 fn build_error(reference: &ObjectStoreRef, e: object_store::Error) -> StorageError {
