@@ -21,12 +21,14 @@ pub struct Ledger {
     admitted: HashMap<String, (u64, Timestamp)>,
 }
 
-/// The verdict for `batch` (whose current status is `status`).
-pub async fn admit(batch: &Batch, status: &BatchStatus, ctx: &Context) -> Result<Outcome, Error> {
+/// The verdict for `batch` (whose current status is `status`) on `gateway`.
+pub async fn admit(
+    batch: &Batch,
+    status: &BatchStatus,
+    gateway: &BatchGateway,
+    ctx: &Context,
+) -> Result<Outcome, Error> {
     let ns = batch.namespace().unwrap_or_default();
-    let gateway = Api::<BatchGateway>::namespaced(ctx.client.clone(), &ns)
-        .get(&batch.spec.gateway_ref.name)
-        .await?;
     let budget = Budget::of(&gateway.spec.limits);
     if let Some(why) = admission::held_back(status, Timestamp::now()) {
         return Ok(Outcome::AwaitingBudget { message: why });
@@ -38,7 +40,7 @@ pub async fn admit(batch: &Batch, status: &BatchStatus, ctx: &Context) -> Result
     let lock = ctx.admission_ledger(&format!("{ns}/{}", gateway.name_any()));
     let mut ledger = lock.lock().await;
     let now = Timestamp::now();
-    let mut entries = gateway_entries(&ctx.client, &gateway).await?;
+    let mut entries = gateway_entries(&ctx.client, gateway).await?;
     if let Some(own) = entries.iter_mut().find(|e| e.key == key) {
         *own = Entry::of(key.clone(), own.created, status);
     }

@@ -12,12 +12,12 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 
-use super::cluster_io::{self, InputError, MAX_SECRET_BYTES};
+use super::cluster_io::{self, Gateway, InputError, MAX_SECRET_BYTES};
 use super::{Context, Error, FINALIZER, instrument};
 use super::{admission, direct_job, object_io, pvc_sink};
 use crate::api::{
-    BATCH_ID_ANNOTATION, Batch, BatchGateway, BatchMode, BatchPhase, BatchStatus, Conditions, DeletionPolicy,
-    condition_types as ct, reasons,
+    BATCH_ID_ANNOTATION, Batch, BatchMode, BatchPhase, BatchStatus, Conditions, DeletionPolicy, condition_types as ct,
+    reasons,
 };
 use crate::driver;
 use crate::engine::{self, Action, ErrorClass, Outcome, PollingPolicy, UpstreamState};
@@ -77,16 +77,16 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
     if status.phase.is_some_and(BatchPhase::is_terminal) {
         return expire_after_ttl(&batch, &status, ctx).await;
     }
-    let (gateway, polling) = match cluster_io::gateway_client(ctx, &batch).await? {
+    let gateway = match cluster_io::gateway_client(ctx, &batch).await? {
         Ok(found) => found,
         Err(why) => return wait_for_gateway(&batch, status, why, ctx).await,
     };
     let mut current = (*batch).clone();
     for _ in 0..MAX_STEPS {
         let outcome = if needs_mode(&status) {
-            resolve_mode(&batch, &gateway, ctx).await?
+            resolve_mode(&gateway).await
         } else {
-            let action = engine::decide(&batch.spec, &status, &context(&batch, polling));
+            let action = engine::decide(&batch.spec, &status, &context(&batch, gateway.polling));
             if let Action::Poll { after, .. } = &action {
                 let wait = ctx.poll_wait(&key, *after);
                 if !wait.is_zero() {
@@ -112,7 +112,7 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
             _ => None,
         };
         let awaiting_budget = matches!(outcome, Outcome::AwaitingBudget { .. });
-        let next = engine::reduce(&status, outcome, &context(&batch, polling));
+        let next = engine::reduce(&status, outcome, &context(&batch, gateway.polling));
         record(&batch, &status, &next, ctx).await;
         cluster_io::write_status(&ctx.client, &current, &next).await?;
         if failure.is_none() {
@@ -145,28 +145,22 @@ fn needs_mode(status: &BatchStatus) -> bool {
 }
 
 /// The gateway's `spec.mode`; for Auto, what its status recorded from a probe, or a probe now.
-async fn resolve_mode(batch: &Batch, client: &GatewayClient, ctx: &Context) -> Result<Outcome, Error> {
-    let ns = batch.namespace().unwrap_or_default();
-    let gateway = Api::<BatchGateway>::namespaced(ctx.client.clone(), &ns)
-        .get(&batch.spec.gateway_ref.name)
-        .await?;
+async fn resolve_mode(gateway: &Gateway) -> Outcome {
+    let mode = &gateway.object.spec.mode;
     let probed = gateway
+        .object
         .status
         .as_ref()
         .and_then(|s| s.capabilities.as_ref())
         .map(|c| c.batch_api);
-    let mode = match gateway.spec.mode.resolve(probed) {
-        Some(mode) => mode,
-        None => match driver::probe_batch_api(client).await {
-            Ok(batch_api) => gateway
-                .spec
-                .mode
-                .resolve(Some(batch_api))
-                .expect("a probed Auto resolves"),
-            Err(e) => return Ok(driver::failure(e)),
+    let resolved = match mode.resolve(probed) {
+        Some(resolved) => resolved,
+        None => match driver::probe_batch_api(&gateway.client).await {
+            Ok(batch_api) => mode.resolve(Some(batch_api)).expect("a probed Auto resolves"),
+            Err(e) => return driver::failure(e),
         },
     };
-    Ok(Outcome::ModeResolved { mode })
+    Outcome::ModeResolved { mode: resolved }
 }
 
 /// `ttlSecondsAfterFinished`: a finished Batch is deleted once its time is up.
@@ -240,7 +234,7 @@ async fn perform(
     batch: &Batch,
     status: &BatchStatus,
     action: Action,
-    gateway: &GatewayClient,
+    gateway: &Gateway,
     ctx: &Context,
 ) -> Result<Option<Outcome>, Error> {
     if let Action::Download {
@@ -249,15 +243,17 @@ async fn perform(
     } = &action
         && let Some(pvc) = batch.spec.output.as_ref().and_then(|o| o.pvc.as_ref())
     {
-        return pvc_sink::download(batch, pvc, output_file_id.clone(), error_file_id.clone(), ctx).await;
+        let (output, errors) = (output_file_id.clone(), error_file_id.clone());
+        return pvc_sink::download(batch, &gateway.object, pvc, output, errors, ctx).await;
     }
+    let (spec, gateway) = (&gateway.object, &gateway.client);
     Ok(Some(match action {
         Action::ValidateInput => match &batch.spec.input.file_id {
             Some(file_id) if status.mode != Some(BatchMode::Direct) => driver::input_on_gateway(gateway, file_id).await,
             _ => validate_input(batch, status, ctx).await?,
         },
         Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
-        Action::Admit => admission::admit(batch, status, ctx).await?,
+        Action::Admit => admission::admit(batch, status, spec, ctx).await?,
         Action::StartAttempt => Outcome::AttemptStarted {
             token: driver::attempt_token(),
         },
@@ -282,7 +278,7 @@ async fn perform(
             output_file_id,
             error_file_id,
         } => download(batch, status, gateway, output_file_id, error_file_id, ctx).await,
-        Action::RunDirect => return direct_job::run(batch, status, ctx).await,
+        Action::RunDirect => return direct_job::run(batch, status, spec, ctx).await,
         Action::Finished => unreachable!("handled by the caller"),
     }))
 }
@@ -475,7 +471,7 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         return Ok(Requeue::await_change());
     }
     let gateway = status.gateway.clone().unwrap_or_default();
-    let Ok((client, _)) = cluster_io::gateway_client(ctx, &batch).await? else {
+    let Ok(Gateway { client, .. }) = cluster_io::gateway_client(ctx, &batch).await? else {
         ctx.publish(
             &*batch,
             EventType::Warning,

@@ -100,19 +100,29 @@ fn secret_value(secret: &Secret, key: &str) -> Option<Bytes> {
     })
 }
 
-/// A client for the Batch's gateway; the inner error says why there is none yet (the
-/// BatchGateway, its Secret or key is missing), the outer one is a failed API call.
-pub async fn gateway_client(
-    ctx: &Context,
-    batch: &Batch,
-) -> Result<Result<(GatewayClient, PollingPolicy), String>, Error> {
+/// A Batch's BatchGateway, read once per reconcile, with a client for it and its polling bounds.
+pub struct Gateway {
+    pub object: BatchGateway,
+    pub client: GatewayClient,
+    pub polling: PollingPolicy,
+}
+
+/// The Batch's gateway; the inner error says why there is none yet (the BatchGateway, its
+/// Secret or key is missing), the outer one is a failed API call.
+pub async fn gateway_client(ctx: &Context, batch: &Batch) -> Result<Result<Gateway, String>, Error> {
     let ns = batch.namespace().unwrap_or_default();
     let name = &batch.spec.gateway_ref.name;
     let api = Api::<BatchGateway>::namespaced(ctx.client.clone(), &ns);
-    match api.get_opt(name).await? {
-        Some(gateway) => client_for_gateway(ctx, &gateway).await,
-        None => Ok(Err(format!("BatchGateway {ns}/{name} not found"))),
-    }
+    let Some(object) = api.get_opt(name).await? else {
+        return Ok(Err(format!("BatchGateway {ns}/{name} not found")));
+    };
+    Ok(client_for_gateway(ctx, &object)
+        .await?
+        .map(|(client, polling)| Gateway {
+            object,
+            client,
+            polling,
+        }))
 }
 
 /// A client for this gateway, with its key read from its Secret. Clients are reused while the

@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{ConfigMapVolumeSource, EnvVar, KeyToPath, SecretVolumeSource, Volume};
 use kube::ResourceExt;
-use kube::api::Api;
 
 use super::jobs::{self, JobPlan, JobState, TERMINATION_LOG};
 use super::{Context, Error};
@@ -40,7 +39,12 @@ pub fn problems(batch: &Batch, ctx: &Context) -> Vec<String> {
 }
 
 /// The step's outcome once the Job ended; `None` while it runs.
-pub async fn run(batch: &Batch, status: &BatchStatus, ctx: &Context) -> Result<Option<Outcome>, Error> {
+pub async fn run(
+    batch: &Batch,
+    status: &BatchStatus,
+    gateway: &BatchGateway,
+    ctx: &Context,
+) -> Result<Option<Outcome>, Error> {
     let (Some(image), Some(pvc)) = (&ctx.job_image, batch.spec.output.as_ref().and_then(|o| o.pvc.as_ref())) else {
         return Ok(Some(Outcome::SpecInvalid {
             message: problems(batch, ctx).join("; "),
@@ -55,15 +59,11 @@ pub async fn run(batch: &Batch, status: &BatchStatus, ctx: &Context) -> Result<O
             failed: 0,
         }));
     };
-    let ns = batch.namespace().unwrap_or_default();
-    let gateway = Api::<BatchGateway>::namespaced(ctx.client.clone(), &ns)
-        .get(&batch.spec.gateway_ref.name)
-        .await?;
     let deadline = match deadline(batch, started.0.into()) {
         Ok(deadline) => deadline,
         Err(message) => return Ok(Some(Outcome::SpecInvalid { message })),
     };
-    let plan = match direct_plan(batch, &gateway, pvc, deadline) {
+    let plan = match direct_plan(batch, gateway, pvc, deadline) {
         Ok(plan) => plan,
         Err(message) => return Ok(Some(Outcome::SpecInvalid { message })),
     };

@@ -3,7 +3,6 @@
 //! carries the counts and usage back into the status.
 
 use kube::ResourceExt;
-use kube::api::Api;
 
 use super::jobs::{self, JobPlan, JobState, TERMINATION_LOG};
 use super::{Context, Error};
@@ -13,6 +12,7 @@ use crate::engine::{Downloaded, ErrorClass, Outcome};
 /// The step's outcome once the sink Job ended; `None` while it runs.
 pub async fn download(
     batch: &Batch,
+    gateway: &BatchGateway,
     pvc: &PvcSink,
     output_id: Option<String>,
     error_id: Option<String>,
@@ -23,11 +23,7 @@ pub async fn download(
             message: no_job_image(pvc),
         }));
     };
-    let ns = batch.namespace().unwrap_or_default();
-    let gateway = Api::<BatchGateway>::namespaced(ctx.client.clone(), &ns)
-        .get(&batch.spec.gateway_ref.name)
-        .await?;
-    let plan = sink_plan(&gateway, pvc, output_id, error_id);
+    let plan = sink_plan(gateway, pvc, output_id, error_id);
     let Some(job) = jobs::ensure(&ctx.client, &jobs::build(batch, plan, image)).await? else {
         return Ok(None);
     };

@@ -198,7 +198,7 @@ async fn follow_up(
     previous: &Batch,
 ) -> Result<Option<u64>, Error> {
     let client = match cluster_io::gateway_client(ctx, previous).await? {
-        Ok((client, _)) => client,
+        Ok(gateway) => gateway.client,
         Err(why) => return Err(Error::Gateway(format!("retrying {}: {why}", previous.name_any()))),
     };
     let status = previous.status.clone().unwrap_or_default();
