@@ -6,14 +6,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::apiserver::{admin_client, fresh_namespace};
-use common::cluster::{RunningController, create_gateway};
+use common::cluster::{RunningController, gateway_on_simulator};
 use common::object;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use llm_batch_operator::api::{Batch, BatchGateway, BatchPhase};
-use llm_batch_operator::simulator::{RunningSimulator, SimulatorConfig};
+use llm_batch_operator::simulator::SimulatorConfig;
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-admission-test";
@@ -60,15 +59,7 @@ async fn create_batches(client: &Client, ns: &str, names: &[&str], lines: usize)
         .await
         .unwrap();
     for name in names {
-        let batch: Batch = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch",
-            "metadata": {"name": name},
-            "spec": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
-                     "input": {"configMap": {"name": "input", "key": "batch.jsonl"}},
-                     "output": {"secret": {"name": format!("{name}-results")}}}}));
-        Api::<Batch>::namespaced(client.clone(), ns)
-            .create(&PostParams::default(), &batch)
-            .await
-            .unwrap();
+        common::operations::create_batch(client, ns, name).await;
     }
 }
 
@@ -110,16 +101,10 @@ async fn run_to_success(client: &Client, ns: &str, names: &[&str]) -> Vec<(Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_active_batches_runs_batches_one_at_a_time_in_order() {
     let config = SimulatorConfig {
-        api_key: Some(KEY.into()),
         lines_per_sec: 8,
         ..Default::default()
     };
-    let sim = RunningSimulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let client = admin_client().await;
-    let ns = fresh_namespace(&client, "adm-active").await;
-    create_gateway(&client, &ns, &sim.base_url(), KEY, json!({"maxActiveBatches": 1})).await;
+    let (client, ns, sim) = gateway_on_simulator("adm-active", config, KEY, json!({"maxActiveBatches": 1})).await;
     let names = ["first", "second", "third"];
     create_batches(&client, &ns, &names, 8).await;
     let controller = RunningController::start(&client, &ns);
@@ -183,17 +168,11 @@ async fn max_active_batches_runs_batches_one_at_a_time_in_order() {
 async fn a_batch_refused_for_the_enqueued_token_limit_is_requeued_and_succeeds() {
     let input_tokens = (common::chat_lines(8).len() as u64).div_ceil(4);
     let config = SimulatorConfig {
-        api_key: Some(KEY.into()),
         lines_per_sec: 4,
         enqueued_token_limit: Some(input_tokens + input_tokens / 2),
         ..Default::default()
     };
-    let sim = RunningSimulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let client = admin_client().await;
-    let ns = fresh_namespace(&client, "adm-requeue").await;
-    create_gateway(&client, &ns, &sim.base_url(), KEY, json!({})).await;
+    let (client, ns, sim) = gateway_on_simulator("adm-requeue", config, KEY, json!({})).await;
     let names = ["left", "right"];
     create_batches(&client, &ns, &names, 8).await;
     let controller = RunningController::start(&client, &ns);

@@ -8,8 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::apiserver::{admin_client, fresh_namespace};
-use common::cluster::{RunningController, create_gateway};
+use common::cluster::{RunningController, gateway_on_simulator};
 use common::kubelet::Kubelet;
 use common::object;
 use k8s_openapi::api::batch::v1::Job;
@@ -38,16 +37,7 @@ async fn setup(prefix: &str) -> Setup {
 /// A namespace with gateway `gw` on a simulator configured by `sim`, ConfigMap `input` of
 /// `lines` chat lines, and a controller with a Job image.
 async fn setup_with(prefix: &str, sim: SimulatorConfig, lines: usize, limits: Value) -> Setup {
-    let config = SimulatorConfig {
-        api_key: Some(KEY.into()),
-        ..sim
-    };
-    let sim = RunningSimulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let client = admin_client().await;
-    let ns = fresh_namespace(&client, prefix).await;
-    create_gateway(&client, &ns, &sim.base_url(), KEY, limits).await;
+    let (client, ns, sim) = gateway_on_simulator(prefix, sim, KEY, limits).await;
     let cm: ConfigMap =
         object(json!({"metadata": {"name": "input"}, "data": {"batch.jsonl": common::chat_lines(lines)}}));
     Api::<ConfigMap>::namespaced(client.clone(), &ns)

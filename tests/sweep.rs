@@ -2,12 +2,11 @@
 
 mod common;
 
-use common::cluster::{RunningController, create_gateway};
+use common::cluster::{RunningController, gateway_on_simulator};
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::apiserver::{admin_client, fresh_namespace};
 use common::object;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -25,16 +24,7 @@ struct Setup {
 }
 
 async fn setup(prefix: &str, sim: SimulatorConfig, limits: Value) -> Setup {
-    let config = SimulatorConfig {
-        api_key: Some(KEY.into()),
-        ..sim
-    };
-    let sim = RunningSimulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let client = admin_client().await;
-    let ns = fresh_namespace(&client, prefix).await;
-    create_gateway(&client, &ns, &sim.base_url(), KEY, limits).await;
+    let (client, ns, sim) = gateway_on_simulator(prefix, sim, KEY, limits).await;
     Setup { client, ns, sim }
 }
 

@@ -9,9 +9,11 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use llm_batch_operator::api::BatchGateway;
 use llm_batch_operator::controller::{self, Context, Options};
+use llm_batch_operator::simulator::{RunningSimulator, SimulatorConfig};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use super::apiserver::{admin_client, fresh_namespace};
 use super::object;
 
 /// A BatchGateway `gw` in `ns` pointing at `base_url`, with `key` in the Secret `gw-key`, quick
@@ -31,6 +33,27 @@ pub async fn create_gateway(client: &Client, ns: &str, base_url: &str, key: &str
         .create(&pp, &gateway)
         .await
         .unwrap();
+}
+
+/// A fresh namespace `<prefix>-...` with gateway `gw` (key `key`, `limits`) on a new
+/// in-process simulator configured by `config` (its API key set to `key`).
+pub async fn gateway_on_simulator(
+    prefix: &str,
+    config: SimulatorConfig,
+    key: &str,
+    limits: Value,
+) -> (Client, String, RunningSimulator) {
+    let config = SimulatorConfig {
+        api_key: Some(key.into()),
+        ..config
+    };
+    let sim = RunningSimulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, prefix).await;
+    create_gateway(&client, &ns, &sim.base_url(), key, limits).await;
+    (client, ns, sim)
 }
 
 pub struct RunningController {
