@@ -13,10 +13,9 @@ use crate::api::{DEFAULT_MAX_CONCURRENT_REQUESTS, DirectLimits, ObjectStoreRef};
 use crate::direct::{self, Counts, DirectError, DirectJob, DirectSummary};
 use crate::driver::{FINAL_FAILURE, JobFailure};
 use crate::engine::ErrorClass;
-use crate::gateway::{ApiKey, GatewayClient, GatewayConfig};
+use crate::gateway::GatewayClient;
 use crate::io::{Checked, ObjectInput, storage};
 use crate::jsonl::{self, Limits, Rewrite};
-use crate::local::API_KEY_ENV;
 
 /// Flags of `direct`.
 #[derive(clap::Args, Debug)]
@@ -112,12 +111,7 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(FINAL_FAILURE));
         }
     };
-    let mut config = GatewayConfig::new(args.url.clone());
-    config.api_key = std::env::var(API_KEY_ENV)
-        .ok()
-        .filter(|k| !k.is_empty())
-        .map(ApiKey::new);
-    config.headers = args.headers.iter().cloned().collect();
+    let mut config = super::job_gateway_config(&args.url, &args.headers);
     config.request_timeout = args.request_timeout;
     let client = GatewayClient::new(config)?;
     let job = DirectJob {

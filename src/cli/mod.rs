@@ -170,6 +170,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The gateway of `sink` and `direct` (what the controller's Jobs run): `url`, the `--header`
+/// flags, and the key from LLM_BATCH_API_KEY (never a flag, so it stays out of the Job spec).
+fn job_gateway_config(url: &url::Url, headers: &[(String, String)]) -> crate::gateway::GatewayConfig {
+    let mut config = crate::gateway::GatewayConfig::new(url.clone());
+    config.api_key = std::env::var(crate::local::API_KEY_ENV)
+        .ok()
+        .filter(|k| !k.is_empty())
+        .map(crate::gateway::ApiKey::new);
+    config.headers = headers.iter().cloned().collect();
+    config
+}
+
 /// `NAME=VALUE` of a `--header` flag.
 pub(crate) fn parse_header(s: &str) -> Result<(String, String), String> {
     s.split_once('=')

@@ -7,8 +7,7 @@ use std::process::ExitCode;
 
 use crate::driver::{self, FINAL_FAILURE, JobFailure};
 use crate::engine::Outcome;
-use crate::gateway::{ApiKey, GatewayClient, GatewayConfig};
-use crate::local::API_KEY_ENV;
+use crate::gateway::GatewayClient;
 
 /// Flags of `sink`.
 #[derive(clap::Args, Debug)]
@@ -37,12 +36,7 @@ pub struct SinkArgs {
 /// Exit 0 with the counts as JSON on stdout; 1 (worth retrying) or 2 (final) with the reason on
 /// stderr and as JSON on stdout. Rerunning is safe: files are replaced whole.
 pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
-    let mut config = GatewayConfig::new(args.url.clone());
-    config.api_key = std::env::var(API_KEY_ENV)
-        .ok()
-        .filter(|k| !k.is_empty())
-        .map(ApiKey::new);
-    config.headers = args.headers.iter().cloned().collect();
+    let config = super::job_gateway_config(&args.url, &args.headers);
     let client = GatewayClient::new(config)?;
     let result = driver::download_results(
         &client,
