@@ -273,3 +273,72 @@ fn a_run_killed_after_uploading_a_retry_adopts_that_upload_when_rerun() {
     assert_eq!(summary["requestCounts"]["completed"], 150);
     assert_eq!(summary["requestCounts"]["failed"], 50);
 }
+
+/// The file the simulator holds under `id`: its size in bytes.
+fn uploaded_bytes(sim: &Simulator, id: &str) -> u64 {
+    let file: serde_json::Value = reqwest::blocking::Client::new()
+        .get(format!("{}/files/{id}", sim.base_url))
+        .bearer_auth(KEY)
+        .send()
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.json())
+        .expect("GET the file from the simulator");
+    file["bytes"].as_u64().expect("bytes")
+}
+
+#[test]
+fn children_take_their_figures_from_the_scan_and_refuse_an_object_changed_since() {
+    let s3 = SeaweedFs::start();
+    let corpus = chat_lines(600) + "\n";
+    s3.put("corpus.jsonl", corpus.clone());
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    // Models of different lengths: each child's upload length follows from the scan's.
+    let manifests = sweep_manifests(&s3, "  parallelism: 2\n  maxFailedBatches: 10\n")
+        .replace("maxRequests: 2000", "maxRequests: 200")
+        .replace("[model-a, model-b]", "[m, a-much-longer-model-name]");
+    ws.write("gateway.yaml", &gateway_manifests(&sim.base_url, KEY, &[]));
+    // Suspended: the input is scanned (and the plan kept), nothing runs.
+    ws.write(
+        "sweep.yaml",
+        &manifests.replace("parallelism: 2", "parallelism: 2\n  suspend: true"),
+    );
+    let suspended = ws.run(&["sweep.yaml", "gateway.yaml"]);
+    assert!(sim.journal().is_empty(), "{}", text(&suspended));
+
+    // The object changes after the scan: line 250 (in chunk 1) is no longer a valid request.
+    let changed = corpus.replacen(
+        r#"{"custom_id":"req-250","method":"POST""#,
+        r#"{"custom_id":"req-250","method":"PUT!""#,
+        1,
+    );
+    assert_eq!(changed.len(), corpus.len());
+    s3.put("corpus.jsonl", changed);
+    ws.write("sweep.yaml", &manifests);
+    let output = ws.run(&["sweep.yaml", "gateway.yaml"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+
+    for model in ["m", "a-much-longer-model-name"] {
+        for chunk in [0, 2] {
+            let child = format!("eval-{model}-c{chunk:04}");
+            let status = ws.status_yaml(&child);
+            assert_eq!(status["phase"], "Succeeded", "{child}");
+            let file = status["gateway"]["inputFileId"].as_str().unwrap();
+            assert_eq!(
+                status["input"]["bytes"].as_u64(),
+                Some(uploaded_bytes(&sim, file)),
+                "{child}"
+            );
+        }
+        let refused = ws.status_yaml(&format!("eval-{model}-c0001"));
+        assert_eq!(refused["phase"], "Failed");
+        let message = serde_yaml::to_string(&refused["conditions"]).unwrap();
+        assert!(message.contains("method must be"), "{message}");
+    }
+    assert_eq!(
+        sim.count_ok("POST", "/v1/files"),
+        4,
+        "the changed chunk was never uploaded"
+    );
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), 4);
+}

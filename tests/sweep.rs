@@ -394,3 +394,62 @@ async fn a_follow_up_whose_creation_was_lost_adopts_its_upload_instead_of_sendin
     );
     assert_eq!(retries.recovered, 2 + 2, "a retry of 5 lines expires after 2");
 }
+
+/// An object-store input is validated by the sweep's one scan: each child is annotated with
+/// what it will upload, skips its own validation read, and uploads exactly that.
+#[tokio::test]
+async fn object_store_children_upload_what_the_sweeps_scan_measured() {
+    use common::s3::{ACCESS_KEY, SECRET_KEY, SeaweedFs};
+    let s3 = SeaweedFs::start();
+    s3.put("corpus.jsonl", common::chat_lines(100) + "\n");
+    let s = setup("sweep-object", SimulatorConfig::default(), json!({})).await;
+    let secret: Secret = object(json!({"metadata": {"name": "s3"},
+        "stringData": {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}}));
+    Api::<Secret>::namespaced(s.client.clone(), &s.ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let input = json!({"objectStore": {"url": "s3://test/corpus.jsonl", "endpoint": s3.endpoint,
+                                       "secretRef": {"name": "s3"}}});
+    s.sweep(
+        "eval",
+        json!({"input": input, "chunk": {"maxRequests": 40},
+               "matrix": {"models": ["m", "a-much-longer-model-name"]}, "parallelism": 2}),
+    )
+    .await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    let (sweep, _) = s.wait_phase("eval", SweepPhase::Succeeded).await;
+    controller.stop().await;
+
+    let plan = sweep.status.unwrap().plan.unwrap();
+    assert_eq!(plan.checked_model.as_deref(), Some("m"));
+    assert!(plan.chunks.iter().all(|c| c.upload_bytes.is_some()), "{plan:?}");
+    let children = s.children("eval").await;
+    assert_eq!(children.len(), 6);
+    let http = reqwest::Client::new();
+    for child in &children {
+        let annotations = child.metadata.annotations.clone().unwrap_or_default();
+        assert!(
+            annotations.contains_key("llmbatch.io/validated-input"),
+            "{}",
+            child.name_any()
+        );
+        let status = child.status.clone().unwrap();
+        let file_id = status.gateway.unwrap().input_file_id.unwrap();
+        let file: Value = http
+            .get(format!("{}/files/{file_id}", s.sim.base_url()))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            Some(status.input.unwrap().bytes),
+            file["bytes"].as_u64(),
+            "{}",
+            child.name_any()
+        );
+    }
+}

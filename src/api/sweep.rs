@@ -232,6 +232,10 @@ pub struct SweepPlan {
     pub bytes: u64,
     /// Request lines of the input.
     pub requests: u64,
+    /// The model the chunks' `uploadBytes` and `estimatedTokens` were measured with (the
+    /// matrix's first when the input was scanned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_model: Option<String>,
     /// Line-aligned byte ranges, in order; chunk `i` is `chunks[i]`.
     #[schemars(length(max = 2000))]
     pub chunks: Vec<PlannedChunk>,
@@ -247,6 +251,15 @@ pub struct PlannedChunk {
     pub end: u64,
     /// Request lines.
     pub requests: u64,
+    /// Bytes the first child of the chunk uploads (its lines rewritten with its model and
+    /// custom_id prefix); the other models' children differ by their names' lengths per line.
+    /// Known when the scan validated the chunk (its children then skip their own validation read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_bytes: Option<u64>,
+    /// Estimated tokens of the first child of the chunk (see the Batch's
+    /// `status.input.estimatedTokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_tokens: Option<u64>,
 }
 
 /// Child Batches by phase.

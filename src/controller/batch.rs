@@ -25,6 +25,7 @@ use crate::gateway::{GatewayClient, UploadSource};
 use crate::io::object_output::Manifest;
 use crate::io::{Packed, pack_for_secret};
 use crate::jsonl::{Limits, Report, Rewrite, prepare_bytes};
+use crate::sweep::ValidatedInput;
 
 /// Steps one reconcile may take before yielding to other objects.
 const MAX_STEPS: usize = 16;
@@ -323,7 +324,7 @@ async fn validate_input(batch: &Batch, status: &BatchStatus, ctx: &Context) -> R
         });
     }
     if let Some(object) = object {
-        return Ok(driver::storage::validate(&object).await);
+        return Ok(driver::storage::validate(&object, ValidatedInput::of(batch)).await);
     }
     // Direct mode sends line by line: the batch API's per-batch ceilings do not apply.
     let limits = match status.mode {

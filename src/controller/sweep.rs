@@ -24,12 +24,13 @@ use serde_json::json;
 use super::cluster_io::{self, InputError};
 use super::object_io;
 use super::{Context, Error, MANAGER};
-use crate::api::{Batch, BatchGateway, BatchSweep, BatchSweepStatus, SweepPhase, SweepPlan};
-use crate::driver::retry::{RetryInput, follow_up_input};
+use crate::api::{Batch, BatchGateway, BatchSpec, BatchSweep, BatchSweepStatus, SweepPhase, SweepPlan};
+use crate::driver::retry::follow_up_input;
 use crate::io::storage::StorageErrorKind;
 use crate::io::{ScanError, scan_object};
-use crate::jsonl::ChunkPlanner;
-use crate::sweep::{self, ChildPlan, ObservedChild, RETRY_LINES_ANNOTATION, RETRYABLE_ANNOTATION, SWEEP_LABEL};
+use crate::sweep::{
+    self, ChildPlan, ObservedChild, RETRY_LINES_ANNOTATION, RETRYABLE_ANNOTATION, SWEEP_LABEL, ValidatedInput,
+};
 
 /// How soon a sweep waiting for its input or gateway looks again.
 const WAITING: Duration = Duration::from_secs(15);
@@ -76,7 +77,10 @@ pub async fn reconcile(sweep: Arc<BatchSweep>, ctx: Arc<Context>) -> Result<Requ
     for child in &decision.create {
         match &child.retry_of {
             None => {
-                create_child(&ctx.client, &sweep, child, None).await?;
+                let spec = child.batch_spec(&name, &sweep.spec);
+                let validated = child.validated_input(&sweep.spec, &plan);
+                let annotations = validated.iter().map(ValidatedInput::annotation).collect();
+                create_child(&ctx.client, &sweep, child, spec, annotations).await?;
                 created.push(child.name.clone());
             }
             Some(previous) => {
@@ -146,8 +150,8 @@ async fn plan(sweep: &BatchSweep, ctx: &Context) -> Result<Planned, Error> {
     else {
         return Ok(Planned::Wait(format!("BatchGateway {ns}/{gateway_name} not found")));
     };
-    let limits = match sweep::chunk_limits(&sweep.spec, &gateway.spec.limits) {
-        Ok(limits) => limits,
+    let mut planner = match sweep::chunk_planner(&sweep.spec, &gateway.spec.limits) {
+        Ok(planner) => planner,
         Err(why) => return Ok(Planned::Invalid(why)),
     };
     let input = &sweep.spec.input;
@@ -159,8 +163,8 @@ async fn plan(sweep: &BatchSweep, ctx: &Context) -> Result<Planned, Error> {
             Err(InputError::Invalid(why)) => return Ok(Planned::Invalid(why)),
             Err(InputError::Api(e)) => return Err(Error::Kube(e)),
         };
-        return Ok(match scan_object(&location, limits).await {
-            Ok((size, chunks)) => match sweep::plan_of(size, &chunks) {
+        return Ok(match scan_object(&location, planner).await {
+            Ok((size, chunks)) => match sweep::plan_of(&sweep.spec, size, &chunks) {
                 Ok(plan) => Planned::Ready(plan),
                 Err(why) => Planned::Invalid(why),
             },
@@ -176,12 +180,11 @@ async fn plan(sweep: &BatchSweep, ctx: &Context) -> Result<Planned, Error> {
         Err(InputError::Invalid(why)) => return Ok(Planned::Invalid(why)),
         Err(InputError::Api(e)) => return Err(Error::Kube(e)),
     };
-    let mut planner = ChunkPlanner::new(limits);
     planner.feed(&bytes);
     let planned = planner
         .finish()
         .map_err(|e| format!("spec.input: {e}"))
-        .and_then(|chunks| sweep::plan_of(bytes.len() as u64, &chunks));
+        .and_then(|chunks| sweep::plan_of(&sweep.spec, bytes.len() as u64, &chunks));
     Ok(match planned {
         Ok(plan) => Planned::Ready(plan),
         Err(why) => Planned::Invalid(why),
@@ -207,7 +210,9 @@ async fn follow_up(
     let _ = tokio::fs::remove_dir_all(&scratch).await;
     match made {
         Ok(Some(input)) => {
-            create_child(&ctx.client, sweep, child, Some(&input)).await?;
+            let spec = child.follow_up_spec(&sweep.name_any(), &sweep.spec, &input.file_id);
+            let annotations = BTreeMap::from([(RETRY_LINES_ANNOTATION.to_string(), input.lines.to_string())]);
+            create_child(&ctx.client, sweep, child, spec, annotations).await?;
             annotate_retryable(&ctx.client, previous, input.lines).await?;
             Ok(Some(input.lines))
         }
@@ -278,23 +283,15 @@ async fn create_child(
     client: &kube::Client,
     sweep: &BatchSweep,
     child: &ChildPlan,
-    retry: Option<&RetryInput>,
+    spec: BatchSpec,
+    annotations: BTreeMap<String, String>,
 ) -> Result<(), Error> {
     let ns = sweep.namespace().unwrap_or_default();
     let owner = sweep
         .controller_owner_ref(&())
         .ok_or_else(|| Error::Invalid("the BatchSweep has no uid yet".into()))?;
-    let spec = match retry {
-        Some(input) => child.follow_up_spec(&sweep.name_any(), &sweep.spec, &input.file_id),
-        None => child.batch_spec(&sweep.name_any(), &sweep.spec),
-    };
     let mut batch = Batch::new(&child.name, spec);
-    if let Some(input) = retry {
-        batch.metadata.annotations = Some(BTreeMap::from([(
-            RETRY_LINES_ANNOTATION.to_string(),
-            input.lines.to_string(),
-        )]));
-    }
+    batch.metadata.annotations = (!annotations.is_empty()).then_some(annotations);
     batch.metadata.namespace = Some(ns.clone());
     batch.metadata.owner_references = Some(vec![owner]);
     let mut labels = BTreeMap::from([

@@ -10,9 +10,27 @@ use crate::gateway::GatewayClient;
 use crate::io::object_output::{self, ERRORS_OBJECT, Manifest, ManifestCounts, OUTPUT_OBJECT};
 use crate::io::storage::{ObjectLocation, StorageError, StorageErrorKind};
 use crate::io::{Checked, ObjectInput};
+use crate::sweep::ValidatedInput;
 
 /// Streams the object once through slicing, rewriting and validation; nothing goes upstream.
-pub async fn validate(input: &ObjectInput) -> Outcome {
+/// A sweep's child whose chunk the sweep's scan validated (`validated`) reads nothing: its
+/// upload checks every line again as it streams.
+pub async fn validate(input: &ObjectInput, validated: Option<ValidatedInput>) -> Outcome {
+    if let Some(validated) = validated {
+        match input.holds_slice().await {
+            Ok(true) => {
+                return Outcome::InputValidated {
+                    requests: validated.requests,
+                    bytes: validated.bytes,
+                    estimated_tokens: validated.estimated_tokens,
+                    digest: None,
+                };
+            }
+            // The object shrank since the scan: the full check says what it holds now.
+            Ok(false) => {}
+            Err(e) => return input_failure(e),
+        }
+    }
     match input.check().await {
         Ok(Checked::Valid(report, digest)) => Outcome::InputValidated {
             requests: report.summary.requests,
@@ -31,9 +49,16 @@ pub async fn upload(client: &GatewayClient, filename: &str, input: &ObjectInput,
         .digest
         .as_deref()
         .and_then(|d| u64::from_str_radix(d, 16).ok());
-    match input.upload(validated.bytes, digest).await {
-        Ok(upload) => driver::upload_input(client, filename, upload.source).await,
-        Err(e) => input_failure(e),
+    let upload = match input.upload(validated.bytes, digest).await {
+        Ok(upload) => upload,
+        Err(e) => return input_failure(e),
+    };
+    let outcome = driver::upload_input(client, filename, upload.source.clone()).await;
+    match (&outcome, upload.refusal()) {
+        (Outcome::GatewayError { .. }, Some(why)) => Outcome::InputInvalid {
+            message: format!("{}{}: {why}", input.location.url, input.line_note()),
+        },
+        _ => outcome,
     }
 }
 

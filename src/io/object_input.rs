@@ -89,6 +89,12 @@ impl ObjectInput {
         })
     }
 
+    /// Whether the object still reaches the slice's end (one HEAD, no bytes read).
+    pub async fn holds_slice(&self) -> Result<bool, StorageError> {
+        let size = self.location.size().await?;
+        Ok(self.range.as_ref().is_none_or(|r| r.end <= size))
+    }
+
     /// An upload that prepares the object again as it streams; `len` is the validated length.
     /// With the validation's `digest`, the bytes must match it (so custom_id uniqueness, proved
     /// then, is not tracked again: its memory grows with the lines).
@@ -128,7 +134,8 @@ impl ObjectInput {
         })
     }
 
-    fn line_note(&self) -> String {
+    /// How line numbers in its messages count, when the slice starts inside the object.
+    pub fn line_note(&self) -> String {
         match &self.range {
             Some(r) if r.start > 0 => format!(" (line numbers count from byteRange.start {})", r.start),
             _ => String::new(),

@@ -52,12 +52,19 @@ pub type MakePreparer = dyn Fn() -> Preparer + Send + Sync;
 pub struct ValidatedUpload {
     pub source: UploadSource,
     report: Arc<Mutex<Option<Report>>>,
+    refusal: Arc<Mutex<Option<String>>>,
 }
 
 impl ValidatedUpload {
     /// The validation report of the latest upload attempt, once it read the whole input.
     pub fn report(&self) -> Option<Report> {
         self.report.lock().expect("report lock").clone()
+    }
+
+    /// Why an attempt stopped the upload because of the input itself (invalid lines, or not
+    /// what was validated): retrying cannot help. Known before the upload fails.
+    pub fn refusal(&self) -> Option<String> {
+        self.refusal.lock().expect("refusal lock").clone()
     }
 }
 
@@ -83,7 +90,8 @@ pub fn validated_file_upload(path: PathBuf, len: u64, endpoint: &str, limits: Li
 pub fn prepared_upload(open: Arc<OpenSource>, expected: Expected, prepare: Arc<MakePreparer>) -> ValidatedUpload {
     let len = expected.len;
     let report = Arc::new(Mutex::new(None));
-    let shared = Arc::clone(&report);
+    let refusal = Arc::new(Mutex::new(None));
+    let (shared, refused) = (Arc::clone(&report), Arc::clone(&refusal));
     let open_attempt = move || {
         let (tx, rx) = mpsc::channel(IN_FLIGHT);
         let forward = Forward {
@@ -93,6 +101,7 @@ pub fn prepared_upload(open: Arc<OpenSource>, expected: Expected, prepare: Arc<M
             len,
             expected_digest: expected.digest,
             digest: Digest::default(),
+            refusal: Arc::clone(&refused),
         };
         tokio::spawn(forward.run(open(), prepare(), Arc::clone(&shared)));
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
@@ -103,6 +112,7 @@ pub fn prepared_upload(open: Arc<OpenSource>, expected: Expected, prepare: Arc<M
             open: Arc::new(open_attempt),
         }),
         report,
+        refusal,
     }
 }
 
@@ -113,6 +123,7 @@ struct Forward {
     len: u64,
     expected_digest: Option<u64>,
     digest: Digest,
+    refusal: Arc<Mutex<Option<String>>>,
 }
 
 impl Forward {
@@ -131,9 +142,11 @@ impl Forward {
             };
             preparer.feed(&chunk, &mut out);
             if preparer.has_problems() {
-                // Keep reading for the full report, but send nothing more.
-                self.abort("the input is invalid".into()).await;
-                out.clear();
+                // The first problems are enough to refuse; the validation pass reports them all.
+                let result = preparer.finish(&mut out);
+                self.refuse(format!("invalid input:\n{}", result.render(20))).await;
+                *report.lock().expect("report lock") = Some(result);
+                return;
             } else if out.len() >= CHUNK && !self.send_all_but_last_byte(&mut out).await {
                 return; // The upload was dropped.
             }
@@ -141,9 +154,9 @@ impl Forward {
         let result = preparer.finish(&mut out);
         self.digest.add(&out);
         if !result.is_valid() {
-            self.abort("the input is invalid".into()).await;
+            self.refuse(format!("invalid input:\n{}", result.render(20))).await;
         } else if self.expected_digest.is_some_and(|d| d != self.digest.value()) {
-            self.abort("the input's bytes differ from what was validated: it changed since".into())
+            self.refuse("the input's bytes differ from what was validated: it changed since".into())
                 .await;
         } else if self.sent + out.len() as u64 != self.len {
             let found = self.sent + out.len() as u64;
@@ -151,7 +164,7 @@ impl Forward {
                 "the input is {found} bytes, not {} as validated: it changed since",
                 self.len
             );
-            self.abort(why).await;
+            self.refuse(why).await;
         } else if self.sending {
             let _ = self.tx.send(Ok(Bytes::from(out))).await;
         }
@@ -172,10 +185,19 @@ impl Forward {
                 "the input is more than {} bytes as validated: it changed since",
                 self.len
             );
-            self.abort(why).await;
+            self.refuse(why).await;
             return true;
         }
         self.tx.send(Ok(ready)).await.is_ok()
+    }
+
+    /// Stops the upload because of the input itself, saying why.
+    async fn refuse(&mut self, why: String) {
+        self.refusal
+            .lock()
+            .expect("refusal lock")
+            .get_or_insert_with(|| why.clone());
+        self.abort(why).await;
     }
 
     async fn abort(&mut self, why: String) {

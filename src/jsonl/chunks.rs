@@ -5,7 +5,7 @@
 //! the first starts at 0, each next one where the previous ended, the last ends at the source's
 //! length. Blank lines ride along with the chunk they fall in and are not requests.
 
-use super::LineSplitter;
+use super::{Limits, LineSplitter, Preparer, Rewrite};
 
 /// Bytes of a line the planner looks at: enough to tell a blank line from a request.
 const PEEK: usize = 64;
@@ -31,6 +31,18 @@ pub struct Chunk {
     pub end: u64,
     /// Request (non-blank) lines in the chunk.
     pub requests: u64,
+    /// What checking found, when the planner checks (see [`ChunkPlanner::checking`]).
+    pub checked: Option<CheckedChunk>,
+}
+
+/// A chunk validated as it is planned: its request lines once prepared with the checking
+/// rewrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedChunk {
+    /// Bytes of the prepared lines (what an upload of the chunk sends).
+    pub bytes: u64,
+    /// Estimated tokens of the prepared lines (see [`super::Summary::estimated_tokens`]).
+    pub estimated_tokens: u64,
 }
 
 /// Why a source cannot be chunked.
@@ -42,112 +54,200 @@ pub enum ChunkError {
     /// Nothing but blank lines.
     #[error("the source holds no request lines")]
     Empty,
+    /// A checked chunk has invalid lines (the rendered report, lines numbered in the source).
+    #[error("invalid input:\n{0}")]
+    Invalid(String),
 }
 
 /// Push-based planner: [`feed`](Self::feed) the source in chunks of any size, then
 /// [`finish`](Self::finish).
 #[derive(Debug)]
 pub struct ChunkPlanner {
-    limits: ChunkLimits,
     splitter: LineSplitter,
-    chunks: Vec<Chunk>,
-    current: Chunk,
-    error: Option<ChunkError>,
+    placement: Placement,
 }
 
 impl ChunkPlanner {
     /// A planner cutting chunks within `limits` (a zero limit is treated as one).
     pub fn new(limits: ChunkLimits) -> Self {
         Self {
-            limits: ChunkLimits {
-                max_requests: limits.max_requests.max(1),
-                max_bytes: limits.max_bytes.max(1),
-                growth_per_line: limits.growth_per_line,
-            },
             splitter: LineSplitter::with_max_line(PEEK),
-            chunks: Vec::new(),
-            current: Chunk {
-                start: 0,
-                end: 0,
-                requests: 0,
+            placement: Placement {
+                limits: ChunkLimits {
+                    max_requests: limits.max_requests.max(1),
+                    max_bytes: limits.max_bytes.max(1),
+                    growth_per_line: limits.growth_per_line,
+                },
+                chunks: Vec::new(),
+                current: Chunk {
+                    start: 0,
+                    end: 0,
+                    requests: 0,
+                    checked: None,
+                },
+                error: None,
+                check: None,
             },
-            error: None,
         }
+    }
+
+    /// Also validates every chunk as it is cut, each line prepared with `rewrite` for
+    /// `endpoint` (the planner then reads whole lines, up to the byte limit, instead of
+    /// their first bytes): a sweep's one scan both cuts its input and checks it, so its
+    /// children need not read their chunks to validate them.
+    pub fn checking(mut self, endpoint: &str, rewrite: Rewrite) -> Self {
+        let limits = self.placement.limits;
+        self.splitter = LineSplitter::with_max_line(usize::try_from(limits.max_bytes).unwrap_or(usize::MAX));
+        self.placement.check = Some(Check {
+            endpoint: endpoint.to_string(),
+            rewrite,
+            limits: Limits {
+                max_requests: limits.max_requests,
+                max_bytes: limits.max_bytes,
+            },
+            preparer: None,
+            out: Vec::new(),
+        });
+        self
     }
 
     /// Feeds the next bytes of the source.
     pub fn feed(&mut self, bytes: &[u8]) {
-        let Self {
-            limits,
-            splitter,
-            chunks,
-            current,
-            error,
-        } = self;
-        splitter.feed(bytes, |line| place(limits, chunks, current, error, &line));
+        let Self { splitter, placement } = self;
+        splitter.feed(bytes, |line| placement.place(&line));
+    }
+
+    /// True once the source cannot be chunked, whatever follows: reading on is pointless.
+    pub fn has_failed(&self) -> bool {
+        self.placement.error.is_some()
     }
 
     /// The chunks, or why there are none.
     pub fn finish(self) -> Result<Vec<Chunk>, ChunkError> {
         let Self {
-            limits,
             splitter,
-            mut chunks,
-            mut current,
-            mut error,
+            mut placement,
         } = self;
-        splitter.finish(|line| place(&limits, &mut chunks, &mut current, &mut error, &line));
-        if let Some(e) = error {
-            return Err(e);
-        }
-        if current.requests == 0 {
-            // Trailing blank lines belong to the last chunk.
-            match chunks.last_mut() {
-                Some(last) => last.end = current.end,
-                None => return Err(ChunkError::Empty),
-            }
-        } else {
-            chunks.push(current);
-        }
-        Ok(chunks)
+        splitter.finish(|line| placement.place(&line));
+        placement.finish()
     }
 }
 
-fn place(
-    limits: &ChunkLimits,
-    chunks: &mut Vec<Chunk>,
-    current: &mut Chunk,
-    error: &mut Option<ChunkError>,
-    line: &super::Line<'_>,
-) {
-    if error.is_some() {
-        return;
+/// Where each line goes: the chunks so far, the one growing, and its check.
+#[derive(Debug)]
+struct Placement {
+    limits: ChunkLimits,
+    chunks: Vec<Chunk>,
+    current: Chunk,
+    error: Option<ChunkError>,
+    check: Option<Check>,
+}
+
+impl Placement {
+    fn place(&mut self, line: &super::Line<'_>) {
+        if self.error.is_some() {
+            return;
+        }
+        let bytes = line.end() - line.offset;
+        if !line.is_blank() {
+            let cost = bytes + self.limits.growth_per_line;
+            if cost > self.limits.max_bytes {
+                self.error = Some(ChunkError::LineTooLarge {
+                    line: line.number,
+                    bytes,
+                    max_bytes: self.limits.max_bytes,
+                });
+                return;
+            }
+            let current = &self.current;
+            let full = current.requests >= self.limits.max_requests
+                || weighed(current, &self.limits) + cost > self.limits.max_bytes;
+            if current.requests > 0 && full {
+                self.close_current();
+                if self.error.is_some() {
+                    return;
+                }
+                self.current = Chunk {
+                    start: line.offset,
+                    end: line.offset,
+                    requests: 0,
+                    checked: None,
+                };
+            }
+            self.current.requests += 1;
+        }
+        self.current.end = line.end();
+        if let Some(check) = &mut self.check {
+            check.line(*line);
+        }
     }
-    let bytes = line.end() - line.offset;
-    if line.is_blank() {
-        current.end = line.end();
-        return;
+
+    /// Ends the growing chunk (its check first: an invalid chunk is the planner's error).
+    fn close_current(&mut self) {
+        if let Some(check) = &mut self.check {
+            match check.finish() {
+                Ok(checked) => self.current.checked = Some(checked),
+                Err(e) => return self.error = Some(e),
+            }
+        }
+        self.chunks.push(self.current);
     }
-    let cost = bytes + limits.growth_per_line;
-    if cost > limits.max_bytes {
-        *error = Some(ChunkError::LineTooLarge {
-            line: line.number,
-            bytes,
-            max_bytes: limits.max_bytes,
-        });
-        return;
+
+    fn finish(mut self) -> Result<Vec<Chunk>, ChunkError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if self.current.requests == 0 {
+            // Trailing blank lines belong to the last chunk.
+            match self.chunks.last_mut() {
+                Some(last) => last.end = self.current.end,
+                None => return Err(ChunkError::Empty),
+            }
+        } else {
+            self.close_current();
+            if let Some(e) = self.error {
+                return Err(e);
+            }
+        }
+        Ok(self.chunks)
     }
-    let full = current.requests >= limits.max_requests || weighed(current, limits) + cost > limits.max_bytes;
-    if current.requests > 0 && full {
-        chunks.push(*current);
-        *current = Chunk {
-            start: line.offset,
-            end: line.offset,
-            requests: 0,
+}
+
+/// Validates the growing chunk line by line, as its upload would prepare it.
+#[derive(Debug)]
+struct Check {
+    endpoint: String,
+    rewrite: Rewrite,
+    limits: Limits,
+    preparer: Option<Preparer>,
+    /// Prepared bytes of one line (counted by the preparer, then dropped).
+    out: Vec<u8>,
+}
+
+impl Check {
+    fn line(&mut self, line: super::Line<'_>) {
+        let (endpoint, limits, rewrite) = (&self.endpoint, self.limits, &self.rewrite);
+        let preparer = self
+            .preparer
+            .get_or_insert_with(|| Preparer::new(endpoint, limits, rewrite.clone()));
+        preparer.feed_line(line, &mut self.out);
+        self.out.clear();
+    }
+
+    fn finish(&mut self) -> Result<CheckedChunk, ChunkError> {
+        let Some(preparer) = self.preparer.take() else {
+            return Err(ChunkError::Empty);
         };
+        let report = preparer.finish(&mut self.out);
+        self.out.clear();
+        match report.is_valid() {
+            true => Ok(CheckedChunk {
+                bytes: report.summary.bytes,
+                estimated_tokens: report.summary.estimated_tokens,
+            }),
+            false => Err(ChunkError::Invalid(report.render(20))),
+        }
     }
-    current.requests += 1;
-    current.end = line.end();
 }
 
 /// A chunk's bytes with the rewrite growth of each of its requests.
@@ -175,6 +275,67 @@ mod tests {
             planner.feed(part);
         }
         planner.finish()
+    }
+
+    const ENDPOINT: &str = "/v1/chat/completions";
+
+    fn requests(ids: &[&str]) -> String {
+        ids.iter()
+            .map(|id| {
+                format!(r#"{{"custom_id":"{id}", "method":"POST","url":"{ENDPOINT}","body":{{"model":"m","max_tokens":8}}}}"#)
+                    + "\n"
+            })
+            .collect()
+    }
+
+    /// Whether the planner had failed before `finish`, and what it found.
+    fn checking(source: &str, max_requests: u64, rewrite: &Rewrite) -> (bool, Result<Vec<Chunk>, ChunkError>) {
+        let limits = ChunkLimits {
+            max_requests,
+            max_bytes: 1 << 20,
+            growth_per_line: 16,
+        };
+        let mut planner = ChunkPlanner::new(limits).checking(ENDPOINT, rewrite.clone());
+        for part in source.as_bytes().chunks(7) {
+            planner.feed(part);
+        }
+        (planner.has_failed(), planner.finish())
+    }
+
+    #[test]
+    fn a_checking_planner_reports_each_chunk_as_its_upload_prepares_it() {
+        let source = format!("{}\n{}", requests(&["a", "b", "c"]), requests(&["a", "d"]));
+        let rewrite = Rewrite {
+            model: Some("gpt-4o-mini".into()),
+            custom_id_prefix: Some("gpt-4o-mini/c0000/".into()),
+        };
+        let chunks = checking(&source, 3, &rewrite).1.unwrap();
+        assert_eq!(chunks.len(), 2);
+        for chunk in &chunks {
+            let range = chunk.start..chunk.end;
+            let limits = Limits::default();
+            let (bytes, report) =
+                super::super::prepare_bytes(source.as_bytes(), Some(range), rewrite.clone(), ENDPOINT, limits);
+            assert!(report.is_valid(), "{}", report.render(5));
+            let checked = chunk.checked.unwrap();
+            assert_eq!(checked.bytes, bytes.len() as u64);
+            assert_eq!(checked.estimated_tokens, report.summary.estimated_tokens);
+        }
+    }
+
+    #[test]
+    fn a_checking_planner_fails_at_the_first_invalid_chunk_naming_the_source_line() {
+        // custom_ids repeat across chunks (each child prefixes its own), not within one.
+        let source = requests(&["a", "b", "a", "c", "d"]);
+        let (failed, result) = checking(&source, 3, &Rewrite::default());
+        let Err(ChunkError::Invalid(report)) = result else {
+            panic!("expected an invalid chunk, got {result:?}")
+        };
+        assert!(failed, "the planner stops at the invalid chunk");
+        assert!(
+            report.contains("line 3") && report.contains("duplicate of line 1"),
+            "{report}"
+        );
     }
 
     fn lines(n: usize) -> String {
@@ -219,12 +380,14 @@ mod tests {
                 Chunk {
                     start: 0,
                     end: 22,
-                    requests: 2
+                    requests: 2,
+                    checked: None,
                 },
                 Chunk {
                     start: 22,
                     end: source.len() as u64,
-                    requests: 1
+                    requests: 1,
+                    checked: None,
                 },
             ]
         );
@@ -234,7 +397,8 @@ mod tests {
             [Chunk {
                 start: 0,
                 end: 10,
-                requests: 1
+                requests: 1,
+                checked: None,
             }]
         );
     }

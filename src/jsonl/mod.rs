@@ -37,7 +37,7 @@ mod prepare_tests;
 #[cfg(test)]
 mod tests;
 
-pub use chunks::{Chunk, ChunkError, ChunkLimits, ChunkPlanner};
+pub use chunks::{CheckedChunk, Chunk, ChunkError, ChunkLimits, ChunkPlanner};
 pub use lines::{Line, LineSplitter, Terminator};
 pub use prepare::{Preparer, prepare_bytes};
 pub use report::{Limits, Problem, Report, Summary};

@@ -86,6 +86,11 @@ impl Preparer {
         splitter.feed(chunk, |line| pass(line, checker, rewrite, out, out_bytes));
     }
 
+    /// Passes one line split elsewhere (a sweep's scan splits once, to plan and to check).
+    pub(crate) fn feed_line(&mut self, line: Line<'_>, out: &mut Vec<u8>) {
+        pass(line, &mut self.checker, &self.rewrite, out, &mut self.out_bytes);
+    }
+
     /// Ends the source: the last line, then the report (its byte count is what went upstream).
     pub fn finish(self, out: &mut Vec<u8>) -> Report {
         let Self {

@@ -21,6 +21,21 @@ impl Rewrite {
         self.model.is_none() && self.custom_id_prefix.is_none()
     }
 
+    /// How many bytes longer each request line is rewritten with `self` than with `base`, when
+    /// both set the same fields (`None` otherwise). Only the model name and the prefix differ
+    /// between two such rewrites of a line, and JSON escapes character by character, so this
+    /// holds for every line both rewrite: a chunk measured under one rewrite gives its length
+    /// under any other.
+    pub fn growth_over(&self, base: &Rewrite) -> Option<i64> {
+        let escaped = |s: &str| json_string(s).get().len() as i64;
+        let delta = |new: &Option<String>, old: &Option<String>| match (new, old) {
+            (Some(new), Some(old)) => Some(escaped(new) - escaped(old)),
+            (None, None) => Some(0),
+            _ => None,
+        };
+        Some(delta(&self.model, &base.model)? + delta(&self.custom_id_prefix, &base.custom_id_prefix)?)
+    }
+
     /// The rewritten line, or `None` when it is left as it is: not a JSON object (the
     /// validator reports it), or nothing to change.
     pub fn apply(&self, line: &str) -> Option<String> {
@@ -132,6 +147,33 @@ mod tests {
             both().apply(line).unwrap(),
             r#"{"url":"/v1/chat/completions","custom_id":"m/a","body":{"messages":[{"role":"user", "content":"hi \u00e9"}],"model":"gpt-4o-mini","temperature":0.50},"method":"POST","extra":{"z":1,"a":2}}"#
         );
+    }
+
+    #[test]
+    fn growth_over_another_rewrite_is_exact_for_every_line() {
+        let lines = [
+            r#"{"custom_id":"a","body":{"model":"x","messages":[]},"url":"/v1/chat/completions"}"#,
+            r#"{ "custom_id" : "\u00e9\n" , "body" : { "input" : "no model" } }"#,
+            r#"{"\u0065xtra":"k","custom_id":"é","body":{"model":"a much longer model name"}}"#,
+        ];
+        let base = Rewrite {
+            model: Some("gpt-4o".into()),
+            custom_id_prefix: Some("gpt-4o/c0000/".into()),
+        };
+        let other = Rewrite {
+            model: Some("Llama \"3\" é".into()),
+            custom_id_prefix: Some("Llama \"3\" é/c0042/".into()),
+        };
+        let growth = other.growth_over(&base).unwrap();
+        for line in lines {
+            let (a, b) = (base.apply(line).unwrap(), other.apply(line).unwrap());
+            assert_eq!(b.len() as i64 - a.len() as i64, growth, "{line}");
+        }
+        let prefix_only = Rewrite {
+            model: None,
+            custom_id_prefix: Some("c0001/".into()),
+        };
+        assert_eq!(prefix_only.growth_over(&base), None, "different fields set");
     }
 
     #[test]

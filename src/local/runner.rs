@@ -15,6 +15,7 @@ use crate::driver::storage::{self as storage_steps, input_description};
 use crate::driver::{self, crash_if_asked};
 use crate::engine::{self, Action, ErrorClass, Outcome, PollingPolicy};
 use crate::gateway::{GatewayClient, UploadSource};
+use crate::sweep::ValidatedInput;
 
 /// How soon a Batch waiting for room on its gateway asks again.
 const AWAITING_BUDGET: Duration = Duration::from_millis(250);
@@ -130,7 +131,9 @@ impl BatchRun<'_> {
         match action {
             Action::ValidateInput => match (&self.plan.batch.object.spec.input.file_id, &self.plan.object_input) {
                 (Some(file_id), _) => driver::input_on_gateway(&self.client, file_id).await,
-                (None, Some(object)) => storage_steps::validate(object).await,
+                (None, Some(object)) => {
+                    storage_steps::validate(object, ValidatedInput::of(&self.plan.batch.object)).await
+                }
                 (None, None) => Outcome::InputValidated {
                     requests: self.validated.requests,
                     bytes: self.validated.bytes,

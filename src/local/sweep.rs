@@ -32,7 +32,6 @@ use crate::api::{
 use crate::driver::retry::{RetryInput, follow_up_input};
 use crate::io::scan_object;
 use crate::io::storage::ObjectLocation;
-use crate::jsonl::ChunkPlanner;
 use crate::sweep::{self, ChildPlan, ObservedChild, attempt_name};
 
 /// A sweep expanded into its children.
@@ -438,6 +437,9 @@ pub async fn expand(
             }
             let mut batch = Batch::new(&child.name, child.batch_spec(&name, &sweep.spec));
             batch.metadata.namespace = Some(namespace.clone());
+            batch.metadata.annotations = child
+                .validated_input(&sweep.spec, &plan)
+                .map(|v| BTreeMap::from([v.annotation()]));
             let origin = located.origin.clone();
             manifests.batches.insert(key, Located { object: batch, origin });
         }
@@ -504,7 +506,7 @@ async fn kept_or_new_plan(
         Source::Bytes(bytes) => digest.update(bytes),
         Source::Object(location) => digest.update(&location.url),
     }
-    digest.update(format!("{chunking:?}"));
+    digest.update(format!("{chunking:?} {:?}", sweep::scan_rewrite(&sweep.spec)));
     let digest = format!("{:x}", digest.finalize());
     let path = state_dir.root().join(namespace).join(name).join("sweep-plan.json");
     if let Ok(text) = std::fs::read(&path)
@@ -513,16 +515,16 @@ async fn kept_or_new_plan(
     {
         return Ok(kept.plan);
     }
+    let mut planner = sweep::chunk_planner(&sweep.spec, limits)?;
     let (size, chunks) = match source {
         Source::Bytes(bytes) => {
-            let mut planner = ChunkPlanner::new(chunking);
             planner.feed(&bytes);
             let chunks = planner.finish().map_err(|e| format!("spec.input: {e}"))?;
             (bytes.len() as u64, chunks)
         }
-        Source::Object(location) => scan_object(&location, chunking).await.map_err(|e| e.to_string())?,
+        Source::Object(location) => scan_object(&location, planner).await.map_err(|e| e.to_string())?,
     };
-    let plan = sweep::plan_of(size, &chunks)?;
+    let plan = sweep::plan_of(&sweep.spec, size, &chunks)?;
     let kept = serde_json::to_vec(&KeptPlan {
         digest,
         plan: plan.clone(),

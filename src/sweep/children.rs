@@ -5,7 +5,7 @@ use crate::api::{
     BatchOutput, BatchSpec, BatchSweepSpec, ByteRange, GatewayLimits, InputOverrides, LocalObjectRef, PlannedChunk,
     PvcSink, SweepPlan,
 };
-use crate::jsonl::{Chunk, ChunkLimits};
+use crate::jsonl::{Chunk, ChunkLimits, ChunkPlanner, Rewrite};
 
 use super::child_name;
 
@@ -29,7 +29,78 @@ pub struct ChildPlan {
     pub retry_of: Option<String>,
 }
 
+/// Annotation on a child whose input the sweep's scan validated: what its upload will be
+/// (JSON, [`ValidatedInput`]). The child then skips its own validation read of the chunk; its
+/// upload still checks every line as it streams, and must come out this long.
+pub const VALIDATED_INPUT_ANNOTATION: &str = "llmbatch.io/validated-input";
+
+/// What the sweep's scan found a child's input to be, once prepared for that child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidatedInput {
+    pub requests: u64,
+    pub bytes: u64,
+    pub estimated_tokens: u64,
+}
+
+impl ValidatedInput {
+    /// The annotation carrying it.
+    pub fn annotation(&self) -> (String, String) {
+        let json = serde_json::to_string(self).expect("plain numbers serialise");
+        (VALIDATED_INPUT_ANNOTATION.to_string(), json)
+    }
+
+    /// What a Batch's annotation says its input is, when a sweep validated it.
+    pub fn of(batch: &crate::api::Batch) -> Option<Self> {
+        let json = batch.metadata.annotations.as_ref()?.get(VALIDATED_INPUT_ANNOTATION)?;
+        serde_json::from_str(json).ok()
+    }
+}
+
+/// The rewrite the sweep's scan validates every chunk with: the first child's of chunk 0.
+/// Every child's rewrite sets the same fields, so the scan's figures give each child's
+/// ([`Rewrite::growth_over`]).
+pub fn scan_rewrite(spec: &BatchSweepSpec) -> Rewrite {
+    let model = spec.matrix.as_ref().and_then(|m| m.models.first());
+    checked_with(model.cloned())
+}
+
+/// The rewrite of the first child of chunk 0 running `model`.
+fn checked_with(model: Option<String>) -> Rewrite {
+    Rewrite {
+        custom_id_prefix: Some(custom_id_prefix(model.as_deref(), 0)),
+        model,
+    }
+}
+
 impl ChildPlan {
+    /// How the child's lines are rewritten (`spec.input.overrides`).
+    pub fn rewrite(&self) -> Rewrite {
+        Rewrite {
+            model: self.model.clone(),
+            custom_id_prefix: Some(self.custom_id_prefix.clone()),
+        }
+    }
+
+    /// The child's input as the scan validated it, for a first attempt reading object storage
+    /// (other sources come whole from the API server: reading them again costs no storage read).
+    pub fn validated_input(&self, spec: &BatchSweepSpec, plan: &SweepPlan) -> Option<ValidatedInput> {
+        if spec.input.object_store.is_none() || self.retry_of.is_some() {
+            return None;
+        }
+        let (bytes, tokens) = (self.range.upload_bytes?, self.range.estimated_tokens?);
+        let growth = self.rewrite().growth_over(&checked_with(plan.checked_model.clone()))?;
+        let requests = i64::try_from(self.range.requests).ok()?;
+        // A line's estimate is a quarter of its bytes, rounded up: at most this much more.
+        let token_growth = if growth >= 0 { (growth + 3) / 4 } else { growth / 4 };
+        let add = |base: u64, per_line: i64| u64::try_from(i64::try_from(base).ok()? + requests * per_line).ok();
+        Some(ValidatedInput {
+            requests: self.range.requests,
+            bytes: add(bytes, growth)?,
+            estimated_tokens: add(tokens, token_growth)?,
+        })
+    }
+
     /// The child's Batch spec: the sweep's input sliced to the chunk and rewritten for the model,
     /// the template's gateway and endpoint, results under a name or path of the child's own, and
     /// the sweep, chunk and model in the gateway batch metadata.
@@ -40,9 +111,10 @@ impl ChildPlan {
             start: self.range.start,
             end: self.range.end,
         });
+        let rewrite = self.rewrite();
         input.overrides = Some(InputOverrides {
-            model: self.model.clone(),
-            custom_id_prefix: Some(self.custom_id_prefix.clone()),
+            model: rewrite.model,
+            custom_id_prefix: rewrite.custom_id_prefix,
         });
         let mut metadata = template.metadata.clone();
         metadata.insert("sweep".to_string(), sweep.to_string());
@@ -155,9 +227,16 @@ pub fn chunk_limits(spec: &BatchSweepSpec, gateway: &GatewayLimits) -> Result<Ch
     })
 }
 
-/// The sweep plan of an input of `bytes` cut into `chunks`; too many chunks for the status to
-/// hold is the user's to fix.
-pub fn plan_of(bytes: u64, chunks: &[Chunk]) -> Result<SweepPlan, String> {
+/// The planner of the sweep's one scan: it cuts the chunks within [`chunk_limits`] and validates
+/// each as its first child will upload it.
+pub fn chunk_planner(spec: &BatchSweepSpec, gateway: &GatewayLimits) -> Result<ChunkPlanner, String> {
+    let planner = ChunkPlanner::new(chunk_limits(spec, gateway)?);
+    Ok(planner.checking(spec.template.endpoint.path(), scan_rewrite(spec)))
+}
+
+/// The sweep plan of an input of `bytes` cut into `chunks` (checked with [`scan_rewrite`]); too
+/// many chunks for the status to hold is the user's to fix.
+pub fn plan_of(spec: &BatchSweepSpec, bytes: u64, chunks: &[Chunk]) -> Result<SweepPlan, String> {
     if chunks.len() > MAX_CHUNKS {
         return Err(format!(
             "the input makes {} chunks, more than {MAX_CHUNKS}: raise spec.chunk.maxRequests or maxBytes",
@@ -166,6 +245,7 @@ pub fn plan_of(bytes: u64, chunks: &[Chunk]) -> Result<SweepPlan, String> {
     }
     Ok(SweepPlan {
         bytes,
+        checked_model: scan_rewrite(spec).model,
         requests: chunks.iter().map(|c| c.requests).sum(),
         chunks: chunks
             .iter()
@@ -173,6 +253,8 @@ pub fn plan_of(bytes: u64, chunks: &[Chunk]) -> Result<SweepPlan, String> {
                 start: c.start,
                 end: c.end,
                 requests: c.requests,
+                upload_bytes: c.checked.map(|c| c.bytes),
+                estimated_tokens: c.checked.map(|c| c.estimated_tokens),
             })
             .collect(),
     })

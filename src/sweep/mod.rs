@@ -13,7 +13,10 @@ mod retry_tests;
 #[cfg(test)]
 mod tests;
 
-pub use children::{ChildPlan, chunk_limits, plan_children, plan_of};
+pub use children::{
+    ChildPlan, VALIDATED_INPUT_ANNOTATION, ValidatedInput, chunk_limits, chunk_planner, plan_children, plan_of,
+    scan_rewrite,
+};
 pub use naming::{attempt_name, child_name, fit_dns_label};
 pub use progress::{Decision, ObservedChild, decide, plan_failed};
 pub use retry::{Chain, ChainState, RETRYABLE_CODES, chains, retry_filename, retryable_custom_id};

@@ -35,11 +35,13 @@ pub(super) fn plan(chunks: u64) -> SweepPlan {
     SweepPlan {
         bytes: chunks * 100,
         requests: chunks * 10,
+        checked_model: None,
         chunks: (0..chunks)
             .map(|i| PlannedChunk {
                 start: i * 100,
                 end: (i + 1) * 100,
                 requests: 10,
+                ..Default::default()
             })
             .collect(),
     }
@@ -115,7 +117,8 @@ fn children_run_every_chunk_for_every_model_with_pivotable_custom_ids() {
         PlannedChunk {
             start: 100,
             end: 200,
-            requests: 10
+            requests: 10,
+            ..Default::default()
         }
     );
     assert_eq!(children[3].custom_id_prefix, "b/c0001/");
@@ -351,4 +354,53 @@ fn a_child_reads_its_chunk_rewritten_for_its_model_and_writes_results_of_its_own
     });
     let on_volume = children[0].batch_spec("eval", &s).output.unwrap().pvc.unwrap();
     assert_eq!(on_volume.path, "runs/gpt-4o-c0000/");
+}
+
+/// The scan validates each chunk once, as its first child prepares it; every child's figures
+/// follow from that, and match what preparing its own range would give.
+#[test]
+fn the_scan_validates_each_chunk_once_for_every_model_of_the_matrix() {
+    let endpoint = "/v1/chat/completions";
+    let source: String = (0..25)
+        .map(|i| {
+            format!(
+                r#"{{"custom_id": "q{i}", "method": "POST", "url": "{endpoint}", "body": {{"model": "x", "max_tokens": {i}}}}}"#
+            ) + "\n"
+        })
+        .collect();
+    let mut s = spec(&["gpt-4o", "a \"quoted\" much longer model é"], 2, 0);
+    s.input.object_store = Some(crate::api::ObjectStoreRef {
+        url: "s3://bucket/input.jsonl".into(),
+        ..Default::default()
+    });
+    s.chunk.max_requests = Some(10);
+    let limits = chunk_limits(&s, &GatewayLimits::default()).unwrap();
+    let mut planner = crate::jsonl::ChunkPlanner::new(limits).checking(endpoint, scan_rewrite(&s));
+    planner.feed(source.as_bytes());
+    let plan = plan_of(&s, source.len() as u64, &planner.finish().unwrap()).unwrap();
+    let children = plan_children("eval", &s, &plan);
+    assert_eq!(children.len(), 6);
+    for child in &children {
+        let validated = child.validated_input(&s, &plan).expect("validated by the scan");
+        let range = child.range.start..child.range.end;
+        let limits = crate::jsonl::Limits::default();
+        let (bytes, report) =
+            crate::jsonl::prepare_bytes(source.as_bytes(), Some(range), child.rewrite(), endpoint, limits);
+        assert!(report.is_valid());
+        assert_eq!(validated.requests, report.summary.requests, "{}", child.name);
+        assert_eq!(validated.bytes, bytes.len() as u64, "{}", child.name);
+        let tokens = report.summary.estimated_tokens;
+        assert!(
+            (tokens..=tokens + validated.requests).contains(&validated.estimated_tokens),
+            "{}: {} against {tokens}",
+            child.name,
+            validated.estimated_tokens
+        );
+    }
+    s.input.object_store = None;
+    assert_eq!(
+        children[0].validated_input(&s, &plan),
+        None,
+        "only object-store inputs skip the read"
+    );
 }
