@@ -24,6 +24,8 @@ const EVERYTHING: &[&str] = &[
     "--set",
     "jobs.enabled=true",
     "--set",
+    "jobs.progressPort=9797",
+    "--set",
     "serviceMonitor.enabled=true",
     "--set",
     "simulator.enabled=true",
@@ -93,6 +95,7 @@ fn unknown_or_mistyped_values_are_rejected_by_the_schema() {
         (&["--set", "serviceMonitor.enabled=yes"][..], "serviceMonitor"),
         (&["--set", "logFormat=xml"][..], "logFormat"),
         (&["--set", "watchNamespaces={Team_A}"][..], "watchNamespaces"),
+        (&["--set", "jobs.progressPort=80"][..], "progressPort"),
     ] {
         let output = helm_template_output(NAMESPACE, values);
         assert!(!output.status.success(), "{values:?} was accepted");
@@ -296,6 +299,7 @@ fn the_controller_gets_the_contract_flags() {
             &format!("--leader-election-namespace={NAMESPACE}"),
             "--leader-election-id=llm-batch-operator",
             &format!("--job-image={image}"),
+            "--direct-progress-port=8686",
         ]
     );
     let (everything, image) = args(EVERYTHING);
@@ -306,6 +310,7 @@ fn the_controller_gets_the_contract_flags() {
         "--leader-election-namespace=llmb-leases",
         "--log-format=text",
         &format!("--job-image={image}"),
+        "--direct-progress-port=9797",
     ] {
         assert!(
             everything.contains(&flag.to_string()),
@@ -313,11 +318,9 @@ fn the_controller_gets_the_contract_flags() {
         );
     }
     let (plain, _) = args(MINIMAL);
-    assert!(
-        !plain
-            .iter()
-            .any(|a| a.starts_with("--leader-elect") || a.starts_with("--job-image"))
-    );
+    assert!(!plain.iter().any(|a| a.starts_with("--leader-elect")
+        || a.starts_with("--job-image")
+        || a.starts_with("--direct-progress")));
 }
 
 #[test]

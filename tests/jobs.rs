@@ -28,6 +28,9 @@ struct Setup {
     ns: String,
     sim: RunningSimulator,
     controller: Option<RunningController>,
+    /// The controller's `--direct-progress-port`: a free one per test, as the pods of tests
+    /// running at once all listen on 127.0.0.1.
+    progress_port: u16,
 }
 
 async fn setup(prefix: &str) -> Setup {
@@ -44,13 +47,17 @@ async fn setup_with(prefix: &str, sim: SimulatorConfig, lines: usize, limits: Va
         .create(&PostParams::default(), &cm)
         .await
         .unwrap();
-    let context = Context::new(client.clone()).with_job_image(Some(IMAGE.into()));
+    let progress_port = common::free_port();
+    let context = Context::new(client.clone())
+        .with_job_image(Some(IMAGE.into()))
+        .with_direct_progress_port(progress_port);
     let controller = Some(RunningController::start_with(Arc::new(context), &ns));
     Setup {
         client,
         ns,
         sim,
         controller,
+        progress_port,
     }
 }
 
@@ -99,6 +106,27 @@ impl Setup {
                 batch.status
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// `status.requestCounts.completed` each time it changed before Batch `name` Succeeded
+    /// (bounded wait), and the Succeeded Batch.
+    async fn completed_until_succeeded(&self, name: &str) -> (Vec<u64>, Batch) {
+        let batches = Api::<Batch>::namespaced(self.client.clone(), &self.ns);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut seen: Vec<u64> = Vec::new();
+        loop {
+            let batch = batches.get(name).await.unwrap();
+            let status = batch.status.clone().unwrap_or_default();
+            if status.phase == Some(BatchPhase::Succeeded) {
+                return (seen, batch);
+            }
+            let completed = status.request_counts.map_or(0, |c| c.completed);
+            if seen.last() != Some(&completed) {
+                seen.push(completed);
+            }
+            assert!(Instant::now() < deadline, "{name} never Succeeded: {:?}", batch.status);
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -300,6 +328,72 @@ async fn direct_mode_runs_in_a_job_and_resumes_after_its_pod_is_killed() {
         "{in_flight_at_kill} lines sent twice (at most those on the wire)"
     );
     s.stop().await;
+}
+
+/// While a direct Job's pod runs, the controller reads the counts it serves (`GET /progress` on
+/// the pod's IP and the controller's `--direct-progress-port`): `status.requestCounts` advances
+/// before the Job ends, never goes back, and ends at the total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_mode_counts_advance_while_its_job_runs() {
+    let sim = SimulatorConfig {
+        no_batch_api: true,
+        latency_ms: 100,
+        ..Default::default()
+    };
+    // 1 in flight, 100 ms each: about 4 s for the 40 lines; the gateway polls every 100-500 ms.
+    let s = setup_with("jobs-progress", sim, 40, json!({"maxConcurrentRequests": 1})).await;
+    let claims = tempfile::tempdir().unwrap();
+    let kubelet = Kubelet::new(&s.client, &s.ns, claims.path());
+    s.batch("live", json!({"claimName": "results"})).await;
+    let job = s.job("live").await;
+    assert_restricted(&job, "live");
+    let container = &job.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+    let args = container.args.clone().unwrap();
+    let listen = args.iter().position(|a| a == "--progress-listen").map(|i| &args[i + 1]);
+    assert_eq!(listen, Some(&format!("$(POD_IP):{}", s.progress_port)), "{args:?}");
+    let pod_ip = container.env.iter().flatten().find(|e| e.name == "POD_IP").unwrap();
+    let field = pod_ip.value_from.as_ref().unwrap().field_ref.as_ref().unwrap();
+    assert_eq!(field.field_path, "status.podIP");
+    let port = &container.ports.as_ref().unwrap()[0];
+    assert_eq!(
+        (port.name.as_deref(), port.container_port),
+        (Some("progress"), i32::from(s.progress_port))
+    );
+
+    let pod = kubelet.next_pod(&job.name_any(), &[], Duration::from_secs(30)).await;
+    let (code, (seen, batch)) = tokio::join!(kubelet.run(&pod), s.completed_until_succeeded("live"));
+    assert_eq!(code, 0);
+    assert!(
+        seen.iter().any(|&completed| 0 < completed && completed < 40),
+        "no count between 0 and 40 before the end: {seen:?}"
+    );
+    assert!(seen.is_sorted(), "counts went back: {seen:?}");
+    let counts = batch.status.unwrap().request_counts.unwrap();
+    assert_eq!((counts.total, counts.completed, counts.failed), (40, 40, 0));
+    s.stop().await;
+}
+
+/// The kubelet stand-in expands `$(VAR)` in a container's arguments as Kubernetes does.
+#[test]
+fn the_kubelet_expands_arguments_as_kubernetes_does() {
+    let env = std::collections::BTreeMap::from([
+        ("POD_IP".to_string(), "127.0.0.1".to_string()),
+        ("EMPTY".to_string(), String::new()),
+    ]);
+    let cases = [
+        ("$(POD_IP):8686", "127.0.0.1:8686"),
+        ("$(POD_IP)$(POD_IP)", "127.0.0.1127.0.0.1"),
+        ("$(EMPTY)x", "x"),
+        ("$(UNSET):1", "$(UNSET):1"),
+        ("$$(POD_IP)", "$(POD_IP)"),
+        ("a$$b$$$$", "a$b$$"),
+        ("$x $ ($(POD_IP", "$x $ ($(POD_IP"),
+        ("end$", "end$"),
+        ("", ""),
+    ];
+    for (arg, want) in cases {
+        assert_eq!(common::kubelet::expand(arg, &env), want, "{arg:?}");
+    }
 }
 
 /// `cancel: true` while a direct Job runs: the Job is stopped and a cancelling Job concludes the

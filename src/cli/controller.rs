@@ -40,6 +40,16 @@ pub struct ControllerArgs {
     /// operator's own image). Without it, such Batches are refused with a message saying so.
     #[arg(long, value_name = "IMAGE", env = "JOB_IMAGE")]
     pub job_image: Option<String>,
+    /// The port a direct-mode Job's pod serves its live counts on (GET /progress, at the pod's
+    /// IP), which the controller reads while the Job runs. 1024-65535: the pods run unprivileged.
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "DIRECT_PROGRESS_PORT",
+        default_value_t = controller::DEFAULT_PROGRESS_PORT,
+        value_parser = clap::value_parser!(u16).range(1024..)
+    )]
+    pub direct_progress_port: u16,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -63,7 +73,10 @@ pub async fn run(
         health.clone(),
         stop_server.clone().cancelled_owned(),
     ));
-    let context = Arc::new(Context::with_telemetry(client, metrics, health).with_job_image(args.job_image.clone()));
+    let context = Context::with_telemetry(client, metrics, health)
+        .with_job_image(args.job_image.clone())
+        .with_direct_progress_port(args.direct_progress_port);
+    let context = Arc::new(context);
     controller::run_with(context, options, shutdown).await;
     tracing::info!("stopped");
     stop_server.cancel();
@@ -209,5 +222,15 @@ mod tests {
         );
         assert!(!election.identity.is_empty());
         assert_eq!(parse(&[]).metrics_addr.to_string(), "0.0.0.0:8080");
+    }
+
+    #[test]
+    fn the_direct_progress_port_defaults_to_8686_and_refuses_privileged_ports() {
+        assert_eq!(parse(&[]).direct_progress_port, 8686);
+        assert_eq!(parse(&["--direct-progress-port", "9000"]).direct_progress_port, 9000);
+        for bad in ["80", "0", "70000"] {
+            let parsed = Cli::try_parse_from(["llm-batch-operator", "controller", "--direct-progress-port", bad]);
+            assert!(parsed.is_err(), "{bad}");
+        }
     }
 }

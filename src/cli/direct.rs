@@ -1,6 +1,7 @@
 //! `direct`: one Batch's lines sent straight to a gateway's endpoint, checkpointed in a
 //! directory. What the controller's direct-mode Job runs; also usable by hand.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{DEFAULT_MAX_CONCURRENT_REQUESTS, DirectLimits, ObjectStoreRef};
+use crate::direct::progress::{self, ProgressServer};
 use crate::direct::{self, Counts, DirectError, DirectJob, DirectSummary};
 use crate::driver::{FINAL_FAILURE, JobFailure};
 use crate::engine::ErrorClass;
@@ -76,6 +78,10 @@ pub struct DirectArgs {
     /// termination message.
     #[arg(long, value_name = "PATH")]
     pub summary_file: Option<PathBuf>,
+    /// Serve the live counts as JSON on `GET http://ADDR/progress` while the run goes (what the
+    /// controller reads from a direct-mode Job's pod). IP:PORT; nothing else is served.
+    #[arg(long, value_name = "ADDR", value_parser = progress::parse_listen)]
+    pub progress_listen: Option<SocketAddr>,
 }
 
 fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
@@ -126,6 +132,11 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
         checkpoint_dir: args.checkpoint_dir.clone(),
         cancel: args.cancel,
     };
+    let (progress, counts) = watch::channel(Counts::default());
+    let server = match serve_progress(&args, input.requests(), counts).await? {
+        Ok(server) => server,
+        Err(code) => return Ok(code),
+    };
     let stop = CancellationToken::new();
     let on_signal = {
         let stop = stop.clone();
@@ -134,7 +145,6 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
             stop.cancel();
         })
     };
-    let (progress, _) = watch::channel(Counts::default());
     let result = match &input {
         Input::Prepared { bytes, .. } => direct::run(&client, &job, std::io::Cursor::new(bytes), progress, &stop).await,
         Input::File { path, .. } => {
@@ -150,6 +160,9 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
         }
     };
     on_signal.abort();
+    if let Some(server) = server {
+        server.stop().await;
+    }
     let (class, error) = match result {
         Ok((conclusion, counts)) => {
             let summary = DirectSummary::read(&args.checkpoint_dir, conclusion, input.requests(), counts).await?;
@@ -275,6 +288,33 @@ async fn prepared_input(args: &DirectArgs) -> anyhow::Result<Result<Input, Strin
         }),
         false => Err(format!("{source}: invalid input:\n{}", report.render(20))),
     })
+}
+
+/// The `--progress-listen` server, when asked for, started before anything is sent; `Err` (the
+/// exit code, the failure reported) when it cannot listen there.
+async fn serve_progress(
+    args: &DirectArgs,
+    total: u64,
+    counts: watch::Receiver<Counts>,
+) -> anyhow::Result<Result<Option<ProgressServer>, ExitCode>> {
+    let Some(addr) = args.progress_listen else {
+        return Ok(Ok(None));
+    };
+    let e = match ProgressServer::start(addr, total, counts).await {
+        Ok(server) => return Ok(Ok(Some(server))),
+        Err(e) => e,
+    };
+    let error = format!(
+        "--progress-listen {addr}: cannot listen there ({e}); give an address of this host and a free port \
+         (the controller's --direct-progress-port)"
+    );
+    eprintln!("error: {error}\nnothing was sent to the gateway");
+    let failure = JobFailure {
+        class: ErrorClass::Transient,
+        error,
+    };
+    report(args, &serde_json::to_string(&failure)?)?;
+    Ok(Err(ExitCode::FAILURE))
 }
 
 /// Writes `text` to `--summary-file`, when given.

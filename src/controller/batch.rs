@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt};
 
 use super::cluster_io::{self, Gateway, InputError, MAX_SECRET_BYTES};
 use super::{Context, Error, FINALIZER, instrument};
-use super::{admission, direct_job, object_io, pvc_sink};
+use super::{admission, direct_job, direct_progress, object_io, pvc_sink};
 use crate::api::{
     BATCH_ID_ANNOTATION, Batch, BatchMode, BatchPhase, BatchStatus, Conditions, DeletionPolicy, condition_types as ct,
     reasons,
@@ -33,7 +33,7 @@ const MAX_STEPS: usize = 16;
 const WAITING: Duration = Duration::from_secs(15);
 /// How soon a Batch waiting for room on its gateway asks again.
 const AWAITING_BUDGET: Duration = Duration::from_secs(5);
-/// How soon a Batch whose Job runs looks again (the Job's changes also wake it).
+/// How soon a Batch whose Job runs looks again at the latest (the Job's changes also wake it).
 const JOB_RUNNING: Duration = Duration::from_secs(10);
 
 /// Entry point of the Batch controller.
@@ -68,7 +68,7 @@ pub fn error_policy(batch: Arc<Batch>, error: &Error, ctx: Arc<Context>) -> Requ
     Requeue::requeue(delay)
 }
 
-fn key(batch: &Batch) -> String {
+pub(super) fn key(batch: &Batch) -> String {
     format!("{}/{}", batch.namespace().unwrap_or_default(), batch.name_any())
 }
 
@@ -102,7 +102,7 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
             }
             let Some(outcome) = perform(&batch, &status, action, &gateway, ctx).await? else {
                 ctx.reset_backoff(&key);
-                return Ok(Requeue::requeue(JOB_RUNNING));
+                return Ok(Requeue::requeue(job_wait(&key, &status, &gateway, ctx)));
             };
             outcome
         };
@@ -137,6 +137,15 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         }
     }
     Ok(Requeue::requeue(Duration::from_secs(1)))
+}
+
+/// How soon a Batch whose Job runs looks again (the Job's changes also wake it); a direct Job's
+/// counts are read at the gateway's polling rhythm.
+fn job_wait(key: &str, status: &BatchStatus, gateway: &Gateway, ctx: &Context) -> Duration {
+    match status.mode {
+        Some(BatchMode::Direct) => direct_progress::next_read(key, status, gateway.polling, ctx).min(JOB_RUNNING),
+        _ => JOB_RUNNING,
+    }
 }
 
 /// The mode is settled once, before anything goes upstream (a Batch already on the gateway runs
@@ -247,6 +256,9 @@ async fn perform(
         let (output, errors) = (output_file_id.clone(), error_file_id.clone());
         return pvc_sink::download(batch, &gateway.object, pvc, output, errors, ctx).await;
     }
+    if action == Action::RunDirect {
+        return direct_job::run(batch, status, gateway, ctx).await;
+    }
     let (spec, gateway) = (&gateway.object, &gateway.client);
     Ok(Some(match action {
         Action::ValidateInput => match &batch.spec.input.file_id {
@@ -279,8 +291,7 @@ async fn perform(
             output_file_id,
             error_file_id,
         } => download(batch, status, gateway, output_file_id, error_file_id, ctx).await,
-        Action::RunDirect => return direct_job::run(batch, status, spec, ctx).await,
-        Action::Finished => unreachable!("handled by the caller"),
+        Action::RunDirect | Action::Finished => unreachable!("handled above and by the caller"),
     }))
 }
 

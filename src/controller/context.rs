@@ -12,6 +12,7 @@ use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use super::MANAGER;
+use super::direct_progress::{DEFAULT_PROGRESS_PORT, ProgressReader};
 use crate::gateway::{GatewayClient, GatewayError, Observer};
 use crate::telemetry::{Health, Metrics};
 
@@ -24,6 +25,8 @@ pub struct Context {
     /// The image of the Jobs for PVC output and direct mode (`--job-image`); without it such
     /// Batches are refused with a message saying so.
     pub job_image: Option<String>,
+    /// Reads a running direct-mode Job's counts from its pod (`--direct-progress-port`).
+    pub direct_progress: ProgressReader,
     backoff: Backoff,
     gateways: Mutex<HashMap<String, (String, GatewayClient)>>,
     ledgers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<super::admission::Ledger>>>>,
@@ -53,6 +56,7 @@ impl Context {
             metrics,
             health,
             job_image: None,
+            direct_progress: ProgressReader::new(DEFAULT_PROGRESS_PORT),
             backoff: Backoff::default(),
             gateways: Mutex::default(),
             ledgers: Mutex::default(),
@@ -65,6 +69,12 @@ impl Context {
     /// This context, starting Jobs with `image`.
     pub fn with_job_image(mut self, image: Option<String>) -> Self {
         self.job_image = image.filter(|i| !i.is_empty());
+        self
+    }
+
+    /// This context, telling direct-mode Jobs to serve their counts on `port` (and reading them there).
+    pub fn with_direct_progress_port(mut self, port: u16) -> Self {
+        self.direct_progress = ProgressReader::new(port);
         self
     }
 

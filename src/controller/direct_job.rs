@@ -1,14 +1,19 @@
 //! Direct mode in a cluster: the lines are sent by a Job running `direct` (so the controller
-//! stays light), with its checkpoint and results on the Batch's output claim; the pod's
-//! termination message brings the conclusion and the counted results back into the status.
+//! stays light), with its checkpoint and results on the Batch's output claim. While it runs, its
+//! pod serves the counts (read by `direct_progress`); its termination message brings the
+//! conclusion and the counted results back into the status.
 
 use std::time::SystemTime;
 
-use k8s_openapi::api::core::v1::{ConfigMapVolumeSource, EnvVar, KeyToPath, SecretVolumeSource, Volume};
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, ContainerPort, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, SecretVolumeSource,
+    Volume,
+};
 use kube::ResourceExt;
 
+use super::cluster_io::Gateway;
 use super::jobs::{self, JobPlan, JobState, TERMINATION_LOG};
-use super::{Context, Error};
+use super::{Context, Error, direct_progress};
 use crate::api::{Batch, BatchGateway, BatchStatus, KeyRef, PvcSink};
 use crate::direct::{Conclusion, DirectSummary};
 use crate::engine::{ErrorClass, Outcome, UpstreamState};
@@ -18,6 +23,10 @@ use crate::io::storage;
 const INPUT_MOUNT: &str = "/mnt/input";
 /// The variable holding inline requests (`spec.input.requests`) as JSONL.
 const INPUT_ENV: &str = "LLM_BATCH_INPUT";
+/// The variable holding the pod's IP (Kubernetes expands `$(POD_IP)` in the arguments).
+const POD_IP_ENV: &str = "POD_IP";
+/// The name of the container port the counts are served on.
+const PROGRESS_PORT_NAME: &str = "progress";
 
 /// What a direct-mode Batch in a cluster needs, as problems to report before anything is sent.
 pub fn problems(batch: &Batch, ctx: &Context) -> Vec<String> {
@@ -42,7 +51,7 @@ pub fn problems(batch: &Batch, ctx: &Context) -> Vec<String> {
 pub async fn run(
     batch: &Batch,
     status: &BatchStatus,
-    gateway: &BatchGateway,
+    gateway: &Gateway,
     ctx: &Context,
 ) -> Result<Option<Outcome>, Error> {
     let (Some(image), Some(pvc)) = (&ctx.job_image, batch.spec.output.as_ref().and_then(|o| o.pvc.as_ref())) else {
@@ -63,7 +72,7 @@ pub async fn run(
         Ok(deadline) => deadline,
         Err(message) => return Ok(Some(Outcome::SpecInvalid { message })),
     };
-    let plan = match direct_plan(batch, gateway, pvc, deadline) {
+    let plan = match direct_plan(batch, &gateway.object, pvc, deadline, ctx.direct_progress.port()) {
         Ok(plan) => plan,
         Err(message) => return Ok(Some(Outcome::SpecInvalid { message })),
     };
@@ -78,7 +87,10 @@ pub async fn run(
     }
     let location = jobs::claim_location(pvc);
     Ok(match jobs::state(&ctx.client, &job).await? {
-        JobState::Running => None,
+        JobState::Running => {
+            let key = super::batch::key(batch);
+            return direct_progress::poll(&key, status, &job, gateway.polling, ctx).await;
+        }
         JobState::Succeeded(message) => match message.as_deref().map(serde_json::from_str::<DirectSummary>) {
             Some(Ok(summary)) => {
                 let counts = status.request_counts.clone().unwrap_or_default();
@@ -135,7 +147,13 @@ fn deadline(batch: &Batch, started: SystemTime) -> Result<SystemTime, String> {
         .map_err(|e| format!("spec.completionWindow {window:?}: {e}"))
 }
 
-fn direct_plan(batch: &Batch, gateway: &BatchGateway, pvc: &PvcSink, deadline: SystemTime) -> Result<JobPlan, String> {
+fn direct_plan(
+    batch: &Batch,
+    gateway: &BatchGateway,
+    pvc: &PvcSink,
+    deadline: SystemTime,
+    progress_port: u16,
+) -> Result<JobPlan, String> {
     let limits = gateway.spec.limits.direct()?;
     let spec = &batch.spec;
     let (mut volumes, checkpoint) = jobs::claim_volumes(pvc);
@@ -153,6 +171,8 @@ fn direct_plan(batch: &Batch, gateway: &BatchGateway, pvc: &PvcSink, deadline: S
         humantime::format_rfc3339_seconds(deadline).to_string(),
         "--summary-file".to_string(),
         TERMINATION_LOG.to_string(),
+        "--progress-listen".to_string(),
+        format!("$({POD_IP_ENV}):{progress_port}"),
     ]);
     if let Some(rpm) = limits.requests_per_minute {
         args.extend(["--requests-per-minute".to_string(), rpm.to_string()]);
@@ -176,14 +196,37 @@ fn direct_plan(batch: &Batch, gateway: &BatchGateway, pvc: &PvcSink, deadline: S
     let input = input_source(spec)?;
     args.extend(input.args);
     volumes.extend(input.volume);
+    let mut env = input.env;
+    env.push(pod_ip_var());
     Ok(JobPlan {
         command: "direct",
         args,
         api_key: gateway.spec.auth.as_ref().map(|a| a.secret_ref.clone()),
         secret_env: input.secret_env,
-        env: input.env,
+        env,
         volumes,
+        ports: vec![ContainerPort {
+            name: Some(PROGRESS_PORT_NAME.into()),
+            container_port: i32::from(progress_port),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }],
     })
+}
+
+/// `POD_IP` from the downward API: the pod serves its counts on its own IP only.
+fn pod_ip_var() -> EnvVar {
+    EnvVar {
+        name: POD_IP_ENV.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "status.podIP".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// How the pod gets the input: arguments, and a volume or variables for them.

@@ -11,9 +11,9 @@ use k8s_openapi::api::batch::v1::{
     Job, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams, PropagationPolicy};
@@ -45,9 +45,11 @@ pub struct JobPlan {
     /// Further variables from Secrets, each optional (object-store credentials: a scheme's keys
     /// that the Secret does not have are left unset).
     pub secret_env: Vec<(String, KeyRef)>,
-    /// Plain variables.
+    /// Plain variables (and ones from the downward API).
     pub env: Vec<EnvVar>,
     pub volumes: Vec<(Volume, VolumeMount)>,
+    /// Ports the container serves on.
+    pub ports: Vec<ContainerPort>,
 }
 
 /// The Job's name: `<batch>-<command>-<uid prefix>`, cut to a DNS label with a hash.
@@ -89,6 +91,7 @@ pub fn build(batch: &Batch, plan: JobPlan, image: &str) -> Job {
         args: Some([vec![plan.command.to_string()], plan.args].concat()),
         env: Some(env),
         volume_mounts: Some(mounts),
+        ports: (!plan.ports.is_empty()).then_some(plan.ports),
         security_context: Some(restricted_container()),
         resources: Some(resources()),
         termination_message_path: Some(TERMINATION_LOG.into()),
@@ -324,9 +327,7 @@ pub async fn state(client: &kube::Client, job: &Job) -> Result<JobState, kube::E
 
 /// The termination message of the newest pod of `job` in `phase`.
 async fn termination_message(client: &kube::Client, job: &Job, phase: &str) -> Result<Option<String>, kube::Error> {
-    let api = Api::<Pod>::namespaced(client.clone(), &job.namespace().unwrap_or_default());
-    let selector = format!("batch.kubernetes.io/job-name={}", job.name_any());
-    let mut pods = api.list(&ListParams::default().labels(&selector)).await?.items;
+    let mut pods = pods(client, job).await?;
     pods.retain(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(phase));
     pods.sort_by_key(|p| p.creation_timestamp());
     Ok(pods.last().and_then(|pod| {
@@ -334,6 +335,13 @@ async fn termination_message(client: &kube::Client, job: &Job, phase: &str) -> R
         let terminated = statuses.first()?.state.as_ref()?.terminated.as_ref()?;
         terminated.message.clone().filter(|m| !m.trim().is_empty())
     }))
+}
+
+/// The pods of `job` (the label its Job controller gives them).
+pub async fn pods(client: &kube::Client, job: &Job) -> Result<Vec<Pod>, kube::Error> {
+    let api = Api::<Pod>::namespaced(client.clone(), &job.namespace().unwrap_or_default());
+    let selector = format!("batch.kubernetes.io/job-name={}", job.name_any());
+    Ok(api.list(&ListParams::default().labels(&selector)).await?.items)
 }
 
 /// Deletes a Job, its pods first (foreground), so a later Job of the same name never runs

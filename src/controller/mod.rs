@@ -6,6 +6,7 @@ mod batch;
 mod cluster_io;
 mod context;
 mod direct_job;
+mod direct_progress;
 mod error;
 mod gateway;
 mod instrument;
@@ -30,6 +31,7 @@ use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 pub use context::Context;
+pub use direct_progress::DEFAULT_PROGRESS_PORT;
 pub use error::Error;
 pub use leader::{LeaderElection, LeaseTimings};
 pub use preflight::{missing_job_permissions, missing_lease_permissions, missing_permissions, required_rules};

@@ -80,5 +80,6 @@ fn sink_plan(gateway: &BatchGateway, pvc: &PvcSink, output_id: Option<String>, e
         secret_env: Vec::new(),
         env: Vec::new(),
         volumes,
+        ports: Vec::new(),
     }
 }

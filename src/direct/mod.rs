@@ -13,6 +13,7 @@
 mod checkpoint;
 mod lines;
 mod pacer;
+pub mod progress;
 mod run;
 mod send;
 mod summary;

@@ -1,8 +1,9 @@
 //! Plays the kubelet for the Jobs the controller starts (the harness API server has no nodes):
 //! kube-controller-manager's Job controller creates the pods; this runs a pod's one container as
-//! a local process of this build's binary, with its environment resolved from Secrets and its
-//! volume mounts mapped to local directories, then reports the container's end (exit code,
-//! termination message) in the pod status, from which the real Job controller concludes the Job.
+//! a local process of this build's binary, with its environment resolved from Secrets and the
+//! downward API (its IP is 127.0.0.1), `$(VAR)` expanded in its arguments and its volume mounts
+//! mapped to local directories; reports it Running, then its end (exit code, termination message)
+//! in the pod status, from which the real Job controller concludes the Job.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Volume};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+
+/// Every pod's IP: its processes run on this machine, and every test connection stays on it.
+pub const POD_IP: &str = "127.0.0.1";
 
 pub struct Kubelet {
     client: Client,
@@ -68,31 +72,22 @@ impl Kubelet {
         let message_path = container.termination_message_path.clone().unwrap();
         let message_file = self.scratch.path().join(format!("{}-termination", pod.name_any()));
         paths.push((message_path, message_file.clone()));
+        let env = self.environment(pod).await;
         let args: Vec<String> = container
             .args
             .clone()
             .unwrap_or_default()
             .into_iter()
-            .map(|arg| mapped(&arg, &paths))
+            .map(|arg| mapped(&expand(&arg, &env), &paths))
             .collect();
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_llm-batch-operator"));
-        command.args(&args).env_clear().stdout(std::process::Stdio::null());
-        for var in container.env.clone().unwrap_or_default() {
-            let value = match (var.value, var.value_from.and_then(|f| f.secret_key_ref)) {
-                (Some(value), _) => value,
-                (None, Some(r)) => match self.secret_value(&r.name, &r.key).await {
-                    Some(value) => value,
-                    None if r.optional == Some(true) => continue,
-                    None => panic!(
-                        "Secret {} has no key {} (a real kubelet would not start the pod)",
-                        r.name, r.key
-                    ),
-                },
-                _ => continue,
-            };
-            command.env(var.name, value);
-        }
+        command
+            .args(&args)
+            .env_clear()
+            .envs(&env)
+            .stdout(std::process::Stdio::null());
         let started = k8s_openapi::jiff::Timestamp::now();
+        self.report_running(pod, started).await;
         let mut child = command.spawn().unwrap();
         let limit = kill_after.unwrap_or(Duration::from_secs(120));
         let code = match tokio::time::timeout(limit, child.wait()).await {
@@ -106,6 +101,58 @@ impl Kubelet {
         let message = std::fs::read_to_string(&message_file).unwrap_or_default();
         self.report(pod, code, &message, started).await;
         code
+    }
+
+    /// The container's variables: values, Secret keys (an optional one that is missing is left
+    /// out), and `status.podIP` from the downward API, which is [`POD_IP`].
+    async fn environment(&self, pod: &Pod) -> BTreeMap<String, String> {
+        let container = &pod.spec.as_ref().unwrap().containers[0];
+        let mut env = BTreeMap::new();
+        for var in container.env.clone().unwrap_or_default() {
+            let from = var.value_from.unwrap_or_default();
+            let value = match (var.value, from.secret_key_ref, from.field_ref) {
+                (Some(value), _, _) => value,
+                (None, Some(r), _) => match self.secret_value(&r.name, &r.key).await {
+                    Some(value) => value,
+                    None if r.optional == Some(true) => continue,
+                    None => panic!(
+                        "Secret {} has no key {} (a real kubelet would not start the pod)",
+                        r.name, r.key
+                    ),
+                },
+                (None, None, Some(field)) => {
+                    assert_eq!(field.field_path, "status.podIP", "field not mapped by this kubelet");
+                    POD_IP.to_string()
+                }
+                _ => continue,
+            };
+            env.insert(var.name, value);
+        }
+        env
+    }
+
+    /// The pod started: phase Running at [`POD_IP`], as a kubelet reports it.
+    async fn report_running(&self, pod: &Pod, started: k8s_openapi::jiff::Timestamp) {
+        let container = &pod.spec.as_ref().unwrap().containers[0];
+        let status = json!({"status": {
+            "phase": "Running",
+            "podIP": POD_IP,
+            "podIPs": [{"ip": POD_IP}],
+            "startTime": started.to_string(),
+            "containerStatuses": [{
+                "name": container.name,
+                "image": container.image,
+                "imageID": "",
+                "ready": true,
+                "restartCount": 0,
+                "started": true,
+                "state": {"running": {"startedAt": started.to_string()}},
+            }],
+        }});
+        Api::<Pod>::namespaced(self.client.clone(), &self.ns)
+            .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
     }
 
     /// Where a volume is on this machine: claims under `claims`; ConfigMap and Secret items
@@ -183,6 +230,33 @@ impl Kubelet {
             .await
             .unwrap();
     }
+}
+
+/// `$(VAR)` in `arg` replaced by the value of VAR when `env` defines it, as Kubernetes expands a
+/// container's arguments: an undefined `$(VAR)` stays as it is, `$$` is a literal `$` (so
+/// `$$(VAR)` is the text `$(VAR)`), and any other `$` is kept.
+pub fn expand(arg: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(escaped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = escaped;
+        } else if let Some((name, tail)) = after.strip_prefix('(').and_then(|r| r.split_once(')')) {
+            match env.get(name) {
+                Some(value) => out.push_str(value),
+                None => out.push_str(&format!("$({name})")),
+            }
+            rest = tail;
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `arg` with a mounted path replaced by its local directory.
