@@ -56,7 +56,6 @@ pub async fn reconcile(batch: Arc<Batch>, ctx: Arc<Context>) -> Result<Requeue, 
     })
 }
 
-/// Requeues with per-object exponential backoff.
 /// Requeues with per-object exponential backoff, and says why in a Warning Event.
 pub fn error_policy(batch: Arc<Batch>, error: &Error, ctx: Arc<Context>) -> Requeue {
     let delay = ctx.backoff(&key(&batch));
