@@ -19,16 +19,7 @@ const KEY: &str = "sk-admission-test";
 
 /// The simulator's batches (its own record), oldest first.
 async fn upstream_batches(base_url: &str) -> Vec<Value> {
-    let client = reqwest::Client::new();
-    let page: Value = client
-        .get(format!("{base_url}/batches?limit=100"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = common::cluster::simulator_json(base_url, "/batches?limit=100", KEY).await;
     let mut batches = page["data"].as_array().unwrap().clone();
     batches.sort_by_key(|b| b["created_at"].as_u64().unwrap());
     batches

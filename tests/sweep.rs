@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::cluster::{RunningController, gateway_on_simulator};
+use common::cluster::{RunningController, gateway_on_simulator, simulator_json};
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -426,7 +426,6 @@ async fn object_store_children_upload_what_the_sweeps_scan_measured() {
     assert!(plan.chunks.iter().all(|c| c.upload_bytes.is_some()), "{plan:?}");
     let children = s.children("eval").await;
     assert_eq!(children.len(), 6);
-    let http = reqwest::Client::new();
     for child in &children {
         let annotations = child.metadata.annotations.clone().unwrap_or_default();
         assert!(
@@ -436,15 +435,7 @@ async fn object_store_children_upload_what_the_sweeps_scan_measured() {
         );
         let status = child.status.clone().unwrap();
         let file_id = status.gateway.unwrap().input_file_id.unwrap();
-        let file: Value = http
-            .get(format!("{}/files/{file_id}", s.sim.base_url()))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let file = simulator_json(&s.sim.base_url(), &format!("/files/{file_id}"), KEY).await;
         assert_eq!(
             Some(status.input.unwrap().bytes),
             file["bytes"].as_u64(),

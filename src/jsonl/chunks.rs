@@ -1,7 +1,8 @@
 //! Line-aligned chunk boundaries of a JSONL source, found in one streaming pass.
 //!
 //! A sweep scans its source once with [`ChunkPlanner`] and keeps the boundaries, so each child
-//! batch later reads only its own byte range. Chunks are contiguous and cover the whole source:
+//! batch later reads only its own byte range; the same pass can validate each chunk as it will
+//! be uploaded ([`ChunkPlanner::checking`]), so no child needs to read its range to validate it. Chunks are contiguous and cover the whole source:
 //! the first starts at 0, each next one where the previous ended, the last ends at the source's
 //! length. Blank lines ride along with the chunk they fall in and are not requests.
 

@@ -56,6 +56,20 @@ pub async fn gateway_on_simulator(
     (client, ns, sim)
 }
 
+/// `GET <base_url><path>` on the simulator with the gateway key, as JSON (its own records).
+pub async fn simulator_json(base_url: &str, path: &str, key: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{base_url}{path}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 pub struct RunningController {
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
