@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::apiserver::free_port;
+
 const DEFAULT_BIN: &str = "node/node_modules/.bin/llmock";
 const READY_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -59,11 +61,6 @@ impl Drop for Aimock {
 }
 
 /// A port that was free a moment ago (bound to port 0, then released).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 fn wait_listening(child: &mut Child, port: u16) {
     let deadline = Instant::now() + READY_DEADLINE;
     loop {

@@ -322,7 +322,8 @@ while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()))
 }
 
-fn free_port() -> u16 {
+/// A 127.0.0.1 port that was free a moment ago (bound to port 0, then released).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -192,12 +192,6 @@ pub fn gateway_manifests(url: &str, key: &str, headers: &[(&str, &str)]) -> Stri
     )
 }
 
-/// A 127.0.0.1 port that was free a moment ago (bound to port 0, then released).
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// A typed object from JSON (manifests written inline in tests).
 pub fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).unwrap()
@@ -214,6 +208,8 @@ pub fn text(output: &Output) -> String {
 
 pub mod aimock;
 pub mod apiserver;
+#[allow(unused_imports)] // a re-export some test binaries do not use
+pub use apiserver::free_port;
 pub mod e2e;
 pub mod faults;
 pub mod kubelet;
