@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
         tempfile::tempdir()?
     };
     let input = work.path().join("input.jsonl");
-    write_jsonl(&input, bytes)?;
+    support::write_chat_jsonl(&input, bytes)?;
     let size = std::fs::metadata(&input)?.len();
 
     let s3 = SeaweedFs::start();
@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
         &sim_data.display().to_string(),
     ])?;
     let object_url = format!("{}/{BUCKET}/{KEY}", s3.endpoint);
-    curl_s3(&["-T", &input.display().to_string(), &object_url])?;
+    s3::curl(&["-T", &input.display().to_string(), &object_url])?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let client = GatewayClient::new(GatewayConfig::new(sim.base_url.parse()?))?;
@@ -88,7 +88,7 @@ fn main() -> anyhow::Result<()> {
     paired(
         "S3 read + validate",
         size,
-        || curl_s3(&["-o", "/dev/null", &object_url]),
+        || s3::curl(&["-o", "/dev/null", &object_url]),
         || {
             let checked = runtime.block_on(object.check())?;
             anyhow::ensure!(matches!(checked, Checked::Valid(..)), "the generated input is invalid");
@@ -127,7 +127,7 @@ fn main() -> anyhow::Result<()> {
         "results file -> S3 (multipart)",
         size,
         || {
-            curl_s3(&[
+            s3::curl(&[
                 "-T",
                 &input.display().to_string(),
                 &format!("{}/{BUCKET}/curl-output.jsonl", s3.endpoint),
@@ -166,18 +166,6 @@ fn paired(
 fn rss_mib() -> f64 {
     support::reset_peak_rss();
     support::peak_rss_kib() as f64 / 1024.0
-}
-
-/// `curl` with SigV4 against the S3 server.
-fn curl_s3(args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new("curl")
-        .args(["-sS", "--fail", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
-        .arg(format!("{ACCESS_KEY}:{SECRET_KEY}"))
-        .args(args)
-        .stdout(Stdio::null())
-        .status()?;
-    anyhow::ensure!(status.success(), "curl {args:?} failed: {status}");
-    Ok(())
 }
 
 /// `curl` GET from S3 piped into `curl -F` to the gateway; returns the new file's id and size.
@@ -252,22 +240,5 @@ fn short_lines(bytes: u64) -> anyhow::Result<()> {
         fed as f64 / 1_000_000.0 / seconds,
         support::peak_rss_kib() as f64 / 1024.0
     );
-    Ok(())
-}
-
-/// Chat request lines of about 4.2 KB until `bytes` is reached.
-fn write_jsonl(path: &Path, bytes: u64) -> anyhow::Result<()> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let filler = "The customer writes that the parcel arrived damaged and asks for a replacement. ".repeat(50);
-    let (mut written, mut i) = (0u64, 0u64);
-    while written < bytes {
-        i += 1;
-        let line = format!(
-            "{{\"custom_id\":\"req-{i}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{\"model\":\"gpt-4o-mini\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"{filler}\"}}]}}}}\n"
-        );
-        out.write_all(line.as_bytes())?;
-        written += line.len() as u64;
-    }
-    out.flush()?;
     Ok(())
 }

@@ -57,9 +57,9 @@ fn main() -> anyhow::Result<()> {
     let s3 = SeaweedFs::start();
     let (size, lines) = {
         let input = work.path().join("input.jsonl");
-        let lines = write_jsonl(&input, bytes)?;
+        let lines = support::write_chat_jsonl(&input, bytes)?;
         let size = std::fs::metadata(&input)?.len();
-        curl_s3(&[
+        s3::curl(&[
             "-T",
             &input.display().to_string(),
             &format!("{}/{BUCKET}/{KEY}", s3.endpoint),
@@ -231,7 +231,7 @@ fn run_f(work: &Path, sim_url: &str, sweep: &SweepSpec) -> anyhow::Result<Row> {
     let mut peak_kib = 0;
     let status = loop {
         if let Ok(status) = std::fs::read_to_string(&status_path)
-            && let Some(kib) = vm_hwm_kib(&status)
+            && let Some(kib) = support::vm_hwm_kib(&status)
         {
             peak_kib = peak_kib.max(kib);
         }
@@ -379,42 +379,6 @@ fn upstream_batches(sim_url: &str) -> anyhow::Result<usize> {
 
 fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).expect("a valid object")
-}
-
-fn vm_hwm_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// `curl` with SigV4 against the S3 server.
-fn curl_s3(args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new("curl")
-        .args(["-sS", "--fail", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
-        .arg(format!("{ACCESS_KEY}:{SECRET_KEY}"))
-        .args(args)
-        .stdout(Stdio::null())
-        .status()?;
-    anyhow::ensure!(status.success(), "curl {args:?} failed: {status}");
-    Ok(())
-}
-
-/// Chat request lines of about 4.2 KB until `bytes` is reached; returns the line count.
-fn write_jsonl(path: &Path, bytes: u64) -> anyhow::Result<u64> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let filler = "The customer writes that the parcel arrived damaged and asks for a replacement. ".repeat(50);
-    let (mut written, mut i) = (0u64, 0u64);
-    while written < bytes {
-        i += 1;
-        let line = format!(
-            "{{\"custom_id\":\"req-{i}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{\"model\":\"gpt-4o-mini\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"{filler}\"}}]}}}}\n"
-        );
-        out.write_all(line.as_bytes())?;
-        written += line.len() as u64;
-    }
-    out.flush()?;
-    Ok(i)
 }
 
 /// What the proxy saw since the last reset.

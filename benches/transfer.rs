@@ -7,7 +7,6 @@
 //! Targets (issue 3): at least 0.7x curl's throughput both ways; peak RSS under 64 MiB
 //! whatever the file size.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
@@ -45,7 +44,7 @@ fn main() -> anyhow::Result<()> {
     );
     for (label, bytes) in [("20 MB", 20_000_000u64), ("200 MB", 200_000_000u64)] {
         let path = work.path().join(format!("input-{}.jsonl", bytes / 1_000_000));
-        write_jsonl(&path, bytes)?;
+        support::write_chat_jsonl(&path, bytes)?;
         let size = std::fs::metadata(&path)?.len();
         let curl = || {
             let id = curl_upload(&sim.base_url, &path)?;
@@ -102,24 +101,6 @@ fn paired(
         "{step:<30} {bytes:>10} {:>9.0} {:>9.0} {:>7.2}x {:>8.1} MiB",
         p.curl_mb_s, p.ours_mb_s, p.ratio, p.peak_mib
     );
-    Ok(())
-}
-
-/// Chat request lines of about 700 bytes until `bytes` is reached.
-fn write_jsonl(path: &Path, bytes: u64) -> anyhow::Result<()> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    // ~4.2 KB lines: 200 MB stays under OpenAI's 50,000 requests per batch.
-    let filler = "The customer writes that the parcel arrived damaged and asks for a replacement. ".repeat(50);
-    let (mut written, mut i) = (0u64, 0u64);
-    while written < bytes {
-        i += 1;
-        let line = format!(
-            "{{\"custom_id\":\"req-{i}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{\"model\":\"gpt-4o-mini\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"{filler}\"}}]}}}}\n"
-        );
-        out.write_all(line.as_bytes())?;
-        written += line.len() as u64;
-    }
-    out.flush()?;
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! What the benchmarks share: the release simulator as a subprocess (so its memory is not
-//! counted as ours) and this process's peak resident set.
+//! counted as ours), peak resident sets and the chat JSONL they move.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -50,11 +50,34 @@ pub fn reset_peak_rss() {
 /// VmHWM of this process, in KiB.
 pub fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    vm_hwm_kib(&status).unwrap_or(0)
+}
+
+/// VmHWM (peak resident set, KiB) from a `/proc/<pid>/status` text.
+pub fn vm_hwm_kib(status: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+}
+
+/// Chat request lines of about 4.2 KB (200 MB stays under OpenAI's 50,000 requests per batch)
+/// until `bytes` is reached; returns the line count.
+pub fn write_chat_jsonl(path: &std::path::Path, bytes: u64) -> anyhow::Result<u64> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let filler = "The customer writes that the parcel arrived damaged and asks for a replacement. ".repeat(50);
+    let (mut written, mut i) = (0u64, 0u64);
+    while written < bytes {
+        i += 1;
+        let line = format!(
+            "{{\"custom_id\":\"req-{i}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{\"model\":\"gpt-4o-mini\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"{filler}\"}}]}}}}\n"
+        );
+        out.write_all(line.as_bytes())?;
+        written += line.len() as u64;
+    }
+    out.flush()?;
+    Ok(i)
 }
 
 /// curl and ours moving the same bytes: median throughputs, the median of the per-run ratios

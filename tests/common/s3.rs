@@ -17,6 +17,18 @@ const READY_DEADLINE: Duration = Duration::from_secs(60);
 pub const ACCESS_KEY: &str = "testkey";
 pub const SECRET_KEY: &str = "testsecret";
 pub const BUCKET: &str = "test";
+
+/// `curl` with SigV4 against the S3 server (the benchmarks' baseline client).
+pub fn curl(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new("curl")
+        .args(["-sS", "--fail", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
+        .arg(format!("{ACCESS_KEY}:{SECRET_KEY}"))
+        .args(args)
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "curl {args:?} failed: {status}");
+    Ok(())
+}
 /// SeaweedFS serves each gRPC port at its HTTP port + 10000.
 const GRPC_OFFSET: u16 = 10000;
 
