@@ -21,26 +21,18 @@ pub struct DirectSummary {
 impl DirectSummary {
     /// Counts the result files in the checkpoint directory `dir` (`location` left empty).
     pub async fn read(dir: &Path, conclusion: Conclusion, total: u64, counts: Counts) -> std::io::Result<Self> {
-        let out = summarise_output(&dir.join(OUTPUT_FILE)).await?;
+        let mut downloaded = Downloaded::default();
+        summarise_output(&dir.join(OUTPUT_FILE)).await?.record(&mut downloaded);
         let errors = dir.join(ERRORS_FILE);
-        let err = match tokio::fs::try_exists(&errors).await? {
-            true => summarise_errors(&errors).await?,
-            false => Default::default(),
-        };
+        if tokio::fs::try_exists(&errors).await? {
+            summarise_errors(&errors).await?.record(&mut downloaded);
+        }
         Ok(DirectSummary {
             conclusion,
             total,
             completed: counts.completed,
             failed: counts.failed,
-            downloaded: Downloaded {
-                output_lines: out.lines,
-                output_bytes: out.bytes,
-                error_lines: err.lines,
-                error_bytes: err.bytes,
-                not_run: err.not_run,
-                usage: out.usage,
-                ..Default::default()
-            },
+            downloaded,
         })
     }
 }

@@ -41,8 +41,7 @@ pub async fn download_results(
         Some(id) => {
             fetch(client, id, &output).await?;
             let summary = summarise_output(&output).await.map_err(|e| io_failure(&output, e))?;
-            (downloaded.output_lines, downloaded.output_bytes, downloaded.usage) =
-                (summary.lines, summary.bytes, summary.usage);
+            summary.record(&mut downloaded);
         }
         None => tokio::fs::write(&output, b"")
             .await
@@ -52,8 +51,7 @@ pub async fn download_results(
         Some(id) => {
             fetch(client, id, &errors).await?;
             let summary = summarise_errors(&errors).await.map_err(|e| io_failure(&errors, e))?;
-            (downloaded.error_lines, downloaded.error_bytes, downloaded.not_run) =
-                (summary.lines, summary.bytes, summary.not_run);
+            summary.record(&mut downloaded);
         }
         None => match tokio::fs::remove_file(&errors).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_failure(&errors, e)),

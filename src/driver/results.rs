@@ -7,6 +7,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::api::Usage;
+use crate::engine::Downloaded;
 
 /// What an output file holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,6 +24,20 @@ pub struct ErrorSummary {
     pub bytes: u64,
     /// Lines whose request never ran (the batch expired or was cancelled first).
     pub not_run: u64,
+}
+
+impl OutputSummary {
+    /// Its counts and usage, in what a download step reports.
+    pub fn record(self, downloaded: &mut Downloaded) {
+        (downloaded.output_lines, downloaded.output_bytes, downloaded.usage) = (self.lines, self.bytes, self.usage);
+    }
+}
+
+impl ErrorSummary {
+    /// Its counts, in what a download step reports.
+    pub fn record(self, downloaded: &mut Downloaded) {
+        (downloaded.error_lines, downloaded.error_bytes, downloaded.not_run) = (self.lines, self.bytes, self.not_run);
+    }
 }
 
 #[derive(Deserialize)]

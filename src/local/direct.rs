@@ -189,26 +189,19 @@ async fn copy_results(checkpoint: &Path, out_dir: &Path) -> std::io::Result<Down
     tokio::fs::create_dir_all(out_dir).await?;
     let (output, errors) = (out_dir.join(direct::OUTPUT_FILE), out_dir.join(direct::ERRORS_FILE));
     copy_synced(&checkpoint.join(direct::OUTPUT_FILE), &output).await?;
-    let out = driver::summarise_output(&output).await?;
+    let mut downloaded = Downloaded {
+        location: out_dir.display().to_string(),
+        ..Default::default()
+    };
+    driver::summarise_output(&output).await?.record(&mut downloaded);
     let source = checkpoint.join(direct::ERRORS_FILE);
-    let has_errors = tokio::fs::metadata(&source).await.is_ok_and(|m| m.len() > 0);
-    let err = if has_errors {
+    if tokio::fs::metadata(&source).await.is_ok_and(|m| m.len() > 0) {
         copy_synced(&source, &errors).await?;
-        driver::summarise_errors(&errors).await?
+        driver::summarise_errors(&errors).await?.record(&mut downloaded);
     } else {
         let _ = tokio::fs::remove_file(&errors).await;
-        Default::default()
-    };
-    Ok(Downloaded {
-        location: out_dir.display().to_string(),
-        output_lines: out.lines,
-        output_bytes: out.bytes,
-        error_lines: err.lines,
-        error_bytes: err.bytes,
-        not_run: err.not_run,
-        usage: out.usage,
-        not_stored: None,
-    })
+    }
+    Ok(downloaded)
 }
 
 async fn copy_synced(from: &Path, to: &Path) -> std::io::Result<()> {
