@@ -16,8 +16,8 @@ use super::cluster_io::{self, Gateway, InputError, MAX_SECRET_BYTES};
 use super::{Context, Error, FINALIZER, instrument};
 use super::{admission, direct_job, direct_progress, object_io, pvc_sink};
 use crate::api::{
-    BATCH_ID_ANNOTATION, Batch, BatchMode, BatchPhase, BatchStatus, Conditions, DeletionPolicy, condition_types as ct,
-    reasons,
+    BATCH_ID_ANNOTATION, Batch, BatchGateway, BatchMode, BatchPhase, BatchStatus, Conditions, DeletionPolicy,
+    condition_types as ct, reasons,
 };
 use crate::driver;
 use crate::engine::{self, Action, ErrorClass, Outcome, PollingPolicy, UpstreamState};
@@ -262,14 +262,14 @@ async fn perform(
     Ok(Some(match action {
         Action::ValidateInput => match &batch.spec.input.file_id {
             Some(file_id) if status.mode != Some(BatchMode::Direct) => driver::input_on_gateway(gateway, file_id).await,
-            _ => validate_input(batch, status, ctx).await?,
+            _ => validate_input(batch, status, spec, ctx).await?,
         },
         Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
         Action::Admit => admission::admit(batch, status, spec, ctx).await?,
         Action::StartAttempt => Outcome::AttemptStarted {
             token: driver::attempt_token(),
         },
-        Action::UploadInput { filename } => match object_io::input(&ctx.client, batch).await {
+        Action::UploadInput { filename } => match object_io::input(&ctx.client, batch, spec).await {
             Ok(Some(object)) => {
                 let validated = status.input.clone().unwrap_or_default();
                 driver::storage::upload(gateway, &filename, &object, &validated).await
@@ -294,7 +294,12 @@ async fn perform(
     }))
 }
 
-async fn validate_input(batch: &Batch, status: &BatchStatus, ctx: &Context) -> Result<Outcome, Error> {
+async fn validate_input(
+    batch: &Batch,
+    status: &BatchStatus,
+    gateway: &BatchGateway,
+    ctx: &Context,
+) -> Result<Outcome, Error> {
     if status.mode == Some(BatchMode::Direct) {
         let mut problems = direct_job::problems(batch, ctx);
         if batch.spec.input.file_id.is_some() {
@@ -310,7 +315,7 @@ async fn validate_input(batch: &Batch, status: &BatchStatus, ctx: &Context) -> R
             });
         }
     }
-    let object = match object_io::input(&ctx.client, batch).await {
+    let object = match object_io::input(&ctx.client, batch, gateway).await {
         Ok(object) => object,
         Err(e) => return input_failure(e),
     };

@@ -14,7 +14,11 @@ use crate::io::storage::{self, ObjectLocation};
 use crate::jsonl::{Limits, Rewrite};
 
 /// The Batch's input object, prepared with its byteRange, overrides and its gateway's limits.
-pub async fn input(client: &kube::Client, batch: &Batch) -> Result<Option<ObjectInput>, InputError> {
+pub async fn input(
+    client: &kube::Client,
+    batch: &Batch,
+    gateway: &BatchGateway,
+) -> Result<Option<ObjectInput>, InputError> {
     let Some(reference) = &batch.spec.input.object_store else {
         return Ok(None);
     };
@@ -34,7 +38,7 @@ pub async fn input(client: &kube::Client, batch: &Batch) -> Result<Option<Object
             custom_id_prefix: overrides.custom_id_prefix,
         },
         endpoint: batch.spec.endpoint.path().to_string(),
-        limits: gateway_limits(client, batch).await?,
+        limits: gateway_limits(gateway)?,
     }))
 }
 
@@ -54,16 +58,15 @@ pub async fn output(client: &kube::Client, batch: &Batch) -> Result<Option<Objec
     }
 }
 
-/// The request limits of the Batch's gateway (OpenAI's when it sets none).
-pub async fn gateway_limits(client: &kube::Client, batch: &Batch) -> Result<Limits, InputError> {
-    let ns = batch.namespace().unwrap_or_default();
-    let gateway: BatchGateway = get(client, &ns, &batch.spec.gateway_ref.name, "BatchGateway").await?;
+/// The request limits of the gateway (OpenAI's when it sets none).
+fn gateway_limits(gateway: &BatchGateway) -> Result<Limits, InputError> {
     let limits = &gateway.spec.limits;
     Ok(Limits {
         max_requests: limits.max_requests(),
-        max_bytes: limits
-            .max_bytes()
-            .map_err(|e| InputError::Invalid(format!("BatchGateway {ns}/{}: {e}", gateway.name_any())))?,
+        max_bytes: limits.max_bytes().map_err(|e| {
+            let ns = gateway.namespace().unwrap_or_default();
+            InputError::Invalid(format!("BatchGateway {ns}/{}: {e}", gateway.name_any()))
+        })?,
     })
 }
 
