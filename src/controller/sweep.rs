@@ -205,10 +205,7 @@ async fn follow_up(
         Err(why) => return Err(Error::Gateway(format!("retrying {}: {why}", previous.name_any()))),
     };
     let status = previous.status.clone().unwrap_or_default();
-    let scratch = std::env::temp_dir().join(format!("llmbatch-retry-{}", uuid::Uuid::new_v4().simple()));
-    let made = follow_up_input(&client, &status, &scratch).await;
-    let _ = tokio::fs::remove_dir_all(&scratch).await;
-    match made {
+    match follow_up_input(&client, &status).await {
         Ok(Some(input)) => {
             let spec = child.follow_up_spec(&sweep.name_any(), &sweep.spec, &input.file_id);
             let annotations = BTreeMap::from([(RETRY_LINES_ANNOTATION.to_string(), input.lines.to_string())]);

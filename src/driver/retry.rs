@@ -57,12 +57,8 @@ impl RetryError {
 }
 
 /// The follow-up input of the finished attempt `status`: `Ok(None)` when none of its lines
-/// failed retryably. `scratch` is a directory for the filtered file (removed afterwards).
-pub async fn follow_up_input(
-    client: &GatewayClient,
-    status: &BatchStatus,
-    scratch: &Path,
-) -> Result<Option<RetryInput>, RetryError> {
+/// failed retryably. The filtered lines pass through a temporary file, removed afterwards.
+pub async fn follow_up_input(client: &GatewayClient, status: &BatchStatus) -> Result<Option<RetryInput>, RetryError> {
     let gateway = status.gateway.clone().unwrap_or_default();
     let Some(error_file) = gateway.error_file_id else {
         return Ok(None);
@@ -77,10 +73,7 @@ pub async fn follow_up_input(
             transient: false,
         });
     };
-    tokio::fs::create_dir_all(scratch)
-        .await
-        .map_err(|e| RetryError::local("scratch space", e))?;
-    let path = scratch.join(format!("retry-{}.jsonl", uuid::Uuid::new_v4().simple()));
+    let path = std::env::temp_dir().join(format!("llmbatch-retry-{}.jsonl", uuid::Uuid::new_v4().simple()));
     let result = filter_and_upload(client, &input_file, &ids, &retry_filename(&batch_id), &path).await;
     let _ = tokio::fs::remove_file(&path).await;
     result.map(Some)

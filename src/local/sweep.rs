@@ -207,10 +207,9 @@ impl SweepRun {
             self.record(previous, |a| a.retryable = Some(0));
             return Ok(None);
         }
-        let scratch = std::env::temp_dir().join(format!("llmbatch-retry-{}", uuid::Uuid::new_v4().simple()));
-        let made = follow_up_input(&follow.client, previous_status, &scratch).await;
-        let _ = std::fs::remove_dir_all(&scratch);
-        let made = made.map_err(|e| e.message)?;
+        let made = follow_up_input(&follow.client, previous_status)
+            .await
+            .map_err(|e| e.message)?;
         crate::driver::crash_if_asked("upload-retry-input");
         let lines = made.as_ref().map_or(0, |m| m.lines);
         self.record(previous, |a| a.retryable = Some(lines));
