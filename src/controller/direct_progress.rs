@@ -125,10 +125,8 @@ fn interval(status: &BatchStatus, polling: PollingPolicy) -> Duration {
 }
 
 /// The IP of the newest running pod.
-fn running_pod_ip(mut pods: Vec<Pod>) -> Option<IpAddr> {
-    pods.retain(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
-    pods.sort_by_key(|p| p.creation_timestamp());
-    pods.last()?.status.as_ref()?.pod_ip.as_deref()?.parse().ok()
+fn running_pod_ip(pods: Vec<Pod>) -> Option<IpAddr> {
+    jobs::newest_in_phase(pods, "Running")?.status?.pod_ip?.parse().ok()
 }
 
 /// `(completed, failed)` when the read moved them forward. Counts never go back (a pod that

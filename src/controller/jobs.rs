@@ -327,14 +327,18 @@ pub async fn state(client: &kube::Client, job: &Job) -> Result<JobState, kube::E
 
 /// The termination message of the newest pod of `job` in `phase`.
 async fn termination_message(client: &kube::Client, job: &Job, phase: &str) -> Result<Option<String>, kube::Error> {
-    let mut pods = pods(client, job).await?;
-    pods.retain(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(phase));
-    pods.sort_by_key(|p| p.creation_timestamp());
-    Ok(pods.last().and_then(|pod| {
+    Ok(newest_in_phase(pods(client, job).await?, phase).and_then(|pod| {
         let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
         let terminated = statuses.first()?.state.as_ref()?.terminated.as_ref()?;
         terminated.message.clone().filter(|m| !m.trim().is_empty())
     }))
+}
+
+/// The newest of `pods` in `phase` (`Running`, `Succeeded`, `Failed`).
+pub fn newest_in_phase(pods: Vec<Pod>, phase: &str) -> Option<Pod> {
+    pods.into_iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(phase))
+        .max_by_key(|p| p.creation_timestamp())
 }
 
 /// The pods of `job` (the label its Job controller gives them).
