@@ -2,7 +2,7 @@
 //! directory. What the controller's direct-mode Job runs; also usable by hand.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -23,12 +23,8 @@ use crate::jsonl::{self, Limits, Rewrite};
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["input", "input_env", "input_object"])))]
 pub struct DirectArgs {
-    /// Base URL of the OpenAI-compatible API, ending in /v1.
-    #[arg(long)]
-    pub url: url::Url,
-    /// An extra header sent with every request, as NAME=VALUE (repeatable).
-    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = super::parse_header)]
-    pub headers: Vec<(String, String)>,
+    #[command(flatten)]
+    pub job: super::JobArgs,
     /// The endpoint every line goes to (each line's `url` must equal it).
     #[arg(long, default_value = "/v1/chat/completions")]
     pub endpoint: String,
@@ -74,10 +70,6 @@ pub struct DirectArgs {
     /// Conclude as cancelled: lines not done become batch_cancelled errors; nothing is sent.
     #[arg(long)]
     pub cancel: bool,
-    /// Also write the summary (or the error) here: the controller reads it as the pod's
-    /// termination message.
-    #[arg(long, value_name = "PATH")]
-    pub summary_file: Option<PathBuf>,
     /// Serve the live counts as JSON on `GET http://ADDR/progress` while the run goes (what the
     /// controller reads from a direct-mode Job's pod). IP:PORT; nothing else is served.
     #[arg(long, value_name = "ADDR", value_parser = progress::parse_listen)]
@@ -113,11 +105,11 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
                 class: ErrorClass::Rejected,
                 error: message,
             };
-            report(&args, &serde_json::to_string(&failure)?)?;
+            args.job.report(&serde_json::to_string(&failure)?)?;
             return Ok(ExitCode::from(FINAL_FAILURE));
         }
     };
-    let mut config = super::job_gateway_config(&args.url, &args.headers);
+    let mut config = args.job.gateway_config();
     config.request_timeout = args.request_timeout;
     let client = GatewayClient::new(config)?;
     let job = DirectJob {
@@ -168,7 +160,7 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
             let summary = DirectSummary::read(&args.checkpoint_dir, conclusion, input.requests(), counts).await?;
             let text = serde_json::to_string(&summary)?;
             println!("{text}");
-            report(&args, &text)?;
+            args.job.report(&text)?;
             return Ok(ExitCode::SUCCESS);
         }
         Err(DirectError::Interrupted) => {
@@ -181,7 +173,7 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
         Err(e @ DirectError::Checkpoint { .. }) => (ErrorClass::Output, e.to_string()),
     };
     eprintln!("error: {error}; rerun the same command to resume");
-    report(&args, &serde_json::to_string(&JobFailure { class, error })?)?;
+    args.job.report(&serde_json::to_string(&JobFailure { class, error })?)?;
     Ok(ExitCode::from(
         if class.is_retryable() || class == ErrorClass::Unauthorized {
             1
@@ -313,18 +305,6 @@ async fn serve_progress(
         class: ErrorClass::Transient,
         error,
     };
-    report(args, &serde_json::to_string(&failure)?)?;
+    args.job.report(&serde_json::to_string(&failure)?)?;
     Ok(Err(ExitCode::FAILURE))
-}
-
-/// Writes `text` to `--summary-file`, when given.
-fn report(args: &DirectArgs, text: &str) -> anyhow::Result<()> {
-    if let Some(path) = &args.summary_file {
-        write_summary(path, text)?;
-    }
-    Ok(())
-}
-
-fn write_summary(path: &Path, text: &str) -> anyhow::Result<()> {
-    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("--summary-file {}: {e}", path.display()))
 }

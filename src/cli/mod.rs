@@ -170,16 +170,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The gateway of `sink` and `direct` (what the controller's Jobs run): `url`, the `--header`
-/// flags, and the key from LLM_BATCH_API_KEY (never a flag, so it stays out of the Job spec).
-fn job_gateway_config(url: &url::Url, headers: &[(String, String)]) -> crate::gateway::GatewayConfig {
-    let mut config = crate::gateway::GatewayConfig::new(url.clone());
-    config.api_key = std::env::var(crate::local::API_KEY_ENV)
-        .ok()
-        .filter(|k| !k.is_empty())
-        .map(crate::gateway::ApiKey::new);
-    config.headers = headers.iter().cloned().collect();
-    config
+/// The flags `sink` and `direct` (what the controller's Jobs run) share: the gateway, and where
+/// the summary goes.
+#[derive(clap::Args, Debug)]
+pub struct JobArgs {
+    /// Base URL of the OpenAI-compatible API, ending in /v1.
+    #[arg(long)]
+    pub url: url::Url,
+    /// An extra header sent with every request, as NAME=VALUE (repeatable).
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// Also write the summary (or the error) here: the controller reads it as the pod's
+    /// termination message.
+    #[arg(long, value_name = "PATH")]
+    pub summary_file: Option<std::path::PathBuf>,
+}
+
+impl JobArgs {
+    /// The gateway: `--url`, the `--header` flags, and the key from LLM_BATCH_API_KEY (never a
+    /// flag, so it stays out of the Job spec).
+    fn gateway_config(&self) -> crate::gateway::GatewayConfig {
+        let mut config = crate::gateway::GatewayConfig::new(self.url.clone());
+        config.api_key = std::env::var(crate::local::API_KEY_ENV)
+            .ok()
+            .filter(|k| !k.is_empty())
+            .map(crate::gateway::ApiKey::new);
+        config.headers = self.headers.iter().cloned().collect();
+        config
+    }
+
+    /// Writes `text` to `--summary-file`, when given.
+    fn report(&self, text: &str) -> anyhow::Result<()> {
+        if let Some(path) = &self.summary_file {
+            std::fs::write(path, text).map_err(|e| anyhow::anyhow!("--summary-file {}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
 }
 
 /// `NAME=VALUE` of a `--header` flag.

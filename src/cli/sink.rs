@@ -12,12 +12,8 @@ use crate::gateway::GatewayClient;
 /// Flags of `sink`.
 #[derive(clap::Args, Debug)]
 pub struct SinkArgs {
-    /// Base URL of the OpenAI-compatible API, ending in /v1.
-    #[arg(long)]
-    pub url: url::Url,
-    /// An extra header sent with every request, as NAME=VALUE (repeatable).
-    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = super::parse_header)]
-    pub headers: Vec<(String, String)>,
+    #[command(flatten)]
+    pub job: super::JobArgs,
     /// The batch's output file (absent when every request failed).
     #[arg(long)]
     pub output_file_id: Option<String>,
@@ -27,17 +23,12 @@ pub struct SinkArgs {
     /// Where output.jsonl and errors.jsonl are written (created if missing).
     #[arg(long)]
     pub dir: PathBuf,
-    /// Also write the summary (or the error) here: the controller reads it as the pod's
-    /// termination message.
-    #[arg(long, value_name = "PATH")]
-    pub summary_file: Option<PathBuf>,
 }
 
 /// Exit 0 with the counts as JSON on stdout; 1 (worth retrying) or 2 (final) with the reason on
 /// stderr and as JSON on stdout. Rerunning is safe: files are replaced whole.
 pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
-    let config = super::job_gateway_config(&args.url, &args.headers);
-    let client = GatewayClient::new(config)?;
+    let client = GatewayClient::new(args.job.gateway_config())?;
     let result = driver::download_results(
         &client,
         args.output_file_id.as_deref(),
@@ -58,8 +49,6 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
         Err(other) => anyhow::bail!("unexpected outcome {other:?}"),
     };
     println!("{summary}");
-    if let Some(path) = &args.summary_file {
-        std::fs::write(path, &summary).map_err(|e| anyhow::anyhow!("--summary-file {}: {e}", path.display()))?;
-    }
+    args.job.report(&summary)?;
     Ok(code)
 }
