@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
 use kube::ResourceExt;
 
 use super::cluster_io::Gateway;
-use super::jobs::{self, JobPlan, JobState, TERMINATION_LOG};
+use super::jobs::{self, JobPlan, JobState};
 use super::{Context, Error, direct_progress};
 use crate::api::{Batch, BatchGateway, BatchStatus, KeyRef, PvcSink};
 use crate::direct::{Conclusion, DirectSummary};
@@ -157,7 +157,7 @@ fn direct_plan(
     let limits = gateway.spec.limits.direct()?;
     let spec = &batch.spec;
     let (mut volumes, checkpoint) = jobs::claim_volumes(pvc);
-    let mut args = jobs::gateway_args(gateway);
+    let mut args = jobs::job_args(gateway);
     args.extend([
         "--endpoint".to_string(),
         spec.endpoint.path().to_string(),
@@ -169,8 +169,6 @@ fn direct_plan(
         humantime::format_duration(limits.request_timeout).to_string(),
         "--deadline".to_string(),
         humantime::format_rfc3339_seconds(deadline).to_string(),
-        "--summary-file".to_string(),
-        TERMINATION_LOG.to_string(),
         "--progress-listen".to_string(),
         format!("$({POD_IP_ENV}):{progress_port}"),
     ]);

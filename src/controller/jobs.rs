@@ -243,12 +243,14 @@ pub fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-/// `--url` and a `--header` for each static header of the gateway.
-pub fn gateway_args(gateway: &BatchGateway) -> Vec<String> {
+/// The flags every Job's command takes (`cli::JobArgs`): `--url`, a `--header` for each static
+/// header of the gateway, and the summary written where the pod's termination message is read.
+pub fn job_args(gateway: &BatchGateway) -> Vec<String> {
     let mut args = vec!["--url".to_string(), gateway.spec.url.clone()];
     for (name, value) in &gateway.spec.headers {
         args.extend(["--header".to_string(), format!("{name}={value}")]);
     }
+    args.extend(["--summary-file".to_string(), TERMINATION_LOG.to_string()]);
     args
 }
 

@@ -4,7 +4,7 @@
 
 use kube::ResourceExt;
 
-use super::jobs::{self, JobPlan, JobState, TERMINATION_LOG};
+use super::jobs::{self, JobPlan, JobState};
 use super::{Context, Error};
 use crate::api::{Batch, BatchGateway, PvcSink};
 use crate::engine::{Downloaded, ErrorClass, Outcome};
@@ -60,19 +60,14 @@ pub fn no_job_image(pvc: &PvcSink) -> String {
 
 fn sink_plan(gateway: &BatchGateway, pvc: &PvcSink, output_id: Option<String>, error_id: Option<String>) -> JobPlan {
     let (volumes, dir) = jobs::claim_volumes(pvc);
-    let mut args = jobs::gateway_args(gateway);
+    let mut args = jobs::job_args(gateway);
     if let Some(id) = output_id {
         args.extend(["--output-file-id".to_string(), id]);
     }
     if let Some(id) = error_id {
         args.extend(["--error-file-id".to_string(), id]);
     }
-    args.extend([
-        "--dir".to_string(),
-        dir,
-        "--summary-file".to_string(),
-        TERMINATION_LOG.to_string(),
-    ]);
+    args.extend(["--dir".to_string(), dir]);
     JobPlan {
         command: "sink",
         args,
