@@ -127,7 +127,11 @@ fn in_window(at: Timestamp, now: Timestamp) -> bool {
 /// Why a Batch the gateway sent back must still wait out its backoff, whatever the budget.
 pub fn held_back(status: &BatchStatus, now: Timestamp) -> Option<String> {
     let until = status.admission.as_ref()?.not_before.as_ref()?.0;
-    (until > now).then(|| format!("the gateway sent the batch back (enqueued token limit); queued again until {until}"))
+    (until > now).then(|| sent_back(until))
+}
+
+fn sent_back(until: Timestamp) -> String {
+    format!("the gateway sent the batch back (enqueued token limit); queued again until {until}")
 }
 
 /// Whether the waiting Batch `key` may start now under `budget`, given every Batch of its
@@ -183,7 +187,7 @@ pub fn judge(key: &str, entries: &[Entry], budget: &Budget, now: Timestamp) -> V
             ));
         }
         return Verdict::Wait(match (held_back, no_slot) {
-            (Some(t), _) => format!("the gateway sent the batch back (enqueued token limit); queued again until {t}"),
+            (Some(t), _) => sent_back(t),
             (None, _) if ahead > 0 => format!(
                 "{ahead} earlier Batch(es) of this gateway take the room left first (admission is in order of creation)"
             ),
