@@ -70,7 +70,9 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = Options::namespace(ns.clone());
-    let context = std::sync::Arc::new(controller::Context::new(client.clone()));
+    let context = std::sync::Arc::new(
+        controller::Context::new(client.clone()).with_addresses(llm_batch_operator::net::AddressPolicy::local()),
+    );
     let running = tokio::spawn(controller::run_with(context.clone(), options, async move {
         let _ = stopped.await;
     }));

@@ -71,7 +71,12 @@ fn main() -> anyhow::Result<()> {
         endpoint: Some(s3.endpoint.clone()),
         ..Default::default()
     };
-    let location = storage::open(&reference(format!("s3://{BUCKET}/{KEY}")), &credentials, "bench")?;
+    let location = storage::open(
+        &reference(format!("s3://{BUCKET}/{KEY}")),
+        &credentials,
+        "bench",
+        &Default::default(),
+    )?;
     let object = ObjectInput {
         location,
         range: None,
@@ -122,7 +127,12 @@ fn main() -> anyhow::Result<()> {
             })
         },
     )?;
-    let results = storage::open(&reference(format!("s3://{BUCKET}/results/")), &credentials, "bench")?;
+    let results = storage::open(
+        &reference(format!("s3://{BUCKET}/results/")),
+        &credentials,
+        "bench",
+        &Default::default(),
+    )?;
     paired(
         "results file -> S3 (multipart)",
         size,

@@ -325,7 +325,9 @@ async fn in_controller(sim_url: &str, sweep: &SweepSpec) -> anyhow::Result<Row> 
     reset_peak_rss();
     let started = Instant::now();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let context = Arc::new(controller::Context::new(client.clone()));
+    let context = Arc::new(
+        controller::Context::new(client.clone()).with_addresses(llm_batch_operator::net::AddressPolicy::local()),
+    );
     let running = tokio::spawn(controller::run_with(
         context,
         Options::namespace(ns.clone()),

@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod io;
 pub mod jsonl;
 pub mod local;
+pub mod net;
 pub mod simulator;
 pub mod sweep;
 pub mod telemetry;

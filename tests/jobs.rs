@@ -49,6 +49,7 @@ async fn setup_with(prefix: &str, sim: SimulatorConfig, lines: usize, limits: Va
         .unwrap();
     let progress_port = common::free_port();
     let context = Context::new(client.clone())
+        .with_addresses(llm_batch_operator::net::AddressPolicy::local())
         .with_job_image(Some(IMAGE.into()))
         .with_direct_progress_port(progress_port);
     let controller = Some(RunningController::start_with(Arc::new(context), &ns));

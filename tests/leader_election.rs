@@ -97,7 +97,8 @@ async fn a_leader_whose_lease_is_taken_stops_reconciling_until_it_leads_again() 
     let ns = fresh_namespace(&client, "ops-lost").await;
     let sim = simulator().await;
     prepare(&client, &ns, &sim).await;
-    let context = Arc::new(Context::new(client.clone()));
+    let context =
+        Arc::new(Context::new(client.clone()).with_addresses(llm_batch_operator::net::AddressPolicy::local()));
     let options = Options {
         namespaces: vec![ns.clone()],
         leader_election: Some(LeaderElection {

@@ -100,7 +100,8 @@ async fn watching_two_namespaces_ignores_a_third() {
         create_batch(&client, &ns, "job").await;
         namespaces.push(ns);
     }
-    let context = Arc::new(Context::new(client.clone()));
+    let context =
+        Arc::new(Context::new(client.clone()).with_addresses(llm_batch_operator::net::AddressPolicy::local()));
     let options = Options {
         namespaces: namespaces[..2].to_vec(),
         ..Options::default()
@@ -149,7 +150,10 @@ async fn adoptions_after_lost_status_writes_are_counted_as_duplicates_prevented(
     prepare(&client, &ns, &sim).await;
     create_batch(&client, &ns, "flaky").await;
     let faults = common::faults::FailSome::every_second(batch_status_writes);
-    let context = Arc::new(Context::new(faults.client(server().config().await)));
+    let context = Arc::new(
+        Context::new(faults.client(server().config().await))
+            .with_addresses(llm_batch_operator::net::AddressPolicy::local()),
+    );
     let running = RunningController::start_with(context.clone(), &ns);
     wait_succeeded(&client, &ns, "flaky", Duration::from_secs(90)).await;
     running.stop_within(Duration::from_secs(30)).await;
@@ -326,7 +330,7 @@ fn the_readme_metrics_table_matches_the_registry() {
 async fn stopping_before_the_caches_synced_returns_at_once() {
     let client = admin_client().await;
     let ns = fresh_namespace(&client, "ops-early").await;
-    let context = Arc::new(Context::new(client));
+    let context = Arc::new(Context::new(client).with_addresses(llm_batch_operator::net::AddressPolicy::local()));
     let started = Instant::now();
     tokio::time::timeout(
         Duration::from_secs(10),

@@ -41,6 +41,8 @@ pub mod reasons {
     pub const SENDING_DIRECTLY: &str = "SendingDirectly";
     pub const REJECTED_BY_GATEWAY: &str = "RejectedByGateway";
     pub const GATEWAY_UNAUTHORIZED: &str = "GatewayUnauthorized";
+    /// The gateway redirects, or its address is one the operator does not connect to.
+    pub const GATEWAY_MISCONFIGURED: &str = "GatewayMisconfigured";
     pub const GATEWAY_UNAVAILABLE: &str = "GatewayUnavailable";
     pub const GATEWAY_REACHABLE: &str = "GatewayReachable";
     pub const GATEWAY_NOT_FOUND: &str = "GatewayNotFound";

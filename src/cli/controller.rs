@@ -50,6 +50,11 @@ pub struct ControllerArgs {
         value_parser = clap::value_parser!(u16).range(1024..)
     )]
     pub direct_progress_port: u16,
+    /// Where gateways and object stores may be. The controller refuses link-local and metadata
+    /// addresses always, and loopback and private networks unless allowed here (an in-cluster
+    /// gateway: allow its Service range).
+    #[command(flatten)]
+    pub network: super::NetworkArgs,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -75,7 +80,8 @@ pub async fn run(
     ));
     let context = Context::with_telemetry(client, metrics, health)
         .with_job_image(args.job_image.clone())
-        .with_direct_progress_port(args.direct_progress_port);
+        .with_direct_progress_port(args.direct_progress_port)
+        .with_addresses(args.network.policy(crate::net::AddressPolicy::cluster()));
     let context = Arc::new(context);
     controller::run_with(context, options, shutdown).await;
     tracing::info!("stopped");

@@ -170,12 +170,13 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
         Err(e @ DirectError::Input { .. }) => (ErrorClass::Rejected, e.to_string()),
         Err(e @ DirectError::Unauthorized(_)) => (ErrorClass::Unauthorized, e.to_string()),
         Err(e @ DirectError::Unavailable(_)) => (ErrorClass::Transient, e.to_string()),
+        Err(e @ DirectError::Misconfigured(_)) => (ErrorClass::Misconfigured, e.to_string()),
         Err(e @ DirectError::Checkpoint { .. }) => (ErrorClass::Output, e.to_string()),
     };
     eprintln!("error: {error}; rerun the same command to resume");
     args.job.report(&serde_json::to_string(&JobFailure { class, error })?)?;
     Ok(ExitCode::from(
-        if class.is_retryable() || class == ErrorClass::Unauthorized {
+        if class.is_retryable() || matches!(class, ErrorClass::Unauthorized | ErrorClass::Misconfigured) {
             1
         } else {
             FINAL_FAILURE
@@ -222,7 +223,7 @@ async fn object_input(
         .iter()
         .filter_map(|key| std::env::var(key).ok().map(|value| (key.to_string(), value)))
         .collect();
-    let location = match storage::open(reference, &credentials, "the environment") {
+    let location = match storage::open(reference, &credentials, "the environment", &args.job.addresses()) {
         Ok(location) => location,
         Err(e) => return Ok(Err(format!("--input-object: {e}"))),
     };

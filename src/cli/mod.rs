@@ -184,6 +184,29 @@ pub struct JobArgs {
     /// termination message.
     #[arg(long, value_name = "PATH")]
     pub summary_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+/// Where gateways and object stores may be: link-local and cloud metadata addresses never;
+/// these ranges besides (the controller passes its own policy to its Jobs with them).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct NetworkArgs {
+    /// Never connect to addresses in this range (CIDR; repeatable, or comma-separated).
+    #[arg(long = "deny-cidr", value_name = "CIDR", env = "DENY_CIDRS", value_delimiter = ',')]
+    pub deny: Vec<ipnet::IpNet>,
+    /// Connect to addresses in this range even where a denied range holds them (CIDR;
+    /// repeatable, or comma-separated). Never opens link-local or metadata addresses.
+    #[arg(long = "allow-cidr", value_name = "CIDR", env = "ALLOW_CIDRS", value_delimiter = ',')]
+    pub allow: Vec<ipnet::IpNet>,
+}
+
+impl NetworkArgs {
+    /// `base` with these ranges denied and allowed.
+    pub fn policy(&self, base: crate::net::AddressPolicy) -> crate::net::AddressPolicy {
+        base.denying(self.deny.iter().copied())
+            .allowing(self.allow.iter().copied())
+    }
 }
 
 impl JobArgs {
@@ -196,7 +219,13 @@ impl JobArgs {
             .filter(|k| !k.is_empty())
             .map(crate::gateway::ApiKey::new);
         config.headers = self.headers.iter().cloned().collect();
+        config.addresses = self.addresses();
         config
+    }
+
+    /// The address policy of `--deny-cidr` and `--allow-cidr` (for a Job, the controller's).
+    fn addresses(&self) -> std::sync::Arc<crate::net::AddressPolicy> {
+        std::sync::Arc::new(self.network.policy(crate::net::AddressPolicy::local()))
     }
 
     /// Writes `text` to `--summary-file`, when given.

@@ -269,7 +269,7 @@ async fn perform(
         Action::StartAttempt => Outcome::AttemptStarted {
             token: driver::attempt_token(),
         },
-        Action::UploadInput { filename } => match object_io::input(&ctx.client, batch, spec).await {
+        Action::UploadInput { filename } => match object_io::input(ctx, batch, spec).await {
             Ok(Some(object)) => {
                 let validated = status.input.clone().unwrap_or_default();
                 driver::storage::upload(gateway, &filename, &object, &validated).await
@@ -315,7 +315,7 @@ async fn validate_input(
             });
         }
     }
-    let object = match object_io::input(&ctx.client, batch, gateway).await {
+    let object = match object_io::input(ctx, batch, gateway).await {
         Ok(object) => object,
         Err(e) => return input_failure(e),
     };
@@ -419,7 +419,7 @@ async fn download_into(
         .map(|name| (name.to_string(), scratch.join(name)))
         .filter(|(_, path)| path.exists())
         .collect();
-    match object_io::output(&ctx.client, batch).await {
+    match object_io::output(ctx, batch).await {
         Ok(Some(prefix)) => {
             let manifest = manifest(batch, status);
             return driver::storage::store_results(&prefix, scratch, downloaded, manifest).await;

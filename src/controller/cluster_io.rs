@@ -147,6 +147,7 @@ async fn build_client(ctx: &Context, gateway: &BatchGateway) -> Result<(GatewayC
     let mut config = GatewayConfig::new(url);
     config.headers = spec.headers.clone();
     config.observer = Some(ctx.gateway_observer());
+    config.addresses = ctx.addresses.clone();
     let mut fingerprint = Sha256::new();
     fingerprint.update(serde_json::to_vec(&(&spec.url, &spec.headers)).unwrap_or_default());
     if let Some(auth) = &spec.auth {

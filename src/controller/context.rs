@@ -14,6 +14,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use super::MANAGER;
 use super::direct_progress::{DEFAULT_PROGRESS_PORT, ProgressReader};
 use crate::gateway::{GatewayClient, GatewayError, Observer};
+use crate::net::AddressPolicy;
 use crate::telemetry::{Health, Metrics};
 
 /// Shared by all reconciles.
@@ -27,6 +28,9 @@ pub struct Context {
     pub job_image: Option<String>,
     /// Reads a running direct-mode Job's counts from its pod (`--direct-progress-port`).
     pub direct_progress: ProgressReader,
+    /// Where gateways and object stores may be (`--deny-cidr`, `--allow-cidr`); the Jobs get
+    /// the same policy.
+    pub addresses: Arc<AddressPolicy>,
     backoff: Backoff,
     gateways: Mutex<HashMap<String, (String, GatewayClient)>>,
     ledgers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<super::admission::Ledger>>>>,
@@ -57,6 +61,7 @@ impl Context {
             health,
             job_image: None,
             direct_progress: ProgressReader::new(DEFAULT_PROGRESS_PORT),
+            addresses: Arc::new(AddressPolicy::cluster()),
             backoff: Backoff::default(),
             gateways: Mutex::default(),
             ledgers: Mutex::default(),
@@ -69,6 +74,12 @@ impl Context {
     /// This context, starting Jobs with `image`.
     pub fn with_job_image(mut self, image: Option<String>) -> Self {
         self.job_image = image.filter(|i| !i.is_empty());
+        self
+    }
+
+    /// This context, connecting only where `addresses` allows.
+    pub fn with_addresses(mut self, addresses: AddressPolicy) -> Self {
+        self.addresses = Arc::new(addresses);
         self
     }
 

@@ -72,7 +72,7 @@ pub async fn run(
         Ok(deadline) => deadline,
         Err(message) => return Ok(Some(Outcome::SpecInvalid { message })),
     };
-    let plan = match direct_plan(batch, &gateway.object, pvc, deadline, ctx.direct_progress.port()) {
+    let plan = match direct_plan(batch, &gateway.object, pvc, deadline, ctx) {
         Ok(plan) => plan,
         Err(message) => return Ok(Some(Outcome::SpecInvalid { message })),
     };
@@ -152,12 +152,13 @@ fn direct_plan(
     gateway: &BatchGateway,
     pvc: &PvcSink,
     deadline: SystemTime,
-    progress_port: u16,
+    ctx: &Context,
 ) -> Result<JobPlan, String> {
+    let progress_port = ctx.direct_progress.port();
     let limits = gateway.spec.limits.direct()?;
     let spec = &batch.spec;
     let (mut volumes, checkpoint) = jobs::claim_volumes(pvc);
-    let mut args = jobs::job_args(gateway);
+    let mut args = jobs::job_args(gateway, &ctx.addresses);
     args.extend([
         "--endpoint".to_string(),
         spec.endpoint.path().to_string(),

@@ -29,7 +29,8 @@ pub mod ready_reasons {
     pub const UNAUTHORIZED: &str = "Unauthorized";
     /// The gateway did not answer, or answered with an error.
     pub const UNAVAILABLE: &str = "Unavailable";
-    /// The spec or its Secret cannot be used (bad URL, missing Secret or key).
+    /// The spec or its Secret cannot be used (bad URL, missing Secret or key, a redirect, an
+    /// address the controller does not connect to).
     pub const MISCONFIGURED: &str = "Misconfigured";
 }
 
@@ -103,6 +104,7 @@ async fn probe(gateway: &BatchGateway, ctx: &Context) -> Result<(bool, &'static 
             (true, ready_reasons::REACHABLE, message.into(), Some(batch_api))
         }
         Err(e) if e.is_unauthorized() => (false, ready_reasons::UNAUTHORIZED, e.to_string(), None),
+        Err(e) if e.is_misconfiguration() => (false, ready_reasons::MISCONFIGURED, e.to_string(), None),
         Err(e) => (false, ready_reasons::UNAVAILABLE, e.to_string(), None),
     })
 }

@@ -24,6 +24,7 @@ use crate::api::{Batch, BatchGateway, KeyRef, PvcSink};
 use crate::driver::{FINAL_FAILURE, JobFailure};
 use crate::engine::{ErrorClass, Outcome};
 use crate::local::API_KEY_ENV;
+use crate::net::AddressPolicy;
 
 /// Label on every Job (and its pods) naming the Batch it works for.
 pub const BATCH_LABEL: &str = "llmbatch.io/batch";
@@ -245,12 +246,13 @@ pub fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
 
 /// The flags every Job's command takes (`cli::JobArgs`): `--url`, a `--header` for each static
 /// header of the gateway, and the summary written where the pod's termination message is read.
-pub fn job_args(gateway: &BatchGateway) -> Vec<String> {
+pub fn job_args(gateway: &BatchGateway, addresses: &AddressPolicy) -> Vec<String> {
     let mut args = vec!["--url".to_string(), gateway.spec.url.clone()];
     for (name, value) in &gateway.spec.headers {
         args.extend(["--header".to_string(), format!("{name}={value}")]);
     }
     args.extend(["--summary-file".to_string(), TERMINATION_LOG.to_string()]);
+    args.extend(addresses.to_args());
     args
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
+use super::Context;
 use super::cluster_io::{InputError, get};
 use crate::api::{Batch, BatchGateway, ObjectStoreRef};
 use crate::io::ObjectInput;
@@ -14,16 +15,12 @@ use crate::io::storage::{self, ObjectLocation};
 use crate::jsonl::{Limits, Rewrite};
 
 /// The Batch's input object, prepared with its byteRange, overrides and its gateway's limits.
-pub async fn input(
-    client: &kube::Client,
-    batch: &Batch,
-    gateway: &BatchGateway,
-) -> Result<Option<ObjectInput>, InputError> {
+pub async fn input(ctx: &Context, batch: &Batch, gateway: &BatchGateway) -> Result<Option<ObjectInput>, InputError> {
     let Some(reference) = &batch.spec.input.object_store else {
         return Ok(None);
     };
     let location = location(
-        client,
+        ctx,
         &batch.namespace().unwrap_or_default(),
         reference,
         "spec.input.objectStore",
@@ -43,11 +40,11 @@ pub async fn input(
 }
 
 /// The Batch's output prefix, when it writes to object storage.
-pub async fn output(client: &kube::Client, batch: &Batch) -> Result<Option<ObjectLocation>, InputError> {
+pub async fn output(ctx: &Context, batch: &Batch) -> Result<Option<ObjectLocation>, InputError> {
     match batch.spec.output.as_ref().and_then(|o| o.object_store.as_ref()) {
         Some(reference) => Ok(Some(
             location(
-                client,
+                ctx,
                 &batch.namespace().unwrap_or_default(),
                 reference,
                 "spec.output.objectStore",
@@ -72,7 +69,7 @@ fn gateway_limits(gateway: &BatchGateway) -> Result<Limits, InputError> {
 
 /// An object-store location with its credentials from the Secret `secretRef` in `ns`.
 pub async fn location(
-    client: &kube::Client,
+    ctx: &Context,
     ns: &str,
     reference: &ObjectStoreRef,
     field: &str,
@@ -80,7 +77,7 @@ pub async fn location(
     let ns = ns.to_string();
     let (credentials, from) = match &reference.secret_ref {
         Some(r) => {
-            let secret: Secret = match get(client, &ns, &r.name, "Secret").await {
+            let secret: Secret = match get(&ctx.client, &ns, &r.name, "Secret").await {
                 Err(InputError::NotFound(m)) => return Err(InputError::NotFound(format!("{field}.secretRef: {m}"))),
                 other => other?,
             };
@@ -88,7 +85,8 @@ pub async fn location(
         }
         None => (BTreeMap::new(), "no Secret (anonymous access)".to_string()),
     };
-    storage::open(reference, &credentials, &from).map_err(|e| InputError::Invalid(format!("{field}: {e}")))
+    storage::open(reference, &credentials, &from, &ctx.addresses)
+        .map_err(|e| InputError::Invalid(format!("{field}: {e}")))
 }
 
 fn text_values(secret: &Secret) -> BTreeMap<String, String> {

@@ -8,6 +8,7 @@ use super::jobs::{self, JobPlan, JobState};
 use super::{Context, Error};
 use crate::api::{Batch, BatchGateway, PvcSink};
 use crate::engine::{Downloaded, ErrorClass, Outcome};
+use crate::net::AddressPolicy;
 
 /// The step's outcome once the sink Job ended; `None` while it runs.
 pub async fn download(
@@ -23,7 +24,7 @@ pub async fn download(
             message: no_job_image(pvc),
         }));
     };
-    let plan = sink_plan(gateway, pvc, output_id, error_id);
+    let plan = sink_plan(gateway, pvc, output_id, error_id, &ctx.addresses);
     let Some(job) = jobs::ensure(&ctx.client, &jobs::build(batch, plan, image)).await? else {
         return Ok(None);
     };
@@ -58,9 +59,15 @@ pub fn no_job_image(pvc: &PvcSink) -> String {
     )
 }
 
-fn sink_plan(gateway: &BatchGateway, pvc: &PvcSink, output_id: Option<String>, error_id: Option<String>) -> JobPlan {
+fn sink_plan(
+    gateway: &BatchGateway,
+    pvc: &PvcSink,
+    output_id: Option<String>,
+    error_id: Option<String>,
+    addresses: &AddressPolicy,
+) -> JobPlan {
     let (volumes, dir) = jobs::claim_volumes(pvc);
-    let mut args = jobs::job_args(gateway);
+    let mut args = jobs::job_args(gateway, addresses);
     if let Some(id) = output_id {
         args.extend(["--output-file-id".to_string(), id]);
     }

@@ -157,7 +157,7 @@ async fn plan(sweep: &BatchSweep, ctx: &Context) -> Result<Planned, Error> {
     let input = &sweep.spec.input;
     if let Some(reference) = &input.object_store {
         let field = "spec.input.objectStore";
-        let location = match object_io::location(&ctx.client, &ns, reference, field).await {
+        let location = match object_io::location(ctx, &ns, reference, field).await {
             Ok(location) => location,
             Err(InputError::NotFound(why)) => return Ok(Planned::Wait(why)),
             Err(InputError::Invalid(why)) => return Ok(Planned::Invalid(why)),

@@ -42,6 +42,9 @@ pub enum DirectError {
     Unauthorized(String),
     #[error("the gateway did not answer: {0}")]
     Unavailable(String),
+    /// The gateway redirects, or its address is refused: it must be fixed first.
+    #[error("{0}")]
+    Misconfigured(String),
     #[error("checkpoint in {}: {source}", dir.display())]
     Checkpoint { dir: PathBuf, source: std::io::Error },
     #[error("interrupted")]

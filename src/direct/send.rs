@@ -57,6 +57,12 @@ pub async fn send_line(
                 let message = format!("no answer within {:?}, {attempt} times: {error}", sender.timeout);
                 return Ok(lines::failed(&line.custom_id, "request_timeout", &message));
             }
+            (RetryDecision::GiveUp(_), Err(error)) if error.is_unusable_answer() => {
+                return Ok(lines::failed(&line.custom_id, "unusable_answer", &error.to_string()));
+            }
+            (RetryDecision::GiveUp(_), Err(error)) if error.is_misconfiguration() => {
+                return Err(DirectError::Misconfigured(error.to_string()));
+            }
             (RetryDecision::GiveUp(_), Err(error)) => return Err(DirectError::Unavailable(error.to_string())),
         }
     }

@@ -25,7 +25,9 @@ pub fn attempt_token() -> String {
 
 /// How an engine should treat a gateway error.
 pub fn classify(err: &GatewayError) -> ErrorClass {
-    if err.is_retryable() {
+    if err.is_misconfiguration() {
+        ErrorClass::Misconfigured
+    } else if err.is_retryable() || err.is_unusable_answer() {
         ErrorClass::Transient
     } else if err.is_unauthorized() {
         ErrorClass::Unauthorized
@@ -111,7 +113,7 @@ pub async fn upload_input(client: &GatewayClient, filename: &str, source: Upload
         }
         Ok(None) => {}
         // A gateway that cannot list files cannot have one to adopt either.
-        Err(e) if !e.is_retryable() && !e.is_unauthorized() => {
+        Err(e) if matches!(classify(&e), ErrorClass::Rejected | ErrorClass::NotFound) => {
             tracing::debug!(error = %e, "listing files is not supported; uploading");
         }
         Err(e) => return failure(e),

@@ -84,7 +84,7 @@ pub async fn summarise_output(path: &Path) -> std::io::Result<OutputSummary> {
     for_each_line(path, |line| {
         summary.lines += 1;
         summary.bytes += line.len() as u64 + 1;
-        let usage = serde_json::from_str::<OutputLine>(line)
+        let usage = serde_json::from_slice::<OutputLine>(line)
             .ok()
             .and_then(|l| l.response?.body?.usage)
             .unwrap_or_default();
@@ -104,7 +104,9 @@ pub async fn summarise_errors(path: &Path) -> std::io::Result<ErrorSummary> {
     for_each_line(path, |line| {
         summary.lines += 1;
         summary.bytes += line.len() as u64 + 1;
-        let code = serde_json::from_str::<ErrorLine>(line).ok().and_then(|l| l.error?.code);
+        let code = serde_json::from_slice::<ErrorLine>(line)
+            .ok()
+            .and_then(|l| l.error?.code);
         if code.is_some_and(|c| NOT_RUN_CODES.contains(&c.as_str())) {
             summary.not_run += 1;
         }
@@ -113,17 +115,23 @@ pub async fn summarise_errors(path: &Path) -> std::io::Result<ErrorSummary> {
     Ok(summary)
 }
 
-async fn for_each_line(path: &Path, mut f: impl FnMut(&str)) -> std::io::Result<()> {
+/// Calls `f` with every line that is not blank, as bytes: a gateway's result file may hold
+/// anything (invalid UTF-8 included), and is only read here, never judged by its encoding.
+/// Lines are bounded by the download's line limit.
+async fn for_each_line(path: &Path, mut f: impl FnMut(&[u8])) -> std::io::Result<()> {
     let mut reader = BufReader::with_capacity(256 * 1024, tokio::fs::File::open(path).await?);
-    let mut line = String::new();
+    let mut line = Vec::new();
     loop {
         line.clear();
-        if reader.read_line(&mut line).await? == 0 {
+        if reader.read_until(b'\n', &mut line).await? == 0 {
             return Ok(());
         }
-        let trimmed = line.trim_end_matches(['\n', '\r']);
-        if !trimmed.trim().is_empty() {
-            f(trimmed);
+        let end = line
+            .iter()
+            .rposition(|b| !matches!(b, b'\n' | b'\r'))
+            .map_or(0, |i| i + 1);
+        if !line[..end].trim_ascii().is_empty() {
+            f(&line[..end]);
         }
     }
 }

@@ -340,6 +340,17 @@ fn gateway_error(status: &mut BatchStatus, class: ErrorClass, message: String, c
                 ctx,
             );
         }
+        ErrorClass::Misconfigured => {
+            let message = format!("{message}; the batch resumes where it stopped once the BatchGateway is fixed");
+            set(
+                status,
+                ct::GATEWAY_READY,
+                false,
+                reasons::GATEWAY_MISCONFIGURED,
+                message,
+                ctx,
+            );
+        }
         ErrorClass::Output => {
             let message = format!("{message} (will retry)");
             set(status, ct::COMPLETE, false, reasons::OUTPUT_UNAVAILABLE, message, ctx);

@@ -111,6 +111,9 @@ pub enum ErrorClass {
     Transient,
     /// The gateway refused the key (401/403): nothing changes until the key is fixed.
     Unauthorized,
+    /// The gateway's address cannot be used (it redirects, or it is an address the operator
+    /// does not connect to): nothing changes until the BatchGateway is fixed.
+    Misconfigured,
     /// The gateway refused the request itself (400, 409, 422): the Batch fails.
     Rejected,
     /// Our own upstream batch or file is gone (404): the Batch fails.

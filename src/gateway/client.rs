@@ -5,12 +5,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, LOCATION};
 use reqwest::{RequestBuilder, Response};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::config::{GatewayConfig, RetryPolicy};
+use super::config::{GatewayConfig, ResponseLimits, RetryPolicy};
 use super::error::GatewayError;
 use super::error_body::{MAX_ERROR_MESSAGE, parse_error_body, truncate};
 use super::observer::{Observer, RequestOutcome};
@@ -30,7 +32,9 @@ pub(super) struct Inner {
     base_url: Url,
     pub(super) retry: RetryPolicy,
     pub(super) timeout: Duration,
-    /// The key and extra header values, scrubbed from any gateway message we surface.
+    pub(super) limits: ResponseLimits,
+    /// The key and extra header values (as written and as JSON escapes them), scrubbed from
+    /// everything a gateway sends that we keep or print.
     secrets: Vec<String>,
     observer: Option<Observer>,
 }
@@ -59,13 +63,24 @@ impl fmt::Debug for GatewayClient {
 }
 
 impl GatewayClient {
-    /// Builds a client. Fails on a base URL that is not http(s), or a key or header that is not a
-    /// valid HTTP header value (the error never repeats the value).
+    /// Builds a client. Fails on a base URL that is not http(s) or carries a user or password,
+    /// an IP address the policy refuses, or a key or header that is not a valid HTTP header
+    /// value (the error never repeats the value). Redirects are never followed, and names are
+    /// resolved through the address policy.
     pub fn new(config: GatewayConfig) -> Result<Self, GatewayError> {
         validate_base_url(&config.base_url)?;
+        config
+            .addresses
+            .check_url(&config.base_url)
+            .map_err(|refused| GatewayError::AddressRefused {
+                operation: "connect",
+                refused,
+            })?;
         let mut secrets = Vec::new();
         let headers = default_headers(&config, &mut secrets)?;
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(crate::net::GuardedResolver(config.addresses.clone()))
             .default_headers(headers)
             .connect_timeout(config.request_timeout.min(MAX_CONNECT_TIMEOUT))
             .user_agent(concat!("llm-batch-operator/", env!("CARGO_PKG_VERSION")))
@@ -77,6 +92,7 @@ impl GatewayClient {
                 base_url: config.base_url,
                 retry: config.retry,
                 timeout: config.request_timeout,
+                limits: config.limits,
                 secrets,
                 observer: config.observer,
             }),
@@ -148,15 +164,46 @@ impl GatewayClient {
         self.inner.http.request(method, url.clone()).timeout(self.inner.timeout)
     }
 
-    /// Sends `req` and decodes a JSON success body.
-    pub(super) async fn attempt_json<T: DeserializeOwned>(
+    /// Sends `req` and decodes a JSON success body of at most the JSON limit, scrubbed of
+    /// every configured secret.
+    pub(super) async fn attempt_json<T: DeserializeOwned + Serialize>(
         &self,
         operation: &'static str,
         req: RequestBuilder,
     ) -> Result<T, AttemptError> {
         let resp = self.send_checked(operation, req).await?;
-        let body = resp.bytes().await.map_err(|e| GatewayError::transport(operation, e))?;
-        serde_json::from_slice(&body).map_err(|source| GatewayError::Decode { operation, source }.into())
+        let limit = self.inner.limits.json_bytes;
+        let body = read_capped(operation, resp, limit, "an answer").await?;
+        Ok(self.decode(operation, &body)?)
+    }
+
+    /// Decodes a JSON answer. A gateway that echoes the key or a header value in any field
+    /// gets it replaced by `<redacted>`: the value is written back as JSON (where every string
+    /// appears in one spelling) and read again when a secret shows.
+    pub(super) fn decode<T: DeserializeOwned + Serialize>(
+        &self,
+        operation: &'static str,
+        body: &[u8],
+    ) -> Result<T, GatewayError> {
+        let value: T = serde_json::from_slice(body).map_err(|e| GatewayError::Decode {
+            operation,
+            message: self.redact(&e.to_string()),
+        })?;
+        if self.inner.secrets.is_empty() {
+            return Ok(value);
+        }
+        let text = serde_json::to_string(&value).map_err(|e| GatewayError::Decode {
+            operation,
+            message: e.to_string(),
+        })?;
+        let clean = self.scrub(&text);
+        if clean == text {
+            return Ok(value);
+        }
+        serde_json::from_str(&clean).map_err(|e| GatewayError::Decode {
+            operation,
+            message: self.redact(&e.to_string()),
+        })
     }
 
     /// Sends `req`, accepting any success status and ignoring the body.
@@ -184,6 +231,9 @@ impl GatewayClient {
         if resp.status().is_success() {
             return Ok(resp);
         }
+        if resp.status().is_redirection() {
+            return Err(self.redirect_error(operation, &resp).into());
+        }
         Err(self.api_error(operation, resp).await)
     }
 
@@ -194,15 +244,27 @@ impl GatewayClient {
         }
     }
 
+    /// A 3xx answer, naming the host it pointed at (never the whole location).
+    pub(super) fn redirect_error(&self, operation: &'static str, resp: &Response) -> GatewayError {
+        let location = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| self.inner.base_url.join(l).ok())
+            .and_then(|u| u.host_str().map(|h| self.redact(h)))
+            .unwrap_or_else(|| "no usable location".to_owned());
+        GatewayError::Redirect {
+            operation,
+            status: resp.status().as_u16(),
+            location,
+        }
+    }
+
     /// Turns an error response into [`GatewayError::Api`] with the gateway's message.
     async fn api_error(&self, operation: &'static str, resp: Response) -> AttemptError {
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = tokio::time::timeout(self.inner.timeout, resp.bytes())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        let body = self.error_body(resp).await;
         let parsed = parse_error_body(&body);
         let message = parsed
             .message
@@ -219,9 +281,17 @@ impl GatewayClient {
         }
     }
 
+    /// The start of an error answer's body, within the request timeout; the rest is never read.
+    pub(super) async fn error_body(&self, resp: Response) -> Bytes {
+        let limit = self.inner.limits.error_bytes;
+        tokio::time::timeout(self.inner.timeout, read_prefix(resp, limit))
+            .await
+            .unwrap_or_default()
+    }
+
     /// Removes every configured secret from text that came from the gateway (an echoing proxy
     /// must not turn our key into an error message).
-    fn redact(&self, text: &str) -> String {
+    pub(super) fn redact(&self, text: &str) -> String {
         truncate(self.scrub(text), MAX_ERROR_MESSAGE)
     }
 
@@ -235,6 +305,39 @@ impl GatewayClient {
     }
 }
 
+/// The whole body, failing as soon as it passes `limit` bytes (what it announces included).
+pub(super) async fn read_capped(
+    operation: &'static str,
+    mut resp: Response,
+    limit: u64,
+    what: &'static str,
+) -> Result<Bytes, GatewayError> {
+    let too_large = GatewayError::TooLarge { operation, what, limit };
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(too_large);
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| GatewayError::transport(operation, e))? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// At most `limit` bytes of the body; a broken body ends what was read.
+async fn read_prefix(mut resp: Response, limit: usize) -> Bytes {
+    let mut body = BytesMut::new();
+    while body.len() < limit
+        && let Ok(Some(chunk)) = resp.chunk().await
+    {
+        body.extend_from_slice(&chunk);
+    }
+    body.truncate(limit);
+    body.freeze()
+}
+
 fn validate_base_url(url: &Url) -> Result<(), GatewayError> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(GatewayError::InvalidConfig(format!(
@@ -245,6 +348,11 @@ fn validate_base_url(url: &Url) -> Result<(), GatewayError> {
     if url.cannot_be_a_base() || url.host().is_none() {
         return Err(GatewayError::InvalidConfig(
             "base URL must be an absolute http(s) URL with a host".into(),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(GatewayError::InvalidConfig(
+            "base URL must not carry a user or password: give the key in spec.auth or a header in spec.headers".into(),
         ));
     }
     if url.query().is_some() || url.fragment().is_some() {
@@ -287,6 +395,11 @@ fn sensitive(value: &str, what: impl FnOnce() -> String) -> Result<HeaderValue, 
 fn remember_secret(secrets: &mut Vec<String>, value: &str) {
     // Very short values (flags like "1") would only mangle messages; they are not secrets.
     if value.len() >= 6 {
+        let escaped = serde_json::to_string(value).expect("a string serialises");
+        let escaped = &escaped[1..escaped.len() - 1];
+        if escaped != value {
+            secrets.push(escaped.to_owned());
+        }
         secrets.push(value.to_owned());
     }
 }

@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::net::AddressPolicy;
 
 /// An API key that never prints.
 ///
@@ -79,6 +82,41 @@ pub struct GatewayConfig {
     pub request_timeout: Duration,
     /// Told about every request sent (metrics); none by default.
     pub observer: Option<super::Observer>,
+    /// How much of a gateway's answers is read, and for how long.
+    pub limits: ResponseLimits,
+    /// Which addresses may be connected to ([`AddressPolicy::local`] by default).
+    pub addresses: Arc<AddressPolicy>,
+}
+
+/// Bounds on what is read from a gateway: a gateway is a remote party, and one that answers
+/// without end must cost a bounded amount of memory, disk and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseLimits {
+    /// A JSON answer (a batch, a file, a page of a list).
+    pub json_bytes: u64,
+    /// What is kept of an error answer's body (for its message); the rest is never read.
+    pub error_bytes: usize,
+    /// One line of a result file, or one direct-mode answer.
+    pub line_bytes: u64,
+    /// One result file in all.
+    pub file_bytes: u64,
+    /// One result file's whole download (the request timeout bounds each idle gap besides).
+    pub download_time: Duration,
+}
+
+/// OpenAI's ceiling for a batch input file; result files are bounded at a few times it.
+const INPUT_FILE_LIMIT: u64 = 200 * 1024 * 1024;
+
+impl Default for ResponseLimits {
+    fn default() -> Self {
+        Self {
+            json_bytes: 8 * 1024 * 1024,
+            error_bytes: 64 * 1024,
+            line_bytes: 16 * 1024 * 1024,
+            file_bytes: 5 * INPUT_FILE_LIMIT,
+            download_time: Duration::from_secs(60 * 60),
+        }
+    }
 }
 
 impl GatewayConfig {
@@ -91,6 +129,8 @@ impl GatewayConfig {
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(60),
             observer: None,
+            limits: ResponseLimits::default(),
+            addresses: Arc::new(AddressPolicy::local()),
         }
     }
 }
@@ -105,6 +145,8 @@ impl fmt::Debug for GatewayConfig {
             .field("retry", &self.retry)
             .field("request_timeout", &self.request_timeout)
             .field("observer", &self.observer)
+            .field("limits", &self.limits)
+            .field("addresses", &self.addresses)
             .finish()
     }
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 
-use super::client::GatewayClient;
+use super::client::{GatewayClient, read_capped};
 use super::error::GatewayError;
 use super::retry::{self, Failure, RetryDecision};
 
@@ -36,9 +36,10 @@ impl DirectReply {
 
 impl GatewayClient {
     /// POSTs the JSON `body` to `endpoint` (a path such as `/v1/embeddings`, resolved under the
-    /// base URL) once, within `timeout`. Every HTTP status is `Ok`; `Err` means no answer
-    /// (connection failure, reset, timeout). `client_request_id` is sent as
-    /// `X-Client-Request-Id` when it is printable ASCII of at most 512 characters.
+    /// base URL) once, within `timeout`. Every HTTP status but a redirect is `Ok`; `Err` means
+    /// no usable answer (connection failure, reset, timeout, a redirect, an answer over the
+    /// line limit). `client_request_id` is sent as `X-Client-Request-Id` when it is printable
+    /// ASCII of at most 512 characters.
     pub async fn post_once(
         &self,
         endpoint: &str,
@@ -64,16 +65,19 @@ impl GatewayClient {
             request = request.header("x-client-request-id", value);
         }
         let response = request.send().await.map_err(|e| GatewayError::transport(OP, e))?;
+        if response.status().is_redirection() {
+            return Err(self.redirect_error(OP, &response));
+        }
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let request_id = headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response.bytes().await.map_err(|e| GatewayError::transport(OP, e))?;
+            .map(|id| self.redact(id));
         let body = if (200..300).contains(&status) {
-            body
+            read_capped(OP, response, self.inner.limits.line_bytes, "an answer").await?
         } else {
+            let body = self.error_body(response).await;
             Bytes::from(self.scrub(&String::from_utf8_lossy(&body)))
         };
         Ok(DirectReply {

@@ -43,14 +43,64 @@ pub enum GatewayError {
         /// Operation that failed.
         operation: &'static str,
     },
-    /// A success response whose body is not the expected JSON.
-    #[error("{operation} failed: unexpected response body: {source}")]
+    /// A success response whose body is not the expected JSON (HTML from a proxy, a negative
+    /// count, ...). Worth reading again later, never a verdict on the batch.
+    #[error("{operation} failed: unexpected response body: {message}")]
     Decode {
         /// Operation that failed.
         operation: &'static str,
-        /// The JSON error.
-        #[source]
-        source: serde_json::Error,
+        /// The JSON error, with every configured secret removed (serde quotes the values it
+        /// could not use).
+        message: String,
+    },
+    /// The gateway answered with a redirect, which is never followed: it would send the key and
+    /// headers to another origin, or let the gateway point us at an internal address.
+    #[error(
+        "{operation} failed: gateway answered HTTP {status} redirecting to {location}; redirects are not followed: set the BatchGateway's spec.url to the address that answers"
+    )]
+    Redirect {
+        /// Operation that failed.
+        operation: &'static str,
+        /// The 3xx status.
+        status: u16,
+        /// The host the redirect pointed at (never the whole URL, which may carry tokens).
+        location: String,
+    },
+    /// The gateway's address is one this operator does not connect to.
+    #[error("{operation} refused: {refused}")]
+    AddressRefused {
+        /// Operation that was refused.
+        operation: &'static str,
+        /// Which host and address, and why.
+        refused: crate::net::AddressRefused,
+    },
+    /// An answer larger than its limit; the rest of it was not read.
+    #[error("{operation} failed: the gateway sent {what} larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// Operation that failed.
+        operation: &'static str,
+        /// What was too large: "an answer", "a result file", ...
+        what: &'static str,
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// A result file line longer than the limit (no newline within it).
+    #[error("{operation} failed: line {line} of the file is longer than the limit of {limit} bytes")]
+    LineTooLong {
+        /// Operation that failed.
+        operation: &'static str,
+        /// 1-based line number.
+        line: u64,
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// A transfer that went on past its overall deadline (a trickle keeps each gap short).
+    #[error("{operation} failed: not finished within {}", humantime::format_duration(*after))]
+    Deadline {
+        /// Operation that failed.
+        operation: &'static str,
+        /// The deadline.
+        after: std::time::Duration,
     },
     /// A local file could not be read or written.
     #[error("{operation} failed: {}: {source}", path.display())]
@@ -74,6 +124,12 @@ impl GatewayError {
         if err.is_timeout() {
             return Self::Timeout { operation };
         }
+        if let Some(refused) = crate::net::refusal_in(&err) {
+            return Self::AddressRefused {
+                operation,
+                refused: refused.clone(),
+            };
+        }
         let retryable = err.is_connect() || err.is_request() || err.is_body() || err.is_decode();
         let err = err.without_url();
         Self::Transport {
@@ -90,8 +146,24 @@ impl GatewayError {
             Self::Api { status, .. } => is_retryable_status(*status),
             Self::Transport { retryable, .. } => *retryable,
             Self::Timeout { .. } => true,
-            Self::Decode { .. } | Self::Io { .. } | Self::InvalidConfig(_) => false,
+            _ => false,
         }
+    }
+
+    /// True when the gateway's configuration must change before anything can work: a redirect,
+    /// a refused address.
+    pub fn is_misconfiguration(&self) -> bool {
+        matches!(self, Self::Redirect { .. } | Self::AddressRefused { .. })
+    }
+
+    /// True for an answer that could not be used (garbled, too large, too slow): not retried on
+    /// the spot (the same request may be answered the same way), but never a verdict on the
+    /// batch either: the step is taken again later.
+    pub fn is_unusable_answer(&self) -> bool {
+        matches!(
+            self,
+            Self::Decode { .. } | Self::TooLarge { .. } | Self::LineTooLong { .. } | Self::Deadline { .. }
+        )
     }
 
     /// True when the gateway rejected the credentials (401 or 403).
@@ -127,6 +199,11 @@ impl GatewayError {
             | Self::Transport { operation, .. }
             | Self::Timeout { operation }
             | Self::Decode { operation, .. }
+            | Self::Redirect { operation, .. }
+            | Self::AddressRefused { operation, .. }
+            | Self::TooLarge { operation, .. }
+            | Self::LineTooLong { operation, .. }
+            | Self::Deadline { operation, .. }
             | Self::Io { operation, .. } => Some(operation),
             Self::InvalidConfig(_) => None,
         }
@@ -148,6 +225,10 @@ impl GatewayError {
             Self::Transport { .. } => "transport",
             Self::Timeout { .. } => "timeout",
             Self::Decode { .. } => "decode",
+            Self::Redirect { .. } => "redirect",
+            Self::AddressRefused { .. } => "address_refused",
+            Self::TooLarge { .. } | Self::LineTooLong { .. } => "too_large",
+            Self::Deadline { .. } => "deadline",
             Self::Io { .. } => "io",
             Self::InvalidConfig(_) => "invalid_config",
         }

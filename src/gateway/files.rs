@@ -95,6 +95,14 @@ impl GatewayClient {
                 }
             })
             .await?;
+        let limit = self.inner.limits.file_bytes;
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(GatewayError::TooLarge {
+                operation: OP,
+                what: "a result file",
+                limit,
+            });
+        }
         Ok(body_stream(resp, timeout, OP))
     }
 

@@ -41,7 +41,7 @@ pub mod retry;
 mod types;
 
 pub use client::GatewayClient;
-pub use config::{ApiKey, GatewayConfig, RetryPolicy};
+pub use config::{ApiKey, GatewayConfig, ResponseLimits, RetryPolicy};
 pub use direct::DirectReply;
 pub use error::GatewayError;
 pub use observer::{Observer, RequestObserver, RequestOutcome};

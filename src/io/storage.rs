@@ -17,6 +17,7 @@ use object_store::path::Path;
 use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
 
 use crate::api::ObjectStoreRef;
+use crate::net::{AddressPolicy, StoreResolver};
 
 /// The Secret keys read for each scheme (documented in the README and on `ObjectStoreRef`).
 pub const S3_KEYS: &[&str] = &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
@@ -103,11 +104,14 @@ pub fn credential_keys(url: &str) -> &'static [&'static str] {
 }
 
 /// Opens `reference` with `credentials` (Secret key -> value, only the scheme's keys are used);
-/// `credentials_from` says where they came from, for messages.
+/// `credentials_from` says where they came from, for messages. Without credentials the reads
+/// are anonymous: no client ever falls back to the machine's own identity (instance metadata,
+/// environment). Connections go only to addresses `addresses` allows.
 pub fn open(
     reference: &ObjectStoreRef,
     credentials: &BTreeMap<String, String>,
     credentials_from: &str,
+    addresses: &Arc<AddressPolicy>,
 ) -> Result<ObjectLocation, StorageError> {
     let url =
         url::Url::parse(&reference.url).map_err(|e| StorageError::invalid(format!("url {:?}: {e}", reference.url)))?;
@@ -122,6 +126,14 @@ pub fn open(
         retry_timeout: RETRY_TIMEOUT,
         ..RetryConfig::default()
     };
+    if let Some(endpoint) = &reference.endpoint {
+        let parsed =
+            url::Url::parse(endpoint).map_err(|e| StorageError::invalid(format!("endpoint {endpoint:?}: {e}")))?;
+        addresses
+            .check_url(&parsed)
+            .map_err(|refused| StorageError::invalid(format!("endpoint: {refused}")))?;
+    }
+    let client_options = || client_options().with_dns_resolver(Arc::new(StoreResolver(addresses.clone())));
     let key = |name: &str| credentials.get(name).filter(|v| !v.is_empty());
     let store: Arc<dyn ObjectStore> = match url.scheme() {
         "s3" => {
@@ -179,6 +191,9 @@ pub fn open(
                 if let Some(value) = key(name) {
                     builder = builder.with_config(config, value.trim());
                 }
+            }
+            if key("AZURE_STORAGE_ACCOUNT_KEY").is_none() && key("AZURE_STORAGE_SAS_TOKEN").is_none() {
+                builder = builder.with_skip_signature(true);
             }
             Arc::new(builder.build().map_err(|e| build_error(reference, e))?)
         }

@@ -130,6 +130,10 @@ impl BatchRun<'_> {
                 class: ErrorClass::Transient,
                 message: e.to_string(),
             }),
+            Err(DirectError::Misconfigured(message)) => Some(Outcome::GatewayError {
+                class: ErrorClass::Misconfigured,
+                message,
+            }),
             Err(e @ DirectError::Checkpoint { .. }) => Some(Outcome::GatewayError {
                 class: ErrorClass::Output,
                 message: e.to_string(),

@@ -242,7 +242,8 @@ pub fn location(
             (values, "the environment".to_string())
         }
     };
-    storage::open(reference, &credentials, &from).map_err(|e| format!("{field}: {e}"))
+    let addresses = std::sync::Arc::new(crate::net::AddressPolicy::local());
+    storage::open(reference, &credentials, &from, &addresses).map_err(|e| format!("{field}: {e}"))
 }
 
 /// The bytes of an input held in the files (ConfigMap, Secret, inline requests); empty for one

@@ -96,6 +96,9 @@ impl BatchRun<'_> {
                 Some((ErrorClass::Unauthorized, _)) => {
                     break Ending::Stopped("the gateway refused the API key; fix it and rerun to resume".into());
                 }
+                Some((ErrorClass::Misconfigured, message)) => {
+                    break Ending::Stopped(format!("{message}; rerun to resume"));
+                }
                 Some((ErrorClass::NotFound, message)) if self.state.status.phase.is_none_or(|p| !p.is_terminal()) => {
                     break Ending::Stopped(format!("{message}; rerun once that is fixed"));
                 }

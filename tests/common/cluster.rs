@@ -77,7 +77,10 @@ pub struct RunningController {
 
 impl RunningController {
     pub fn start(client: &Client, ns: &str) -> Self {
-        Self::start_with(Arc::new(Context::new(client.clone())), ns)
+        Self::start_with(
+            Arc::new(Context::new(client.clone()).with_addresses(llm_batch_operator::net::AddressPolicy::local())),
+            ns,
+        )
     }
 
     /// With a context the test keeps (to read its metrics).
