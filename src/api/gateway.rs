@@ -99,6 +99,17 @@ pub struct GatewayLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub request_timeout: Option<String>,
+    /// Largest result file (output or errors) read from the gateway, as a quantity such as
+    /// 2Gi (default 1000Mi, five times OpenAI's input limit); a larger one is not read, and the
+    /// Batch waits with a condition saying so until this is raised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(Ki|Mi|Gi|Ti|k|K|M|G|T)?$"))]
+    pub max_result_bytes: Option<String>,
+    /// Longest time one result file may take to download, e.g. 30m (default 1h); the request
+    /// timeout bounds every pause within it besides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub download_timeout: Option<String>,
 }
 
 /// Adaptive polling: soon after submit, backing off to `max` as the batch ages.
@@ -160,6 +171,22 @@ impl GatewayLimits {
             None => Ok(DEFAULT_MAX_BYTES_PER_BATCH),
             Some(q) => super::parse_bytes(q).map_err(|e| format!("spec.limits.maxBytesPerBatch: {e}")),
         }
+    }
+
+    /// The largest result file read, when set (`None`: the client's default).
+    pub fn max_result_bytes(&self) -> Result<Option<u64>, String> {
+        self.max_result_bytes
+            .as_deref()
+            .map(|q| super::parse_bytes(q).map_err(|e| format!("spec.limits.maxResultBytes: {e}")))
+            .transpose()
+    }
+
+    /// The longest download of one result file, when set (`None`: the client's default).
+    pub fn download_timeout(&self) -> Result<Option<Duration>, String> {
+        self.download_timeout
+            .as_deref()
+            .map(|t| parse_duration("spec.limits.downloadTimeout", Some(t), Duration::ZERO))
+            .transpose()
     }
 }
 

@@ -109,7 +109,7 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(FINAL_FAILURE));
         }
     };
-    let mut config = args.job.gateway_config();
+    let mut config = args.job.gateway_config()?;
     config.request_timeout = args.request_timeout;
     let client = GatewayClient::new(config)?;
     let job = DirectJob {

@@ -184,6 +184,12 @@ pub struct JobArgs {
     /// termination message.
     #[arg(long, value_name = "PATH")]
     pub summary_file: Option<std::path::PathBuf>,
+    /// Largest result file read, as a quantity (the BatchGateway's spec.limits.maxResultBytes).
+    #[arg(long, value_name = "QUANTITY")]
+    pub max_result_bytes: Option<String>,
+    /// Longest download of one result file (the BatchGateway's spec.limits.downloadTimeout).
+    #[arg(long, value_name = "DURATION")]
+    pub download_timeout: Option<String>,
     #[command(flatten)]
     pub network: NetworkArgs,
 }
@@ -210,9 +216,9 @@ impl NetworkArgs {
 }
 
 impl JobArgs {
-    /// The gateway: `--url`, the `--header` flags, and the key from LLM_BATCH_API_KEY (never a
-    /// flag, so it stays out of the Job spec).
-    fn gateway_config(&self) -> crate::gateway::GatewayConfig {
+    /// The gateway: `--url`, the `--header` flags, the limits and address policy, and the key
+    /// from LLM_BATCH_API_KEY (never a flag, so it stays out of the Job spec).
+    fn gateway_config(&self) -> anyhow::Result<crate::gateway::GatewayConfig> {
         let mut config = crate::gateway::GatewayConfig::new(self.url.clone());
         config.api_key = std::env::var(crate::local::API_KEY_ENV)
             .ok()
@@ -220,7 +226,13 @@ impl JobArgs {
             .map(crate::gateway::ApiKey::new);
         config.headers = self.headers.iter().cloned().collect();
         config.addresses = self.addresses();
-        config
+        let limits = crate::api::GatewayLimits {
+            max_result_bytes: self.max_result_bytes.clone(),
+            download_timeout: self.download_timeout.clone(),
+            ..Default::default()
+        };
+        config.limits = crate::driver::response_limits(&limits).map_err(anyhow::Error::msg)?;
+        Ok(config)
     }
 
     /// The address policy of `--deny-cidr` and `--allow-cidr` (for a Job, the controller's).

@@ -28,7 +28,7 @@ pub struct SinkArgs {
 /// Exit 0 with the counts as JSON on stdout; 1 (worth retrying) or 2 (final) with the reason on
 /// stderr and as JSON on stdout. Rerunning is safe: files are replaced whole.
 pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
-    let client = GatewayClient::new(args.job.gateway_config())?;
+    let client = GatewayClient::new(args.job.gateway_config()?)?;
     let result = driver::download_results(
         &client,
         args.output_file_id.as_deref(),

@@ -148,6 +148,7 @@ async fn build_client(ctx: &Context, gateway: &BatchGateway) -> Result<(GatewayC
     config.headers = spec.headers.clone();
     config.observer = Some(ctx.gateway_observer());
     config.addresses = ctx.addresses.clone();
+    config.limits = crate::driver::response_limits(&spec.limits).map_err(&unusable)?;
     let mut fingerprint = Sha256::new();
     fingerprint.update(serde_json::to_vec(&(&spec.url, &spec.headers)).unwrap_or_default());
     if let Some(auth) = &spec.auth {

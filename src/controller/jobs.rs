@@ -252,6 +252,15 @@ pub fn job_args(gateway: &BatchGateway, addresses: &AddressPolicy) -> Vec<String
         args.extend(["--header".to_string(), format!("{name}={value}")]);
     }
     args.extend(["--summary-file".to_string(), TERMINATION_LOG.to_string()]);
+    let limits = &gateway.spec.limits;
+    for (flag, value) in [
+        ("--max-result-bytes", &limits.max_result_bytes),
+        ("--download-timeout", &limits.download_timeout),
+    ] {
+        if let Some(value) = value {
+            args.extend([flag.to_string(), value.clone()]);
+        }
+    }
     args.extend(addresses.to_args());
     args
 }

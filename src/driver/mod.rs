@@ -13,7 +13,7 @@ pub use probe::probe_batch_api;
 pub use results::{ErrorSummary, OutputSummary, summarise_errors, summarise_output};
 
 use crate::engine::{self, BatchRequest, ErrorClass, Outcome, Upstream, UpstreamState};
-use crate::gateway::{Batch, GatewayClient, GatewayError, UploadSource};
+use crate::gateway::{Batch, GatewayClient, GatewayError, ResponseLimits, UploadSource};
 
 /// Pages of the newest files or batches searched when adopting after a restart.
 const ADOPTION_PAGES: u32 = 5;
@@ -36,6 +36,19 @@ pub fn classify(err: &GatewayError) -> ErrorClass {
     } else {
         ErrorClass::Rejected
     }
+}
+
+/// What the client reads of this gateway's answers: the defaults, with the result-file size
+/// and download time the BatchGateway sets.
+pub fn response_limits(limits: &crate::api::GatewayLimits) -> Result<ResponseLimits, String> {
+    let mut bounds = ResponseLimits::default();
+    if let Some(bytes) = limits.max_result_bytes()? {
+        bounds.file_bytes = bytes;
+    }
+    if let Some(time) = limits.download_timeout()? {
+        bounds.download_time = time;
+    }
+    Ok(bounds)
 }
 
 /// The engine outcome of a failed gateway call.

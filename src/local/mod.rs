@@ -339,6 +339,7 @@ fn client_for(plan: &Plan, simulator: Option<&RunningSimulator>) -> anyhow::Resu
             let mut config = GatewayConfig::new(gw.spec.url.parse()?);
             config.api_key = gw.api_key.clone().map(ApiKey::new);
             config.headers = gw.spec.headers.clone();
+            config.limits = crate::driver::response_limits(&gw.spec.limits).map_err(anyhow::Error::msg)?;
             let polling = PollingPolicy {
                 initial: gw.spec.polling.initial().map_err(anyhow::Error::msg)?,
                 max: gw.spec.polling.max().map_err(anyhow::Error::msg)?,
