@@ -316,14 +316,20 @@ pub(super) async fn read_capped(
     if resp.content_length().is_some_and(|n| n > limit) {
         return Err(too_large);
     }
-    let mut body = BytesMut::new();
+    // Chunks are kept as received and joined once at the end: a body cut off at the limit
+    // never held more than the limit (a growing buffer would have doubled past it).
+    let (mut chunks, mut length) = (Vec::new(), 0u64);
     while let Some(chunk) = resp.chunk().await.map_err(|e| GatewayError::transport(operation, e))? {
-        if (body.len() + chunk.len()) as u64 > limit {
+        length += chunk.len() as u64;
+        if length > limit {
             return Err(too_large);
         }
-        body.extend_from_slice(&chunk);
+        chunks.push(chunk);
     }
-    Ok(body.freeze())
+    if chunks.len() == 1 {
+        return Ok(chunks.pop().expect("one chunk"));
+    }
+    Ok(chunks.concat().into())
 }
 
 /// At most `limit` bytes of the body; a broken body ends what was read.

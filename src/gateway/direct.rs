@@ -75,7 +75,7 @@ impl GatewayClient {
             .and_then(|v| v.to_str().ok())
             .map(|id| self.redact(id));
         let body = if (200..300).contains(&status) {
-            read_capped(OP, response, self.inner.limits.line_bytes, "an answer").await?
+            read_capped(OP, response, self.inner.limits.answer_bytes, "an answer").await?
         } else {
             let body = self.error_body(response).await;
             Bytes::from(self.scrub(&String::from_utf8_lossy(&body)))

@@ -212,6 +212,7 @@ pub mod apiserver;
 pub use apiserver::free_port;
 pub mod e2e;
 pub mod faults;
+pub mod hostile;
 pub mod kubelet;
 pub mod s3;
 pub mod tools;
