@@ -59,11 +59,17 @@ pub fn failure(err: GatewayError) -> Outcome {
     }
 }
 
-/// The engine's view of a gateway batch.
+/// Longest status word kept from a gateway (ours are at most 11 characters).
+const MAX_STATE_WORD: usize = 64;
+/// Longest text kept of one of a batch's errors, and how many are kept.
+const MAX_ERROR_TEXT: usize = 300;
+const MAX_ERRORS: usize = 1000;
+
+/// The engine's view of a gateway batch; the strings that reach the status are bounded.
 pub fn upstream(batch: &Batch) -> Upstream {
     Upstream {
         id: batch.id.clone(),
-        state: UpstreamState::from_wire(&batch.status.to_string()),
+        state: UpstreamState::from_wire(&bounded(batch.status.to_string(), MAX_STATE_WORD)),
         output_file_id: batch.output_file_id.clone(),
         error_file_id: batch.error_file_id.clone(),
         counts: batch.request_counts.as_ref().map(|c| (c.total, c.completed, c.failed)),
@@ -71,6 +77,7 @@ pub fn upstream(batch: &Batch) -> Upstream {
             .errors
             .iter()
             .flat_map(|e| &e.data)
+            .take(MAX_ERRORS)
             .map(|e| {
                 let mut text = String::new();
                 if let Some(line) = e.line {
@@ -80,11 +87,21 @@ pub fn upstream(batch: &Batch) -> Upstream {
                 if let Some(param) = &e.param {
                     text.push_str(&format!(" ({param})"));
                 }
-                text
+                bounded(text, MAX_ERROR_TEXT)
             })
             .collect(),
         token_limited: is_token_limited(batch),
     }
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary), marked with an ellipsis.
+fn bounded(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let cut = (0..=max).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
 }
 
 /// Failed only for the enqueued-token limit (`token_limit_exceeded` on every error).

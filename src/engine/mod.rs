@@ -104,6 +104,11 @@ impl PollingPolicy {
     pub fn delay(&self, since_submit: Duration) -> Duration {
         (since_submit / 10).clamp(self.initial, self.max.max(self.initial))
     }
+
+    /// The longest interval: for a batch in a state nobody documented.
+    pub fn slowest(&self) -> Duration {
+        self.max.max(self.initial)
+    }
 }
 
 /// The next step for a Batch with this spec and status.
@@ -134,10 +139,11 @@ pub fn decide(spec: &BatchSpec, status: &BatchStatus, ctx: &Context) -> Action {
         .as_ref()
         .and_then(|t| ctx.now.duration_since(t.0).try_into().ok())
         .unwrap_or_default();
-    Action::Poll {
-        batch_id,
-        after: ctx.polling.delay(since_submit),
-    }
+    let after = match upstream {
+        Some(UpstreamState::Other(_)) => ctx.polling.slowest(),
+        _ => ctx.polling.delay(since_submit),
+    };
+    Action::Poll { batch_id, after }
 }
 
 /// Admitted under the gateway's budget (a Batch that already has an attempt was admitted before

@@ -429,6 +429,23 @@ fn adopted_batch_is_reported_as_adopted() {
 }
 
 #[test]
+fn a_state_nobody_documented_is_kept_and_polled_at_the_slowest_rate() {
+    let status = reduce(
+        &submitted(),
+        Outcome::Observed(upstream(UpstreamState::Other("queued_for_review".into()))),
+        &ctx_at(1),
+    );
+    assert_eq!(
+        status.gateway.as_ref().unwrap().status.as_deref(),
+        Some("queued_for_review")
+    );
+    let Action::Poll { after, .. } = decide(&spec(), &status, &ctx_at(2)) else {
+        panic!("an unknown state is polled");
+    };
+    assert_eq!(after, Duration::from_secs(300));
+}
+
+#[test]
 fn polling_starts_soon_and_backs_off_to_the_max() {
     let policy = PollingPolicy {
         initial: Duration::from_secs(10),
