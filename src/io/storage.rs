@@ -346,3 +346,51 @@ fn without_source(e: &object_store::Error) -> String {
     let first = text.lines().next().unwrap_or_default();
     first.chars().take(300).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(url: &str, endpoint: Option<&str>) -> ObjectStoreRef {
+        ObjectStoreRef {
+            url: url.into(),
+            endpoint: endpoint.map(str::to_owned),
+            ..Default::default()
+        }
+    }
+
+    /// Without a key, every cloud's client signs nothing: no fall-back to the machine's own
+    /// identity (Azure's managed identity and GCP's/AWS's instance credentials are reached
+    /// through the metadata service only when a client would sign).
+    #[test]
+    fn reads_without_credentials_are_anonymous_on_every_cloud() {
+        let policy = Arc::new(AddressPolicy::local());
+        for (url, endpoint) in [
+            ("az://container/in.jsonl", Some("https://account.blob.core.windows.net")),
+            ("s3://bucket/in.jsonl", None),
+            ("gs://bucket/in.jsonl", None),
+        ] {
+            let mut credentials = BTreeMap::new();
+            if url.starts_with("az") {
+                credentials.insert("AZURE_STORAGE_ACCOUNT_NAME".to_string(), "account".to_string());
+            }
+            let location = open(&reference(url, endpoint), &credentials, "test", &policy).unwrap();
+            let described = format!("{:?}", location.store);
+            assert!(described.contains("skip_signature: true"), "{url}: {described}");
+        }
+    }
+
+    #[test]
+    fn an_endpoint_at_a_metadata_address_is_refused() {
+        let policy = Arc::new(AddressPolicy::local());
+        let err = open(
+            &reference("s3://bucket/in.jsonl", Some("http://169.254.169.254:80")),
+            &BTreeMap::new(),
+            "test",
+            &policy,
+        )
+        .err()
+        .expect("refused");
+        assert!(err.message.contains("link-local or cloud metadata"), "{}", err.message);
+    }
+}

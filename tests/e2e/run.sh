@@ -89,6 +89,10 @@ install_outside() {
   if [[ "$help" == *--metrics-addr* ]]; then
     args+=(--metrics-addr 127.0.0.1:0)
   fi
+  # The simulator is on this machine's loopback, which a controller refuses unless allowed.
+  if [[ "$help" == *--allow-cidr* ]]; then
+    args+=(--allow-cidr 127.0.0.0/8)
+  fi
   KUBECONFIG="$work/kubeconfig" "$operator" "${args[@]}" > "$work/controller.log" 2>&1 &
   controller_pid=$!
 }
