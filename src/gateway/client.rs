@@ -456,6 +456,30 @@ mod tests {
     }
 
     #[test]
+    fn a_base_url_with_a_user_or_password_is_refused_without_repeating_it() {
+        for url in ["http://user:hunter2-pw@h/v1", "http://hunter2-user@h/v1"] {
+            let err = GatewayClient::new(GatewayConfig::new(url.parse().unwrap())).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("spec.auth"), "{text}");
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+    }
+
+    #[test]
+    fn answers_echoing_the_key_in_any_field_or_spelling_are_scrubbed() {
+        let client = client_with_key("sk-live/0123456789");
+        let echoed = br#"{"id":"b1","status":"failed","metadata":{"k":"sk-live\/0123456789"},"errors":{"data":[{"message":"key sk-live/0123456789"}]}}"#;
+        let batch: super::super::Batch = client.decode("get batch", echoed).unwrap();
+        let text = serde_json::to_string(&batch).unwrap();
+        assert!(!text.contains("0123456789"), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
+        let wrongly_typed = br#"{"id":"b1","status":"failed","request_counts":"sk-live/0123456789"}"#;
+        let err = client.decode::<super::super::Batch>("get batch", wrongly_typed).unwrap_err();
+        assert!(!err.to_string().contains("0123456789"), "{err}");
+        assert!(err.is_unusable_answer());
+    }
+
+    #[test]
     fn client_debug_shows_no_key() {
         let client = client_with_key("sk-live-0123456789");
         assert!(!format!("{client:?}").contains("sk-live"));
