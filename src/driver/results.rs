@@ -163,6 +163,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn lines_that_are_not_utf8_are_counted_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("output.jsonl");
+        let mut bytes =
+            br#"{"custom_id":"a","response":{"body":{"usage":{"prompt_tokens":2,"completion_tokens":1}}}}"#.to_vec();
+        bytes.extend_from_slice(b"\n{\"custom_id\":\"\xff\xfe\"}\n");
+        std::fs::write(&path, bytes).unwrap();
+        let summary = summarise_output(&path).await.unwrap();
+        assert_eq!((summary.lines, summary.usage.total_tokens), (2, 3));
+    }
+
+    #[tokio::test]
     async fn counts_requests_that_never_ran() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("errors.jsonl");

@@ -474,7 +474,9 @@ mod tests {
         assert!(!text.contains("0123456789"), "{text}");
         assert!(text.contains("<redacted>"), "{text}");
         let wrongly_typed = br#"{"id":"b1","status":"failed","request_counts":"sk-live/0123456789"}"#;
-        let err = client.decode::<super::super::Batch>("get batch", wrongly_typed).unwrap_err();
+        let err = client
+            .decode::<super::super::Batch>("get batch", wrongly_typed)
+            .unwrap_err();
         assert!(!err.to_string().contains("0123456789"), "{err}");
         assert!(err.is_unusable_answer());
     }

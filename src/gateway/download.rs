@@ -199,6 +199,26 @@ mod tests {
     }
 
     #[test]
+    fn a_file_without_a_final_newline_gets_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for (chunks, expected) in [
+            (vec!["{\"a\":1}\n{\"b\"", ":2}"], "{\"a\":1}\n{\"b\":2}\n"),
+            (vec!["x\n"], "x\n"),
+            (vec![], ""),
+        ] {
+            let path = dir.path().join("out.jsonl");
+            let (send, receive) = tokio::sync::mpsc::channel(4);
+            for chunk in chunks {
+                send.try_send(bytes::Bytes::from(chunk)).unwrap();
+            }
+            drop(send);
+            let written = write_chunks(&path, receive).unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
+            assert_eq!(written, expected.len() as u64);
+        }
+    }
+
+    #[test]
     fn partial_path_appends_suffix() {
         assert_eq!(
             partial_path(Path::new("/tmp/out.jsonl")),
