@@ -385,8 +385,7 @@ async fn the_controller_needs_no_more_than_its_rbac_rules() {
 
     let s = setup("ctl-rbac", SimulatorConfig::default()).await;
     let pp = PostParams::default();
-    let rules = std::fs::read_to_string(common::repo_path("deploy/rbac.yaml")).unwrap();
-    let mut role: ClusterRole = serde_yaml::from_str(&rules).unwrap();
+    let mut role: ClusterRole = common::deploy_rbac("ClusterRole");
     let role_name = format!("llm-batch-operator-{}", s.ns);
     role.metadata.name = Some(role_name.clone());
     Api::<ClusterRole>::all(s.client.clone())
