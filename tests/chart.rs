@@ -1,7 +1,8 @@
 //! The Helm chart: lint, render with default and non-default values, validate what it renders
 //! against the Kubernetes schemas, and check that its RBAC grants exactly deploy/rbac.yaml's
-//! rules (plus Leases for leader election and Jobs for PVC output and direct mode), its CRDs are crds/'s and
-//! its pods meet the "restricted" Pod Security Standard.
+//! rules (Leases only in the leader-election namespace, Jobs only for PVC output and direct
+//! mode), its CRDs are crds/'s, its pods meet the "restricted" Pod Security Standard, and its
+//! NetworkPolicies and admission policy render as documented.
 
 mod common;
 
@@ -41,6 +42,18 @@ const EVERYTHING: &[&str] = &[
 
 const MINIMAL: &[&str] = &["--set", "leaderElection.enabled=false", "--set", "jobs.enabled=false"];
 
+/// What `helm install` sees on a cluster serving ValidatingAdmissionPolicy (Kubernetes 1.30+);
+/// `helm template` without a cluster knows only group versions.
+const SERVES_VAP: &[&str] = &[
+    "--api-versions",
+    "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy",
+];
+
+/// `values` and `more` together.
+fn with(values: &[&'static str], more: &[&'static str]) -> Vec<&'static str> {
+    [values, more].concat()
+}
+
 fn kinds(docs: &[Value]) -> Vec<String> {
     docs.iter().map(|d| d["kind"].as_str().unwrap().to_string()).collect()
 }
@@ -66,7 +79,12 @@ fn the_chart_lints_strictly_with_default_and_non_default_values() {
 #[test]
 fn rendered_manifests_pass_strict_schema_validation() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, values) in [("default", &[][..]), ("everything", EVERYTHING), ("minimal", MINIMAL)] {
+    let everything = with(EVERYTHING, SERVES_VAP);
+    for (name, values) in [
+        ("default", &[][..]),
+        ("everything", &everything[..]),
+        ("minimal", MINIMAL),
+    ] {
         let path = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&path, helm_template(NAMESPACE, values)).unwrap();
         let output = kubernetes_validate(&path);
@@ -96,6 +114,9 @@ fn unknown_or_mistyped_values_are_rejected_by_the_schema() {
         (&["--set", "logFormat=xml"][..], "logFormat"),
         (&["--set", "watchNamespaces={Team_A}"][..], "watchNamespaces"),
         (&["--set", "jobs.progressPort=80"][..], "progressPort"),
+        (&["--set", "networkPolicy.enabled=yes"][..], "networkPolicy"),
+        (&["--set", "networkPolicy.jobNamespaces={Team_A}"][..], "jobNamespaces"),
+        (&["--set", "admissionPolicy.enable=true"][..], "enable"),
     ] {
         let output = helm_template_output(NAMESPACE, values);
         assert!(!output.status.success(), "{values:?} was accepted");
@@ -191,22 +212,26 @@ fn granted(docs: &[Value]) -> BTreeSet<Permission> {
     out
 }
 
-/// deploy/rbac.yaml's rules where the controller reconciles (its Job rules only with `jobs`),
-/// its Lease rule in the leader-election namespace.
+/// deploy/rbac.yaml's ClusterRole rules where the controller reconciles (its Job rules only
+/// with `jobs`), its leader-election Role's rules (Leases) in the leader-election namespace.
 fn expected(scopes: &[&str], lease_namespace: Option<&str>, jobs: bool) -> BTreeSet<Permission> {
-    let source: Value = serde_yaml::from_str(&std::fs::read_to_string(repo_path("deploy/rbac.yaml")).unwrap()).unwrap();
+    let source = documents(&std::fs::read_to_string(repo_path("deploy/rbac.yaml")).unwrap());
+    let rules = |kind: &str| source.iter().find(|d| d["kind"] == kind).unwrap()["rules"].clone();
     let is_lease = |p: &Permission| p.1 == "coordination.k8s.io";
     let is_job = |p: &Permission| (p.1 == "batch" && p.2 == "jobs") || (p.1.is_empty() && p.2 == "pods");
     let mut out = BTreeSet::new();
     for scope in scopes {
-        for p in permissions_of(scope, &source["rules"]) {
-            if !is_lease(&p) && (jobs || !is_job(&p)) {
+        for p in permissions_of(scope, &rules("ClusterRole")) {
+            assert!(!is_lease(&p), "deploy/rbac.yaml's ClusterRole grants Leases: {p:?}");
+            if jobs || !is_job(&p) {
                 out.insert(p);
             }
         }
     }
     if let Some(ns) = lease_namespace {
-        out.extend(permissions_of(ns, &source["rules"]).into_iter().filter(is_lease));
+        let leases = permissions_of(ns, &rules("Role"));
+        assert!(leases.iter().all(is_lease), "{leases:?}");
+        out.extend(leases);
     }
     out
 }
@@ -230,6 +255,10 @@ fn rendered_rbac_grants_exactly_the_listed_rules() {
         for secret_verb in ["list", "watch"] {
             assert!(!got.iter().any(|p| p.2 == "secrets" && p.3 == secret_verb));
         }
+        assert!(
+            !got.iter().any(|p| p.1 == "coordination.k8s.io" && p.0 == "*"),
+            "{values:?}: Leases granted cluster-wide"
+        );
     }
     let namespaced = documents(&helm_template(NAMESPACE, EVERYTHING));
     assert!(
@@ -344,7 +373,9 @@ fn optional_parts_render_only_when_asked() {
 
 #[test]
 fn every_object_carries_the_recommended_labels() {
-    for doc in documents(&helm_template(NAMESPACE, EVERYTHING)) {
+    let docs = documents(&helm_template(NAMESPACE, &with(EVERYTHING, SERVES_VAP)));
+    assert!(kinds(&docs).contains(&"ValidatingAdmissionPolicy".to_string()));
+    for doc in docs {
         let labels = &doc["metadata"]["labels"];
         for key in [
             "app.kubernetes.io/name",
@@ -434,5 +465,152 @@ fn the_chart_is_released_with_the_operator() {
     assert!(
         deploy.contains(&format!("newTag: {}", env!("CARGO_PKG_VERSION"))),
         "deploy/kustomization.yaml pins another image tag"
+    );
+}
+
+/// The egress every pod of the operator gets: DNS anywhere, everything else anywhere but the
+/// link-local / cloud-metadata ranges.
+fn assert_egress_excepts_metadata(policy: &Value) {
+    let egress = policy["spec"]["egress"].as_sequence().unwrap();
+    assert_eq!(egress.len(), 2, "{egress:?}");
+    let dns: Vec<(u64, String)> = egress[0]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| (p["port"].as_u64().unwrap(), p["protocol"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(dns, [(53, "UDP".to_string()), (53, "TCP".to_string())]);
+    assert!(
+        egress[0]["to"].is_null(),
+        "DNS to any resolver (node-local caches included)"
+    );
+    let blocks: Vec<(String, Vec<String>)> = egress[1]["to"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|to| {
+            let block = &to["ipBlock"];
+            (block["cidr"].as_str().unwrap().to_string(), strings(&block["except"]))
+        })
+        .collect();
+    assert_eq!(
+        blocks,
+        [
+            ("0.0.0.0/0".to_string(), vec!["169.254.0.0/16".to_string()]),
+            (
+                "::/0".to_string(),
+                vec!["fe80::/10".to_string(), "fd00:ec2::254/128".to_string()]
+            ),
+        ]
+    );
+    assert!(egress[1]["ports"].is_null());
+}
+
+#[test]
+fn network_policies_let_the_pods_reach_dns_the_api_and_gateways_but_never_metadata() {
+    let policies = |values: &[&str]| -> Vec<Value> {
+        of_kind(&documents(&helm_template(NAMESPACE, values)), "NetworkPolicy")
+            .into_iter()
+            .cloned()
+            .collect()
+    };
+    let default = policies(&[]);
+    assert_eq!(
+        default.len(),
+        1,
+        "the controller's only: no namespace is known for the Jobs"
+    );
+    let controller = &default[0];
+    assert_eq!(controller["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(
+        controller["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+        "controller"
+    );
+    assert_eq!(strings(&controller["spec"]["policyTypes"]), ["Ingress", "Egress"]);
+    let ingress = controller["spec"]["ingress"].as_sequence().unwrap();
+    assert_eq!(ingress.len(), 1);
+    assert!(ingress[0]["from"].is_null());
+    assert_eq!(ingress[0]["ports"].as_sequence().unwrap().len(), 1);
+    assert_eq!(ingress[0]["ports"][0]["port"], 8080, "the metrics and health port only");
+    assert_egress_excepts_metadata(controller);
+
+    // The Jobs' pods, by the labels src/controller/jobs.rs gives them, where they run.
+    for (values, namespaces) in [
+        (EVERYTHING, vec!["team-a", "team-b"]),
+        (
+            &["--set", "networkPolicy.jobNamespaces={batch-a,batch-b}"][..],
+            vec!["batch-a", "batch-b"],
+        ),
+    ] {
+        let rendered = policies(values);
+        let jobs: Vec<&Value> = rendered
+            .iter()
+            .filter(|p| p["metadata"]["name"].as_str().unwrap().ends_with("-jobs"))
+            .collect();
+        let placed: Vec<&str> = jobs
+            .iter()
+            .map(|p| p["metadata"]["namespace"].as_str().unwrap())
+            .collect();
+        assert_eq!(placed, namespaces, "{values:?}");
+        for policy in jobs {
+            let selector = &policy["spec"]["podSelector"]["matchLabels"];
+            assert_eq!(selector["app.kubernetes.io/managed-by"], "llm-batch-operator");
+            assert_eq!(selector["app.kubernetes.io/name"], "llm-batch-operator");
+            assert_eq!(strings(&policy["spec"]["policyTypes"]), ["Egress"]);
+            assert_egress_excepts_metadata(policy);
+        }
+    }
+    let without_jobs = policies(&["--set", "jobs.enabled=false", "--set", "watchNamespaces={team-a}"]);
+    assert_eq!(without_jobs.len(), 1);
+    assert!(policies(&["--set", "networkPolicy.enabled=false"]).is_empty());
+}
+
+#[test]
+fn the_admission_policy_renders_where_the_cluster_serves_it_unless_turned_off() {
+    let policy_kinds = |values: &[&str]| -> Vec<String> {
+        kinds(&documents(&helm_template(NAMESPACE, values)))
+            .into_iter()
+            .filter(|k| k.starts_with("ValidatingAdmissionPolicy"))
+            .collect()
+    };
+    assert!(policy_kinds(&[]).is_empty(), "rendered without the API");
+    assert_eq!(
+        policy_kinds(SERVES_VAP),
+        ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+    );
+    assert!(policy_kinds(&with(SERVES_VAP, &["--set", "admissionPolicy.enabled=false"])).is_empty());
+    assert!(policy_kinds(&with(SERVES_VAP, &["--set", "jobs.enabled=false"])).is_empty());
+
+    let values = with(
+        SERVES_VAP,
+        &["--set", "image.tag=9.9.9", "--set", "serviceAccount.name=op"],
+    );
+    let docs = documents(&helm_template(NAMESPACE, &values));
+    let policy = of_kind(&docs, "ValidatingAdmissionPolicy")[0];
+    let binding = of_kind(&docs, "ValidatingAdmissionPolicyBinding")[0];
+    assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+    assert_eq!(strings(&binding["spec"]["validationActions"]), ["Deny"]);
+    assert!(binding["spec"]["matchResources"].is_null(), "every namespace");
+    assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+    let condition = policy["spec"]["matchConditions"][0]["expression"].as_str().unwrap();
+    assert_eq!(
+        condition,
+        format!("request.userInfo.username == 'system:serviceaccount:{NAMESPACE}:op'")
+    );
+    let image = policy["spec"]["variables"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "image")
+        .unwrap();
+    assert_eq!(
+        image["expression"],
+        "'ghcr.io/llm-batch-operator/llm-batch-operator:9.9.9'"
+    );
+    let controller = of_kind(&docs, "Deployment")[0];
+    let args = strings(&controller["spec"]["template"]["spec"]["containers"][0]["args"]);
+    assert!(
+        args.contains(&"--job-image=ghcr.io/llm-batch-operator/llm-batch-operator:9.9.9".to_string()),
+        "the policy admits the image the controller gives its Jobs: {args:?}"
     );
 }

@@ -106,6 +106,18 @@ impl Setup {
             .count()
     }
 
+    /// The reasons of the Warning Events about `name`.
+    async fn warnings(&self, name: &str) -> Vec<String> {
+        let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(self.client.clone(), &self.ns);
+        let list = events.list(&ListParams::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter(|e| e.type_.as_deref() == Some("Warning"))
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+
     async fn event_reasons(&self, name: &str) -> Vec<String> {
         let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(self.client.clone(), &self.ns);
         let list = events.list(&ListParams::default()).await.unwrap();
@@ -373,8 +385,7 @@ async fn the_controller_needs_no_more_than_its_rbac_rules() {
 
     let s = setup("ctl-rbac", SimulatorConfig::default()).await;
     let pp = PostParams::default();
-    let rules = std::fs::read_to_string(common::repo_path("deploy/rbac.yaml")).unwrap();
-    let mut role: ClusterRole = serde_yaml::from_str(&rules).unwrap();
+    let mut role: ClusterRole = common::deploy_rbac("ClusterRole");
     let role_name = format!("llm-batch-operator-{}", s.ns);
     role.metadata.name = Some(role_name.clone());
     Api::<ClusterRole>::all(s.client.clone())
@@ -812,4 +823,216 @@ async fn a_pvc_output_is_refused_clearly_before_anything_is_sent() {
     let batch = s.wait_phase("claimed", BatchPhase::Failed).await;
     assert!(batch.status.and_then(|st| st.gateway).is_none());
     controller.stop().await;
+}
+
+fn batch_id(batch: &Batch) -> String {
+    batch
+        .status
+        .as_ref()
+        .unwrap()
+        .gateway
+        .as_ref()
+        .unwrap()
+        .batch_id
+        .clone()
+        .unwrap()
+}
+
+/// `spec.output.secret.name` naming a Secret the Batch did not create (one controlled by
+/// another object, one with no owner): neither is written, to the byte; the Batch says whose
+/// Secret it is (OutputStored=False, SecretNotOwned, a Warning Event) and keeps its results on
+/// the gateway, and finishes once the output is renamed or that Secret is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_the_batch_did_not_create_is_never_written_and_the_batch_recovers() {
+    let s = setup("ctl-takeover", SimulatorConfig::default()).await;
+    s.input("input", &common::chat_lines(3)).await;
+    let pp = PostParams::default();
+    let secrets = Api::<Secret>::namespaced(s.client.clone(), &s.ns);
+    let owner = Api::<ConfigMap>::namespaced(s.client.clone(), &s.ns)
+        .get("input")
+        .await
+        .unwrap();
+    let victim: Secret = object(json!({"metadata": {"name": "victim", "labels": {"team": "payments"},
+        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "input",
+                             "uid": owner.uid().unwrap(), "controller": true}]},
+        "stringData": {"api-key": "sk-the-victims-key", "output.jsonl": "not yours"}}));
+    secrets.create(&pp, &victim).await.unwrap();
+    let unowned: Secret = object(json!({"metadata": {"name": "unowned"}, "stringData": {"note": "mine"}}));
+    secrets.create(&pp, &unowned).await.unwrap();
+    let before: Vec<Value> = vec![
+        serde_json::to_value(secrets.get("victim").await.unwrap()).unwrap(),
+        serde_json::to_value(secrets.get("unowned").await.unwrap()).unwrap(),
+    ];
+    s.batch("thief", json!({"output": {"secret": {"name": "victim"}}}))
+        .await;
+    s.batch("squatter", json!({"output": {"secret": {"name": "unowned"}}}))
+        .await;
+    let controller = RunningController::start(&s.client, &s.ns);
+
+    let refused = wait_condition(&s, "thief", "OutputStored", "SecretNotOwned").await;
+    assert!(
+        refused.contains("Secret victim already exists and belongs to ConfigMap input"),
+        "{refused}"
+    );
+    let refused = wait_condition(&s, "squatter", "OutputStored", "SecretNotOwned").await;
+    assert!(
+        refused.contains("Secret unowned already exists and was not created by this Batch"),
+        "{refused}"
+    );
+    for name in ["thief", "squatter"] {
+        let batch = s.batches().get(name).await.unwrap();
+        let status = batch.status.unwrap();
+        assert_eq!(
+            status.phase,
+            Some(BatchPhase::Downloading),
+            "{name}: results kept on the gateway"
+        );
+        assert_eq!(
+            status.gateway.unwrap().status.as_deref(),
+            Some("completed"),
+            "{name} ran to its end"
+        );
+        assert!(s.warnings(name).await.contains(&"SecretNotOwned".to_string()), "{name}");
+    }
+    let after: Vec<Value> = vec![
+        serde_json::to_value(secrets.get("victim").await.unwrap()).unwrap(),
+        serde_json::to_value(secrets.get("unowned").await.unwrap()).unwrap(),
+    ];
+    assert_eq!(after, before, "a Secret the Batch did not create was written");
+
+    // Renamed, the output goes to a Secret of the Batch's own; deleted, the Secret is created
+    // afresh (the touch wakes the Batch at once instead of at its next retry).
+    let rename = kube::api::Patch::Merge(json!({"spec": {"output": {"secret": {"name": "thief-results"}}}}));
+    s.batches().patch("thief", &Default::default(), &rename).await.unwrap();
+    secrets.delete("unowned", &DeleteParams::default()).await.unwrap();
+    let touch = kube::api::Patch::Merge(json!({"metadata": {"labels": {"retry": "now"}}}));
+    s.batches()
+        .patch("squatter", &Default::default(), &touch)
+        .await
+        .unwrap();
+    for (batch, secret) in [("thief", "thief-results"), ("squatter", "unowned")] {
+        let done = s.wait_phase(batch, BatchPhase::Succeeded).await;
+        let stored = done
+            .status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "OutputStored")
+            .unwrap();
+        assert_eq!((stored.status.as_str(), stored.reason.as_str()), ("True", "Stored"));
+        let written = secrets.get(secret).await.unwrap();
+        assert_eq!(
+            written.metadata.owner_references.unwrap()[0].uid,
+            done.metadata.uid.unwrap()
+        );
+        assert_eq!(
+            String::from_utf8(written.data.unwrap()["output.jsonl"].0.clone())
+                .unwrap()
+                .lines()
+                .count(),
+            3
+        );
+    }
+    controller.stop().await;
+    let victim = serde_json::to_value(secrets.get("victim").await.unwrap()).unwrap();
+    assert_eq!(victim, before[0], "the victim Secret changed after all");
+}
+
+/// Another Batch's `llmbatch.io/batch-id` annotation copied onto a new Batch: the upstream
+/// batch's metadata does not carry the new Batch's uid, so it is ignored with a Warning Event.
+/// A copy deleted while the original runs cancels nothing; a copy that runs submits its own
+/// batch and gets its own results, never the original's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_batch_id_annotation_is_ignored_and_that_batch_never_read_or_cancelled() {
+    let s = setup(
+        "ctl-copied",
+        SimulatorConfig {
+            lines_per_sec: 8,
+            ..Default::default()
+        },
+    )
+    .await;
+    s.input("input", &common::chat_lines(80)).await;
+    s.input("small", &common::chat_lines(2)).await;
+    s.batch("original", json!({})).await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    let original = s.wait_phase("original", BatchPhase::InProgress).await;
+    let original_id = batch_id(&original);
+
+    let copy = |name: &str, input: &str| -> Batch {
+        object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch",
+            "metadata": {"name": name, "annotations": {BATCH_ID_ANNOTATION: original_id}},
+            "spec": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
+                     "input": {"configMap": {"name": input, "key": "batch.jsonl"}},
+                     "output": {"secret": {"name": format!("{name}-results")}}}}))
+    };
+    // Waiting for an input that never comes, then deleted while the original runs.
+    s.batches()
+        .create(&PostParams::default(), &copy("waiting", "absent"))
+        .await
+        .unwrap();
+    wait_condition(&s, "waiting", "Admitted", "InputNotFound").await;
+    let waiting = s.batches().get("waiting").await.unwrap();
+    assert!(
+        waiting.status.unwrap().gateway.is_none(),
+        "attached to the original's batch"
+    );
+    s.batches().delete("waiting", &DeleteParams::default()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.batches().get_opt("waiting").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the finalizer was never released");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !s.batches()
+            .get("original")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .phase
+            .unwrap()
+            .is_terminal(),
+        "the original ended before the copy was deleted: the test proves nothing"
+    );
+
+    // Running: its own batch, its own results.
+    s.batches()
+        .create(&PostParams::default(), &copy("copy", "small"))
+        .await
+        .unwrap();
+    let done = s.wait_phase("copy", BatchPhase::Succeeded).await;
+    assert_ne!(batch_id(&done), original_id);
+    assert_eq!(done.annotations().get(BATCH_ID_ANNOTATION), Some(&batch_id(&done)));
+    assert_eq!(done.status.as_ref().unwrap().request_counts.as_ref().unwrap().total, 2);
+    let results = Api::<Secret>::namespaced(s.client.clone(), &s.ns)
+        .get("copy-results")
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(results.data.unwrap()["output.jsonl"].0.clone())
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    for name in ["waiting", "copy"] {
+        assert!(s.warnings(name).await.contains(&"ForeignBatchId".to_string()), "{name}");
+    }
+
+    let original = s.wait_phase("original", BatchPhase::Succeeded).await;
+    controller.stop().await;
+    assert_eq!(original.status.unwrap().request_counts.unwrap().completed, 80);
+    let journal = s.journal().await;
+    assert!(
+        !journal
+            .iter()
+            .any(|(_, path, _)| path.contains(&original_id) && path.ends_with("/cancel")),
+        "{journal:?}"
+    );
+    assert_eq!(
+        s.count_ok("POST", "/v1/batches").await,
+        2,
+        "the original's and the copy's"
+    );
 }

@@ -1,6 +1,7 @@
 //! The kustomize base in deploy/: `kubectl kustomize` builds it offline, every object passes
 //! strict schema validation, and it installs the same things as the Helm chart's defaults
-//! (CRDs from crds/, deploy/rbac.yaml bound to the ServiceAccount, the same pod spec).
+//! (CRDs from crds/, deploy/rbac.yaml bound to the ServiceAccount, the same pod spec, the same
+//! NetworkPolicy and admission policy).
 
 mod common;
 
@@ -40,13 +41,23 @@ fn the_base_builds_and_passes_strict_schema_validation() {
             "ClusterRoleBinding",
             "Deployment",
             "Namespace",
-            "ServiceAccount"
+            "NetworkPolicy",
+            "Role",
+            "RoleBinding",
+            "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ]
     );
     for doc in &docs {
         let namespaced = !matches!(
             doc["kind"].as_str().unwrap(),
-            "Namespace" | "CustomResourceDefinition" | "ClusterRole" | "ClusterRoleBinding"
+            "Namespace"
+                | "CustomResourceDefinition"
+                | "ClusterRole"
+                | "ClusterRoleBinding"
+                | "ValidatingAdmissionPolicy"
+                | "ValidatingAdmissionPolicyBinding"
         );
         if namespaced {
             assert_eq!(doc["metadata"]["namespace"], NAMESPACE, "{:?}", doc["metadata"]["name"]);
@@ -76,16 +87,83 @@ fn the_base_installs_crds_and_rbac_from_their_single_sources() {
         );
     }
 
-    let rbac: Value = serde_yaml::from_str(&std::fs::read_to_string(repo_path("deploy/rbac.yaml")).unwrap()).unwrap();
-    let role = find(&docs, "ClusterRole")[0];
-    assert_eq!(role["rules"], rbac["rules"]);
-    let binding = find(&docs, "ClusterRoleBinding")[0];
-    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
-    assert_eq!(
-        binding["subjects"][0]["name"],
-        find(&docs, "ServiceAccount")[0]["metadata"]["name"]
-    );
-    assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+    let rbac = documents(&std::fs::read_to_string(repo_path("deploy/rbac.yaml")).unwrap());
+    let account = &find(&docs, "ServiceAccount")[0]["metadata"]["name"];
+    for (role_kind, binding_kind) in [("ClusterRole", "ClusterRoleBinding"), ("Role", "RoleBinding")] {
+        let source = rbac.iter().find(|d| d["kind"] == role_kind).unwrap();
+        let role = find(&docs, role_kind)[0];
+        assert_eq!(role["rules"], source["rules"]);
+        let binding = find(&docs, binding_kind)[0];
+        assert_eq!(binding["roleRef"]["kind"], role_kind);
+        assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+        assert_eq!(&binding["subjects"][0]["name"], account);
+        assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+    }
+    // Leases only through the Role, in the controller's own namespace.
+    let leases = |role: &Value| {
+        role["rules"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|r| r["apiGroups"][0] == "coordination.k8s.io")
+    };
+    assert!(!leases(find(&docs, "ClusterRole")[0]));
+    assert!(leases(find(&docs, "Role")[0]));
+    assert_eq!(find(&docs, "Role")[0]["metadata"]["namespace"], NAMESPACE);
+}
+
+/// The chart's objects of `kind` as `helm install` renders them with its defaults on a
+/// cluster serving ValidatingAdmissionPolicy, release and namespace llm-batch-operator.
+fn charts(kind: &str) -> Vec<Value> {
+    let args = [
+        "--api-versions",
+        "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy",
+    ];
+    documents(&helm_template(NAMESPACE, &args))
+        .into_iter()
+        .filter(|d| d["kind"] == kind)
+        .collect()
+}
+
+#[test]
+fn the_base_has_the_charts_network_policy_and_admission_policy() {
+    let docs = built();
+    for kind in [
+        "NetworkPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        let ours = find(&docs, kind);
+        let theirs = charts(kind);
+        assert_eq!(ours.len(), 1, "{kind}");
+        assert_eq!(theirs.len(), 1, "{kind}");
+        assert_eq!(ours[0]["metadata"]["name"], theirs[0]["metadata"]["name"], "{kind}");
+        assert_eq!(
+            ours[0]["spec"],
+            theirs[0]["spec"],
+            "deploy/'s {kind} differs from the chart's:\n{}\n---\n{}",
+            serde_yaml::to_string(&ours[0]["spec"]).unwrap(),
+            serde_yaml::to_string(&theirs[0]["spec"]).unwrap()
+        );
+    }
+    // The policy admits the image the controller gives its Jobs.
+    let deployment = find(&docs, "Deployment")[0];
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let job_image = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find_map(|a| a.as_str().unwrap().strip_prefix("--job-image="))
+        .unwrap();
+    assert_eq!(container["image"], job_image);
+    let policy = find(&docs, "ValidatingAdmissionPolicy")[0];
+    let image = policy["spec"]["variables"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "image")
+        .unwrap();
+    assert_eq!(image["expression"], format!("'{job_image}'"));
 }
 
 #[test]

@@ -216,12 +216,11 @@ async fn service_account_kubeconfig(admin: &Client, ns: &str, name: &str, dir: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_start_up_check_names_each_namespace_where_a_permission_is_missing() {
-    use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
     let admin = admin_client().await;
     let granted = fresh_namespace(&admin, "ops-rbac-a").await;
     let other = fresh_namespace(&admin, "ops-rbac-b").await;
-    let mut role: ClusterRole =
-        serde_yaml::from_str(&std::fs::read_to_string(common::repo_path("deploy/rbac.yaml")).unwrap()).unwrap();
+    let mut role: ClusterRole = common::deploy_rbac("ClusterRole");
     let role_name = format!("llm-batch-operator-{granted}");
     role.metadata.name = Some(role_name.clone());
     Api::<ClusterRole>::all(admin.clone())
@@ -233,6 +232,21 @@ async fn the_start_up_check_names_each_namespace_where_a_permission_is_missing()
         "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": granted}]}));
     Api::<RoleBinding>::namespaced(admin.clone(), &granted)
         .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    // The Lease rule is deploy/rbac.yaml's Role, in the Lease's namespace only.
+    let mut leases: Role = common::deploy_rbac("Role");
+    leases.metadata.namespace = Some(granted.clone());
+    let lease_role = leases.metadata.name.clone().unwrap();
+    Api::<Role>::namespaced(admin.clone(), &granted)
+        .create(&PostParams::default(), &leases)
+        .await
+        .unwrap();
+    let lease_binding: RoleBinding = object(json!({"metadata": {"name": "operator-leases"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": lease_role},
+        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": granted}]}));
+    Api::<RoleBinding>::namespaced(admin.clone(), &granted)
+        .create(&PostParams::default(), &lease_binding)
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -53,6 +53,8 @@ pub mod reasons {
     pub const BATCH_FAILED: &str = "BatchFailed";
     pub const OUTPUT_UNAVAILABLE: &str = "OutputUnavailable";
     pub const OUTPUT_TOO_LARGE: &str = "OutputTooLarge";
+    /// The output Secret exists and this Batch did not create it: it is left untouched.
+    pub const SECRET_NOT_OWNED: &str = "SecretNotOwned";
     pub const STORED: &str = "Stored";
     // BatchSweep
     pub const RUNNING: &str = "Running";

@@ -12,6 +12,10 @@ use tokio_util::sync::CancellationToken;
 use crate::controller::{self, Context, LeaderElection, LeaseTimings, Options};
 use crate::telemetry::{self, Health, Metrics};
 
+/// Where a `controller` started by hand serves /metrics and health: loopback only, and not the
+/// simulator's usual 127.0.0.1:8080.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:8081";
+
 /// Flags of `controller`.
 #[derive(clap::Args, Debug)]
 pub struct ControllerArgs {
@@ -24,8 +28,9 @@ pub struct ControllerArgs {
         value_delimiter = ','
     )]
     pub namespaces: Vec<String>,
-    /// Where /metrics, /healthz and /readyz are served.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    /// Where /metrics, /healthz and /readyz are served: this machine only by default (the
+    /// chart and kustomize base pass 0.0.0.0:8080 for the kubelet's probes and Prometheus).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_METRICS_ADDR)]
     pub metrics_addr: SocketAddr,
     /// Reconcile only while holding a coordination.k8s.io Lease (for several replicas).
     #[arg(long)]
@@ -227,7 +232,11 @@ mod tests {
             (15, 10, 2)
         );
         assert!(!election.identity.is_empty());
-        assert_eq!(parse(&[]).metrics_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(parse(&[]).metrics_addr.to_string(), "127.0.0.1:8081");
+        assert!(
+            parse(&[]).metrics_addr.ip().is_loopback(),
+            "only the chart binds all addresses"
+        );
     }
 
     #[test]

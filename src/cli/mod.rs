@@ -74,7 +74,7 @@ Examples:
   # against the cluster of the current kubeconfig (or in-cluster config)
   llm-batch-operator crd | kubectl apply -f -
   llm-batch-operator controller
-  # two namespaces only, JSON logs, metrics on another port
+  # two namespaces only, JSON logs, metrics on another port (127.0.0.1:8081 by default)
   llm-batch-operator controller --namespace team-a --namespace team-b --log-format json \\
       --metrics-addr 127.0.0.1:9090
   # several replicas: only the holder of Lease llm-batch-operator reconciles

@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt};
 
 use super::cluster_io::{self, Gateway, InputError, MAX_SECRET_BYTES};
 use super::{Context, Error, FINALIZER, instrument};
-use super::{admission, direct_job, direct_progress, object_io, pvc_sink};
+use super::{admission, direct_job, direct_progress, object_io, pvc_sink, reattach};
 use crate::api::{
     BATCH_ID_ANNOTATION, Batch, BatchGateway, BatchMode, BatchPhase, BatchStatus, Conditions, DeletionPolicy,
     condition_types as ct, reasons,
@@ -73,7 +73,7 @@ pub(super) fn key(batch: &Batch) -> String {
 
 async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
     let key = key(&batch);
-    let mut status = reattached(&batch);
+    let status = batch.status.clone().unwrap_or_default();
     if status.phase.is_some_and(BatchPhase::is_terminal) {
         return expire_after_ttl(&batch, &status, ctx).await;
     }
@@ -81,6 +81,7 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         Ok(found) => found,
         Err(why) => return wait_for_gateway(&batch, status, why, ctx).await,
     };
+    let mut status = reattach::status(&batch, &gateway.client, ctx).await?;
     let mut current = (*batch).clone();
     for _ in 0..MAX_STEPS {
         let outcome = if needs_mode(&status) {
@@ -109,6 +110,8 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         let failure = match &outcome {
             Outcome::GatewayError { class, .. } => Some(*class),
             Outcome::InputNotFound { .. } => Some(ErrorClass::Transient),
+            // Retried with backoff (and at once when the Batch changes, e.g. its output is renamed).
+            Outcome::OutputNotOwned { .. } => Some(ErrorClass::Output),
             _ => None,
         };
         let awaiting_budget = matches!(outcome, Outcome::AwaitingBudget { .. });
@@ -188,21 +191,6 @@ async fn expire_after_ttl(batch: &Batch, status: &BatchStatus, ctx: &Context) ->
     Ok(Requeue::await_change())
 }
 
-/// A restored Batch (status lost, annotation kept) re-attaches to its upstream batch.
-fn reattached(batch: &Batch) -> BatchStatus {
-    let mut status = batch.status.clone().unwrap_or_default();
-    // Only a status lost entirely (a restored object): a Batch sent back to the admission
-    // queue keeps its phase and must not re-attach to the batch the gateway refused.
-    if let Some(id) = batch.annotations().get(BATCH_ID_ANNOTATION)
-        && status.phase.is_none()
-    {
-        let gateway = status.gateway.get_or_insert_with(Default::default);
-        gateway.batch_id = Some(id.clone());
-        status.phase = Some(BatchPhase::InProgress);
-    }
-    status
-}
-
 async fn wait_for_gateway(
     batch: &Batch,
     mut status: BatchStatus,
@@ -210,7 +198,10 @@ async fn wait_for_gateway(
     ctx: &Context,
 ) -> Result<Requeue, Error> {
     let before = status.clone();
-    status.phase.get_or_insert(BatchPhase::Pending);
+    // A restored Batch keeps no phase until its annotation is checked with the gateway.
+    if reattach::annotated(batch).is_none() {
+        status.phase.get_or_insert(BatchPhase::Pending);
+    }
     status.observed_generation = batch.meta().generation;
     let message = format!("{why}; the batch starts when it is there");
     status.conditions.set_condition(
@@ -446,10 +437,13 @@ async fn download_into(
         }
     };
     let written = cluster_io::write_output_secret(&ctx.client, batch, &secret.name, contents).await;
-    written.map_err(|e| Outcome::GatewayError {
+    let written = written.map_err(|e| Outcome::GatewayError {
         class: ErrorClass::Output,
         message: format!("output Secret {}: {e}", secret.name),
     })?;
+    if let Err(message) = written {
+        return Ok(Outcome::OutputNotOwned { message });
+    }
     downloaded.location = format!("Secret {}", secret.name);
     Ok(Outcome::Downloaded(downloaded))
 }
@@ -482,11 +476,14 @@ fn manifest(batch: &Batch, status: &BatchStatus) -> Manifest {
 /// the uploaded input file first. A gateway that is gone does not block the deletion.
 async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
     ctx.forget(&key(&batch));
-    let status = reattached(&batch);
     if batch.spec.deletion_policy == DeletionPolicy::Orphan {
         return Ok(Requeue::await_change());
     }
-    let gateway = status.gateway.clone().unwrap_or_default();
+    let mut gateway = batch
+        .status
+        .as_ref()
+        .and_then(|s| s.gateway.clone())
+        .unwrap_or_default();
     let Ok(Gateway { client, .. }) = cluster_io::gateway_client(ctx, &batch).await? else {
         ctx.publish(
             &*batch,
@@ -497,6 +494,15 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         .await;
         return Ok(Requeue::await_change());
     };
+    // A restored Batch cancels the annotated batch only once its metadata proves it is its own.
+    if let Some(id) = reattach::annotated(&batch) {
+        match reattach::is_ours(&batch, id, &client, ctx).await {
+            Ok(true) => gateway.batch_id = Some(id.to_string()),
+            Ok(false) => {}
+            Err(e) if e.is_retryable() => return Err(Error::Gateway(format!("checking batch {id}: {e}"))),
+            Err(e) => tracing::warn!(batch = %key(&batch), error = %e, "not cancelling the annotated batch"),
+        }
+    }
     let running = gateway
         .status
         .as_deref()
@@ -546,7 +552,7 @@ async fn record(batch: &Batch, before: &BatchStatus, after: &BatchStatus, ctx: &
         let note = after.headline();
         ctx.publish(batch, type_, &phase.to_string(), &note).await;
     }
-    for type_ in [ct::GATEWAY_READY, ct::ADMITTED, ct::COMPLETE] {
+    for type_ in [ct::GATEWAY_READY, ct::ADMITTED, ct::COMPLETE, ct::OUTPUT_STORED] {
         let was = before.conditions.condition(type_).map(|c| (&c.status, &c.reason));
         if let Some(c) = after.conditions.condition(type_)
             && c.status == "False"

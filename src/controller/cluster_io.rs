@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -204,30 +204,121 @@ pub async fn annotate_batch_id(client: &kube::Client, batch: &Batch, batch_id: &
     Ok(())
 }
 
-/// Creates or updates the output Secret, owned by the Batch.
+/// Keys of the output Secret this controller writes (a key of these it does not write this
+/// time is removed, so a Secret never holds both `output.jsonl` and `output.jsonl.gz`).
+const OUTPUT_KEYS: [&str; 4] = ["output.jsonl", "errors.jsonl", "output.jsonl.gz", "errors.jsonl.gz"];
+
+/// Writes the output Secret, only if it is this Batch's: created now (owned by the Batch), or
+/// created earlier for it (its controller ownerReference names this Batch's uid). Any other
+/// Secret of that name is left byte for byte as it is, and the inner error says whose it is.
+/// Creating is a create (never an apply onto what may exist), and updating carries the
+/// resourceVersion of the Secret that was checked, so a Secret swapped in between is never
+/// written either.
 pub async fn write_output_secret(
     client: &kube::Client,
     batch: &Batch,
     name: &str,
     files: BTreeMap<String, Vec<u8>>,
-) -> Result<(), Error> {
+) -> Result<Result<(), String>, Error> {
     let ns = batch.namespace().unwrap_or_default();
     let owner = batch
         .controller_owner_ref(&())
         .ok_or_else(|| Error::Invalid("the Batch has no uid yet".into()))?;
-    let data: BTreeMap<String, ByteString> = files.into_iter().map(|(k, v)| (k, ByteString(v))).collect();
-    let secret = json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {
-            "name": name,
-            "ownerReferences": [owner],
-            "labels": {"app.kubernetes.io/managed-by": MANAGER, "llmbatch.io/batch": batch.name_any()},
-        },
-        "type": "Opaque",
+    let api = Api::<Secret>::namespaced(client.clone(), &ns);
+    let labels = json!({"app.kubernetes.io/managed-by": MANAGER, "llmbatch.io/batch": batch.name_any()});
+    let existing = match api.get_opt(name).await? {
+        Some(existing) => existing,
+        None => {
+            let data: BTreeMap<&String, ByteString> = files.iter().map(|(k, v)| (k, ByteString(v.clone()))).collect();
+            let secret: Secret = serde_json::from_value(json!({
+                "metadata": {"name": name, "ownerReferences": [owner], "labels": labels},
+                "type": "Opaque",
+                "data": data,
+            }))
+            .map_err(|e| Error::Invalid(format!("output Secret {name}: {e}")))?;
+            let params = PostParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            };
+            match api.create(&params, &secret).await {
+                Ok(_) => return Ok(Ok(())),
+                // Created by someone else since: checked like any existing Secret.
+                Err(kube::Error::Api(e)) if e.code == 409 => api.get(name).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    if let Some(why) = not_owned(&existing, &owner.uid) {
+        return Ok(Err(why));
+    }
+    let mut data: BTreeMap<String, serde_json::Value> = OUTPUT_KEYS
+        .iter()
+        .filter(|key| existing.data.as_ref().is_some_and(|d| d.contains_key(**key)))
+        .map(|key| (key.to_string(), serde_json::Value::Null))
+        .collect();
+    for (key, bytes) in files {
+        data.insert(key, serde_json::to_value(ByteString(bytes)).unwrap_or_default());
+    }
+    let patch = json!({
+        "metadata": {"resourceVersion": existing.resource_version(), "labels": labels},
         "data": data,
     });
-    Api::<Secret>::namespaced(client.clone(), &ns)
-        .patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&secret))
-        .await?;
-    Ok(())
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch(name, &params, &Patch::Merge(&patch)).await?;
+    Ok(Ok(()))
+}
+
+/// Why `secret` is not the output Secret of the Batch with `uid` (`None`: it is, by its
+/// controller ownerReference).
+pub fn not_owned(secret: &Secret, uid: &str) -> Option<String> {
+    let owners = secret.metadata.owner_references.as_deref().unwrap_or_default();
+    let controller = owners.iter().find(|o| o.controller == Some(true));
+    if controller.is_some_and(|o| o.uid == uid) {
+        return None;
+    }
+    let name = secret.name_any();
+    let whose = match controller {
+        Some(o) => format!("belongs to {} {} (its controller)", o.kind, o.name),
+        None => "was not created by this Batch".to_string(),
+    };
+    Some(format!(
+        "Secret {name} already exists and {whose}: it was left untouched; set another spec.output.secret.name, \
+         or delete that Secret"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(owners: serde_json::Value) -> Secret {
+        serde_json::from_value(json!({"metadata": {"name": "victim", "ownerReferences": owners}})).unwrap()
+    }
+
+    fn owner(kind: &str, name: &str, uid: &str, controller: bool) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": kind, "name": name, "uid": uid, "controller": controller})
+    }
+
+    #[test]
+    fn only_a_secret_controlled_by_this_batch_is_its_own() {
+        assert_eq!(
+            not_owned(&secret(json!([owner("Batch", "b", "u-1", true)])), "u-1"),
+            None
+        );
+        let other = not_owned(&secret(json!([owner("ConfigMap", "keys", "u-2", true)])), "u-1").unwrap();
+        assert!(other.contains("belongs to ConfigMap keys (its controller)"), "{other}");
+        // A Batch of the same name that was deleted and created again is another Batch.
+        let earlier = not_owned(&secret(json!([owner("Batch", "b", "u-0", true)])), "u-1").unwrap();
+        assert!(earlier.contains("belongs to Batch b"), "{earlier}");
+        for owners in [json!(null), json!([]), json!([owner("Batch", "b", "u-1", false)])] {
+            let none = not_owned(&secret(owners), "u-1").unwrap();
+            assert!(
+                none.contains("Secret victim already exists and was not created by this Batch"),
+                "{none}"
+            );
+        }
+    }
 }

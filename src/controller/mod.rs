@@ -15,6 +15,7 @@ mod leader;
 mod object_io;
 mod preflight;
 mod pvc_sink;
+mod reattach;
 mod sweep;
 
 use std::collections::BTreeMap;

@@ -3,15 +3,26 @@
 //! and by name instead of as endless watch errors.
 
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec};
-use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::api::{Api, PostParams};
 
-/// The controller's rules, as shipped.
+/// The controller's rules, as shipped: a ClusterRole, and the leader-election Role of the
+/// Lease's namespace.
 const RBAC_YAML: &str = include_str!("../../deploy/rbac.yaml");
 
-/// The rules the controller needs.
-pub fn required_rules() -> ClusterRole {
-    serde_yaml::from_str(RBAC_YAML).expect("deploy/rbac.yaml is a valid ClusterRole")
+/// The rules the controller needs: those of every role in `deploy/rbac.yaml`.
+pub fn required_rules() -> Vec<PolicyRule> {
+    #[derive(serde::Deserialize)]
+    struct Role {
+        #[serde(default)]
+        rules: Vec<PolicyRule>,
+    }
+    serde_yaml::Deserializer::from_str(RBAC_YAML)
+        .flat_map(|doc| {
+            let role: Role = serde::Deserialize::deserialize(doc).expect("deploy/rbac.yaml holds valid roles");
+            role.rules
+        })
+        .collect()
 }
 
 /// The leader-election Lease rule: needed only with `--leader-elect`, in the Lease's namespace.
@@ -50,7 +61,7 @@ async fn missing_in(
 ) -> Result<Vec<String>, kube::Error> {
     let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let mut missing = Vec::new();
-    for rule in required_rules().rules.unwrap_or_default() {
+    for rule in required_rules() {
         for group in rule.api_groups.clone().unwrap_or_default() {
             for resource in rule.resources.clone().unwrap_or_default() {
                 if !wanted((&group, &resource)) {
@@ -90,4 +101,34 @@ async fn missing_in(
         }
     }
     Ok(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_are_only_in_the_leader_election_role() {
+        let text = RBAC_YAML;
+        let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+        let lease_in = |doc: &serde_yaml::Value| {
+            doc["rules"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|r| r["apiGroups"][0] == "coordination.k8s.io")
+        };
+        let kinds: Vec<(&str, bool)> = docs
+            .iter()
+            .map(|d| (d["kind"].as_str().unwrap(), lease_in(d)))
+            .collect();
+        assert_eq!(kinds, [("ClusterRole", false), ("Role", true)]);
+        assert!(
+            required_rules()
+                .iter()
+                .any(|r| is_lease((r.api_groups.as_ref().unwrap()[0].as_str(), "")))
+        );
+    }
 }

@@ -66,21 +66,23 @@ pub fn batch_metadata(spec: &BatchSpec, ctx: &Context, attempt: &str) -> Result<
     Ok(metadata)
 }
 
-/// The name the input file is uploaded under: it carries the attempt token, so a restart
-/// finds the upload of this attempt by name.
-pub fn upload_filename(object: &str, attempt: &str) -> String {
-    let safe: String = object
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(100)
-        .collect();
-    format!("llmbatch-{safe}-{attempt}.jsonl")
+/// The name the input file is uploaded under: it carries the object's UID and the attempt
+/// token, so a restart finds the upload of this attempt of this object by name (and never
+/// one of another object that had the same name, or an earlier one of this name).
+pub fn upload_filename(object: &str, uid: &str, attempt: &str) -> String {
+    let safe = |text: &str, limit: usize| -> String {
+        text.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(limit)
+            .collect()
+    };
+    format!("llmbatch-{}-{}-{attempt}.jsonl", safe(object, 100), safe(uid, 64))
 }
 
 fn truncate(value: &str) -> String {

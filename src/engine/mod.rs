@@ -167,7 +167,7 @@ fn before_submit(spec: &BatchSpec, status: &BatchStatus, input_file_id: Option<S
     };
     match input_file_id {
         None => Action::UploadInput {
-            filename: upload_filename(&ctx.object, &attempt),
+            filename: upload_filename(&ctx.object, &ctx.uid, &attempt),
         },
         Some(input_file_id) => match batch_metadata(spec, ctx, &attempt) {
             Ok(metadata) => Action::CreateBatch(BatchRequest {

@@ -126,6 +126,18 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
         }
         Outcome::Observed(batch) => observe(&mut next, batch, ctx),
         Outcome::Downloaded(downloaded) => collect(&mut next, downloaded, ctx),
+        Outcome::OutputNotOwned { message } => {
+            // Still Downloading: the results are collected once the output can be written.
+            let message = format!("{message}; the results stay on the gateway until then");
+            set(
+                &mut next,
+                ct::OUTPUT_STORED,
+                false,
+                reasons::SECRET_NOT_OWNED,
+                message,
+                ctx,
+            );
+        }
         Outcome::GatewayError { class, message } => gateway_error(&mut next, class, message, ctx),
         Outcome::ModeResolved { mode } => super::direct::mode_resolved(&mut next, mode),
         Outcome::DirectProgress {

@@ -80,7 +80,7 @@ fn submitted() -> BatchStatus {
     assert_eq!(
         decide(&spec, &status, &ctx),
         Action::UploadInput {
-            filename: "llmbatch-default_tickets-a1b2.jsonl".into()
+            filename: "llmbatch-default_tickets-uid-1-a1b2.jsonl".into()
         }
     );
     status = reduce(
@@ -188,6 +188,41 @@ fn results_too_large_for_the_sink_are_said_to_stay_on_the_gateway() {
         ("False", reasons::OUTPUT_TOO_LARGE)
     );
     assert!(stored.message.contains("do not fit"), "{}", stored.message);
+}
+
+#[test]
+fn an_output_secret_not_owned_keeps_the_batch_downloading_until_it_can_be_written() {
+    let spec = spec();
+    let mut status = reduce(
+        &submitted(),
+        Outcome::Observed(upstream(UpstreamState::Completed)),
+        &ctx_at(30),
+    );
+    let message = "Secret api-key belongs to ConfigMap keys (its controller), not to this Batch".to_string();
+    status = reduce(&status, Outcome::OutputNotOwned { message }, &ctx_at(31));
+    assert_eq!(status.phase, Some(BatchPhase::Downloading));
+    assert!(!status.conditions.is_true(ct::COMPLETE) && !status.conditions.is_true(ct::FAILED));
+    let refused = status.conditions.condition(ct::OUTPUT_STORED).unwrap();
+    assert_eq!(
+        (refused.status.as_str(), refused.reason.as_str()),
+        ("False", reasons::SECRET_NOT_OWNED)
+    );
+    assert!(refused.message.contains("ConfigMap keys"), "{}", refused.message);
+    assert!(matches!(decide(&spec, &status, &ctx_at(32)), Action::Download { .. }));
+
+    // Renamed (or the Secret deleted): the next download stores the results and finishes.
+    let downloaded = Downloaded {
+        location: "Secret renamed".into(),
+        output_lines: 20,
+        ..Default::default()
+    };
+    status = reduce(&status, Outcome::Downloaded(downloaded), &ctx_at(40));
+    assert_eq!(status.phase, Some(BatchPhase::Succeeded));
+    let stored = status.conditions.condition(ct::OUTPUT_STORED).unwrap();
+    assert_eq!(
+        (stored.status.as_str(), stored.reason.as_str()),
+        ("True", reasons::STORED)
+    );
 }
 
 #[test]

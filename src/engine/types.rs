@@ -164,6 +164,10 @@ pub enum Outcome {
     Observed(Upstream),
     /// Output and error files are in the sink.
     Downloaded(Downloaded),
+    /// The output Secret exists and is not this Batch's (another owner, or none): it was left
+    /// as it is and the results stay on the gateway until the output is renamed or that Secret
+    /// is gone. `message` says whose it is.
+    OutputNotOwned { message: String },
     /// The step failed; what happens next depends on the class.
     GatewayError { class: ErrorClass, message: String },
     /// The Batch runs in this mode (spec.mode, or what a probe found for Auto).

@@ -197,6 +197,17 @@ pub fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).unwrap()
 }
 
+/// The document of `kind` in deploy/rbac.yaml (a ClusterRole with every rule but Leases, and
+/// the leader-election Role), as a typed object.
+pub fn deploy_rbac<T: serde::de::DeserializeOwned>(kind: &str) -> T {
+    let text = std::fs::read_to_string(repo_path("deploy/rbac.yaml")).unwrap();
+    let doc = serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+        .find(|doc| doc["kind"] == kind)
+        .unwrap_or_else(|| panic!("deploy/rbac.yaml has no {kind}"));
+    serde_yaml::from_value(doc).unwrap()
+}
+
 /// Stdout and stderr together, for assertion messages.
 pub fn text(output: &Output) -> String {
     format!(

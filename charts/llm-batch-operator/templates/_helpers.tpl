@@ -81,3 +81,33 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/*
+Egress of every pod the operator runs (the controller and its Jobs): DNS anywhere, and any
+other port to any address but link-local / cloud-metadata ones (169.254.0.0/16, fe80::/10,
+fd00:ec2::254/128): the API server, gateways and object stores are reached, instance
+credentials and metadata never.
+*/}}
+{{- define "llm-batch-operator.egressRules" -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+- to:
+    - ipBlock:
+        cidr: 0.0.0.0/0
+        except:
+          - 169.254.0.0/16
+    - ipBlock:
+        cidr: ::/0
+        except:
+          - fe80::/10
+          - fd00:ec2::254/128
+{{- end }}
+
+{{/* The labels every Job the controller starts carries (src/controller/jobs.rs), and its pods. */}}
+{{- define "llm-batch-operator.jobSelectorLabels" -}}
+app.kubernetes.io/name: llm-batch-operator
+app.kubernetes.io/managed-by: llm-batch-operator
+{{- end }}
