@@ -446,3 +446,124 @@ fn pvc_output_goes_under_pvc_root_and_status_names_the_claim() {
     assert_eq!(status["output"]["pvc"], "results");
     assert_eq!(status["output"]["path"], "nightly/tickets");
 }
+
+/// Every file and directory under `dir`, relative to it, sorted.
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(next) = todo.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            if path.is_dir() {
+                todo.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn names_and_namespaces_that_are_not_dns_names_are_refused_and_nothing_is_written_outside() {
+    // The run works in `root/work`, so `..` in a name would land in `root`, and an absolute
+    // name points into `root` too: the whole of `root` is checked afterwards.
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let absolute = root.path().join("abs").display().to_string();
+    let cases = [
+        ("../x", None),
+        ("../../x", None),
+        (absolute.as_str(), None),
+        ("UPPER", None),
+        ("a_b", None),
+        ("b", Some("../x")),
+        ("b", Some("../..")),
+        ("b", Some(absolute.as_str())),
+        ("b", Some("UPPER")),
+        ("b", Some("a_b")),
+    ];
+    for (name, namespace) in cases {
+        let namespace_line = namespace.map_or(String::new(), |ns| format!("  namespace: {ns:?}\n"));
+        let manifest = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: input\n{namespace_line}data:\n  batch.jsonl: |\n    {}\n---\n\
+             apiVersion: llmbatch.io/v1alpha1\nkind: Batch\nmetadata:\n  name: {name:?}\n{namespace_line}spec:\n  \
+             gatewayRef:\n    name: gw\n  endpoint: /v1/chat/completions\n  input:\n    configMap:\n      name: input\n      key: batch.jsonl\n",
+            chat_lines(1)
+        );
+        std::fs::write(work.join("batch.yaml"), manifest).unwrap();
+        let output = common::bin()
+            .current_dir(&work)
+            .args([
+                "run",
+                "--no-progress",
+                "-f",
+                "batch.yaml",
+                "--out",
+                "out",
+                "--state-dir",
+                "state",
+            ])
+            .output()
+            .unwrap();
+        let said = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{name} {namespace:?}: {said}");
+        let field = match namespace {
+            Some(_) => "metadata.namespace",
+            None => "metadata.name",
+        };
+        // The ConfigMap (document 1) carries the same namespace; a bad name is the Batch's.
+        let document = if namespace.is_some() {
+            "(document 1): ConfigMap"
+        } else {
+            "(document 2): Batch"
+        };
+        assert!(
+            said.contains(&format!("batch.yaml {document} field {field}")),
+            "{name} {namespace:?}: {said}"
+        );
+        assert_eq!(tree(root.path()), ["work", "work/batch.yaml"], "{name} {namespace:?}");
+    }
+}
+
+#[test]
+fn a_misspelt_field_is_an_error_naming_its_path() {
+    let ws = Workspace::new();
+    let typo = "  outptu:\n    secret:\n      name: results\n";
+    ws.write("batch.yaml", &batch_manifests("typo", &chat_lines(2), typo));
+    let output = ws.run(&["batch.yaml"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("batch.yaml (document 2): Batch field spec.outptu: unknown field"),
+        "{}",
+        text(&output)
+    );
+    assert!(!ws.path().join("out").exists() && !ws.path().join("state").exists());
+}
+
+#[test]
+fn a_document_nested_100000_deep_is_refused_quickly() {
+    let ws = Workspace::new();
+    let deep = [
+        format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+        format!("{}1{}", "{a: ".repeat(100_000), "}".repeat(100_000)),
+    ];
+    for document in deep {
+        ws.write("deep.yaml", &document);
+        let started = std::time::Instant::now();
+        let output = ws.run(&["deep.yaml"]);
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        let said = text(&output);
+        assert!(
+            said.contains("deep.yaml (document 1): nested more than 64 levels deep")
+                || said.contains("deep.yaml: reading it as YAML takes longer than 3 s"),
+            "{said}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
