@@ -567,3 +567,115 @@ fn a_document_nested_100000_deep_is_refused_quickly() {
         );
     }
 }
+
+/// Every object of a list endpoint of the simulator (`path` with its query), walking `after`.
+fn list_all(sim: &Simulator, path_and_query: &str) -> Vec<serde_json::Value> {
+    let http = reqwest::blocking::Client::new();
+    let mut all = Vec::new();
+    let mut after = String::new();
+    for _ in 0..100 {
+        let url = format!("{}{path_and_query}&limit=100{after}", sim.base_url);
+        let page: serde_json::Value = http.get(url).bearer_auth(KEY).send().unwrap().json().unwrap();
+        all.extend(page["data"].as_array().unwrap().iter().cloned());
+        if page["has_more"] != true {
+            return all;
+        }
+        after = format!("&after={}", page["last_id"].as_str().unwrap());
+    }
+    panic!("more than 100 pages of {path_and_query}");
+}
+
+/// Uploads `jsonl` as `name` with purpose batch; its id.
+fn upload(sim: &Simulator, name: &str, jsonl: &str) -> String {
+    let form = reqwest::blocking::multipart::Form::new().text("purpose", "batch").part(
+        "file",
+        reqwest::blocking::multipart::Part::bytes(jsonl.as_bytes().to_vec()).file_name(name.to_string()),
+    );
+    let reply = reqwest::blocking::Client::new()
+        .post(format!("{}/files", sim.base_url))
+        .bearer_auth(KEY)
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert!(reply.status().is_success(), "{}", reply.status());
+    reply.json::<serde_json::Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn adoption_after_a_crash_finds_the_attempts_file_and_batch_behind_500_newer_ones() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = setup(&sim, "busy", 3, "");
+    let crash_after = |step: &str| {
+        let crashed = ws
+            .run_command(&["batch.yaml", "gateway.yaml"])
+            .env("LLM_BATCH_CRASH_AFTER", step)
+            .output()
+            .unwrap();
+        assert!(
+            !crashed.status.success(),
+            "{step}: the run did not crash: {}",
+            text(&crashed)
+        );
+    };
+    let attempt = || {
+        let state = std::fs::read(ws.path().join("state/default/busy/state.json")).unwrap();
+        let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
+        state["status"]["attempt"].as_str().unwrap().to_string()
+    };
+    const NEWER: usize = 550;
+
+    // The input is uploaded, and the run dies before it keeps the file's id; then the key gets
+    // busy: more than 5 pages of 100 newer files.
+    crash_after("upload-input");
+    let token = attempt();
+    let other_input = upload(&sim, "other-0.jsonl", &chat_lines(1));
+    for i in 1..NEWER {
+        upload(&sim, &format!("other-{i}.jsonl"), &chat_lines(1));
+    }
+    // The resumed run adopts that upload; the batch is created, and the run dies before it
+    // keeps the batch's id; then 550 newer batches.
+    crash_after("create-batch");
+    let http = reqwest::blocking::Client::new();
+    for _ in 0..NEWER {
+        let body = serde_json::json!({
+            "input_file_id": other_input, "endpoint": "/v1/chat/completions", "completion_window": "24h",
+            "metadata": {"owner": "someone else"}
+        });
+        let reply = http
+            .post(format!("{}/batches", sim.base_url))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert!(reply.status().is_success(), "{}", reply.status());
+    }
+    // The last run adopts that batch and sees it through.
+    let resumed = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert_eq!(phase(&ws, "busy"), "Succeeded");
+    assert_eq!(ws.lines("busy", "output.jsonl").len(), 3);
+    assert_eq!(attempt(), token, "one attempt throughout");
+
+    // Upstream: exactly one file and one batch of the attempt, among the 551 of each.
+    let files = list_all(&sim, "/files?purpose=batch");
+    assert!(files.len() > NEWER, "{}", files.len());
+    let ours: Vec<_> = files
+        .iter()
+        .filter(|f| f["filename"].as_str().unwrap().contains(&token))
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    let batches = list_all(&sim, "/batches?");
+    assert!(batches.len() > NEWER, "{}", batches.len());
+    let ours: Vec<_> = batches
+        .iter()
+        .filter(|b| b["metadata"]["llmbatch.io/attempt"] == token.as_str())
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    let status = ws.status_yaml("busy");
+    assert_eq!(status["gateway"]["batchId"].as_str(), ours[0]["id"].as_str());
+    assert_eq!(sim.count_ok("POST", "/v1/files"), NEWER + 1);
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), NEWER + 1);
+}
