@@ -92,7 +92,7 @@ async fn full_cycle_upload_create_poll_download() {
     assert_eq!(file.bytes, Some(input_jsonl().len() as u64));
     assert_eq!(file.purpose.as_deref(), Some("batch"));
     let adopted = client
-        .find_file("batch", |f| f.filename.as_deref() == Some("attempt-tok1.jsonl"), 3)
+        .find_file("batch", |f| f.filename.as_deref() == Some("attempt-tok1.jsonl"), None)
         .await
         .unwrap();
     assert_eq!(adopted.map(|f| f.id), Some(file.id.clone()));
@@ -103,7 +103,7 @@ async fn full_cycle_upload_create_poll_download() {
     let found = client
         .find_batch(
             |b| b.metadata.as_ref().and_then(|m| m.get("attempt")).map(String::as_str) == Some("tok1"),
-            3,
+            None,
         )
         .await
         .unwrap();

@@ -423,7 +423,8 @@ struct ListQuery {
     limit: usize,
 }
 
-/// 250 batches, newest first: b-249 .. b-000, each with metadata attempt=tok-<n>.
+/// 250 batches, newest first: b-249 .. b-000, each with metadata attempt=tok-<n>, created an hour
+/// apart (b-<n> at 1,700,000,000 + n hours).
 async fn list_page(
     State(pages): State<Arc<Mutex<Vec<Option<String>>>>>,
     Query(q): Query<ListQuery>,
@@ -437,6 +438,7 @@ async fn list_page(
         .map(|id| {
             let mut b = batch_json(id, "completed");
             b["metadata"] = json!({"attempt": format!("tok-{}", &id[2..])});
+            b["created_at"] = json!(1_700_000_000 + 3600 * id[2..].parse::<i64>().unwrap());
             b
         })
         .collect();
@@ -457,16 +459,23 @@ async fn find_batch_walks_pages_newest_first() {
         b.metadata.as_ref().and_then(|m| m.get("attempt")).map(String::as_str) == Some("tok-030")
     };
 
-    let found = client.find_batch(wanted, 5).await.unwrap();
+    let found = client
+        .find_batch(wanted, Some(1_700_000_000 + 3600 * 30))
+        .await
+        .unwrap();
 
     assert_eq!(found.unwrap().id, "b-030");
     let cursors = std::mem::take(&mut *pages.lock().unwrap());
     assert_eq!(cursors, vec![None, Some("b-150".into()), Some("b-050".into())]);
 
-    assert!(
-        client.find_batch(wanted, 2).await.unwrap().is_none(),
-        "bounded by max_pages"
+    // A search for an attempt started after b-180 stops at the first page older than that.
+    let since_b180 = Some(1_700_000_000 + 3600 * 180);
+    assert!(client.find_batch(wanted, since_b180).await.unwrap().is_none());
+    assert_eq!(
+        std::mem::take(&mut *pages.lock().unwrap()).len(),
+        1,
+        "stops at the attempt's start"
     );
-    assert!(client.find_batch(|b| b.id == "nope", 10).await.unwrap().is_none());
-    assert_eq!(pages.lock().unwrap().len(), 2 + 3, "stops at the last page");
+    assert!(client.find_batch(|b| b.id == "nope", None).await.unwrap().is_none());
+    assert_eq!(pages.lock().unwrap().len(), 3, "stops at the last page");
 }

@@ -446,3 +446,236 @@ fn pvc_output_goes_under_pvc_root_and_status_names_the_claim() {
     assert_eq!(status["output"]["pvc"], "results");
     assert_eq!(status["output"]["path"], "nightly/tickets");
 }
+
+/// Every file and directory under `dir`, relative to it, sorted.
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(next) = todo.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            if path.is_dir() {
+                todo.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn names_and_namespaces_that_are_not_dns_names_are_refused_and_nothing_is_written_outside() {
+    // The run works in `root/work`, so `..` in a name would land in `root`, and an absolute
+    // name points into `root` too: the whole of `root` is checked afterwards.
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let absolute = root.path().join("abs").display().to_string();
+    let cases = [
+        ("../x", None),
+        ("../../x", None),
+        (absolute.as_str(), None),
+        ("UPPER", None),
+        ("a_b", None),
+        ("b", Some("../x")),
+        ("b", Some("../..")),
+        ("b", Some(absolute.as_str())),
+        ("b", Some("UPPER")),
+        ("b", Some("a_b")),
+    ];
+    for (name, namespace) in cases {
+        let namespace_line = namespace.map_or(String::new(), |ns| format!("  namespace: {ns:?}\n"));
+        let manifest = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: input\n{namespace_line}data:\n  batch.jsonl: |\n    {}\n---\n\
+             apiVersion: llmbatch.io/v1alpha1\nkind: Batch\nmetadata:\n  name: {name:?}\n{namespace_line}spec:\n  \
+             gatewayRef:\n    name: gw\n  endpoint: /v1/chat/completions\n  input:\n    configMap:\n      name: input\n      key: batch.jsonl\n",
+            chat_lines(1)
+        );
+        std::fs::write(work.join("batch.yaml"), manifest).unwrap();
+        let output = common::bin()
+            .current_dir(&work)
+            .args([
+                "run",
+                "--no-progress",
+                "-f",
+                "batch.yaml",
+                "--out",
+                "out",
+                "--state-dir",
+                "state",
+            ])
+            .output()
+            .unwrap();
+        let said = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{name} {namespace:?}: {said}");
+        let field = match namespace {
+            Some(_) => "metadata.namespace",
+            None => "metadata.name",
+        };
+        // The ConfigMap (document 1) carries the same namespace; a bad name is the Batch's.
+        let document = if namespace.is_some() {
+            "(document 1): ConfigMap"
+        } else {
+            "(document 2): Batch"
+        };
+        assert!(
+            said.contains(&format!("batch.yaml {document} field {field}")),
+            "{name} {namespace:?}: {said}"
+        );
+        assert_eq!(tree(root.path()), ["work", "work/batch.yaml"], "{name} {namespace:?}");
+    }
+}
+
+#[test]
+fn a_misspelt_field_is_an_error_naming_its_path() {
+    let ws = Workspace::new();
+    let typo = "  outptu:\n    secret:\n      name: results\n";
+    ws.write("batch.yaml", &batch_manifests("typo", &chat_lines(2), typo));
+    let output = ws.run(&["batch.yaml"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("batch.yaml (document 2): Batch field spec.outptu: unknown field"),
+        "{}",
+        text(&output)
+    );
+    assert!(!ws.path().join("out").exists() && !ws.path().join("state").exists());
+}
+
+#[test]
+fn a_document_nested_100000_deep_is_refused_quickly() {
+    let ws = Workspace::new();
+    let deep = [
+        format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+        format!("{}1{}", "{a: ".repeat(100_000), "}".repeat(100_000)),
+    ];
+    for document in deep {
+        ws.write("deep.yaml", &document);
+        let started = std::time::Instant::now();
+        let output = ws.run(&["deep.yaml"]);
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        let said = text(&output);
+        assert!(
+            said.contains("deep.yaml (document 1): nested more than 64 levels deep")
+                || said.contains("deep.yaml: reading it as YAML takes longer than 3 s"),
+            "{said}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Every object of a list endpoint of the simulator (`path` with its query), walking `after`.
+fn list_all(sim: &Simulator, path_and_query: &str) -> Vec<serde_json::Value> {
+    let http = reqwest::blocking::Client::new();
+    let mut all = Vec::new();
+    let mut after = String::new();
+    for _ in 0..100 {
+        let url = format!("{}{path_and_query}&limit=100{after}", sim.base_url);
+        let page: serde_json::Value = http.get(url).bearer_auth(KEY).send().unwrap().json().unwrap();
+        all.extend(page["data"].as_array().unwrap().iter().cloned());
+        if page["has_more"] != true {
+            return all;
+        }
+        after = format!("&after={}", page["last_id"].as_str().unwrap());
+    }
+    panic!("more than 100 pages of {path_and_query}");
+}
+
+/// Uploads `jsonl` as `name` with purpose batch; its id.
+fn upload(sim: &Simulator, name: &str, jsonl: &str) -> String {
+    let form = reqwest::blocking::multipart::Form::new().text("purpose", "batch").part(
+        "file",
+        reqwest::blocking::multipart::Part::bytes(jsonl.as_bytes().to_vec()).file_name(name.to_string()),
+    );
+    let reply = reqwest::blocking::Client::new()
+        .post(format!("{}/files", sim.base_url))
+        .bearer_auth(KEY)
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert!(reply.status().is_success(), "{}", reply.status());
+    reply.json::<serde_json::Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn adoption_after_a_crash_finds_the_attempts_file_and_batch_behind_500_newer_ones() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = setup(&sim, "busy", 3, "");
+    let crash_after = |step: &str| {
+        let crashed = ws
+            .run_command(&["batch.yaml", "gateway.yaml"])
+            .env("LLM_BATCH_CRASH_AFTER", step)
+            .output()
+            .unwrap();
+        assert!(
+            !crashed.status.success(),
+            "{step}: the run did not crash: {}",
+            text(&crashed)
+        );
+    };
+    let attempt = || {
+        let state = std::fs::read(ws.path().join("state/default/busy/state.json")).unwrap();
+        let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
+        state["status"]["attempt"].as_str().unwrap().to_string()
+    };
+    const NEWER: usize = 550;
+
+    // The input is uploaded, and the run dies before it keeps the file's id; then the key gets
+    // busy: more than 5 pages of 100 newer files.
+    crash_after("upload-input");
+    let token = attempt();
+    let other_input = upload(&sim, "other-0.jsonl", &chat_lines(1));
+    for i in 1..NEWER {
+        upload(&sim, &format!("other-{i}.jsonl"), &chat_lines(1));
+    }
+    // The resumed run adopts that upload; the batch is created, and the run dies before it
+    // keeps the batch's id; then 550 newer batches.
+    crash_after("create-batch");
+    let http = reqwest::blocking::Client::new();
+    for _ in 0..NEWER {
+        let body = serde_json::json!({
+            "input_file_id": other_input, "endpoint": "/v1/chat/completions", "completion_window": "24h",
+            "metadata": {"owner": "someone else"}
+        });
+        let reply = http
+            .post(format!("{}/batches", sim.base_url))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert!(reply.status().is_success(), "{}", reply.status());
+    }
+    // The last run adopts that batch and sees it through.
+    let resumed = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert_eq!(phase(&ws, "busy"), "Succeeded");
+    assert_eq!(ws.lines("busy", "output.jsonl").len(), 3);
+    assert_eq!(attempt(), token, "one attempt throughout");
+
+    // Upstream: exactly one file and one batch of the attempt, among the 551 of each.
+    let files = list_all(&sim, "/files?purpose=batch");
+    assert!(files.len() > NEWER, "{}", files.len());
+    let ours: Vec<_> = files
+        .iter()
+        .filter(|f| f["filename"].as_str().unwrap().contains(&token))
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    let batches = list_all(&sim, "/batches?");
+    assert!(batches.len() > NEWER, "{}", batches.len());
+    let ours: Vec<_> = batches
+        .iter()
+        .filter(|b| b["metadata"]["llmbatch.io/attempt"] == token.as_str())
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    let status = ws.status_yaml("busy");
+    assert_eq!(status["gateway"]["batchId"].as_str(), ours[0]["id"].as_str());
+    assert_eq!(sim.count_ok("POST", "/v1/files"), NEWER + 1);
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), NEWER + 1);
+}

@@ -13,14 +13,12 @@ pub use probe::probe_batch_api;
 pub use results::{ErrorSummary, OutputSummary, summarise_errors, summarise_output};
 
 use crate::engine::{self, BatchRequest, ErrorClass, Outcome, Upstream, UpstreamState};
-use crate::gateway::{Batch, GatewayClient, GatewayError, ResponseLimits, UploadSource};
+use crate::gateway::{Batch, FindError, GatewayClient, GatewayError, ResponseLimits, UploadSource};
 
-/// Pages of the newest files or batches searched when adopting after a restart.
-const ADOPTION_PAGES: u32 = 5;
-
-/// A fresh attempt token: short, random, carried in the upload's name and the batch metadata.
+/// A fresh attempt token: short, random, stamped with the time the attempt starts (see
+/// [`engine::attempt_token_at`]), carried in the upload's name and the batch metadata.
 pub fn attempt_token() -> String {
-    format!("{:08x}", rand::random::<u32>())
+    engine::attempt_token_at(k8s_openapi::jiff::Timestamp::now(), rand::random::<u32>())
 }
 
 /// How an engine should treat a gateway error.
@@ -129,10 +127,23 @@ pub async fn input_on_gateway(client: &GatewayClient, file_id: &str) -> Outcome 
     }
 }
 
-/// Adopts the file an earlier run of this attempt uploaded under `filename`, or uploads.
+/// Adopts the file an earlier run of this attempt uploaded under `filename`, or uploads. The
+/// search looks back to the attempt's start (the time in the name's token), however many
+/// newer files the key holds.
 pub async fn upload_input(client: &GatewayClient, filename: &str, source: UploadSource) -> Outcome {
+    upload_input_since(client, filename, engine::upload_attempt_started(filename), source).await
+}
+
+/// [`upload_input`] for a name that carries no time: the search looks back to `since` (unix
+/// seconds; the earliest the upload can have been made), or through the whole list without it.
+pub async fn upload_input_since(
+    client: &GatewayClient,
+    filename: &str,
+    since: Option<i64>,
+    source: UploadSource,
+) -> Outcome {
     match client
-        .find_file("batch", |f| f.filename.as_deref() == Some(filename), ADOPTION_PAGES)
+        .find_file("batch", |f| f.filename.as_deref() == Some(filename), since)
         .await
     {
         Ok(Some(file)) => {
@@ -143,10 +154,10 @@ pub async fn upload_input(client: &GatewayClient, filename: &str, source: Upload
         }
         Ok(None) => {}
         // A gateway that cannot list files cannot have one to adopt either.
-        Err(e) if matches!(classify(&e), ErrorClass::Rejected | ErrorClass::NotFound) => {
+        Err(FindError::Gateway(e)) if matches!(classify(&e), ErrorClass::Rejected | ErrorClass::NotFound) => {
             tracing::debug!(error = %e, "listing files is not supported; uploading");
         }
-        Err(e) => return failure(e),
+        Err(e) => return find_failure(e),
     }
     match client.upload_file(filename, "batch", source).await {
         Ok(file) => Outcome::InputUploaded {
@@ -157,7 +168,9 @@ pub async fn upload_input(client: &GatewayClient, filename: &str, source: Upload
     }
 }
 
-/// Adopts the batch an earlier run of this attempt created, or creates it.
+/// Adopts the batch an earlier run of this attempt created, or creates it. The search looks
+/// back to the attempt's start (the time in its token), however many newer batches the key
+/// holds.
 pub async fn create_batch(client: &GatewayClient, request: &BatchRequest) -> Outcome {
     let uid = request.metadata.get(engine::UID_KEY);
     let ours = |b: &Batch| {
@@ -165,7 +178,7 @@ pub async fn create_batch(client: &GatewayClient, request: &BatchRequest) -> Out
         meta.and_then(|m| m.get(engine::ATTEMPT_KEY)) == Some(&request.attempt)
             && meta.and_then(|m| m.get(engine::UID_KEY)) == uid
     };
-    match client.find_batch(ours, ADOPTION_PAGES).await {
+    match client.find_batch(ours, engine::attempt_started(&request.attempt)).await {
         Ok(Some(batch)) => {
             return Outcome::BatchSubmitted {
                 batch: upstream(&batch),
@@ -173,7 +186,7 @@ pub async fn create_batch(client: &GatewayClient, request: &BatchRequest) -> Out
             };
         }
         Ok(None) => {}
-        Err(e) => return failure(e),
+        Err(e) => return find_failure(e),
     }
     let create = crate::gateway::CreateBatch {
         input_file_id: request.input_file_id.clone(),
@@ -187,6 +200,19 @@ pub async fn create_batch(client: &GatewayClient, request: &BatchRequest) -> Out
             adopted: false,
         },
         Err(e) => failure(e),
+    }
+}
+
+/// The outcome of a search for what an attempt created that found no answer: the gateway's
+/// error, or a walk that gave up before the attempt's start, which is retried later (never
+/// taken for "not there", which would create a second object, billed twice).
+fn find_failure(err: FindError) -> Outcome {
+    match err {
+        FindError::Gateway(e) => failure(e),
+        gave_up @ FindError::GaveUp { .. } => Outcome::GatewayError {
+            class: ErrorClass::Transient,
+            message: gave_up.to_string(),
+        },
     }
 }
 

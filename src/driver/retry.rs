@@ -74,7 +74,14 @@ pub async fn follow_up_input(client: &GatewayClient, status: &BatchStatus) -> Re
         });
     };
     let path = std::env::temp_dir().join(format!("llmbatch-retry-{}.jsonl", uuid::Uuid::new_v4().simple()));
-    let result = filter_and_upload(client, &input_file, &ids, &retry_filename(&batch_id), &path).await;
+    // The follow-up's input is uploaded once the attempt has finished: a search for an upload
+    // of an earlier run looks back that far.
+    let finished = status.completion_time.as_ref().or(status.start_time.as_ref());
+    let upload = Upload {
+        filename: retry_filename(&batch_id),
+        since: finished.map(|t| t.0.as_second()),
+    };
+    let result = filter_and_upload(client, &input_file, &ids, &upload, &path).await;
     let _ = tokio::fs::remove_file(&path).await;
     result.map(Some)
 }
@@ -104,13 +111,13 @@ struct Request {
     _rest: IgnoredAny,
 }
 
-/// Keeps the lines of `input_file` whose custom_id is in `ids` and uploads them as `filename`
+/// Keeps the lines of `input_file` whose custom_id is in `ids` and uploads them as `upload.filename`
 /// (adopting an earlier upload of that name).
 async fn filter_and_upload(
     client: &GatewayClient,
     input_file: &str,
     ids: &BTreeSet<String>,
-    filename: &str,
+    upload: &Upload,
     path: &Path,
 ) -> Result<RetryInput, RetryError> {
     let what = format!("reading input file {input_file}");
@@ -147,7 +154,8 @@ async fn filter_and_upload(
             transient: false,
         });
     }
-    match super::upload_input(client, filename, UploadSource::Path(path.to_path_buf())).await {
+    let source = UploadSource::Path(path.to_path_buf());
+    match super::upload_input_since(client, &upload.filename, upload.since, source).await {
         Outcome::InputUploaded { file_id, .. } => Ok(RetryInput { file_id, lines }),
         Outcome::GatewayError { class, message } => Err(RetryError {
             message: format!("uploading the lines to retry: {message}"),
@@ -158,6 +166,12 @@ async fn filter_and_upload(
             transient: false,
         }),
     }
+}
+
+/// The name a follow-up's input is uploaded under, and the earliest it can have been uploaded.
+struct Upload {
+    filename: String,
+    since: Option<i64>,
 }
 
 /// Calls `f` with every non-blank line of a streamed file (without its terminator).

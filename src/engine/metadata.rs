@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::jiff::Timestamp;
+
 use super::Context;
 use crate::api::{BatchSpec, MAX_USER_METADATA_PAIRS};
 
@@ -83,6 +85,34 @@ pub fn upload_filename(object: &str, uid: &str, attempt: &str) -> String {
             .collect()
     };
     format!("llmbatch-{}-{}-{attempt}.jsonl", safe(object, 100), safe(uid, 64))
+}
+
+/// The attempt token of an attempt started at `now`: `<8 hex digits>-t<unix seconds>`, e.g.
+/// `1f3e9a0c-t1767225600`. It is recorded in status before anything is uploaded and carried in
+/// the upload's name and the batch metadata; the time in it says how far back the search for
+/// what the attempt created must look after a crash ([`attempt_started`]). Kept in the token,
+/// the time needs no status field of its own (the CRD is unchanged) and reaches both drivers
+/// wherever the token or the upload's name does.
+pub fn attempt_token_at(now: Timestamp, random: u32) -> String {
+    format!("{random:08x}-t{}", now.as_second())
+}
+
+/// When the attempt of `token` started (unix seconds); `None` for a token that carries no time
+/// (the 8 hex digits tokens were before they carried one).
+pub fn attempt_started(token: &str) -> Option<i64> {
+    let (random, time) = token.split_once("-t")?;
+    let hex = random.len() == 8 && random.bytes().all(|b| b.is_ascii_hexdigit());
+    let digits = !time.is_empty() && time.bytes().all(|b| b.is_ascii_digit());
+    (hex && digits).then(|| time.parse().ok()).flatten()
+}
+
+/// When the attempt that uploads its input as `filename` ([`upload_filename`]) started.
+pub fn upload_attempt_started(filename: &str) -> Option<i64> {
+    let stem = filename.strip_suffix(".jsonl")?;
+    let mut parts = stem.rsplitn(3, '-');
+    let (time, random) = (parts.next()?, parts.next()?);
+    parts.next()?;
+    attempt_started(&format!("{random}-{time}"))
 }
 
 fn truncate(value: &str) -> String {

@@ -21,7 +21,10 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{BatchMode, BatchPhase, BatchSpec, BatchStatus};
 
-pub use metadata::{ATTEMPT_KEY, OBJECT_KEY, UID_KEY, batch_metadata, check_spec, upload_filename};
+pub use metadata::{
+    ATTEMPT_KEY, OBJECT_KEY, UID_KEY, attempt_started, attempt_token_at, batch_metadata, check_spec,
+    upload_attempt_started, upload_filename,
+};
 pub use reduce::reduce;
 pub use types::*;
 

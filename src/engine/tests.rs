@@ -650,3 +650,56 @@ fn waiting_for_budget_keeps_the_batch_pending_and_says_why() {
     assert_eq!(decide(&spec(), &status, &ctx_at(2)), Action::Admit);
     assert_eq!(status.input.unwrap().estimated_tokens, Some(3));
 }
+
+#[test]
+fn an_attempt_token_says_when_the_attempt_started_and_its_upload_name_too() {
+    let at: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    let token = attempt_token_at(at, 0x1f3e_9a0c);
+    assert_eq!(token, "1f3e9a0c-t1767225600");
+    assert_eq!(attempt_started(&token), Some(1_767_225_600));
+    for object in ["default/b", "team-t1/my-t2-batch", "ns/deadbeef"] {
+        let filename = upload_filename(object, &token);
+        assert_eq!(upload_attempt_started(&filename), Some(1_767_225_600), "{filename}");
+    }
+    // Tokens from before they carried a time (8 hex digits), and their uploads: no start known.
+    assert_eq!(attempt_started("1f3e9a0c"), None);
+    for object in ["default/b", "ns/x-deadbeef", "ns/a-t17"] {
+        let filename = upload_filename(object, "1f3e9a0c");
+        assert_eq!(upload_attempt_started(&filename), None, "{filename}");
+    }
+    assert_eq!(attempt_started("zzzzzzzz-t1"), None);
+    assert_eq!(attempt_started("1f3e9a0c-t"), None);
+}
+
+#[test]
+fn the_attempts_start_is_in_status_before_anything_is_uploaded() {
+    let ctx = ctx_at(0);
+    let spec = spec();
+    let validated = Outcome::InputValidated {
+        requests: 1,
+        bytes: 10,
+        estimated_tokens: 3,
+        digest: None,
+    };
+    let mut status = reduce(&BatchStatus::default(), validated, &ctx);
+    status = reduce(&status, Outcome::Admitted, &ctx);
+    let token = attempt_token_at(ctx.now, 7);
+    status = reduce(&status, Outcome::AttemptStarted { token }, &ctx);
+    // What a driver persists after this step already says when the attempt started, and the
+    // upload and the create that follow carry it to the adoption search.
+    let started = Some(ctx.now.as_second());
+    assert_eq!(status.attempt.as_deref().and_then(attempt_started), started);
+    let Action::UploadInput { filename } = decide(&spec, &status, &ctx) else {
+        panic!("expected UploadInput")
+    };
+    assert_eq!(upload_attempt_started(&filename), started);
+    let uploaded = Outcome::InputUploaded {
+        file_id: "file-in".into(),
+        adopted: false,
+    };
+    status = reduce(&status, uploaded, &ctx);
+    let Action::CreateBatch(request) = decide(&spec, &status, &ctx) else {
+        panic!("expected CreateBatch")
+    };
+    assert_eq!(attempt_started(&request.attempt), started);
+}

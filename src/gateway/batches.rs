@@ -4,6 +4,7 @@ use reqwest::Method;
 
 use super::client::GatewayClient;
 use super::error::GatewayError;
+use super::pages::{FindError, MAX_EXAMINED};
 use super::types::{Batch, CreateBatch, Page};
 
 /// Page size used by [`GatewayClient::find_batch`] (the API's maximum).
@@ -48,13 +49,20 @@ impl GatewayClient {
     }
 
     /// Walks `list_batches` pages (limit 100) newest-first and returns the first batch matching
-    /// `pred`, reading at most `max_pages` pages. Used to adopt a batch created before a crash.
+    /// `pred`, looking back to `since` (unix seconds; the whole list without it). Used to adopt
+    /// a batch created before a crash: `None` means it is not there; a walk that could not get
+    /// that far is [`FindError::GaveUp`].
     pub async fn find_batch(
         &self,
         pred: impl Fn(&Batch) -> bool,
-        max_pages: u32,
-    ) -> Result<Option<Batch>, GatewayError> {
+        since: Option<i64>,
+    ) -> Result<Option<Batch>, FindError> {
         let fetch = |after: Option<String>| async move { self.list_batches(after.as_deref(), FIND_PAGE_SIZE).await };
-        super::pages::find_in_pages(fetch, |b: &Batch| b.id.as_str(), pred, max_pages).await
+        let created = |b: &Batch| b.created_at;
+        super::pages::find_in_pages("list batches", fetch, batch_id, created, pred, since, MAX_EXAMINED).await
     }
+}
+
+fn batch_id(batch: &Batch) -> &str {
+    &batch.id
 }

@@ -11,6 +11,7 @@ use tokio_util::io::ReaderStream;
 
 use super::client::{AttemptError, GatewayClient};
 use super::error::GatewayError;
+use super::pages::{FindError, MAX_EXAMINED};
 use super::types::{FileObject, ListFiles, Page, SortOrder, UploadSource};
 
 /// Uploads are granted the request timeout plus one second per this many bytes.
@@ -107,13 +108,15 @@ impl GatewayClient {
     }
 
     /// Walks `GET /files?purpose=..&order=desc&limit=100` newest-first and returns the first file
-    /// matching `pred`, reading at most `max_pages` pages.
+    /// matching `pred`, looking back to `since` (unix seconds; the whole list without it). An
+    /// answer of `None` means the file is not there: a walk that could not get that far is
+    /// [`FindError::GaveUp`].
     pub async fn find_file(
         &self,
         purpose: &str,
         pred: impl Fn(&FileObject) -> bool,
-        max_pages: u32,
-    ) -> Result<Option<FileObject>, GatewayError> {
+        since: Option<i64>,
+    ) -> Result<Option<FileObject>, FindError> {
         let fetch = |after: Option<String>| {
             let query = ListFiles {
                 purpose: Some(purpose.to_owned()),
@@ -123,12 +126,17 @@ impl GatewayClient {
             };
             async move { self.list_files(&query).await }
         };
-        super::pages::find_in_pages(fetch, |f: &FileObject| f.id.as_str(), pred, max_pages).await
+        let created = |f: &FileObject| f.created_at;
+        super::pages::find_in_pages("list files", fetch, file_id, created, pred, since, MAX_EXAMINED).await
     }
 
     fn upload_timeout(&self, len: u64) -> Duration {
         self.inner.timeout + Duration::from_secs(len / UPLOAD_BYTES_PER_SECOND)
     }
+}
+
+fn file_id(file: &FileObject) -> &str {
+    &file.id
 }
 
 /// The multipart `file` part for one attempt, and its length.

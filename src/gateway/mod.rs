@@ -45,6 +45,7 @@ pub use config::{ApiKey, GatewayConfig, ResponseLimits, RetryPolicy};
 pub use direct::DirectReply;
 pub use error::GatewayError;
 pub use observer::{Observer, RequestObserver, RequestOutcome};
+pub use pages::{CLOCK_SKEW_SECS, FindError, MAX_EXAMINED};
 pub use retry::{GiveUpReason, RetryDecision};
 pub use types::{
     Batch, BatchError, BatchErrors, BatchStatus, BatchUsage, CreateBatch, FileObject, InputTokensDetails, ListFiles,

@@ -80,11 +80,20 @@ impl BatchRun<'_> {
             .start_time
             .as_ref()
             .map_or_else(SystemTime::now, |t| t.0.into());
+        let checkpoint_dir = match self.checkpoint_dir() {
+            Ok(dir) => dir,
+            Err(e) => {
+                return Some(Outcome::GatewayError {
+                    class: ErrorClass::Output,
+                    message: e.to_string(),
+                });
+            }
+        };
         let job = DirectJob {
             endpoint: spec.endpoint.path().to_string(),
             limits,
             deadline: Some(started + window),
-            checkpoint_dir: self.checkpoint_dir(),
+            checkpoint_dir,
             cancel: spec.cancel,
         };
         let (progress, mut counts) = watch::channel(Counts::default());
@@ -143,10 +152,10 @@ impl BatchRun<'_> {
     }
 
     /// Where the direct run of this Batch (this state's uid) keeps its checkpoint.
-    fn checkpoint_dir(&self) -> PathBuf {
+    fn checkpoint_dir(&self) -> Result<PathBuf, super::paths::UnsafePath> {
         let plan = self.plan;
         let dir = format!("direct-{}", self.state.uid);
-        self.state_dir.root().join(&plan.namespace).join(&plan.name).join(dir)
+        self.state_dir.object_file(&plan.namespace, &plan.name, &dir)
     }
 
     /// Copies the results where the Batch's output goes (the output directory, its claim

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
+use super::{paths, yaml};
 use crate::api::{Batch, BatchGateway, BatchSweep};
 
 /// Objects keyed by `(namespace, name)`.
@@ -97,16 +97,7 @@ impl Manifests {
     }
 
     fn add_file(&mut self, file: &Path, text: &str) -> Result<(), ManifestError> {
-        for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let origin = Origin {
-                file: file.to_path_buf(),
-                document: index + 1,
-            };
-            let value = serde_yaml::Value::deserialize(document)
-                .map_err(|e| ManifestError(format!("{origin}: not valid YAML: {e}")))?;
-            if value.is_null() {
-                continue;
-            }
+        for (value, origin) in yaml::read_documents(file, text)? {
             self.add_document(value, origin)?;
         }
         Ok(())
@@ -120,37 +111,44 @@ impl Manifests {
             .name
             .ok_or_else(|| ManifestError(format!("{origin}: {} has no metadata.name", meta.kind)))?;
         let namespace = meta.metadata.namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+        if USED_KINDS.contains(&(meta.api_version.as_str(), meta.kind.as_str())) {
+            check_names(&origin, &meta.kind, &namespace, &name)?;
+        }
         let key = (namespace, name);
         match (meta.api_version.as_str(), meta.kind.as_str()) {
-            ("llmbatch.io/v1alpha1", "Batch") => {
-                insert(&mut self.batches, "Batch", key, parse(value, &origin, "Batch")?, origin)
-            }
+            ("llmbatch.io/v1alpha1", "Batch") => insert(
+                &mut self.batches,
+                "Batch",
+                key,
+                yaml::parse(value, &origin, "Batch")?,
+                origin,
+            ),
             ("llmbatch.io/v1alpha1", "BatchSweep") => insert(
                 &mut self.sweeps,
                 "BatchSweep",
                 key,
-                parse(value, &origin, "BatchSweep")?,
+                yaml::parse(value, &origin, "BatchSweep")?,
                 origin,
             ),
             ("llmbatch.io/v1alpha1", "BatchGateway") => insert(
                 &mut self.gateways,
                 "BatchGateway",
                 key,
-                parse(value, &origin, "BatchGateway")?,
+                yaml::parse(value, &origin, "BatchGateway")?,
                 origin,
             ),
             ("v1", "ConfigMap") => insert(
                 &mut self.config_maps,
                 "ConfigMap",
                 key,
-                parse(value, &origin, "ConfigMap")?,
+                yaml::parse(value, &origin, "ConfigMap")?,
                 origin,
             ),
             ("v1", "Secret") => insert(
                 &mut self.secrets,
                 "Secret",
                 key,
-                parse(value, &origin, "Secret")?,
+                yaml::parse(value, &origin, "Secret")?,
                 origin,
             ),
             ("llmbatch.io/v1alpha1", kind) => Err(ManifestError(format!(
@@ -165,11 +163,26 @@ impl Manifests {
     }
 }
 
-fn parse<T: DeserializeOwned>(value: serde_yaml::Value, origin: &Origin, kind: &str) -> Result<T, ManifestError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        ManifestError(format!("{origin}: {kind} field {path}: {}", e.into_inner()))
-    })
+/// The kinds `run -f` reads; their names become paths under `--out` and `--state-dir`.
+const USED_KINDS: &[(&str, &str)] = &[
+    ("llmbatch.io/v1alpha1", "Batch"),
+    ("llmbatch.io/v1alpha1", "BatchSweep"),
+    ("llmbatch.io/v1alpha1", "BatchGateway"),
+    ("v1", "ConfigMap"),
+    ("v1", "Secret"),
+];
+
+/// `metadata.name` must be a DNS subdomain and `metadata.namespace` a DNS label, as the API
+/// server requires: both become directory names under `--out` and `--state-dir`.
+fn check_names(origin: &Origin, kind: &str, namespace: &str, name: &str) -> Result<(), ManifestError> {
+    let problem = match (paths::label_problem(namespace), paths::subdomain_problem(name)) {
+        (Some(problem), _) => format!("metadata.namespace {problem}"),
+        (None, Some(problem)) => format!("metadata.name {problem}"),
+        (None, None) => return Ok(()),
+    };
+    Err(ManifestError(format!(
+        "{origin}: {kind} field {problem}, as the API server requires"
+    )))
 }
 
 fn insert<T>(
@@ -253,6 +266,120 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("/v1/images"), "{err}");
+    }
+
+    fn batch(name: &str, namespace: &str, extra_spec: &str) -> String {
+        format!(
+            "apiVersion: llmbatch.io/v1alpha1\nkind: Batch\nmetadata: {{name: {name:?}, namespace: {namespace:?}}}\n\
+             spec:\n  gatewayRef: {{name: gw}}\n  endpoint: /v1/embeddings\n  input: {{configMap: {{name: in, key: k}}}}\n{extra_spec}"
+        )
+    }
+
+    #[test]
+    fn names_and_namespaces_must_be_what_the_api_server_accepts() {
+        for name in ["../x", "/abs", "UPPER", "a_b", "..", "", "a/b", &"a".repeat(254)] {
+            let err = load_str(&batch(name, "default", "")).unwrap_err().to_string();
+            assert!(
+                err.starts_with("x.yaml (document 1): Batch field metadata.name") && err.contains("subdomain"),
+                "{name}: {err}"
+            );
+        }
+        for namespace in ["../x", "/abs", "UPPER", "a_b", "a.b", &"a".repeat(64)] {
+            let err = load_str(&batch("b", namespace, "")).unwrap_err().to_string();
+            assert!(
+                err.starts_with("x.yaml (document 1): Batch field metadata.namespace") && err.contains("label"),
+                "{namespace}: {err}"
+            );
+        }
+        let err = load_str("apiVersion: v1\nkind: Secret\nmetadata: {name: ../../key}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Secret field metadata.name"), "{err}");
+        // Kinds run -f skips are not checked: they are never written anywhere.
+        load_str("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: Not_Used}\n").unwrap();
+        load_str(&batch("a.b-c", "team-1", "")).unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_naming_their_path() {
+        let cases = [
+            (
+                batch("b", "default", "  outptu: {secret: {name: r}}\n"),
+                "Batch field spec.outptu:",
+            ),
+            (
+                batch("b", "default", "  output: {secret: {name: r, compress: true}}\n"),
+                "Batch field spec.output.secret.compress:",
+            ),
+            (
+                batch("b", "default", "").replace("metadata: {", "metadata: {lables: {a: b}, "),
+                "Batch field metadata.lables:",
+            ),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndatta: {k: v}\n".to_string(),
+                "ConfigMap field datta:",
+            ),
+            (
+                "apiVersion: llmbatch.io/v1alpha1\nkind: BatchSweep\nmetadata: {name: s}\n\
+                 spec: {input: {configMap: {name: in, key: k}}, template: {gatewayRef: {name: gw}, \
+                 endpoint: /v1/embeddings}, matrix: {models: [a], modles: [b]}}\n"
+                    .to_string(),
+                "BatchSweep field spec.matrix.modles:",
+            ),
+        ];
+        for (doc, expected) in cases {
+            let err = load_str(&doc).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("x.yaml (document 1): {expected} unknown field")),
+                "{err}"
+            );
+        }
+        // What the API server accepts in metadata, and free-form request bodies, stay accepted.
+        let accepted = batch("b", "default", "")
+            .replace(
+                "metadata: {",
+                "metadata: {labels: {a: b}, annotations: {c: d}, ownerReferences: [], uid: u, ",
+            )
+            .replace(
+                "input: {configMap: {name: in, key: k}}",
+                "input: {requests: [{customId: a, body: {input: x, anything: {goes: [1]}}}]}",
+            );
+        load_str(&accepted).unwrap();
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_quickly() {
+        let started = std::time::Instant::now();
+        let deep_sequence = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        // (100,000 levels of mapping take minutes of the parser's time, on a thread left behind
+        // by the deadline: tests/local_run.rs runs that one in a process of its own.)
+        let deep_mapping = format!("{}1{}", "{a: ".repeat(2_000), "}".repeat(2_000));
+        let just_past = batch(
+            "b",
+            "default",
+            &format!("  metadata: {{x: {}1{}}}\n", "[".repeat(64), "]".repeat(64)),
+        );
+        for doc in [deep_sequence, deep_mapping, just_past] {
+            let err = load_str(&doc).unwrap_err().to_string();
+            assert!(
+                err.starts_with("x.yaml (document 1): nested more than 64 levels deep"),
+                "{}",
+                &err[..err.len().min(300)]
+            );
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        // 64 levels in all is fine.
+        let deepest = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c, annotations: {{}}}}\nx: {}1{}\n",
+            "[".repeat(63),
+            "]".repeat(63)
+        );
+        let err = load_str(&deepest).unwrap_err().to_string();
+        assert!(err.contains("ConfigMap field x: unknown field"), "{err}");
     }
 
     #[test]

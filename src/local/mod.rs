@@ -6,11 +6,13 @@
 mod admission;
 mod direct;
 mod manifests;
+mod paths;
 mod progress;
 mod resolve;
 mod runner;
 mod state;
 mod sweep;
+mod yaml;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -129,7 +131,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             client,
             polling,
             validated,
-            out_dir: options.out_dir.join(&plan.namespace).join(&plan.name),
+            out_dir: paths::under(&options.out_dir, &[&plan.namespace, &plan.name])?,
             state_dir: &state_dir,
             progress: reporter.batch(&plan.object()),
             cancel: cancel.clone(),
@@ -175,7 +177,7 @@ fn summarise_sweeps(
         let phase = status.phase.unwrap_or_default();
         all_succeeded &= phase == crate::api::SweepPhase::Succeeded;
         let counts = status.request_counts.unwrap_or_default();
-        let dir = options.out_dir.join(&sweep.namespace).join(&sweep.name);
+        let dir = paths::under(&options.out_dir, &[&sweep.namespace, &sweep.name])?;
         reporter.say(format!(
             "{}: {phase} ({}, {} lines completed, {} failed); summary in {}",
             sweep.object(),
@@ -261,7 +263,7 @@ fn load_states(state_dir: &StateDir, plans: &[Plan], reporter: &Reporter) -> Res
                 continue;
             }
         };
-        let where_ = state_dir.root().join(&plan.namespace).join(&plan.name);
+        let where_ = state_dir.object_dir(&plan.namespace, &plan.name).unwrap_or_default();
         let state = match saved {
             None => fresh,
             Some(saved) if saved.status.phase.unwrap_or_default().is_terminal() => {
@@ -358,8 +360,10 @@ fn summarise(
 ) -> ExitCode {
     let mut code = exit::SUCCEEDED;
     for (plan, (ending, status)) in plans.iter().zip(endings) {
-        let out = options.out_dir.join(&plan.namespace).join(&plan.name);
-        let _ = runner::write_status_yaml(&out, status);
+        let out = paths::under(&options.out_dir, &[&plan.namespace, &plan.name]).unwrap_or_default();
+        if !out.as_os_str().is_empty() {
+            let _ = runner::write_status_yaml(&out, status);
+        }
         match ending {
             Ending::Finished(BatchPhase::Succeeded) => {
                 reporter.say(format!("{}: Succeeded; results in {}", plan.object(), out.display()));

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::paths::{self, UnsafePath};
 use crate::api::BatchStatus;
 
 /// What is kept for one Batch between runs.
@@ -52,13 +53,23 @@ impl StateDir {
         &self.root
     }
 
-    fn path(&self, namespace: &str, name: &str) -> PathBuf {
-        self.root.join(namespace).join(name).join("state.json")
+    /// The directory of object `namespace/name`: `<root>/<namespace>/<name>`.
+    pub fn object_dir(&self, namespace: &str, name: &str) -> Result<PathBuf, UnsafePath> {
+        paths::under(&self.root, &[namespace, name])
+    }
+
+    /// File `file` in the directory of object `namespace/name`.
+    pub fn object_file(&self, namespace: &str, name: &str, file: &str) -> Result<PathBuf, UnsafePath> {
+        paths::under(&self.root, &[namespace, name, file])
+    }
+
+    fn path(&self, namespace: &str, name: &str) -> Result<PathBuf, UnsafePath> {
+        self.object_file(namespace, name, "state.json")
     }
 
     /// The saved state of a Batch, if any.
     pub fn load(&self, namespace: &str, name: &str) -> anyhow::Result<Option<BatchState>> {
-        let path = self.path(namespace, name);
+        let path = self.path(namespace, name)?;
         match std::fs::read(&path) {
             Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|e| {
                 anyhow::anyhow!(
@@ -74,7 +85,7 @@ impl StateDir {
     /// Saves the state: written to a temporary file, flushed to disk, then renamed over the
     /// old one, so a crash leaves either the old or the new state, never half of one.
     pub fn save(&self, namespace: &str, name: &str, state: &BatchState) -> anyhow::Result<()> {
-        let path = self.path(namespace, name);
+        let path = self.path(namespace, name)?;
         let dir = path.parent().expect("state path has a parent");
         std::fs::create_dir_all(dir)?;
         write_atomically(&path, &serde_json::to_vec_pretty(state)?)
@@ -82,7 +93,7 @@ impl StateDir {
 
     /// Forgets a Batch's state (to start it over).
     pub fn remove(&self, namespace: &str, name: &str) -> anyhow::Result<()> {
-        match std::fs::remove_file(self.path(namespace, name)) {
+        match std::fs::remove_file(self.path(namespace, name)?) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }

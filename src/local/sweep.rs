@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use super::manifests::{Located, Manifests};
+use super::paths;
 use super::progress::Reporter;
 use super::resolve::{Plan, PvcOutput};
 use super::runner::{BatchRun, Ending, write_status_yaml};
@@ -171,7 +172,9 @@ impl SweepRun {
                 self.namespace, input.lines, follow_up.name
             ));
             let (next_ending, status) = self.run_follow_up(&follow, &follow_up, &input, reporter).await;
-            let _ = write_status_yaml(&follow.out_dir.with_file_name(&follow_up.name), &status);
+            if let Ok(dir) = paths::beside(&follow.out_dir, &follow_up.name) {
+                let _ = write_status_yaml(&dir, &status);
+            }
             self.record(&follow_up.name, |a| {
                 a.status = Some(status.clone());
                 a.lines = Some(input.lines);
@@ -191,9 +194,14 @@ impl SweepRun {
         name: &str,
         previous_status: &BatchStatus,
     ) -> Result<Option<RetryInput>, String> {
-        let root = follow.state_dir.root().join(&self.namespace);
-        let kept_input = root.join(name).join("retry-input.json");
-        let kept_retryable = root.join(previous).join("retryable.json");
+        let kept = |name: &str, file: &str| {
+            follow
+                .state_dir
+                .object_file(&self.namespace, name, file)
+                .map_err(|e| e.to_string())
+        };
+        let kept_input = kept(name, "retry-input.json")?;
+        let kept_retryable = kept(previous, "retryable.json")?;
         if let Some(kept) = read_json::<KeptRetryInput>(&kept_input) {
             self.record(previous, |a| a.retryable = Some(kept.lines));
             return Ok(Some(RetryInput {
@@ -252,6 +260,16 @@ impl SweepRun {
                 .unwrap_or(name)
                 .to_string()
         };
+        let out_dir = paths::beside(&follow.out_dir, &child.name);
+        let pvc_dir = parent
+            .pvc_output
+            .as_ref()
+            .map(|p| paths::beside(&p.dir, &suffix(&child.name)))
+            .transpose();
+        let (out_dir, pvc_dir) = match (out_dir, pvc_dir) {
+            (Ok(out), Ok(pvc)) => (out, pvc),
+            (Err(e), _) | (_, Err(e)) => return (Ending::Stopped(e.to_string()), BatchStatus::default()),
+        };
         let plan = Plan {
             namespace: self.namespace.clone(),
             name: child.name.clone(),
@@ -264,8 +282,8 @@ impl SweepRun {
             gateway: parent.gateway.clone(),
             object_input: None,
             object_output: self.output_base.as_ref().map(|base| base.child(&suffix(&child.name))),
-            pvc_output: parent.pvc_output.as_ref().map(|p| PvcOutput {
-                dir: p.dir.parent().unwrap_or(&p.dir).join(suffix(&child.name)),
+            pvc_output: parent.pvc_output.as_ref().zip(pvc_dir).map(|(p, dir)| PvcOutput {
+                dir,
                 location: format!(
                     "{}/{}/",
                     p.location
@@ -292,7 +310,7 @@ impl SweepRun {
             client: follow.client.clone(),
             polling: follow.polling,
             validated: Default::default(),
-            out_dir: follow.out_dir.with_file_name(&plan.name),
+            out_dir,
             state_dir: follow.state_dir,
             progress: reporter.batch(&plan.object()),
             cancel: follow.cancel.clone(),
@@ -341,7 +359,7 @@ impl SweepRun {
             decision.status.phase = Some(SweepPhase::Failed);
         }
         let summary = sweep::summarise(&self.children, &observed, spec.max_attempts());
-        let dir = out_dir.join(&self.namespace).join(&self.name);
+        let dir = paths::under(out_dir, &[&self.namespace, &self.name])?;
         std::fs::create_dir_all(&dir)?;
         write_atomically(&dir.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)?;
         write_atomically(
@@ -507,7 +525,9 @@ async fn kept_or_new_plan(
     }
     digest.update(format!("{chunking:?} {:?}", sweep::scan_rewrite(&sweep.spec)));
     let digest = format!("{:x}", digest.finalize());
-    let path = state_dir.root().join(namespace).join(name).join("sweep-plan.json");
+    let path = state_dir
+        .object_file(namespace, name, "sweep-plan.json")
+        .map_err(|e| e.to_string())?;
     if let Ok(text) = std::fs::read(&path)
         && let Ok(kept) = serde_json::from_slice::<KeptPlan>(&text)
         && kept.digest == digest

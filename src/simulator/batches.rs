@@ -161,6 +161,7 @@ fn plan_for(state: &SimState, headers: &HeaderMap, batch_id: &str, request: &Cre
     Ok(BatchPlan {
         batch_id: batch_id.to_owned(),
         endpoint: request.endpoint.clone(),
+        input_file_id: request.input_file_id.clone(),
         input_path,
         line_failure_rate: header_value(headers, "x-sim-line-failure-rate", parse_fraction)?
             .unwrap_or(config.line_failure_rate),

@@ -17,6 +17,8 @@ use super::wire::{Batch, BatchError, BatchErrors, BatchStatus, now_secs};
 pub struct BatchPlan {
     pub batch_id: String,
     pub endpoint: String,
+    /// The `input_file_id` the batch was created with.
+    pub input_file_id: String,
     /// `None` when the input file did not exist at create time.
     pub input_path: Option<PathBuf>,
     pub line_failure_rate: f64,
@@ -73,7 +75,7 @@ async fn drive(state: &SimState, plan: &BatchPlan, cancel: &CancellationToken) -
     let mut reader = match opened {
         Ok(reader) => reader,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            fail(state, &plan.batch_id, vec![missing_input()]);
+            fail(state, &plan.batch_id, vec![missing_input(&plan.input_file_id)]);
             return Ok(());
         }
         Err(err) => return Err(err),
@@ -110,14 +112,20 @@ async fn drive(state: &SimState, plan: &BatchPlan, cancel: &CancellationToken) -
     conclude(state, plan, &mut results, ending).await
 }
 
-fn missing_input() -> BatchError {
+/// What OpenAI reports for a batch created with an input file it cannot find (unknown or
+/// deleted): it accepts the create, then fails the batch in validation with this error
+/// (observed; shared/OPENAI_BATCH_API.md section 3), rather than refusing the create.
+fn missing_input(file_id: &str) -> BatchError {
     BatchError {
         code: "invalid_request".into(),
-        message: "Cannot find file with the provided input_file_id.".into(),
-        param: Some("input_file_id".into()),
+        message: format!("Cannot find file {file_id}, or organization {ORGANIZATION} does not have access to it."),
+        param: Some("file_id".into()),
         line: None,
     }
 }
+
+/// The organization named in messages that name one (the simulator has a single one).
+const ORGANIZATION: &str = "org-simulator";
 
 /// validating -> in_progress; false when a cancel came first, `Err` (the tokens already
 /// enqueued) when the batch would pass `--enqueued-token-limit`.

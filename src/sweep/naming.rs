@@ -45,7 +45,8 @@ pub fn fit_dns_label(name: String) -> String {
     }
     let hash = short_hash(&name, 8);
     let keep = MAX_NAME - hash.len() - 1;
-    let cut = name[..keep].trim_end_matches('-');
+    // Cut before a '-' or '.' so the name stays a DNS subdomain (`a.-hash` is not one).
+    let cut = name[..keep].trim_end_matches(['-', '.']);
     format!("{cut}-{hash}")
 }
 

@@ -95,6 +95,10 @@ fn names_are_deterministic_dns_safe_and_bounded() {
         );
         assert!(!name.starts_with('-') && !name.ends_with('-'), "{name}");
     }
+    // A sweep name with dots, cut right after one: the cut drops it (`a.-hash` is no DNS name).
+    let dotted = child_name(&format!("{}.{}", "a".repeat(53), "b".repeat(20)), None, 0);
+    assert!(dotted.len() <= 63 && dotted.starts_with(&"a".repeat(53)), "{dotted}");
+    assert!(!dotted.contains(".-"), "{dotted}");
 }
 
 #[test]

@@ -114,14 +114,39 @@ async fn invalid_input_fails_with_one_error_per_bad_line() {
     );
 }
 
+/// OpenAI accepts a create naming an input file it cannot find (unknown, or deleted since), then
+/// fails the batch in validation with one error naming the file (observed; see
+/// shared/OPENAI_BATCH_API.md section 3): no output or error file, nothing processed.
 #[tokio::test]
-async fn missing_input_file_fails_the_batch() {
+async fn an_unknown_or_deleted_input_file_fails_the_batch_naming_the_file() {
     let h = Harness::fast();
-    let body = json!({"input_file_id": "file-missing", "endpoint": CHAT, "completion_window": "24h"});
-    let batch = h.post("/v1/batches", body).await.json();
-    let failed = h.wait_status(id(&batch), "failed").await;
-    assert_eq!(failed["errors"]["data"][0]["code"], "invalid_request");
-    assert_eq!(failed["errors"]["data"][0]["line"], Value::Null);
+    let deleted = h.upload(&chat_lines(2)).await;
+    let gone = h.call("DELETE", &format!("/v1/files/{deleted}"), None, &[]).await;
+    assert_eq!(gone.status, StatusCode::OK);
+    for file in ["file-missing", deleted.as_str()] {
+        let body = json!({"input_file_id": file, "endpoint": CHAT, "completion_window": "24h"});
+        let created = h.post("/v1/batches", body).await;
+        assert_eq!(created.status, StatusCode::OK, "{file}");
+        let batch = created.json();
+        assert_eq!(
+            (batch["status"].as_str(), batch["input_file_id"].as_str()),
+            (Some("validating"), Some(file))
+        );
+        let failed = h.wait_status(id(&batch), "failed").await;
+        let errors = failed["errors"]["data"].as_array().unwrap();
+        assert_eq!(errors.len(), 1, "{failed}");
+        assert_eq!(errors[0]["code"], "invalid_request");
+        assert_eq!(errors[0]["param"], "file_id");
+        assert_eq!(errors[0]["line"], Value::Null);
+        let message = errors[0]["message"].as_str().unwrap();
+        assert!(message.starts_with(&format!("Cannot find file {file},")), "{message}");
+        assert!(failed["failed_at"].is_i64(), "{failed}");
+        assert_eq!(
+            (&failed["output_file_id"], &failed["error_file_id"]),
+            (&Value::Null, &Value::Null)
+        );
+        assert_eq!(failed["request_counts"]["total"], 0);
+    }
 }
 
 #[tokio::test]
