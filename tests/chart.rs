@@ -37,6 +37,10 @@ const EVERYTHING: &[&str] = &[
     "--set",
     "logFormat=text",
     "--set",
+    "gateways.allowCidrs={10.96.0.0/12,fd00:10:96::/112}",
+    "--set",
+    "gateways.denyCidrs={203.0.113.0/24}",
+    "--set",
     "image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 ];
 
@@ -340,6 +344,9 @@ fn the_controller_gets_the_contract_flags() {
         "--log-format=text",
         &format!("--job-image={image}"),
         "--direct-progress-port=9797",
+        "--allow-cidr=10.96.0.0/12",
+        "--allow-cidr=fd00:10:96::/112",
+        "--deny-cidr=203.0.113.0/24",
     ] {
         assert!(
             everything.contains(&flag.to_string()),

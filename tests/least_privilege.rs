@@ -372,7 +372,9 @@ async fn the_admission_policy_admits_only_the_jobs_the_operator_builds() {
         .expect("a Job as the operator builds it");
 
     // The controller as that ServiceAccount: its own sink and direct-mode Jobs are admitted.
-    let context = Context::new(operator.clone()).with_job_image(Some(IMAGE.into()));
+    let context = Context::new(operator.clone())
+        .with_addresses(llm_batch_operator::net::AddressPolicy::local())
+        .with_job_image(Some(IMAGE.into()));
     let controller = RunningController::start_with(Arc::new(context), &ns);
     let jobs = Api::<Job>::namespaced(admin.clone(), &ns);
     for batch in ["sink", "direct"] {
