@@ -658,13 +658,13 @@ fn an_attempt_token_says_when_the_attempt_started_and_its_upload_name_too() {
     assert_eq!(token, "1f3e9a0c-t1767225600");
     assert_eq!(attempt_started(&token), Some(1_767_225_600));
     for object in ["default/b", "team-t1/my-t2-batch", "ns/deadbeef"] {
-        let filename = upload_filename(object, &token);
+        let filename = upload_filename(object, "0b9e5c1d-7f8a-4c2b-9d3e-5a6b7c8d9e0f", &token);
         assert_eq!(upload_attempt_started(&filename), Some(1_767_225_600), "{filename}");
     }
     // Tokens from before they carried a time (8 hex digits), and their uploads: no start known.
     assert_eq!(attempt_started("1f3e9a0c"), None);
     for object in ["default/b", "ns/x-deadbeef", "ns/a-t17"] {
-        let filename = upload_filename(object, "1f3e9a0c");
+        let filename = upload_filename(object, "0b9e5c1d-7f8a-4c2b-9d3e-5a6b7c8d9e0f", "1f3e9a0c");
         assert_eq!(upload_attempt_started(&filename), None, "{filename}");
     }
     assert_eq!(attempt_started("zzzzzzzz-t1"), None);
