@@ -113,6 +113,8 @@ impl ControllerProcess {
     pub fn start(kubeconfig: &str, pod_name: &str, args: &[&str]) -> ControllerProcess {
         let mut child = super::bin()
             .args(["controller", "--metrics-addr", "127.0.0.1:0", "--log-format", "json"])
+            // The simulator is on loopback, which a controller refuses unless allowed.
+            .args(["--allow-cidr", "127.0.0.0/8"])
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", pod_name)
