@@ -516,6 +516,28 @@ async fn a_gateway_is_ready_with_the_right_key_and_says_so_with_a_wrong_one() {
     assert_eq!(status.active_batches, Some(1));
 }
 
+/// The controller's own address policy refuses a gateway on loopback (a tenant's BatchGateway
+/// must not reach into the machine or the cluster): the BatchGateway and the Batch say so, and
+/// nothing reaches the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_on_a_refused_address_is_misconfigured_and_sent_nothing() {
+    let s = setup("ctl-addr", SimulatorConfig::default()).await;
+    s.input("input", &common::chat_lines(3)).await;
+    s.batch("refused", json!({})).await;
+    let strict = Arc::new(controller::Context::new(s.client.clone()));
+    let running = RunningController::start_with(strict, &s.ns);
+    let gateways = Api::<BatchGateway>::namespaced(s.client.clone(), &s.ns);
+    let refused = wait_gateway(&gateways, "Ready", "False").await;
+    let message = wait_condition(&s, "refused", "GatewayReady", "GatewayMisconfigured").await;
+    running.stop().await;
+    assert_eq!(refused.reason, "Misconfigured");
+    for text in [&refused.message, &message] {
+        assert!(text.contains("an address this operator does not connect to"), "{text}");
+        assert!(text.contains("--allow-cidr"), "{text}");
+    }
+    assert_eq!(s.journal().await.len(), 0, "the refused gateway was contacted");
+}
+
 async fn wait_gateway(
     gateways: &Api<BatchGateway>,
     type_: &str,

@@ -194,7 +194,7 @@ async fn expire_after_ttl(batch: &Batch, status: &BatchStatus, ctx: &Context) ->
 async fn wait_for_gateway(
     batch: &Batch,
     mut status: BatchStatus,
-    why: String,
+    why: cluster_io::Unusable,
     ctx: &Context,
 ) -> Result<Requeue, Error> {
     let before = status.clone();
@@ -203,11 +203,20 @@ async fn wait_for_gateway(
         status.phase.get_or_insert(BatchPhase::Pending);
     }
     status.observed_generation = batch.meta().generation;
-    let message = format!("{why}; the batch starts when it is there");
+    let (reason, message) = match why {
+        cluster_io::Unusable::Missing(why) => (
+            reasons::GATEWAY_NOT_FOUND,
+            format!("{why}; the batch starts when it is there"),
+        ),
+        cluster_io::Unusable::Misconfigured(why) => (
+            reasons::GATEWAY_MISCONFIGURED,
+            format!("{why}; the batch starts once the BatchGateway is fixed"),
+        ),
+    };
     status.conditions.set_condition(
         ct::GATEWAY_READY,
         false,
-        reasons::GATEWAY_NOT_FOUND,
+        reason,
         message,
         batch.meta().generation,
         Timestamp::now(),

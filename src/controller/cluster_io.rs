@@ -107,14 +107,32 @@ pub struct Gateway {
     pub polling: PollingPolicy,
 }
 
-/// The Batch's gateway; the inner error says why there is none yet (the BatchGateway, its
-/// Secret or key is missing), the outer one is a failed API call.
-pub async fn gateway_client(ctx: &Context, batch: &Batch) -> Result<Result<Gateway, String>, Error> {
+/// Why a Batch has no usable gateway yet.
+#[derive(Debug)]
+pub enum Unusable {
+    /// The BatchGateway or its Secret does not exist (yet).
+    Missing(String),
+    /// It exists but cannot be used as it is: a bad URL, an address the controller does not
+    /// connect to, a Secret without the key.
+    Misconfigured(String),
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing(why) | Self::Misconfigured(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The Batch's gateway; the inner error says why there is none yet, the outer one is a failed
+/// API call.
+pub async fn gateway_client(ctx: &Context, batch: &Batch) -> Result<Result<Gateway, Unusable>, Error> {
     let ns = batch.namespace().unwrap_or_default();
     let name = &batch.spec.gateway_ref.name;
     let api = Api::<BatchGateway>::namespaced(ctx.client.clone(), &ns);
     let Some(object) = api.get_opt(name).await? else {
-        return Ok(Err(format!("BatchGateway {ns}/{name} not found")));
+        return Ok(Err(Unusable::Missing(format!("BatchGateway {ns}/{name} not found"))));
     };
     Ok(client_for_gateway(ctx, &object)
         .await?
@@ -130,11 +148,12 @@ pub async fn gateway_client(ctx: &Context, batch: &Batch) -> Result<Result<Gatew
 pub async fn client_for_gateway(
     ctx: &Context,
     gateway: &BatchGateway,
-) -> Result<Result<(GatewayClient, PollingPolicy), String>, Error> {
+) -> Result<Result<(GatewayClient, PollingPolicy), Unusable>, Error> {
     match build_client(ctx, gateway).await {
         Ok(found) => Ok(Ok(found)),
         Err(InputError::Api(e)) => Err(Error::Kube(e)),
-        Err(InputError::NotFound(why) | InputError::Invalid(why)) => Ok(Err(why)),
+        Err(InputError::NotFound(why)) => Ok(Err(Unusable::Missing(why))),
+        Err(InputError::Invalid(why)) => Ok(Err(Unusable::Misconfigured(why))),
     }
 }
 
@@ -154,7 +173,11 @@ async fn build_client(ctx: &Context, gateway: &BatchGateway) -> Result<(GatewayC
     if let Some(auth) = &spec.auth {
         let r = &auth.secret_ref;
         let secret = match get::<Secret>(&ctx.client, &ns, &r.name, "Secret").await {
-            Err(InputError::NotFound(m)) => return Err(unusable(format!("spec.auth.secretRef: {m}"))),
+            Err(InputError::NotFound(m)) => {
+                return Err(InputError::NotFound(format!(
+                    "BatchGateway {ns}/{name}: spec.auth.secretRef: {m}"
+                )));
+            }
             other => other?,
         };
         let key = secret_value(&secret, &r.key)

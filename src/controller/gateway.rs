@@ -93,7 +93,7 @@ pub fn error_policy(gateway: Arc<BatchGateway>, error: &Error, ctx: Arc<Context>
 async fn probe(gateway: &BatchGateway, ctx: &Context) -> Result<(bool, &'static str, String, Option<bool>), Error> {
     let client = match cluster_io::client_for_gateway(ctx, gateway).await? {
         Ok((client, _)) => client,
-        Err(why) => return Ok((false, ready_reasons::MISCONFIGURED, why, None)),
+        Err(why) => return Ok((false, ready_reasons::MISCONFIGURED, why.to_string(), None)),
     };
     Ok(match driver::probe_batch_api(&client).await {
         Ok(batch_api) => {
