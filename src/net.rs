@@ -113,7 +113,7 @@ impl AddressPolicy {
             Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
             _ => return Ok(()),
         };
-        self.check(&url.host_str().unwrap_or_default().to_owned(), address)
+        self.check(url.host_str().unwrap_or_default(), address)
     }
 
     /// Resolves `host` and keeps the addresses this policy allows; none left is an error

@@ -383,14 +383,14 @@ mod tests {
     #[test]
     fn an_endpoint_at_a_metadata_address_is_refused() {
         let policy = Arc::new(AddressPolicy::local());
-        let err = open(
+        let Err(err) = open(
             &reference("s3://bucket/in.jsonl", Some("http://169.254.169.254:80")),
             &BTreeMap::new(),
             "test",
             &policy,
-        )
-        .err()
-        .expect("refused");
+        ) else {
+            panic!("refused")
+        };
         assert!(err.message.contains("link-local or cloud metadata"), "{}", err.message);
     }
 }
