@@ -1065,7 +1065,10 @@ async fn results_that_do_not_match_the_input_fail_the_batch_with_a_warning() {
     let status = batch.status.unwrap();
     let condition = |type_: &str| status.conditions.iter().find(|c| c.type_ == type_).cloned().unwrap();
     let verified = condition("ResultsVerified");
-    assert_eq!((verified.status.as_str(), verified.reason.as_str()), ("False", "DuplicateResults"));
+    assert_eq!(
+        (verified.status.as_str(), verified.reason.as_str()),
+        ("False", "DuplicateResults")
+    );
     assert_eq!(condition("Failed").reason, "DuplicateResults");
     assert_eq!(condition("OutputStored").status, "True", "the results are kept");
     let counts = status.request_counts.unwrap();
@@ -1073,7 +1076,11 @@ async fn results_that_do_not_match_the_input_fail_the_batch_with_a_warning() {
     assert_eq!(status.output.unwrap().duplicate_lines, Some(1));
     let deadline = Instant::now() + Duration::from_secs(10);
     while !s.warnings("liar").await.iter().any(|r| r == "DuplicateResults") {
-        assert!(Instant::now() < deadline, "no Warning Event: {:?}", s.warnings("liar").await);
+        assert!(
+            Instant::now() < deadline,
+            "no Warning Event: {:?}",
+            s.warnings("liar").await
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     controller.stop().await;

@@ -64,6 +64,9 @@ pub mod reasons {
     /// Only duplicates and unreadable ids were looked for: the input's ids are not known here
     /// (`spec.input.fileId`, or a sweep chunk).
     pub const NO_INPUT_IDS: &str = "NoInputIds";
+    /// An expired or cancelled batch: no duplicates, and the requests without a result line
+    /// never ran; with those missing, the ids cannot be compared in full.
+    pub const RESULTS_INCOMPLETE: &str = "ResultsIncomplete";
     /// A custom_id appears on more than one result line.
     pub const DUPLICATE_RESULTS: &str = "DuplicateResults";
     /// Result lines whose custom_id is not one of the input's, or has none.

@@ -318,14 +318,24 @@ fn collect(status: &mut BatchStatus, d: Downloaded, ctx: &Context) {
         from_gateway.filter(|g| (g.total, g.completed, g.failed) != (proven.total, proven.completed, proven.failed));
     status.request_counts = Some(verdict.counts.clone());
     if verdict.findings.is_empty() {
-        let (reason, message) = match verdict.against_input {
-            true => (
+        let (reason, message) = match verdict.ids_match {
+            Some(true) => (
                 reasons::RESULTS_MATCH_INPUT,
-                "every result line is one of the input's requests, each once",
+                "every result line is one of the input's requests, each once".to_string(),
             ),
-            false => (
+            Some(false) => (
+                reasons::RESULTS_INCOMPLETE,
+                format!(
+                    "no result line repeats a custom_id; {} requests have no result line (the batch {} before they ran), \
+                     so the ids could not be compared in full",
+                    verdict.missing,
+                    state.as_wire()
+                ),
+            ),
+            None => (
                 reasons::NO_INPUT_IDS,
-                "no result line repeats a custom_id; the input's ids are not known here, so they were not compared",
+                "no result line repeats a custom_id; the input's ids are not known here, so they were not compared"
+                    .to_string(),
             ),
         };
         set(status, ct::RESULTS_VERIFIED, true, reason, message, ctx);

@@ -837,6 +837,7 @@ fn missing_results_fail_a_completed_batch_but_never_ran_in_an_expired_one() {
     ] {
         let status = reduce(&downloading_with_ids(state), downloaded(check.clone()), &ctx_at(31));
         assert_eq!(status.phase, Some(phase));
+        assert_eq!(verified(&status), ("True".into(), reasons::RESULTS_INCOMPLETE.into()));
         let counts = status.request_counts.unwrap();
         // 2 expired lines in the error file, 3 without any line: 5 never ran.
         assert_eq!(

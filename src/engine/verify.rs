@@ -25,8 +25,10 @@ pub(super) struct Verdict {
     pub counts: RequestCounts,
     /// `(reason, message)` of each thing wrong, most telling first; empty when the results hold.
     pub findings: Vec<(&'static str, String)>,
-    /// True when the ids were compared with the input's digest (not only for duplicates).
-    pub against_input: bool,
+    /// Whether the distinct ids are exactly the input's; `None` when there was no digest.
+    pub ids_match: Option<bool>,
+    /// Input requests without any result line (never ran, for an expired or cancelled batch).
+    pub missing: u64,
 }
 
 /// Checks `check` (what the files hold) against the input recorded in `status`, for a batch
@@ -82,6 +84,7 @@ pub(super) fn verify(status: &BatchStatus, check: &ResultCheck, state: &Upstream
             not_run: (not_run > 0).then_some(not_run),
         },
         findings,
-        against_input: check.ids_match.is_some(),
+        ids_match: check.ids_match,
+        missing,
     }
 }
