@@ -316,6 +316,7 @@ fn result_ids_not_in_the_input_fail_the_batch() {
         "{verified:?}"
     );
     assert_eq!(condition(&status, "Failed")["reason"], "UnexpectedResults");
+    assert!(said.contains("the results do not match the input"), "{said}");
     let lines = ws.lines("b", "output.jsonl");
     assert_eq!(lines[0]["custom_id"], "../../etc/passwd");
     assert!(!ws.path().join("etc").exists() && !ws.out("b").join("etc").exists());

@@ -353,7 +353,7 @@ fn collect(status: &mut BatchStatus, d: Downloaded, ctx: &Context) {
     set(status, ct::RESULTS_VERIFIED, false, reason, what.clone(), ctx);
     let (_, summary) = final_reason(BatchPhase::Succeeded, status);
     let message = format!(
-        "the results do not match the input: {what}; {summary} by the files, kept as the gateway sent them in {}",
+        "the results do not match the input: {what}; the files show {summary}, and are kept as the gateway sent them in {}",
         d.location
     );
     finish(status, BatchPhase::Failed, reason, message, ctx);

@@ -781,7 +781,11 @@ fn duplicate_result_lines_fail_the_batch_and_count_once() {
     assert_eq!(verified(&status), ("False".into(), reasons::DUPLICATE_RESULTS.into()));
     let failed = status.conditions.condition(ct::FAILED).unwrap();
     assert_eq!(failed.reason, reasons::DUPLICATE_RESULTS);
-    assert!(failed.message.contains("3 result lines repeat"), "{}", failed.message);
+    assert!(
+        failed.message.contains("repeating an earlier line's custom_id: 3"),
+        "{}",
+        failed.message
+    );
     assert!(failed.message.contains("out/default/tickets"), "{}", failed.message);
     assert_eq!(status.request_counts.unwrap().completed, 20);
     assert_eq!(status.output.unwrap().duplicate_lines, Some(3));

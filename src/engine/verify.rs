@@ -42,7 +42,7 @@ pub(super) fn verify(status: &BatchStatus, check: &ResultCheck, state: &Upstream
         findings.push((
             reasons::DUPLICATE_RESULTS,
             format!(
-                "{} result lines repeat a custom_id of an earlier line (only the first counts)",
+                "result lines repeating an earlier line's custom_id: {} (only the first counts)",
                 check.duplicate_lines
             ),
         ));
@@ -50,7 +50,10 @@ pub(super) fn verify(status: &BatchStatus, check: &ResultCheck, state: &Upstream
     if check.unidentified_lines > 0 {
         findings.push((
             reasons::UNEXPECTED_RESULTS,
-            format!("{} result lines have no readable custom_id", check.unidentified_lines),
+            format!(
+                "result lines without a readable custom_id: {}",
+                check.unidentified_lines
+            ),
         ));
     }
     let missing = input_requests.saturating_sub(distinct);
