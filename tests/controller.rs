@@ -1058,3 +1058,53 @@ async fn a_copied_batch_id_annotation_is_ignored_and_that_batch_never_read_or_ca
         "the original's and the copy's"
     );
 }
+
+/// A gateway whose output repeats a custom_id (tests/common/hostile.rs): the controller checks
+/// the results against the input's ids, the Batch fails with `ResultsVerified=False`, reason
+/// `DuplicateResults`, and a Warning Event, and the results are still stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_that_do_not_match_the_input_fail_the_batch_with_a_warning() {
+    use common::hostile::{Hostile, Mode};
+    let hostile = tokio::task::spawn_blocking(|| Hostile::start(Mode::DuplicateIds, usize::MAX))
+        .await
+        .unwrap();
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, "ctl-liar").await;
+    create_gateway(&client, &ns, &hostile.base_url, KEY, json!({})).await;
+    let sim = RunningSimulator::start(SimulatorConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let s = Setup {
+        client,
+        ns,
+        sim: Arc::new(sim),
+    };
+    s.input("input", &common::chat_lines(20)).await;
+    s.batch("liar", json!({})).await;
+    let controller = RunningController::start(&s.client, &s.ns);
+
+    let batch = s.wait_phase("liar", BatchPhase::Failed).await;
+    let status = batch.status.unwrap();
+    let condition = |type_: &str| status.conditions.iter().find(|c| c.type_ == type_).cloned().unwrap();
+    let verified = condition("ResultsVerified");
+    assert_eq!(
+        (verified.status.as_str(), verified.reason.as_str()),
+        ("False", "DuplicateResults")
+    );
+    assert_eq!(condition("Failed").reason, "DuplicateResults");
+    assert_eq!(condition("OutputStored").status, "True", "the results are kept");
+    let counts = status.request_counts.unwrap();
+    assert_eq!((counts.total, counts.completed, counts.failed), (20, 20, 0));
+    assert_eq!(status.output.unwrap().duplicate_lines, Some(1));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.warnings("liar").await.iter().any(|r| r == "DuplicateResults") {
+        assert!(
+            Instant::now() < deadline,
+            "no Warning Event: {:?}",
+            s.warnings("liar").await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    controller.stop().await;
+    tokio::task::spawn_blocking(move || drop(hostile)).await.unwrap();
+}

@@ -260,3 +260,100 @@ fn a_metadata_address_is_refused_before_anything_is_sent() {
     assert!(!output.status.success(), "{said}");
     assert!(said.contains("169.254.169.254 is 169.254.169.254, an address this operator does not connect to (link-local or cloud metadata)"), "{said}");
 }
+
+/// Runs a Batch of 20 requests against a gateway lying in `mode`; the status it ends with.
+fn run_lied_to(mode: Mode) -> (Workspace, serde_yaml::Value, String) {
+    let gateway = Hostile::start(mode, usize::MAX);
+    let ws = workspace(&gateway, 20, "", "");
+    let (output, _) = run_measured(&ws, &[]);
+    let status = ws.status_yaml("b");
+    (ws, status, text(&output))
+}
+
+/// The condition of `type_` in `status`.
+fn condition<'a>(status: &'a serde_yaml::Value, type_: &str) -> &'a serde_yaml::Value {
+    status["conditions"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status:?}"))
+}
+
+/// `(total, completed, failed)` of a requestCounts.
+fn counts(counts: &serde_yaml::Value) -> (u64, u64, u64) {
+    let n = |field: &str| counts[field].as_u64().unwrap_or_default();
+    (n("total"), n("completed"), n("failed"))
+}
+
+#[test]
+fn duplicate_result_lines_count_once_and_fail_the_batch() {
+    let (ws, status, said) = run_lied_to(Mode::DuplicateIds);
+    assert_eq!(status["phase"], "Failed", "{said}");
+    assert_eq!(counts(&status["requestCounts"]), (20, 20, 0), "{status:?}");
+    assert_eq!(status["output"]["duplicateLines"], 1, "{status:?}");
+    let verified = condition(&status, "ResultsVerified");
+    assert_eq!(
+        (&verified["status"], &verified["reason"]),
+        (&"False".into(), &"DuplicateResults".into())
+    );
+    assert_eq!(condition(&status, "Failed")["reason"], "DuplicateResults");
+    // Delivered as the gateway sent them: nothing is lost.
+    assert_eq!(ws.lines("b", "output.jsonl").len(), 21);
+}
+
+#[test]
+fn result_ids_not_in_the_input_fail_the_batch() {
+    let (ws, status, said) = run_lied_to(Mode::ForeignIds);
+    assert_eq!(status["phase"], "Failed", "{said}");
+    let verified = condition(&status, "ResultsVerified");
+    assert_eq!(
+        (&verified["status"], &verified["reason"]),
+        (&"False".into(), &"UnexpectedResults".into())
+    );
+    assert!(
+        verified["message"].as_str().unwrap().contains("not the input's"),
+        "{verified:?}"
+    );
+    assert_eq!(condition(&status, "Failed")["reason"], "UnexpectedResults");
+    assert!(said.contains("the results do not match the input"), "{said}");
+    let lines = ws.lines("b", "output.jsonl");
+    assert_eq!(lines[0]["custom_id"], "../../etc/passwd");
+    assert!(!ws.path().join("etc").exists() && !ws.out("b").join("etc").exists());
+}
+
+#[test]
+fn inflated_gateway_counts_give_way_to_what_the_files_prove() {
+    let (_ws, status, said) = run_lied_to(Mode::InflatedCounts);
+    assert_eq!(status["phase"], "Succeeded", "{said}");
+    assert_eq!(counts(&status["requestCounts"]), (20, 20, 0), "{status:?}");
+    assert_eq!(counts(&status["gateway"]["requestCounts"]), (20, 999, 0), "{status:?}");
+    let verified = condition(&status, "ResultsVerified");
+    assert_eq!(
+        (&verified["status"], &verified["reason"]),
+        (&"True".into(), &"ResultsMatchInput".into())
+    );
+}
+
+#[test]
+fn completed_without_result_files_is_a_failure_naming_it() {
+    let (_ws, status, said) = run_lied_to(Mode::NoResultFiles);
+    assert_eq!(status["phase"], "Failed", "{said}");
+    let failed = condition(&status, "Failed");
+    assert_eq!(failed["reason"], "MissingResults");
+    assert_eq!(
+        failed["message"],
+        "the gateway said completed but returned no result files"
+    );
+    assert_eq!(condition(&status, "ResultsVerified")["status"], "False");
+}
+
+#[test]
+fn an_honest_gateways_results_verify() {
+    let (_ws, status, said) = run_lied_to(Mode::Honest);
+    assert_eq!(status["phase"], "Succeeded", "{said}");
+    assert_eq!(counts(&status["requestCounts"]), (20, 20, 0), "{status:?}");
+    assert!(status["gateway"]["requestCounts"].is_null(), "{status:?}");
+    assert_eq!(condition(&status, "ResultsVerified")["reason"], "ResultsMatchInput");
+    assert_eq!(status["input"]["ids"]["key"].as_str().unwrap().len(), 32);
+}

@@ -209,6 +209,9 @@ async fn a_pvc_output_is_written_by_a_restricted_sink_job_that_retries_what_can_
         .clone()
         .unwrap();
     assert_eq!(args[0], "sink");
+    // The sink checks the results against the input's custom_ids, as the controller would.
+    let expected = args.iter().position(|a| a == "--expected-ids").expect("--expected-ids");
+    assert_eq!(args[expected + 1].split(':').count(), 3, "{args:?}");
 
     // First pod: where the results go is a file, not a directory: the sink fails (exit 1).
     let target = claims.path().join("results/runs/triage");
@@ -233,6 +236,15 @@ async fn a_pvc_output_is_written_by_a_restricted_sink_job_that_retries_what_can_
     let output = lines(&target.join("output.jsonl"));
     assert_eq!(output.len(), 6);
     assert_eq!(status.request_counts.as_ref().unwrap().completed, 6);
+    let verified = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ResultsVerified")
+        .expect("ResultsVerified");
+    assert_eq!(
+        (verified.status.as_str(), verified.reason.as_str()),
+        ("True", "ResultsMatchInput")
+    );
     let usage = status.usage.unwrap();
     let summed: u64 = output
         .iter()

@@ -305,6 +305,21 @@ pub struct InputStatus {
     /// object again and must find exactly these bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The keyed digest of the custom_ids as uploaded, that the results are checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<InputIds>,
+}
+
+/// A keyed multiset hash of the input's custom_ids: the wrapping sum of the first 8 bytes of
+/// SHA-256(key ‖ custom_id) over the lines. The key is chosen at random when the input is
+/// validated and never sent to the gateway.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InputIds {
+    /// 128-bit key, 32 hex digits.
+    pub key: String,
+    /// The sum, 16 hex digits.
+    pub sum: String,
 }
 
 /// Where a Batch stands in its gateway's admission queue.
@@ -345,6 +360,10 @@ pub struct GatewayStatus {
     /// The gateway's own status word (validating, in_progress, completed, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// The gateway's own `request_counts`, kept when they differ from what the result files
+    /// prove (`status.requestCounts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_counts: Option<RequestCounts>,
 }
 
 /// Request lines by outcome.
@@ -398,4 +417,10 @@ pub struct OutputStatus {
     pub error_lines: u64,
     /// Bytes of the error file.
     pub error_bytes: u64,
+    /// Result lines repeating a custom_id seen on an earlier line (counted nowhere else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_lines: Option<u64>,
+    /// Result lines without a readable custom_id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unidentified_lines: Option<u64>,
 }

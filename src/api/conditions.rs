@@ -18,6 +18,9 @@ pub mod condition_types {
     pub const OUTPUT_STORED: &str = "OutputStored";
     /// The gateway answers and accepts the key.
     pub const GATEWAY_READY: &str = "GatewayReady";
+    /// The result files were checked against the input: every custom_id the input's, each
+    /// once (False: which check failed; the results are kept as the gateway sent them).
+    pub const RESULTS_VERIFIED: &str = "ResultsVerified";
     /// A sweep's `suspend` is set: no new child starts.
     pub const SUSPENDED: &str = "Suspended";
 }
@@ -56,6 +59,20 @@ pub mod reasons {
     /// The output Secret exists and this Batch did not create it: it is left untouched.
     pub const SECRET_NOT_OWNED: &str = "SecretNotOwned";
     pub const STORED: &str = "Stored";
+    /// Every result line's custom_id is one of the input's, each once.
+    pub const RESULTS_MATCH_INPUT: &str = "ResultsMatchInput";
+    /// Only duplicates and unreadable ids were looked for: the input's ids are not known here
+    /// (`spec.input.fileId`, or a sweep chunk).
+    pub const NO_INPUT_IDS: &str = "NoInputIds";
+    /// An expired or cancelled batch: no duplicates, and the requests without a result line
+    /// never ran; with those missing, the ids cannot be compared in full.
+    pub const RESULTS_INCOMPLETE: &str = "ResultsIncomplete";
+    /// A custom_id appears on more than one result line.
+    pub const DUPLICATE_RESULTS: &str = "DuplicateResults";
+    /// Result lines whose custom_id is not one of the input's, or has none.
+    pub const UNEXPECTED_RESULTS: &str = "UnexpectedResults";
+    /// The gateway said completed, and input lines have no result line.
+    pub const MISSING_RESULTS: &str = "MissingResults";
     // BatchSweep
     pub const RUNNING: &str = "Running";
     pub const FAILURE_BUDGET_EXCEEDED: &str = "FailureBudgetExceeded";

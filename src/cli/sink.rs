@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use crate::driver::{self, FINAL_FAILURE, JobFailure};
 use crate::engine::Outcome;
 use crate::gateway::GatewayClient;
+use crate::jsonl::IdDigest;
 
 /// Flags of `sink`.
 #[derive(clap::Args, Debug)]
@@ -23,6 +24,10 @@ pub struct SinkArgs {
     /// Where output.jsonl and errors.jsonl are written (created if missing).
     #[arg(long)]
     pub dir: PathBuf,
+    /// The input's custom_id digest, `KEY:SUM:COUNT` (from the Batch status): every result
+    /// line's custom_id is checked against it. Without it, only duplicates are looked for.
+    #[arg(long)]
+    pub expected_ids: Option<IdDigest>,
 }
 
 /// Exit 0 with the counts as JSON on stdout; 1 (worth retrying) or 2 (final) with the reason on
@@ -34,6 +39,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
         args.output_file_id.as_deref(),
         args.error_file_id.as_deref(),
         &args.dir,
+        args.expected_ids,
     )
     .await;
     let (summary, code) = match result {

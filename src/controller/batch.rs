@@ -253,7 +253,7 @@ async fn perform(
         && let Some(pvc) = batch.spec.output.as_ref().and_then(|o| o.pvc.as_ref())
     {
         let (output, errors) = (output_file_id.clone(), error_file_id.clone());
-        return pvc_sink::download(batch, &gateway.object, pvc, output, errors, ctx).await;
+        return pvc_sink::download(batch, status, &gateway.object, pvc, output, errors, ctx).await;
     }
     if action == Action::RunDirect {
         return direct_job::run(batch, status, gateway, ctx).await;
@@ -356,6 +356,7 @@ async fn validate_input(
             bytes: report.summary.bytes,
             estimated_tokens: report.summary.estimated_tokens,
             digest: None,
+            ids: driver::input_ids(report.summary.ids),
         }
     } else {
         Outcome::InputInvalid {
@@ -413,7 +414,9 @@ async fn download_into(
         class: ErrorClass::Output,
         message: format!("scratch space: {e}"),
     };
-    let mut downloaded = driver::download_results(gateway, output_id.as_deref(), error_id.as_deref(), scratch).await?;
+    let expected = driver::expected_ids(status);
+    let mut downloaded =
+        driver::download_results(gateway, output_id.as_deref(), error_id.as_deref(), scratch, expected).await?;
     let files: Vec<(String, std::path::PathBuf)> = ["output.jsonl", "errors.jsonl"]
         .into_iter()
         .map(|name| (name.to_string(), scratch.join(name)))
@@ -561,7 +564,13 @@ async fn record(batch: &Batch, before: &BatchStatus, after: &BatchStatus, ctx: &
         let note = after.headline();
         ctx.publish(batch, type_, &phase.to_string(), &note).await;
     }
-    for type_ in [ct::GATEWAY_READY, ct::ADMITTED, ct::COMPLETE, ct::OUTPUT_STORED] {
+    for type_ in [
+        ct::GATEWAY_READY,
+        ct::ADMITTED,
+        ct::COMPLETE,
+        ct::OUTPUT_STORED,
+        ct::RESULTS_VERIFIED,
+    ] {
         let was = before.conditions.condition(type_).map(|c| (&c.status, &c.reason));
         if let Some(c) = after.conditions.condition(type_)
             && c.status == "False"

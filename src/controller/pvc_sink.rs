@@ -6,13 +6,15 @@ use kube::ResourceExt;
 
 use super::jobs::{self, JobPlan, JobState};
 use super::{Context, Error};
-use crate::api::{Batch, BatchGateway, PvcSink};
+use crate::api::{Batch, BatchGateway, BatchStatus, PvcSink};
 use crate::engine::{Downloaded, ErrorClass, Outcome};
+use crate::jsonl::IdDigest;
 use crate::net::AddressPolicy;
 
 /// The step's outcome once the sink Job ended; `None` while it runs.
 pub async fn download(
     batch: &Batch,
+    status: &BatchStatus,
     gateway: &BatchGateway,
     pvc: &PvcSink,
     output_id: Option<String>,
@@ -24,7 +26,8 @@ pub async fn download(
             message: no_job_image(pvc),
         }));
     };
-    let plan = sink_plan(gateway, pvc, output_id, error_id, &ctx.addresses);
+    let expected = crate::driver::expected_ids(status);
+    let plan = sink_plan(gateway, pvc, output_id, error_id, expected, &ctx.addresses);
     let Some(job) = jobs::ensure(&ctx.client, &jobs::build(batch, plan, image)).await? else {
         return Ok(None);
     };
@@ -64,6 +67,7 @@ fn sink_plan(
     pvc: &PvcSink,
     output_id: Option<String>,
     error_id: Option<String>,
+    expected: Option<IdDigest>,
     addresses: &AddressPolicy,
 ) -> JobPlan {
     let (volumes, dir) = jobs::claim_volumes(pvc);
@@ -73,6 +77,9 @@ fn sink_plan(
     }
     if let Some(id) = error_id {
         args.extend(["--error-file-id".to_string(), id]);
+    }
+    if let Some(expected) = expected {
+        args.extend(["--expected-ids".to_string(), expected.to_string()]);
     }
     args.extend(["--dir".to_string(), dir]);
     JobPlan {

@@ -22,10 +22,14 @@ impl DirectSummary {
     /// Counts the result files in the checkpoint directory `dir` (`location` left empty).
     pub async fn read(dir: &Path, conclusion: Conclusion, total: u64, counts: Counts) -> std::io::Result<Self> {
         let mut downloaded = Downloaded::default();
-        summarise_output(&dir.join(OUTPUT_FILE)).await?.record(&mut downloaded);
+        // Direct mode writes its own results: nothing to check them against.
+        let ids = &mut crate::driver::ResultIds::new(None);
+        summarise_output(&dir.join(OUTPUT_FILE), ids)
+            .await?
+            .record(&mut downloaded);
         let errors = dir.join(ERRORS_FILE);
         if tokio::fs::try_exists(&errors).await? {
-            summarise_errors(&errors).await?.record(&mut downloaded);
+            summarise_errors(&errors, ids).await?.record(&mut downloaded);
         }
         Ok(DirectSummary {
             conclusion,

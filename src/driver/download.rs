@@ -4,9 +4,10 @@
 
 use std::path::Path;
 
-use super::{classify, summarise_errors, summarise_output};
+use super::{ResultIds, classify, summarise_errors, summarise_output};
 use crate::engine::{Downloaded, ErrorClass, Outcome};
 use crate::gateway::GatewayClient;
+use crate::jsonl::IdDigest;
 
 /// The output file name in a results directory.
 const OUTPUT_FILE: &str = "output.jsonl";
@@ -25,22 +26,28 @@ pub struct JobFailure {
     pub error: String,
 }
 
-/// Fetches both files (either may be absent) into `dir` and counts them; `location` is left
-/// for the caller to fill in. An absent output file is written empty (every line failed); an
-/// absent error file is removed (a stale one from an earlier attempt would mislead).
+/// Fetches both files (either may be absent) into `dir` and counts them, custom_id by
+/// custom_id against `expected` (the input's digest, when known: see [`ResultIds`]);
+/// `location` is left for the caller to fill in. An absent output file is written empty
+/// (every line failed); an absent error file is removed (a stale one from an earlier attempt
+/// would mislead). Whatever the check finds, the files are kept as the gateway sent them.
 pub async fn download_results(
     client: &GatewayClient,
     output_id: Option<&str>,
     error_id: Option<&str>,
     dir: &Path,
+    expected: Option<IdDigest>,
 ) -> Result<Downloaded, Outcome> {
     tokio::fs::create_dir_all(dir).await.map_err(|e| io_failure(dir, e))?;
     let (output, errors) = (dir.join(OUTPUT_FILE), dir.join(ERRORS_FILE));
     let mut downloaded = Downloaded::default();
+    let mut ids = ResultIds::new(expected);
     match output_id {
         Some(id) => {
             fetch(client, id, &output).await?;
-            let summary = summarise_output(&output).await.map_err(|e| io_failure(&output, e))?;
+            let summary = summarise_output(&output, &mut ids)
+                .await
+                .map_err(|e| io_failure(&output, e))?;
             summary.record(&mut downloaded);
         }
         None => tokio::fs::write(&output, b"")
@@ -50,7 +57,9 @@ pub async fn download_results(
     match error_id {
         Some(id) => {
             fetch(client, id, &errors).await?;
-            let summary = summarise_errors(&errors).await.map_err(|e| io_failure(&errors, e))?;
+            let summary = summarise_errors(&errors, &mut ids)
+                .await
+                .map_err(|e| io_failure(&errors, e))?;
             summary.record(&mut downloaded);
         }
         None => match tokio::fs::remove_file(&errors).await {
@@ -58,6 +67,7 @@ pub async fn download_results(
             _ => {}
         },
     }
+    downloaded.results = Some(ids.finish());
     Ok(downloaded)
 }
 

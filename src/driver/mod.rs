@@ -10,7 +10,7 @@ pub mod storage;
 
 pub use download::{FINAL_FAILURE, JobFailure, download_results};
 pub use probe::probe_batch_api;
-pub use results::{ErrorSummary, OutputSummary, summarise_errors, summarise_output};
+pub use results::{ErrorSummary, OutputSummary, ResultIds, summarise_errors, summarise_output};
 
 use crate::engine::{self, BatchRequest, ErrorClass, Outcome, Upstream, UpstreamState};
 use crate::gateway::{Batch, FindError, GatewayClient, GatewayError, ResponseLimits, UploadSource};
@@ -19,6 +19,22 @@ use crate::gateway::{Batch, FindError, GatewayClient, GatewayError, ResponseLimi
 /// [`engine::attempt_token_at`]), carried in the upload's name and the batch metadata.
 pub fn attempt_token() -> String {
     engine::attempt_token_at(k8s_openapi::jiff::Timestamp::now(), rand::random::<u32>())
+}
+
+/// The input's id digest as the status keeps it.
+pub fn input_ids(digest: Option<crate::jsonl::IdDigest>) -> Option<crate::api::InputIds> {
+    digest.map(|d| crate::api::InputIds {
+        key: d.key_hex(),
+        sum: d.sum_hex(),
+    })
+}
+
+/// What the results are checked against: the input's id digest and request count, from the
+/// status; `None` when the input's ids are not known (`spec.input.fileId`, a sweep chunk).
+pub fn expected_ids(status: &crate::api::BatchStatus) -> Option<crate::jsonl::IdDigest> {
+    let input = status.input.as_ref()?;
+    let ids = input.ids.as_ref()?;
+    crate::jsonl::IdDigest::from_hex(&ids.key, &ids.sum, input.requests)
 }
 
 /// How an engine should treat a gateway error.

@@ -1,13 +1,75 @@
 //! Counting what came back: lines, bytes, token usage and requests that never ran, read
-//! from downloaded output and error files line by line (never whole in memory).
+//! from downloaded output and error files line by line (never whole in memory), and every
+//! line's custom_id checked against the input's (see [`ResultIds`]).
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::api::Usage;
-use crate::engine::Downloaded;
+use crate::engine::{Downloaded, ResultCheck};
+use crate::jsonl::IdDigest;
+
+/// The custom_ids seen across a batch's output and error files, kept as their keyed hashes
+/// (8 bytes each). The first line of an id counts; a later one is a duplicate. At the end the
+/// distinct ids are compared with the input's digest, when there is one.
+#[derive(Debug)]
+pub struct ResultIds {
+    expected: Option<IdDigest>,
+    /// Under the input's key (or a random one when there is no input digest).
+    found: IdDigest,
+    seen: HashSet<u64>,
+    check: ResultCheck,
+}
+
+/// What one line's custom_id is to the results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    First,
+    Duplicate,
+    Unidentified,
+}
+
+impl ResultIds {
+    /// A check against `expected` (the input's digest), or for duplicates only without one.
+    pub fn new(expected: Option<IdDigest>) -> Self {
+        let key = expected.map_or_else(rand::random, |e| e.key);
+        Self {
+            expected,
+            found: IdDigest::with_key(key),
+            seen: HashSet::new(),
+            check: ResultCheck::default(),
+        }
+    }
+
+    fn see(&mut self, custom_id: Option<&str>) -> Seen {
+        let Some(id) = custom_id else {
+            self.check.unidentified_lines += 1;
+            return Seen::Unidentified;
+        };
+        let hash = self.found.hash(id.as_bytes());
+        if self.seen.insert(hash) {
+            self.found.add_hash(hash);
+            Seen::First
+        } else {
+            self.check.duplicate_lines += 1;
+            Seen::Duplicate
+        }
+    }
+
+    /// What the files proved.
+    pub fn finish(self) -> ResultCheck {
+        let ids_match = self
+            .expected
+            .map(|e| e.sum == self.found.sum && e.count == self.found.count);
+        ResultCheck {
+            ids_match,
+            ..self.check
+        }
+    }
+}
 
 /// What an output file holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,7 +104,25 @@ impl ErrorSummary {
 
 #[derive(Deserialize)]
 struct OutputLine {
+    custom_id: Option<CustomId>,
     response: Option<Response>,
+}
+
+/// A custom_id as a result line has it: only a string identifies a line.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CustomId {
+    Str(String),
+    Other(serde::de::IgnoredAny),
+}
+
+impl CustomId {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Str(id) => Some(id),
+            Self::Other(_) => None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -67,6 +147,7 @@ struct LineUsage {
 
 #[derive(Deserialize)]
 struct ErrorLine {
+    custom_id: Option<CustomId>,
     error: Option<LineError>,
 }
 
@@ -78,16 +159,20 @@ struct LineError {
 /// Error codes of requests that were never executed.
 const NOT_RUN_CODES: &[&str] = &["batch_expired", "batch_cancelled"];
 
-/// Counts lines and sums `response.body.usage` over an output file.
-pub async fn summarise_output(path: &Path) -> std::io::Result<OutputSummary> {
+/// Counts lines and sums `response.body.usage` over an output file; each line's custom_id goes
+/// through `ids` (a duplicate's usage is not summed).
+pub async fn summarise_output(path: &Path, ids: &mut ResultIds) -> std::io::Result<OutputSummary> {
     let mut summary = OutputSummary::default();
     for_each_line(path, |line| {
         summary.lines += 1;
         summary.bytes += line.len() as u64 + 1;
-        let usage = serde_json::from_slice::<OutputLine>(line)
-            .ok()
-            .and_then(|l| l.response?.body?.usage)
-            .unwrap_or_default();
+        let parsed = parse::<OutputLine>(line);
+        let custom_id = parsed.as_ref().and_then(|l| l.custom_id.as_ref()?.as_str());
+        if ids.see(custom_id) != Seen::First {
+            return;
+        }
+        ids.check.completed += 1;
+        let usage = parsed.and_then(|l| l.response?.body?.usage).unwrap_or_default();
         let prompt = usage.prompt_tokens.unwrap_or(0);
         let completion = usage.completion_tokens.unwrap_or(0);
         summary.usage.prompt_tokens += prompt;
@@ -98,21 +183,39 @@ pub async fn summarise_output(path: &Path) -> std::io::Result<OutputSummary> {
     Ok(summary)
 }
 
-/// Counts lines and the requests that never ran in an error file.
-pub async fn summarise_errors(path: &Path) -> std::io::Result<ErrorSummary> {
+/// Counts lines and the requests that never ran in an error file; each line's custom_id goes
+/// through `ids` (after the output file's).
+pub async fn summarise_errors(path: &Path, ids: &mut ResultIds) -> std::io::Result<ErrorSummary> {
     let mut summary = ErrorSummary::default();
     for_each_line(path, |line| {
         summary.lines += 1;
         summary.bytes += line.len() as u64 + 1;
-        let code = serde_json::from_slice::<ErrorLine>(line)
-            .ok()
-            .and_then(|l| l.error?.code);
+        let parsed = parse::<ErrorLine>(line);
+        let custom_id = parsed.as_ref().and_then(|l| l.custom_id.as_ref()?.as_str());
+        if ids.see(custom_id) != Seen::First {
+            return;
+        }
+        ids.check.failed += 1;
+        let code = parsed.and_then(|l| l.error?.code);
         if code.is_some_and(|c| NOT_RUN_CODES.contains(&c.as_str())) {
             summary.not_run += 1;
+            ids.check.not_run += 1;
         }
     })
     .await?;
     Ok(summary)
+}
+
+/// A result line's fields; a line that is JSON but for bytes that are not UTF-8 (in a model's
+/// answer, say) is read with those bytes replaced, so its custom_id still counts (and an id
+/// with such bytes no longer matches the input's).
+fn parse<T: serde::de::DeserializeOwned>(line: &[u8]) -> Option<T> {
+    serde_json::from_slice(line)
+        .ok()
+        .or_else(|| match std::str::from_utf8(line) {
+            Ok(_) => None,
+            Err(_) => serde_json::from_str(&String::from_utf8_lossy(line)).ok(),
+        })
 }
 
 /// Calls `f` with every line that is not blank, as bytes: a gateway's result file may hold
@@ -150,7 +253,7 @@ mod tests {
             r#"{"id":"r3","custom_id":"c","response":{"status_code":200,"body":{"usage":{"prompt_tokens":4,"total_tokens":4}}},"error":null}"#,
         ];
         std::fs::write(&path, lines.join("\r\n")).unwrap();
-        let summary = summarise_output(&path).await.unwrap();
+        let summary = summarise_output(&path, &mut ResultIds::new(None)).await.unwrap();
         assert_eq!(summary.lines, 3);
         assert_eq!(
             summary.usage,
@@ -170,7 +273,7 @@ mod tests {
             br#"{"custom_id":"a","response":{"body":{"usage":{"prompt_tokens":2,"completion_tokens":1}}}}"#.to_vec();
         bytes.extend_from_slice(b"\n{\"custom_id\":\"\xff\xfe\"}\n");
         std::fs::write(&path, bytes).unwrap();
-        let summary = summarise_output(&path).await.unwrap();
+        let summary = summarise_output(&path, &mut ResultIds::new(None)).await.unwrap();
         assert_eq!((summary.lines, summary.usage.total_tokens), (2, 3));
     }
 
@@ -184,7 +287,79 @@ mod tests {
             r#"{"id":"r3","custom_id":"c","response":null,"error":{"code":"batch_cancelled","message":"stop"}}"#,
         ];
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-        let summary = summarise_errors(&path).await.unwrap();
+        let summary = summarise_errors(&path, &mut ResultIds::new(None)).await.unwrap();
         assert_eq!((summary.lines, summary.not_run), (3, 2));
+    }
+
+    fn expected(ids: &[&str]) -> IdDigest {
+        let mut digest = IdDigest::random();
+        for id in ids {
+            digest.add(id.as_bytes());
+        }
+        digest
+    }
+
+    fn write(dir: &Path, name: &str, ids: &[&str]) -> std::path::PathBuf {
+        let path = dir.join(name);
+        let lines: Vec<String> = ids
+            .iter()
+            .map(|id| format!(r#"{{"custom_id":{},"response":{{"body":{{"usage":{{"total_tokens":1}}}}}},"error":{{"code":"x"}}}}"#, serde_json::json!(id)))
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn ids_across_both_files_are_checked_against_the_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (output, errors) = (
+            write(dir.path(), "output.jsonl", &["a", "b"]),
+            write(dir.path(), "errors.jsonl", &["c"]),
+        );
+        let mut ids = ResultIds::new(Some(expected(&["c", "a", "b"])));
+        let summary = summarise_output(&output, &mut ids).await.unwrap();
+        summarise_errors(&errors, &mut ids).await.unwrap();
+        assert_eq!(summary.usage.total_tokens, 2);
+        let check = ids.finish();
+        assert_eq!((check.completed, check.failed, check.ids_match), (2, 1, Some(true)));
+    }
+
+    #[tokio::test]
+    async fn duplicates_foreign_and_unreadable_ids_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        // "a" twice in the output and once more in the errors; one id the input never had.
+        let output = write(dir.path(), "output.jsonl", &["a", "a", "../../etc/passwd"]);
+        let errors = write(dir.path(), "errors.jsonl", &["a", "b"]);
+        let mut bytes = std::fs::read(&output).unwrap();
+        bytes.extend_from_slice(b"{\"custom_id\":7}\nnot json\n");
+        std::fs::write(&output, bytes).unwrap();
+        let mut ids = ResultIds::new(Some(expected(&["a", "b", "c"])));
+        let summary = summarise_output(&output, &mut ids).await.unwrap();
+        summarise_errors(&errors, &mut ids).await.unwrap();
+        assert_eq!(
+            (summary.lines, summary.usage.total_tokens),
+            (5, 2),
+            "a duplicate's usage is not summed"
+        );
+        let check = ids.finish();
+        assert_eq!(
+            (
+                check.completed,
+                check.failed,
+                check.duplicate_lines,
+                check.unidentified_lines
+            ),
+            (2, 1, 2, 2)
+        );
+        assert_eq!(
+            check.ids_match,
+            Some(false),
+            "same count as the input, not the same ids"
+        );
+        // Without the input's digest, duplicates are still found.
+        let mut ids = ResultIds::new(None);
+        summarise_output(&output, &mut ids).await.unwrap();
+        let check = ids.finish();
+        assert_eq!((check.duplicate_lines, check.ids_match), (1, None));
     }
 }

@@ -24,6 +24,7 @@ pub async fn validate(input: &ObjectInput, validated: Option<ValidatedInput>) ->
                     bytes: validated.bytes,
                     estimated_tokens: validated.estimated_tokens,
                     digest: None,
+                    ids: None,
                 };
             }
             // The object shrank since the scan: the full check says what it holds now.
@@ -37,6 +38,7 @@ pub async fn validate(input: &ObjectInput, validated: Option<ValidatedInput>) ->
             bytes: report.summary.bytes,
             estimated_tokens: report.summary.estimated_tokens,
             digest: Some(digest),
+            ids: driver::input_ids(report.summary.ids),
         },
         Ok(Checked::Invalid(message)) => Outcome::InputInvalid { message },
         Err(e) => input_failure(e),

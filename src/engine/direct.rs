@@ -125,6 +125,7 @@ mod tests {
             bytes: 10,
             estimated_tokens: Some(30),
             digest: None,
+            ids: None,
         });
         status.phase = Some(BatchPhase::Pending);
         assert_eq!(crate::engine::decide(&spec(), &status, &ctx()), Action::Admit);
@@ -156,6 +157,7 @@ mod tests {
             bytes: 100,
             estimated_tokens: None,
             digest: None,
+            ids: None,
         });
         let progress = Outcome::DirectProgress {
             total: 10,

@@ -11,6 +11,7 @@ mod direct;
 mod metadata;
 mod reduce;
 mod types;
+mod verify;
 
 #[cfg(test)]
 mod tests;

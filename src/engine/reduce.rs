@@ -28,12 +28,14 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
             bytes,
             estimated_tokens,
             digest,
+            ids,
         } => {
             next.input = Some(InputStatus {
                 requests,
                 bytes,
                 estimated_tokens: Some(estimated_tokens),
                 digest: digest.map(|d| format!("{d:016x}")),
+                ids,
             });
             next.phase = Some(BatchPhase::Pending);
             let message = format!("{requests} requests, {bytes} bytes (about {estimated_tokens} tokens), valid");
@@ -45,6 +47,7 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
                 bytes: bytes.unwrap_or(0),
                 estimated_tokens: None,
                 digest: None,
+                ids: None,
             });
             gateway(&mut next).input_file_id = Some(file_id.clone());
             next.phase = Some(BatchPhase::Pending);
@@ -187,6 +190,25 @@ fn observe(status: &mut BatchStatus, batch: Upstream, ctx: &Context) {
             finish(status, BatchPhase::Failed, reasons::BATCH_FAILED, message, ctx);
             return;
         }
+        UpstreamState::Completed => {
+            let message = "the gateway said completed but returned no result files";
+            set(
+                status,
+                ct::RESULTS_VERIFIED,
+                false,
+                reasons::MISSING_RESULTS,
+                message,
+                ctx,
+            );
+            finish(
+                status,
+                BatchPhase::Failed,
+                reasons::MISSING_RESULTS,
+                message.to_string(),
+                ctx,
+            );
+            return;
+        }
         state => {
             // A final state without files: nothing to collect.
             let phase = final_phase(&state);
@@ -262,24 +284,87 @@ fn collect(status: &mut BatchStatus, d: Downloaded, ctx: &Context) {
         bytes: d.output_bytes,
         error_lines: d.error_lines,
         error_bytes: d.error_bytes,
+        duplicate_lines: None,
+        unidentified_lines: None,
     });
-    let counts = status.request_counts.get_or_insert_with(Default::default);
-    // Gateways that report no counts still get the ones the files show.
-    if counts.total == 0 {
-        counts.completed = d.output_lines;
-        counts.failed = d.error_lines;
-        counts.total = d.output_lines + d.error_lines;
-    }
-    counts.not_run = (d.not_run > 0).then_some(d.not_run);
+    output_check_counts(status, &d);
     let state = status
         .gateway
         .as_ref()
         .and_then(|g| g.status.as_deref())
         .map(UpstreamState::from_wire)
         .unwrap_or(UpstreamState::Completed);
-    let phase = final_phase(&state);
-    let (reason, message) = final_reason(phase, status);
-    finish(status, phase, reason, message, ctx);
+    let Some(check) = &d.results else {
+        // Not checked (a sink Job whose report was unreadable): the gateway's counts stand.
+        let counts = status.request_counts.get_or_insert_with(Default::default);
+        // Gateways that report no counts still get the ones the files show.
+        if counts.total == 0 {
+            counts.completed = d.output_lines;
+            counts.failed = d.error_lines;
+            counts.total = d.output_lines + d.error_lines;
+        }
+        counts.not_run = (d.not_run > 0).then_some(d.not_run);
+        let phase = final_phase(&state);
+        let (reason, message) = final_reason(phase, status);
+        return finish(status, phase, reason, message, ctx);
+    };
+    let verdict = super::verify::verify(status, check, &state);
+    let from_gateway = status
+        .request_counts
+        .take()
+        .map(|c| RequestCounts { not_run: None, ..c });
+    let proven = &verdict.counts;
+    gateway(status).request_counts =
+        from_gateway.filter(|g| (g.total, g.completed, g.failed) != (proven.total, proven.completed, proven.failed));
+    status.request_counts = Some(verdict.counts.clone());
+    if verdict.findings.is_empty() {
+        let (reason, message) = match verdict.ids_match {
+            Some(true) => (
+                reasons::RESULTS_MATCH_INPUT,
+                "every result line is one of the input's requests, each once".to_string(),
+            ),
+            Some(false) => (
+                reasons::RESULTS_INCOMPLETE,
+                format!(
+                    "no result line repeats a custom_id; {} requests have no result line (the batch {} before they ran), \
+                     so the ids could not be compared in full",
+                    verdict.missing,
+                    state.as_wire()
+                ),
+            ),
+            None => (
+                reasons::NO_INPUT_IDS,
+                "no result line repeats a custom_id; the input's ids are not known here, so they were not compared"
+                    .to_string(),
+            ),
+        };
+        set(status, ct::RESULTS_VERIFIED, true, reason, message, ctx);
+        let phase = final_phase(&state);
+        let (reason, message) = final_reason(phase, status);
+        return finish(status, phase, reason, message, ctx);
+    }
+    let reason = verdict.findings[0].0;
+    let what = verdict
+        .findings
+        .iter()
+        .map(|(_, m)| m.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    set(status, ct::RESULTS_VERIFIED, false, reason, what.clone(), ctx);
+    let (_, summary) = final_reason(BatchPhase::Succeeded, status);
+    let message = format!(
+        "the results do not match the input: {what}; the files show {summary}, and are kept as the gateway sent them in {}",
+        d.location
+    );
+    finish(status, BatchPhase::Failed, reason, message, ctx);
+}
+
+/// The duplicate and unidentified lines, beside the files' line counts.
+fn output_check_counts(status: &mut BatchStatus, d: &Downloaded) {
+    if let (Some(output), Some(check)) = (status.output.as_mut(), &d.results) {
+        output.duplicate_lines = (check.duplicate_lines > 0).then_some(check.duplicate_lines);
+        output.unidentified_lines = (check.unidentified_lines > 0).then_some(check.unidentified_lines);
+    }
 }
 
 fn final_phase(state: &UpstreamState) -> BatchPhase {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::Usage;
+use crate::api::{InputIds, Usage};
 
 /// A batch to create upstream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +102,29 @@ pub struct Downloaded {
     /// Why the results stayed on the gateway instead of the sink (e.g. too large for a
     /// Secret); `None` when the sink holds them.
     pub not_stored: Option<String>,
+    /// What the files prove, custom_id by custom_id; `None` when they were not checked (a sink
+    /// Job whose report could not be read, direct mode).
+    pub results: Option<ResultCheck>,
+}
+
+/// The result files read custom_id by custom_id. The first line of each id counts; a later
+/// line with the same id (in either file) is a duplicate and counts nowhere else.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ResultCheck {
+    /// Distinct custom_ids in the output file.
+    pub completed: u64,
+    /// Distinct custom_ids in the error file (not already in the output file).
+    pub failed: u64,
+    /// Of `failed`, those whose request never ran (`batch_expired`, `batch_cancelled`).
+    pub not_run: u64,
+    /// Lines repeating a custom_id seen on an earlier line.
+    pub duplicate_lines: u64,
+    /// Lines without a readable custom_id (not JSON, no `custom_id` string).
+    pub unidentified_lines: u64,
+    /// Against the input's digest (`status.input.ids`): whether the distinct ids are exactly
+    /// the input's. `None` when there was no digest to check against.
+    pub ids_match: Option<bool>,
 }
 
 /// How a step failed, by what the Batch should do about it.
@@ -139,6 +162,8 @@ pub enum Outcome {
         estimated_tokens: u64,
         /// Of the prepared bytes, for an input that is read again to upload (object storage).
         digest: Option<u64>,
+        /// The keyed digest of the custom_ids as uploaded; `None` when not computed here.
+        ids: Option<InputIds>,
     },
     /// The gateway's budget has room: the Batch may start.
     Admitted,

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::id_digest::IdDigest;
 use super::ids::CustomIds;
 use super::lines::Line;
 use super::report::Problem;
@@ -49,6 +50,8 @@ pub(crate) struct LineChecker {
     ids: CustomIds,
     /// False when uniqueness was proved by an earlier pass over the same bytes.
     pub unique_ids: bool,
+    /// The keyed digest of the custom_ids (as checked: after any rewrite).
+    pub id_digest: IdDigest,
     pub requests: u64,
     pub models: BTreeMap<String, u64>,
     /// Estimated tokens: a quarter of each line's bytes plus its output ceiling.
@@ -63,6 +66,7 @@ impl LineChecker {
             max_line,
             ids: CustomIds::default(),
             unique_ids: true,
+            id_digest: IdDigest::random(),
             requests: 0,
             models: BTreeMap::new(),
             estimated_tokens: 0,
@@ -130,13 +134,15 @@ impl LineChecker {
             Some(Scalar::Str(id)) if id.is_empty() => {
                 self.problems.add(n, Some(FIELD), format_args!("custom_id is empty"));
             }
-            Some(Scalar::Str(id)) if self.unique_ids => {
-                if let Err(first) = self.ids.insert(&id, n) {
+            Some(Scalar::Str(id)) => {
+                self.id_digest.add(id.as_bytes());
+                if self.unique_ids
+                    && let Err(first) = self.ids.insert(&id, n)
+                {
                     let msg = format_args!("custom_id {} is a duplicate of line {first}", Quoted(&id));
                     self.problems.add(n, Some(FIELD), msg);
                 }
             }
-            Some(Scalar::Str(_)) => {}
             Some(other) => self.not_a_string(n, FIELD, &other),
         }
     }

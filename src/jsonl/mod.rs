@@ -23,6 +23,7 @@
 
 mod checks;
 mod chunks;
+mod id_digest;
 mod ids;
 mod lines;
 mod prepare;
@@ -38,6 +39,7 @@ mod prepare_tests;
 mod tests;
 
 pub use chunks::{CheckedChunk, Chunk, ChunkError, ChunkLimits, ChunkPlanner};
+pub use id_digest::IdDigest;
 pub use lines::{Line, LineSplitter, Terminator};
 pub use prepare::{Preparer, prepare_bytes};
 pub use report::{Limits, Problem, Report, Summary};

@@ -219,3 +219,38 @@ fn the_streaming_preparer_stops_once_the_slice_is_done() {
     assert!(fed < data.len() / 2, "read {fed} bytes of {}", data.len());
     assert!(String::from_utf8(out).unwrap().starts_with(&line("id10", "m")));
 }
+
+#[test]
+fn the_id_digest_is_of_the_ids_as_uploaded() {
+    let input = "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{\"model\":\"m\"}}\n\
+                 {\"custom_id\":\"b\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{\"model\":\"m\"}}\n";
+    let rewrite = Rewrite {
+        model: None,
+        custom_id_prefix: Some("p/".into()),
+    };
+    let (_, report) = crate::jsonl::prepare_bytes(
+        input.as_bytes(),
+        None,
+        rewrite,
+        "/v1/chat/completions",
+        Limits::default(),
+    );
+    assert!(report.is_valid(), "{}", report.render(5));
+    let digest = report.summary.ids.unwrap();
+    let mut expected = crate::jsonl::IdDigest::with_key(digest.key);
+    expected.add(b"p/a");
+    expected.add(b"p/b");
+    assert_eq!(digest, expected);
+    let (_, again) = crate::jsonl::prepare_bytes(
+        input.as_bytes(),
+        None,
+        Rewrite::default(),
+        "/v1/chat/completions",
+        Limits::default(),
+    );
+    assert_ne!(
+        again.summary.ids.unwrap().key,
+        digest.key,
+        "a fresh key every validation"
+    );
+}

@@ -85,6 +85,9 @@ pub struct Summary {
     /// Estimated tokens (what `tokensPerHour` admission counts): per line, its bytes / 4 for
     /// the input plus its `max_completion_tokens`/`max_tokens`/`max_output_tokens`.
     pub estimated_tokens: u64,
+    /// The keyed digest of the custom_ids (see [`super::IdDigest`]); `None` where no lines
+    /// were checked here.
+    pub ids: Option<super::IdDigest>,
 }
 
 /// The outcome of validating one file.

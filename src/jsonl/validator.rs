@@ -46,6 +46,13 @@ impl Validator {
         self
     }
 
+    /// Digests the custom_ids under `key` instead of a random one (so that two passes can be
+    /// compared).
+    pub fn with_id_key(mut self, key: [u8; 16]) -> Self {
+        self.checker.id_digest = super::IdDigest::with_key(key);
+        self
+    }
+
     /// Feeds the next chunk of the file.
     pub fn feed(&mut self, chunk: &[u8]) {
         let checker = &mut self.checker;
@@ -77,6 +84,7 @@ pub(super) fn report(checker: LineChecker, bytes: u64, limits: Limits) -> Report
         bytes,
         models: checker.models,
         estimated_tokens: checker.estimated_tokens,
+        ids: Some(checker.id_digest),
     };
     let file_problems = file_problems(&summary, limits);
     let problems = checker.problems;

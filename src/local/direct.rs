@@ -206,11 +206,13 @@ async fn copy_results(checkpoint: &Path, out_dir: &Path) -> std::io::Result<Down
         location: out_dir.display().to_string(),
         ..Default::default()
     };
-    driver::summarise_output(&output).await?.record(&mut downloaded);
+    // Direct mode writes its own results: nothing to check them against.
+    let ids = &mut driver::ResultIds::new(None);
+    driver::summarise_output(&output, ids).await?.record(&mut downloaded);
     let source = checkpoint.join(direct::ERRORS_FILE);
     if tokio::fs::metadata(&source).await.is_ok_and(|m| m.len() > 0) {
         copy_synced(&source, &errors).await?;
-        driver::summarise_errors(&errors).await?.record(&mut downloaded);
+        driver::summarise_errors(&errors, ids).await?.record(&mut downloaded);
     } else {
         let _ = tokio::fs::remove_file(&errors).await;
     }

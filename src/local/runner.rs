@@ -142,6 +142,7 @@ impl BatchRun<'_> {
                     bytes: self.validated.bytes,
                     estimated_tokens: self.validated.estimated_tokens,
                     digest: None,
+                    ids: driver::input_ids(self.validated.ids),
                 },
             },
             Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
@@ -180,8 +181,14 @@ impl BatchRun<'_> {
 
     async fn try_download(&self, output_id: Option<String>, error_id: Option<String>) -> Result<Outcome, Outcome> {
         let dir = self.plan.pvc_output.as_ref().map_or(&self.out_dir, |pvc| &pvc.dir);
-        let mut downloaded =
-            driver::download_results(&self.client, output_id.as_deref(), error_id.as_deref(), dir).await?;
+        let mut downloaded = driver::download_results(
+            &self.client,
+            output_id.as_deref(),
+            error_id.as_deref(),
+            dir,
+            driver::expected_ids(&self.state.status),
+        )
+        .await?;
         downloaded.location = match &self.plan.pvc_output {
             Some(pvc) => pvc.location.clone(),
             None => dir.display().to_string(),

@@ -49,6 +49,15 @@ pub enum Mode {
     EchoKey(String),
     /// Direct mode: every chat completion answers with a body that never ends.
     EndlessAnswer,
+    /// The output file repeats its first line at its end (21 lines for 20 requests).
+    DuplicateIds,
+    /// The output file's first line carries `../../etc/passwd` instead of the input's id (as
+    /// many lines as requests, one foreign, one missing).
+    ForeignIds,
+    /// `request_counts` says 999 completed, whatever the input held.
+    InflatedCounts,
+    /// The batch ends `completed` with neither an output nor an error file.
+    NoResultFiles,
 }
 
 struct Gateway {
@@ -187,7 +196,27 @@ async fn create(State(gw): Shared, body: Bytes) -> Response {
     let Some(content) = gw.files.lock().unwrap().get(&input).cloned() else {
         return (StatusCode::NOT_FOUND, axum::Json(json!({"error": {"message": "no such file", "type": "invalid_request_error", "param": "input_file_id", "code": null}}))).into_response();
     };
-    let output = answers(&content);
+    let mut output = answers(&content);
+    match gw.mode {
+        Mode::DuplicateIds => {
+            let first = output
+                .split_inclusive(|b| *b == b'\n')
+                .next()
+                .unwrap_or_default()
+                .to_vec();
+            output = [output.to_vec(), first].concat().into();
+        }
+        Mode::ForeignIds => {
+            let mut lines: Vec<Value> = output
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice(l).unwrap())
+                .collect();
+            lines[0]["custom_id"] = json!("../../etc/passwd");
+            output = lines.iter().map(|l| format!("{l}\n")).collect::<String>().into();
+        }
+        _ => {}
+    }
     let output_id = gw.id("file");
     gw.files.lock().unwrap().insert(output_id.clone(), output);
     let id = gw.id("batch");
@@ -251,6 +280,11 @@ async fn poll(State(gw): Shared, Path(id): Path<String>) -> Response {
         }
     }
     batch["status"] = json!("completed");
+    match gw.mode {
+        Mode::InflatedCounts => batch["request_counts"]["completed"] = json!(999),
+        Mode::NoResultFiles => batch["output_file_id"] = Value::Null,
+        _ => {}
+    }
     axum::Json(batch).into_response()
 }
 
