@@ -69,6 +69,7 @@ fn submitted() -> BatchStatus {
             bytes: 4000,
             estimated_tokens: 1000,
             digest: None,
+            ids: None,
         },
         &ctx,
     );
@@ -155,6 +156,7 @@ fn happy_path_reaches_succeeded_with_counts_and_usage() {
             total_tokens: 150,
         },
         not_stored: None,
+        results: None,
     };
     status = reduce(&status, Outcome::Downloaded(downloaded), &ctx_at(13));
     assert_eq!(status.phase, Some(BatchPhase::Succeeded));
@@ -437,6 +439,7 @@ fn adopted_batch_is_reported_as_adopted() {
             bytes: 10,
             estimated_tokens: 3,
             digest: None,
+            ids: None,
         },
         &ctx,
     );
@@ -630,6 +633,7 @@ fn waiting_for_budget_keeps_the_batch_pending_and_says_why() {
             bytes: 10,
             estimated_tokens: 3,
             digest: None,
+            ids: None,
         },
         &ctx_at(0),
     );
@@ -658,13 +662,13 @@ fn an_attempt_token_says_when_the_attempt_started_and_its_upload_name_too() {
     assert_eq!(token, "1f3e9a0c-t1767225600");
     assert_eq!(attempt_started(&token), Some(1_767_225_600));
     for object in ["default/b", "team-t1/my-t2-batch", "ns/deadbeef"] {
-        let filename = upload_filename(object, "0b9e5c1d-7f8a-4c2b-9d3e-5a6b7c8d9e0f", &token);
+        let filename = upload_filename(object, "5e1f-uid", &token);
         assert_eq!(upload_attempt_started(&filename), Some(1_767_225_600), "{filename}");
     }
     // Tokens from before they carried a time (8 hex digits), and their uploads: no start known.
     assert_eq!(attempt_started("1f3e9a0c"), None);
     for object in ["default/b", "ns/x-deadbeef", "ns/a-t17"] {
-        let filename = upload_filename(object, "0b9e5c1d-7f8a-4c2b-9d3e-5a6b7c8d9e0f", "1f3e9a0c");
+        let filename = upload_filename(object, "5e1f-uid", "1f3e9a0c");
         assert_eq!(upload_attempt_started(&filename), None, "{filename}");
     }
     assert_eq!(attempt_started("zzzzzzzz-t1"), None);
@@ -680,6 +684,7 @@ fn the_attempts_start_is_in_status_before_anything_is_uploaded() {
         bytes: 10,
         estimated_tokens: 3,
         digest: None,
+        ids: None,
     };
     let mut status = reduce(&BatchStatus::default(), validated, &ctx);
     status = reduce(&status, Outcome::Admitted, &ctx);
@@ -702,4 +707,178 @@ fn the_attempts_start_is_in_status_before_anything_is_uploaded() {
         panic!("expected CreateBatch")
     };
     assert_eq!(attempt_started(&request.attempt), started);
+}
+
+/// A batch of 20 requests whose ids' digest is known, ended upstream in `state` with files.
+fn downloading_with_ids(state: UpstreamState) -> BatchStatus {
+    let mut status = submitted();
+    status.input.as_mut().unwrap().ids = Some(crate::api::InputIds {
+        key: "00".repeat(16),
+        sum: "0123456789abcdef".into(),
+    });
+    reduce(&status, Outcome::Observed(upstream(state)), &ctx_at(30))
+}
+
+/// The files held `check`.
+fn downloaded(check: ResultCheck) -> Outcome {
+    Outcome::Downloaded(Downloaded {
+        location: "out/default/tickets".into(),
+        output_lines: check.completed + check.duplicate_lines,
+        error_lines: check.failed,
+        results: Some(check),
+        ..Default::default()
+    })
+}
+
+fn verified(status: &BatchStatus) -> (String, String) {
+    let c = status.conditions.condition(ct::RESULTS_VERIFIED).unwrap();
+    (c.status.clone(), c.reason.clone())
+}
+
+#[test]
+fn results_matching_the_input_succeed_with_the_counts_the_files_prove() {
+    let status = downloading_with_ids(UpstreamState::Completed);
+    let check = ResultCheck {
+        completed: 18,
+        failed: 2,
+        ids_match: Some(true),
+        ..Default::default()
+    };
+    let status = reduce(&status, downloaded(check), &ctx_at(31));
+    assert_eq!(status.phase, Some(BatchPhase::Succeeded));
+    assert_eq!(verified(&status), ("True".into(), reasons::RESULTS_MATCH_INPUT.into()));
+    let counts = status.request_counts.clone().unwrap();
+    assert_eq!((counts.total, counts.completed, counts.failed), (20, 18, 2));
+    // The gateway said 12 completed and 1 failed: its figures are kept beside.
+    let theirs = status.gateway.unwrap().request_counts.unwrap();
+    assert_eq!((theirs.total, theirs.completed, theirs.failed), (20, 12, 1));
+}
+
+#[test]
+fn gateway_counts_that_agree_with_the_files_are_not_repeated() {
+    let status = downloading_with_ids(UpstreamState::Completed);
+    let check = ResultCheck {
+        completed: 12,
+        failed: 1,
+        ids_match: Some(false),
+        ..Default::default()
+    };
+    let status = reduce(&status, downloaded(check), &ctx_at(31));
+    assert_eq!(status.gateway.unwrap().request_counts, None);
+}
+
+#[test]
+fn duplicate_result_lines_fail_the_batch_and_count_once() {
+    let status = downloading_with_ids(UpstreamState::Completed);
+    let check = ResultCheck {
+        completed: 20,
+        duplicate_lines: 3,
+        ids_match: Some(true),
+        ..Default::default()
+    };
+    let status = reduce(&status, downloaded(check), &ctx_at(31));
+    assert_eq!(status.phase, Some(BatchPhase::Failed));
+    assert_eq!(verified(&status), ("False".into(), reasons::DUPLICATE_RESULTS.into()));
+    let failed = status.conditions.condition(ct::FAILED).unwrap();
+    assert_eq!(failed.reason, reasons::DUPLICATE_RESULTS);
+    assert!(
+        failed.message.contains("repeating an earlier line's custom_id: 3"),
+        "{}",
+        failed.message
+    );
+    assert!(failed.message.contains("out/default/tickets"), "{}", failed.message);
+    assert_eq!(status.request_counts.unwrap().completed, 20);
+    assert_eq!(status.output.unwrap().duplicate_lines, Some(3));
+}
+
+#[test]
+fn ids_that_are_not_the_inputs_fail_the_batch() {
+    // As many distinct ids as the input, but the digest differs; or more than the input.
+    for (completed, failed) in [(20, 0), (19, 2)] {
+        let status = downloading_with_ids(UpstreamState::Completed);
+        let check = ResultCheck {
+            completed,
+            failed,
+            ids_match: Some(false),
+            ..Default::default()
+        };
+        let status = reduce(&status, downloaded(check), &ctx_at(31));
+        assert_eq!(status.phase, Some(BatchPhase::Failed), "{completed}+{failed}");
+        assert_eq!(verified(&status), ("False".into(), reasons::UNEXPECTED_RESULTS.into()));
+    }
+    // Lines without a readable id, even without a digest to compare with.
+    let mut status = downloading_with_ids(UpstreamState::Completed);
+    status.input.as_mut().unwrap().ids = None;
+    let check = ResultCheck {
+        completed: 20,
+        unidentified_lines: 1,
+        ..Default::default()
+    };
+    let status = reduce(&status, downloaded(check), &ctx_at(31));
+    assert_eq!(verified(&status), ("False".into(), reasons::UNEXPECTED_RESULTS.into()));
+    assert_eq!(status.output.unwrap().unidentified_lines, Some(1));
+}
+
+#[test]
+fn missing_results_fail_a_completed_batch_but_never_ran_in_an_expired_one() {
+    let check = ResultCheck {
+        completed: 15,
+        failed: 2,
+        not_run: 2,
+        ids_match: Some(false),
+        ..Default::default()
+    };
+    let completed = reduce(
+        &downloading_with_ids(UpstreamState::Completed),
+        downloaded(check.clone()),
+        &ctx_at(31),
+    );
+    assert_eq!(completed.phase, Some(BatchPhase::Failed));
+    assert_eq!(verified(&completed), ("False".into(), reasons::MISSING_RESULTS.into()));
+    for (state, phase) in [
+        (UpstreamState::Expired, BatchPhase::Expired),
+        (UpstreamState::Cancelled, BatchPhase::Cancelled),
+    ] {
+        let status = reduce(&downloading_with_ids(state), downloaded(check.clone()), &ctx_at(31));
+        assert_eq!(status.phase, Some(phase));
+        assert_eq!(verified(&status), ("True".into(), reasons::RESULTS_INCOMPLETE.into()));
+        let counts = status.request_counts.unwrap();
+        // 2 expired lines in the error file, 3 without any line: 5 never ran.
+        assert_eq!(
+            (counts.total, counts.completed, counts.failed, counts.not_run),
+            (20, 15, 2, Some(5))
+        );
+    }
+}
+
+#[test]
+fn without_the_inputs_ids_only_duplicates_and_counts_are_checked() {
+    let mut status = downloading_with_ids(UpstreamState::Completed);
+    let input = status.input.as_mut().unwrap();
+    (input.ids, input.requests) = (None, 0); // spec.input.fileId
+    let check = ResultCheck {
+        completed: 7,
+        failed: 1,
+        ..Default::default()
+    };
+    let status = reduce(&status, downloaded(check), &ctx_at(31));
+    assert_eq!(status.phase, Some(BatchPhase::Succeeded));
+    assert_eq!(verified(&status), ("True".into(), reasons::NO_INPUT_IDS.into()));
+    let counts = status.request_counts.unwrap();
+    assert_eq!((counts.total, counts.completed, counts.failed), (8, 7, 1));
+}
+
+#[test]
+fn completed_without_result_files_is_a_failure_naming_it() {
+    let mut batch = upstream(UpstreamState::Completed);
+    batch.output_file_id = None;
+    let status = reduce(&submitted(), Outcome::Observed(batch), &ctx_at(30));
+    assert_eq!(status.phase, Some(BatchPhase::Failed));
+    let failed = status.conditions.condition(ct::FAILED).unwrap();
+    assert_eq!(failed.reason, reasons::MISSING_RESULTS);
+    assert_eq!(
+        failed.message,
+        "the gateway said completed but returned no result files"
+    );
+    assert_eq!(verified(&status), ("False".into(), reasons::MISSING_RESULTS.into()));
 }
