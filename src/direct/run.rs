@@ -33,6 +33,17 @@ pub struct DirectJob {
     pub cancel: bool,
 }
 
+/// Answers held at once, in all: each request in flight may receive its share, so memory stays
+/// bounded whatever a gateway answers, at any concurrency.
+const ANSWERS_IN_FLIGHT: u64 = 32 * 1024 * 1024;
+
+/// The largest answer one request may receive: its share of [`ANSWERS_IN_FLIGHT`], between
+/// 1 MiB and 16 MiB (2 MiB at the default 16 requests in flight).
+fn answer_limit(max_concurrent_requests: u32) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    (ANSWERS_IN_FLIGHT / u64::from(max_concurrent_requests.max(1))).clamp(MIB, 16 * MIB)
+}
+
 /// Why a run stopped before concluding. Rerunning the same job resumes it.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectError {
@@ -122,6 +133,7 @@ impl<R: AsyncBufRead + Unpin> Run<R> {
             endpoint: job.endpoint.clone(),
             pacer: Pacer::new(&job.limits),
             timeout: job.limits.request_timeout,
+            answer_limit: answer_limit(job.limits.max_concurrent_requests),
         });
         let permits = Arc::new(Semaphore::new(job.limits.max_concurrent_requests.max(1) as usize));
         let deadline = deadline_instant(job.deadline);
@@ -265,5 +277,19 @@ impl<R: AsyncBufRead + Unpin> Input<R> {
             line: self.number,
             message,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_in_flight_share_a_bounded_budget() {
+        const MIB: u64 = 1024 * 1024;
+        assert_eq!(answer_limit(16), 2 * MIB);
+        assert_eq!(answer_limit(1), 16 * MIB);
+        assert_eq!(answer_limit(0), 16 * MIB);
+        assert_eq!(answer_limit(1000), MIB);
     }
 }

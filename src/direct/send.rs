@@ -18,6 +18,8 @@ pub struct Sender {
     pub endpoint: String,
     pub pacer: Pacer,
     pub timeout: Duration,
+    /// The largest answer one request may receive (a larger one fails its line).
+    pub answer_limit: u64,
 }
 
 /// Sends `line` until it has a result line. Holds `permit` (one of `maxConcurrentRequests`)
@@ -34,7 +36,13 @@ pub async fn send_line(
         sender.pacer.wait(tokens).await;
         let sent = sender
             .client
-            .post_once(&sender.endpoint, body.clone(), Some(&line.custom_id), sender.timeout)
+            .post_once(
+                &sender.endpoint,
+                body.clone(),
+                Some(&line.custom_id),
+                sender.timeout,
+                sender.answer_limit,
+            )
             .await;
         let decision = match &sent {
             Ok(reply) if reply.is_success() => return Ok(lines::answered(&line.custom_id, reply)),

@@ -98,8 +98,6 @@ pub struct ResponseLimits {
     pub error_bytes: usize,
     /// One line of a result file.
     pub line_bytes: u64,
-    /// One direct-mode answer (as many are read at once as requests are in flight).
-    pub answer_bytes: u64,
     /// One result file in all.
     pub file_bytes: u64,
     /// One result file's whole download (the request timeout bounds each idle gap besides).
@@ -115,7 +113,6 @@ impl Default for ResponseLimits {
             json_bytes: 8 * 1024 * 1024,
             error_bytes: 64 * 1024,
             line_bytes: 16 * 1024 * 1024,
-            answer_bytes: 4 * 1024 * 1024,
             file_bytes: 5 * INPUT_FILE_LIMIT,
             download_time: Duration::from_secs(60 * 60),
         }

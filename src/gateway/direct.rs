@@ -38,14 +38,15 @@ impl GatewayClient {
     /// POSTs the JSON `body` to `endpoint` (a path such as `/v1/embeddings`, resolved under the
     /// base URL) once, within `timeout`. Every HTTP status but a redirect is `Ok`; `Err` means
     /// no usable answer (connection failure, reset, timeout, a redirect, an answer over the
-    /// line limit). `client_request_id` is sent as `X-Client-Request-Id` when it is printable
-    /// ASCII of at most 512 characters.
+    /// `answer_limit` bytes). `client_request_id` is sent as `X-Client-Request-Id` when it is
+    /// printable ASCII of at most 512 characters.
     pub async fn post_once(
         &self,
         endpoint: &str,
         body: Vec<u8>,
         client_request_id: Option<&str>,
         timeout: Duration,
+        answer_limit: u64,
     ) -> Result<DirectReply, GatewayError> {
         let segments: Vec<&str> = endpoint
             .trim_start_matches('/')
@@ -75,7 +76,7 @@ impl GatewayClient {
             .and_then(|v| v.to_str().ok())
             .map(|id| self.redact(id));
         let body = if (200..300).contains(&status) {
-            read_capped(OP, response, self.inner.limits.answer_bytes, "an answer").await?
+            read_capped(OP, response, answer_limit, "an answer").await?
         } else {
             let body = self.error_body(response).await;
             Bytes::from(self.scrub(&String::from_utf8_lossy(&body)))
