@@ -83,7 +83,7 @@ const MAX_ERRORS: usize = 1000;
 pub fn upstream(batch: &Batch) -> Upstream {
     Upstream {
         id: batch.id.clone(),
-        state: UpstreamState::from_wire(&bounded(batch.status.to_string(), MAX_STATE_WORD)),
+        state: UpstreamState::from_wire(&crate::gateway::truncate(batch.status.to_string(), MAX_STATE_WORD)),
         output_file_id: batch.output_file_id.clone(),
         error_file_id: batch.error_file_id.clone(),
         counts: batch.request_counts.as_ref().map(|c| (c.total, c.completed, c.failed)),
@@ -101,21 +101,11 @@ pub fn upstream(batch: &Batch) -> Upstream {
                 if let Some(param) = &e.param {
                     text.push_str(&format!(" ({param})"));
                 }
-                bounded(text, MAX_ERROR_TEXT)
+                crate::gateway::truncate(text, MAX_ERROR_TEXT)
             })
             .collect(),
         token_limited: is_token_limited(batch),
     }
-}
-
-/// `text` cut to at most `max` bytes (at a character boundary), marked with an ellipsis.
-fn bounded(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let cut = (0..=max).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
-        text.truncate(cut);
-        text.push('…');
-    }
-    text
 }
 
 /// Failed only for the enqueued-token limit (`token_limit_exceeded` on every error).

@@ -40,7 +40,8 @@ pub(super) fn parse_error_body(body: &[u8]) -> ErrorBody {
     }
 }
 
-pub(super) fn truncate(mut text: String, max: usize) -> String {
+/// `text` cut to at most `max` bytes (at a character boundary), marked with an ellipsis.
+pub(crate) fn truncate(mut text: String, max: usize) -> String {
     if text.len() > max {
         let mut cut = max;
         while !text.is_char_boundary(cut) {
