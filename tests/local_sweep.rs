@@ -61,7 +61,18 @@ fn a_corpus_in_object_storage_runs_every_chunk_for_every_model_within_its_parall
     for model in ["model-a", "model-b"] {
         for chunk in 0..5 {
             let child = format!("eval-{model}-c{chunk:04}");
-            assert_eq!(ws.status_yaml(&child)["phase"], "Succeeded", "{child}");
+            let status = ws.status_yaml(&child);
+            assert_eq!(status["phase"], "Succeeded", "{child}");
+            // The chunk's validation read nothing (the sweep's scan did): the upload pass's
+            // digest of the ids it sent is what the results were checked against.
+            assert!(status["input"]["ids"]["sum"].as_str().is_some(), "{child}: {status:?}");
+            let verified = status["conditions"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "ResultsVerified")
+                .unwrap_or_else(|| panic!("{child}: {status:?}"));
+            assert_eq!(verified["reason"], "ResultsMatchInput", "{child}");
             for line in ws.lines(&child, "output.jsonl") {
                 let id = line["custom_id"].as_str().unwrap().to_string();
                 assert!(id.starts_with(&format!("{model}/c{chunk:04}/")), "{id}");

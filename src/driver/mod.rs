@@ -156,6 +156,7 @@ pub async fn upload_input_since(
             return Outcome::InputUploaded {
                 file_id: file.id,
                 adopted: true,
+                ids: None,
             };
         }
         Ok(None) => {}
@@ -169,6 +170,7 @@ pub async fn upload_input_since(
         Ok(file) => Outcome::InputUploaded {
             file_id: file.id,
             adopted: false,
+            ids: None,
         },
         Err(e) => failure(e),
     }

@@ -56,11 +56,25 @@ pub async fn upload(client: &GatewayClient, filename: &str, input: &ObjectInput,
         Err(e) => return input_failure(e),
     };
     let outcome = driver::upload_input(client, filename, upload.source.clone()).await;
-    match (&outcome, upload.refusal()) {
+    match (outcome, upload.refusal()) {
         (Outcome::GatewayError { .. }, Some(why)) => Outcome::InputInvalid {
             message: format!("{}{}: {why}", input.location.url, input.line_note()),
         },
-        _ => outcome,
+        // The pass that sent the input checked every custom_id: its digest is what the results
+        // are checked against when validation read nothing (a sweep's chunk).
+        (
+            Outcome::InputUploaded {
+                file_id,
+                adopted: false,
+                ids: None,
+            },
+            _,
+        ) => Outcome::InputUploaded {
+            file_id,
+            adopted: false,
+            ids: upload.report().and_then(|r| driver::input_ids(r.summary.ids)),
+        },
+        (outcome, _) => outcome,
     }
 }
 

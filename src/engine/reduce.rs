@@ -112,8 +112,13 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
             next.phase = Some(BatchPhase::Uploading);
             next.start_time.get_or_insert(Time(ctx.now));
         }
-        Outcome::InputUploaded { file_id, .. } => {
+        Outcome::InputUploaded { file_id, ids, .. } => {
             gateway(&mut next).input_file_id = Some(file_id);
+            if let Some(input) = next.input.as_mut()
+                && input.ids.is_none()
+            {
+                input.ids = ids;
+            }
         }
         Outcome::BatchSubmitted { batch, adopted } => {
             gateway(&mut next).batch_id = Some(batch.id.clone());

@@ -89,6 +89,7 @@ fn submitted() -> BatchStatus {
         Outcome::InputUploaded {
             file_id: "file-in".into(),
             adopted: false,
+            ids: None,
         },
         &ctx,
     );
@@ -449,6 +450,7 @@ fn adopted_batch_is_reported_as_adopted() {
         Outcome::InputUploaded {
             file_id: "f".into(),
             adopted: true,
+            ids: None,
         },
         &ctx,
     );
@@ -701,6 +703,7 @@ fn the_attempts_start_is_in_status_before_anything_is_uploaded() {
     let uploaded = Outcome::InputUploaded {
         file_id: "file-in".into(),
         adopted: false,
+        ids: None,
     };
     status = reduce(&status, uploaded, &ctx);
     let Action::CreateBatch(request) = decide(&spec, &status, &ctx) else {
@@ -881,4 +884,26 @@ fn completed_without_result_files_is_a_failure_naming_it() {
         "the gateway said completed but returned no result files"
     );
     assert_eq!(verified(&status), ("False".into(), reasons::MISSING_RESULTS.into()));
+}
+
+#[test]
+fn the_upload_passs_id_digest_is_kept_when_validation_read_nothing() {
+    let ids = |sum: &str| crate::api::InputIds {
+        key: "00112233445566778899aabbccddeeff".into(),
+        sum: sum.into(),
+    };
+    let mut status = BatchStatus {
+        input: Some(crate::api::InputStatus::default()),
+        ..Default::default()
+    };
+    let uploaded = |sum: &str| Outcome::InputUploaded {
+        file_id: "file-in".into(),
+        adopted: false,
+        ids: Some(ids(sum)),
+    };
+    status = reduce(&status, uploaded("00000000000000aa"), &ctx_at(1));
+    assert_eq!(status.input.as_ref().unwrap().ids, Some(ids("00000000000000aa")));
+    // What validation recorded is never replaced.
+    status = reduce(&status, uploaded("00000000000000bb"), &ctx_at(2));
+    assert_eq!(status.input.unwrap().ids, Some(ids("00000000000000aa")));
 }

@@ -182,7 +182,13 @@ pub enum Outcome {
     /// An attempt token was recorded.
     AttemptStarted { token: String },
     /// The input file is on the gateway (`adopted`: found from an earlier run, not uploaded now).
-    InputUploaded { file_id: String, adopted: bool },
+    /// `ids`: the digest of the custom_ids the upload pass sent, for an input whose validation
+    /// read nothing (a sweep's chunk, validated by the sweep's scan).
+    InputUploaded {
+        file_id: String,
+        adopted: bool,
+        ids: Option<crate::api::InputIds>,
+    },
     /// The batch exists upstream (`adopted`: found from an earlier run, not created now).
     BatchSubmitted { batch: Upstream, adopted: bool },
     /// The upstream batch as retrieved (or as returned by a cancel request).
