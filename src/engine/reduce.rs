@@ -313,7 +313,7 @@ fn collect(status: &mut BatchStatus, d: Downloaded, ctx: &Context) {
         let (reason, message) = final_reason(phase, status);
         return finish(status, phase, reason, message, ctx);
     };
-    let verdict = super::verify::verify(status, check, &state);
+    let verdict = super::verify::verify(status, check, d.not_run, &state);
     let from_gateway = status
         .request_counts
         .take()

@@ -116,8 +116,6 @@ pub struct ResultCheck {
     pub completed: u64,
     /// Distinct custom_ids in the error file (not already in the output file).
     pub failed: u64,
-    /// Of `failed`, those whose request never ran (`batch_expired`, `batch_cancelled`).
-    pub not_run: u64,
     /// Lines repeating a custom_id seen on an earlier line.
     pub duplicate_lines: u64,
     /// Lines without a readable custom_id (not JSON, no `custom_id` string).

@@ -32,8 +32,8 @@ pub(super) struct Verdict {
 }
 
 /// Checks `check` (what the files hold) against the input recorded in `status`, for a batch
-/// that ended in `state`.
-pub(super) fn verify(status: &BatchStatus, check: &ResultCheck, state: &UpstreamState) -> Verdict {
+/// that ended in `state`; `not_run` error lines (of `check.failed`) say their request never ran.
+pub(super) fn verify(status: &BatchStatus, check: &ResultCheck, not_run: u64, state: &UpstreamState) -> Verdict {
     let input_requests = status.input.as_ref().map_or(0, |i| i.requests);
     let distinct = check.completed + check.failed;
     let unfinished = matches!(state, UpstreamState::Expired | UpstreamState::Cancelled);
@@ -78,7 +78,7 @@ pub(super) fn verify(status: &BatchStatus, check: &ResultCheck, state: &Upstream
             ),
         ));
     }
-    let not_run = check.not_run + if unfinished { missing } else { 0 };
+    let not_run = not_run + if unfinished { missing } else { 0 };
     Verdict {
         counts: RequestCounts {
             total: if input_requests > 0 { input_requests } else { distinct },
