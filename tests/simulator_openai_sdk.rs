@@ -17,17 +17,10 @@ fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("LLMB_PYTHON") {
         return python.into();
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let venvs = home
-        .map(|h| h.join(".cache/llm-batch-operator/venv/bin/python"))
-        .into_iter()
-        .chain([PathBuf::from("/root/.cache/llm-batch-operator/venv/bin/python")]);
-    for venv in venvs {
-        if venv.exists() {
-            return venv;
-        }
-    }
-    PathBuf::from("python3")
+    let venv = std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/llm-batch-operator/venv/bin/python"))
+        .filter(|venv| venv.exists());
+    venv.unwrap_or_else(|| PathBuf::from("python3"))
 }
 
 async fn require_openai(python: &Path) {
