@@ -7,14 +7,13 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::apiserver::{admin_client, fresh_namespace, server};
+use common::apiserver::{admin_client, fresh_namespace, server, token_client};
 use common::cluster::{RunningController, gateway_on_simulator};
 use common::object;
 use common::tools::{chart_dir, documents, succeed, tool};
-use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use llm_batch_operator::api::{Batch, BatchGateway};
@@ -83,21 +82,6 @@ fn apply_identity(docs: &[serde_yaml::Value]) -> (String, String) {
         meta["name"].as_str().unwrap().to_string(),
         meta["namespace"].as_str().unwrap().to_string(),
     )
-}
-
-/// A client holding a token of ServiceAccount `ns/name` (what its pod would hold).
-async fn token_client(admin: &Client, ns: &str, name: &str) -> Client {
-    let request: TokenRequest = object(json!({"spec": {"expirationSeconds": 3600}}));
-    let token = Api::<ServiceAccount>::namespaced(admin.clone(), ns)
-        .create_token_request(name, &PostParams::default(), &request)
-        .await
-        .unwrap();
-    let mut config = server().config().await;
-    config.auth_info = kube::config::AuthInfo {
-        token: Some(token.status.unwrap().token.into()),
-        ..Default::default()
-    };
-    Client::try_from(config).unwrap()
 }
 
 fn lease(name: &str) -> Lease {

@@ -74,14 +74,21 @@ pub async fn fresh_namespace(client: &Client, prefix: &str) -> String {
 /// Creates ServiceAccount `name` in `ns` and a client acting as it, with a token from the
 /// TokenRequest API (what a pod of that ServiceAccount would hold).
 pub async fn service_account_client(admin: &Client, ns: &str, name: &str) -> Client {
-    use k8s_openapi::api::authentication::v1::TokenRequest;
     use k8s_openapi::api::core::v1::ServiceAccount;
     let accounts = Api::<ServiceAccount>::namespaced(admin.clone(), ns);
     let account: ServiceAccount = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
     accounts.create(&PostParams::default(), &account).await.unwrap();
+    token_client(admin, ns, name).await
+}
+
+/// A client holding a token of the existing ServiceAccount `ns/name`, from the TokenRequest
+/// API (what a pod of that ServiceAccount would hold).
+pub async fn token_client(admin: &Client, ns: &str, name: &str) -> Client {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
     let request: TokenRequest =
         serde_json::from_value(serde_json::json!({"spec": {"expirationSeconds": 3600}})).unwrap();
-    let token = accounts
+    let token = Api::<ServiceAccount>::namespaced(admin.clone(), ns)
         .create_token_request(name, &PostParams::default(), &request)
         .await
         .unwrap();
