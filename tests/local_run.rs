@@ -157,6 +157,20 @@ fn cancelling_a_running_batch_collects_what_completed() {
     );
 }
 
+/// Runs the workspace's Batch with the process aborting after `step` (before its result is saved).
+fn crash_after(ws: &Workspace, step: &str) {
+    let crashed = ws
+        .run_command(&["batch.yaml", "gateway.yaml"])
+        .env("LLM_BATCH_CRASH_AFTER", step)
+        .output()
+        .unwrap();
+    assert!(
+        !crashed.status.success(),
+        "{step}: the run did not crash: {}",
+        text(&crashed)
+    );
+}
+
 #[test]
 fn a_crash_after_any_step_resumes_without_a_second_upload_or_batch() {
     let sim = Simulator::start(&["--api-key", KEY]);
@@ -165,16 +179,7 @@ fn a_crash_after_any_step_resumes_without_a_second_upload_or_batch() {
         let ws = setup(&sim, &name, 10, "");
         let files_before = sim.count_ok("POST", "/v1/files");
         let batches_before = sim.count_ok("POST", "/v1/batches");
-        let crashed = ws
-            .run_command(&["batch.yaml", "gateway.yaml"])
-            .env("LLM_BATCH_CRASH_AFTER", step)
-            .output()
-            .unwrap();
-        assert!(
-            !crashed.status.success(),
-            "{step}: the run did not crash: {}",
-            text(&crashed)
-        );
+        crash_after(&ws, step);
         let resumed = ws.run(&["batch.yaml", "gateway.yaml"]);
         assert!(resumed.status.success(), "{step}: {}", text(&resumed));
         assert_eq!(phase(&ws, &name), "Succeeded", "{step}");
@@ -608,18 +613,6 @@ fn upload(sim: &Simulator, name: &str, jsonl: &str) -> String {
 fn adoption_after_a_crash_finds_the_attempts_file_and_batch_behind_500_newer_ones() {
     let sim = Simulator::start(&["--api-key", KEY]);
     let ws = setup(&sim, "busy", 3, "");
-    let crash_after = |step: &str| {
-        let crashed = ws
-            .run_command(&["batch.yaml", "gateway.yaml"])
-            .env("LLM_BATCH_CRASH_AFTER", step)
-            .output()
-            .unwrap();
-        assert!(
-            !crashed.status.success(),
-            "{step}: the run did not crash: {}",
-            text(&crashed)
-        );
-    };
     let attempt = || {
         let state = std::fs::read(ws.path().join("state/default/busy/state.json")).unwrap();
         let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
@@ -629,7 +622,7 @@ fn adoption_after_a_crash_finds_the_attempts_file_and_batch_behind_500_newer_one
 
     // The input is uploaded, and the run dies before it keeps the file's id; then the key gets
     // busy: more than 5 pages of 100 newer files.
-    crash_after("upload-input");
+    crash_after(&ws, "upload-input");
     let token = attempt();
     let other_input = upload(&sim, "other-0.jsonl", &chat_lines(1));
     for i in 1..NEWER {
@@ -637,7 +630,7 @@ fn adoption_after_a_crash_finds_the_attempts_file_and_batch_behind_500_newer_one
     }
     // The resumed run adopts that upload; the batch is created, and the run dies before it
     // keeps the batch's id; then 550 newer batches.
-    crash_after("create-batch");
+    crash_after(&ws, "create-batch");
     let http = reqwest::blocking::Client::new();
     for _ in 0..NEWER {
         let body = serde_json::json!({
