@@ -80,8 +80,9 @@ impl Setup {
             }
             assert!(
                 Instant::now() < deadline,
-                "{name} never reached {phase}: {:?}",
-                batch.status
+                "{name} never reached {phase}: {:?} {:?}",
+                batch.status,
+                batch.metadata.finalizers
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -426,7 +427,7 @@ async fn the_controller_needs_no_more_than_its_rbac_rules() {
     );
 }
 
-/// Every second status write is dropped: each step's upstream call happens, its record is
+/// Every second status write is dropped: a step's upstream call may happen with its record
 /// lost, and the next reconcile must adopt what exists instead of creating it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_status_writes_never_submit_twice() {
@@ -438,7 +439,7 @@ async fn lost_status_writes_never_submit_twice() {
     let controller = RunningController::start(&faulty, &s.ns);
     s.wait_phase("flaky", BatchPhase::Succeeded).await;
     controller.stop().await;
-    assert!(faults.failed() >= 3, "only {} writes were dropped", faults.failed());
+    assert!(faults.failed() >= 2, "only {} writes were dropped", faults.failed());
     let reasons = s.event_reasons("flaky").await;
     assert!(reasons.contains(&"ReconcileError".to_string()), "{reasons:?}");
     assert_eq!(s.count_ok("POST", "/v1/files").await, 1);
@@ -634,13 +635,15 @@ async fn a_finished_batch_is_deleted_after_its_ttl() {
     s.input("input", &common::chat_lines(2)).await;
     s.batch("shortlived", json!({"ttlSecondsAfterFinished": 1})).await;
     let controller = RunningController::start(&s.client, &s.ns);
-    s.wait_phase("shortlived", BatchPhase::Succeeded).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Its Succeeded may last less than a look here: the Event tells it succeeded first.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while s.batches().get_opt("shortlived").await.unwrap().is_some() {
         assert!(Instant::now() < deadline, "the Batch outlived its TTL");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     controller.stop().await;
+    let reasons = s.event_reasons("shortlived").await;
+    assert!(reasons.contains(&"Succeeded".to_string()), "{reasons:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1107,4 +1110,72 @@ async fn results_that_do_not_match_the_input_fail_the_batch_with_a_warning() {
     }
     controller.stop().await;
     tokio::task::spawn_blocking(move || drop(hostile)).await.unwrap();
+}
+
+/// A plain Batch, from creation to Succeeded: its steps with nothing upstream between them are
+/// written together (at most 6 status writes), and the controller reads its own kinds from its
+/// caches (no GET of the Batch or its gateway, no LIST but each watch's first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_batch_takes_few_status_writes_and_no_reads_of_our_kinds() {
+    let s = setup("ctl-writes", SimulatorConfig::default()).await;
+    s.input("input", &common::chat_lines(3)).await;
+    let tally = common::requests::Tally::default();
+    let client = tally.client(common::apiserver::server().config().await);
+    let context = controller::Context::new(client).with_addresses(llm_batch_operator::net::AddressPolicy::local());
+    let running = RunningController::start_with(Arc::new(context), &s.ns);
+    s.batch("plain", json!({})).await;
+    s.wait_phase("plain", BatchPhase::Succeeded).await;
+    running.stop().await;
+    let table = tally.table();
+    println!("API requests of the controller for one Batch: {table:?}");
+    let writes = tally.count("patch", "batches/status");
+    assert!((1..=6).contains(&writes), "{writes} status writes: {table:?}");
+    for (verb, resource) in [("get", "batches"), ("get", "batchgateways"), ("get", "batchsweeps")] {
+        assert_eq!(tally.count(verb, resource), 0, "{verb} {resource}: {table:?}");
+    }
+    for resource in ["batches", "batchgateways", "batchsweeps"] {
+        assert_eq!(tally.count("list", resource), 1, "list {resource}: {table:?}");
+    }
+    assert_eq!(tally.count("get", "configmaps"), 1, "the input is read once: {table:?}");
+}
+
+/// A Batch created before its BatchGateway, or before its input ConfigMap, starts as soon as it
+/// appears: the watch of that kind wakes it (the Batch would otherwise look again after 15 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_gateway_or_input_wakes_its_batch() {
+    let sim = RunningSimulator::start(
+        SimulatorConfig {
+            api_key: Some(KEY.into()),
+            ..SimulatorConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, "ctl-late").await;
+    let s = Setup {
+        client: client.clone(),
+        ns: ns.clone(),
+        sim: Arc::new(sim),
+    };
+    let running = RunningController::start(&client, &ns);
+    s.batch("late", json!({})).await;
+    wait_condition(&s, "late", "GatewayReady", "GatewayNotFound").await;
+    create_gateway(&client, &ns, &s.sim.base_url(), KEY, json!({})).await;
+    let started = Instant::now();
+    wait_condition(&s, "late", "Admitted", "InputNotFound").await;
+    let gateway_noticed = started.elapsed();
+    s.input("input", &common::chat_lines(2)).await;
+    let started = Instant::now();
+    s.wait_phase("late", BatchPhase::Succeeded).await;
+    let input_noticed = started.elapsed();
+    running.stop().await;
+    // Far below the 15 s a waiting Batch looks again on its own: only a wake-up explains it.
+    for (what, took) in [("gateway", gateway_noticed), ("input", input_noticed)] {
+        assert!(
+            took < Duration::from_secs(10),
+            "the late {what} was noticed after {took:?}"
+        );
+    }
 }

@@ -1,15 +1,15 @@
 //! Admission in a cluster: whether a validated Batch may start under its gateway's
 //! `maxActiveBatches` and `tokensPerHour` (engine::admission decides). The Batches of the
-//! gateway are read with a fresh LIST, and a per-gateway lock with a ledger of this process's
-//! recent admissions covers the moment between an admission and its status write, so two
-//! reconciles never both take the last slot.
+//! gateway are read from the cache, and a per-gateway lock with a ledger of this process's
+//! recent admissions covers the moment between an admission and the cache showing its status
+//! write, so two reconciles never both take the last slot.
 
 use std::collections::HashMap;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
 
+use super::caches::Caches;
 use super::{Context, Error};
 use crate::api::{Batch, BatchGateway, BatchStatus};
 use crate::engine::Outcome;
@@ -40,7 +40,7 @@ pub async fn admit(
     let lock = ctx.admission_ledger(&format!("{ns}/{}", gateway.name_any()));
     let mut ledger = lock.lock().await;
     let now = Timestamp::now();
-    let mut entries = gateway_entries(&ctx.client, gateway).await?;
+    let mut entries = gateway_entries(&ctx.caches(), gateway);
     if let Some(own) = entries.iter_mut().find(|e| e.key == key) {
         *own = Entry::of(key.clone(), own.created, status);
     }
@@ -59,7 +59,7 @@ pub async fn admit(
 }
 
 impl Ledger {
-    /// Admissions the LIST may not show yet count as admitted; old ones are dropped.
+    /// Admissions the cache may not show yet count as admitted; old ones are dropped.
     fn merge_into(&mut self, entries: &mut [Entry], now: Timestamp) {
         self.admitted
             .retain(|_, (_, at)| now.duration_since(*at).unsigned_abs() < admission::WINDOW);
@@ -77,20 +77,17 @@ impl Ledger {
 }
 
 /// Every Batch of `gateway` (in its namespace), as admission sees it.
-pub async fn gateway_entries(client: &kube::Client, gateway: &BatchGateway) -> Result<Vec<Entry>, Error> {
+pub fn gateway_entries(caches: &Caches, gateway: &BatchGateway) -> Vec<Entry> {
     let ns = gateway.namespace().unwrap_or_default();
-    let batches = Api::<Batch>::namespaced(client.clone(), &ns)
-        .list(&ListParams::default())
-        .await?;
-    Ok(batches
-        .items
+    let name = gateway.name_any();
+    caches
+        .batches_where(&ns, |b| b.spec.gateway_ref.name == name)
         .iter()
-        .filter(|b| b.spec.gateway_ref.name == gateway.name_any())
         .map(|b| {
             let created = b.creation_timestamp().map_or(Timestamp::UNIX_EPOCH, |t| t.0);
             Entry::of(key(b), created, &b.status.clone().unwrap_or_default())
         })
-        .collect())
+        .collect()
 }
 
 fn key(batch: &Batch) -> String {

@@ -12,6 +12,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 
+use super::caches::Awaited;
 use super::cluster_io::{self, Gateway, InputError, MAX_SECRET_BYTES};
 use super::{Context, Error, FINALIZER, instrument};
 use super::{admission, direct_job, direct_progress, object_io, pvc_sink, reattach};
@@ -29,7 +30,8 @@ use crate::sweep::ValidatedInput;
 
 /// Steps one reconcile may take before yielding to other objects.
 const MAX_STEPS: usize = 16;
-/// How soon a Batch waiting for its input or gateway looks again.
+/// How soon a Batch waiting for its input or gateway looks again, when nothing woke it sooner
+/// (a Secret is not watched: the controller may only get Secrets, never list them).
 const WAITING: Duration = Duration::from_secs(15);
 /// How soon a Batch waiting for room on its gateway asks again.
 const AWAITING_BUDGET: Duration = Duration::from_secs(5);
@@ -39,6 +41,7 @@ const JOB_RUNNING: Duration = Duration::from_secs(10);
 /// Entry point of the Batch controller.
 pub async fn reconcile(batch: Arc<Batch>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     ctx.reconciled();
+    ctx.caches().ready().await;
     let ns = batch.namespace().unwrap_or_default();
     let api: Api<Batch> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, batch, |event| async {
@@ -72,7 +75,6 @@ pub(super) fn key(batch: &Batch) -> String {
 }
 
 async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
-    let key = key(&batch);
     let status = batch.status.clone().unwrap_or_default();
     if status.phase.is_some_and(BatchPhase::is_terminal) {
         return expire_after_ttl(&batch, &status, ctx).await;
@@ -81,13 +83,26 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         Ok(found) => found,
         Err(why) => return wait_for_gateway(&batch, status, why, ctx).await,
     };
-    let mut status = reattach::status(&batch, &gateway.client, ctx).await?;
-    let mut current = (*batch).clone();
+    let status = reattach::status(&batch, &gateway.client, ctx).await?;
+    let mut steps = Steps::new(&batch, status);
+    let requeue = take_steps(&batch, &gateway, &mut steps, ctx).await;
+    let written = steps.write(ctx).await;
+    let requeue = requeue?;
+    written?;
+    Ok(requeue)
+}
+
+/// Takes engine steps until the Batch has to wait; the status is written (by the caller, and
+/// before any step that creates something upstream while the attempt is not yet durable).
+async fn take_steps(batch: &Batch, gateway: &Gateway, steps: &mut Steps, ctx: &Context) -> Result<Requeue, Error> {
+    let key = key(batch);
+    let mut input = InputBytes::default();
     for _ in 0..MAX_STEPS {
+        let status = steps.status.clone();
         let outcome = if needs_mode(&status) {
-            resolve_mode(&gateway).await
+            resolve_mode(gateway).await
         } else {
-            let action = engine::decide(&batch.spec, &status, &context(&batch, gateway.polling));
+            let action = engine::decide(&batch.spec, &status, &context(batch, gateway.polling));
             if let Action::Poll { after, .. } = &action {
                 let wait = ctx.poll_wait(&key, *after);
                 if !wait.is_zero() {
@@ -100,36 +115,35 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
                 ctx.reset_backoff(&key);
                 return Ok(Requeue::await_change());
             }
-            let Some(outcome) = perform(&batch, &status, action, &gateway, ctx).await? else {
+            if steps.attempt_not_durable() && creates_upstream(&action) {
+                steps.write(ctx).await?;
+            }
+            let Some(outcome) = perform(batch, &status, action, gateway, &mut input, ctx).await? else {
                 ctx.reset_backoff(&key);
-                return Ok(Requeue::requeue(job_wait(&key, &status, &gateway, ctx)));
+                return Ok(Requeue::requeue(job_wait(&key, &status, gateway, ctx)));
             };
             outcome
         };
         instrument::adoption(&outcome, ctx);
+        let waiting = wait_on(batch, &outcome, ctx);
         let failure = match &outcome {
             Outcome::GatewayError { class, .. } => Some(*class),
-            Outcome::InputNotFound { .. } => Some(ErrorClass::Transient),
             // Retried with backoff (and at once when the Batch changes, e.g. its output is renamed).
             Outcome::OutputNotOwned { .. } => Some(ErrorClass::Output),
             _ => None,
         };
-        let awaiting_budget = matches!(outcome, Outcome::AwaitingBudget { .. });
-        let next = engine::reduce(&status, outcome, &context(&batch, gateway.polling));
-        record(&batch, &status, &next, ctx).await;
-        cluster_io::write_status(&ctx.client, &current, &next).await?;
+        if failure == Some(ErrorClass::Unauthorized) {
+            ctx.reread_gateway_key(&cluster_io::gateway_key(&gateway.object));
+        }
+        let next = engine::reduce(&status, outcome, &context(batch, gateway.polling));
+        record(batch, &status, &next, ctx).await;
+        steps.status = next;
         if failure.is_none() {
             ctx.reset_backoff(&key);
         }
-        if let Some(id) = next.gateway.as_ref().and_then(|g| g.batch_id.clone()) {
-            cluster_io::annotate_batch_id(&ctx.client, &current, &id).await?;
-            current.annotations_mut().insert(BATCH_ID_ANNOTATION.to_string(), id);
-        }
-        current.status = Some(next.clone());
-        status = next;
-        if awaiting_budget {
+        if let Some(wait) = waiting {
             ctx.reset_backoff(&key);
-            return Ok(Requeue::requeue(AWAITING_BUDGET));
+            return Ok(Requeue::requeue(wait));
         }
         if let Some(class) = failure {
             return Ok(match class {
@@ -139,6 +153,72 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         }
     }
     Ok(Requeue::requeue(Duration::from_secs(1)))
+}
+
+/// A Batch that must wait for an input or for room on its gateway is woken when that changes
+/// (an input ConfigMap, a Batch of its gateway finishing); it also looks again after the
+/// returned time (a Secret is never watched, a token window slides).
+fn wait_on(batch: &Batch, outcome: &Outcome, ctx: &Context) -> Option<Duration> {
+    let ns = batch.namespace().unwrap_or_default();
+    match outcome {
+        Outcome::InputNotFound { .. } => {
+            if let Some(config_map) = &batch.spec.input.config_map {
+                let name = config_map.name.clone();
+                ctx.batch_waiters.wait(Awaited::ConfigMap { ns, name }, batch);
+            }
+            Some(WAITING)
+        }
+        Outcome::AwaitingBudget { .. } => {
+            let gateway = batch.spec.gateway_ref.name.clone();
+            ctx.batch_waiters.wait(Awaited::Room { ns, gateway }, batch);
+            Some(AWAITING_BUDGET)
+        }
+        _ => None,
+    }
+}
+
+/// Actions after which something exists upstream (or a Job) that a restart must find by the
+/// attempt's token.
+fn creates_upstream(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::UploadInput { .. } | Action::CreateBatch(_) | Action::RunDirect | Action::Download { .. }
+    )
+}
+
+/// The status as the steps leave it, and the object as last written: steps with nothing
+/// upstream between them (validated, admitted, attempt started) are written once.
+struct Steps {
+    written: Batch,
+    status: BatchStatus,
+}
+
+impl Steps {
+    fn new(batch: &Batch, status: BatchStatus) -> Self {
+        Steps {
+            written: batch.clone(),
+            status,
+        }
+    }
+
+    /// True while the attempt token in the status has not been written.
+    fn attempt_not_durable(&self) -> bool {
+        let written = self.written.status.as_ref().and_then(|s| s.attempt.as_ref());
+        self.status.attempt.is_some() && self.status.attempt.as_ref() != written
+    }
+
+    /// Writes the status (when it changed) and mirrors a new upstream batch id in an annotation.
+    async fn write(&mut self, ctx: &Context) -> Result<(), Error> {
+        cluster_io::write_status(&ctx.client, &self.written, &self.status).await?;
+        self.written.status = Some(self.status.clone());
+        if let Some(id) = self.status.gateway.as_ref().and_then(|g| g.batch_id.clone()) {
+            cluster_io::annotate_batch_id(&ctx.client, &self.written, &id).await?;
+            self.written
+                .annotations_mut()
+                .insert(BATCH_ID_ANNOTATION.to_string(), id);
+        }
+        Ok(())
+    }
 }
 
 /// How soon a Batch whose Job runs looks again (the Job's changes also wake it); a direct Job's
@@ -197,6 +277,11 @@ async fn wait_for_gateway(
     why: cluster_io::Unusable,
     ctx: &Context,
 ) -> Result<Requeue, Error> {
+    let awaited = Awaited::Gateway {
+        ns: batch.namespace().unwrap_or_default(),
+        name: batch.spec.gateway_ref.name.clone(),
+    };
+    ctx.batch_waiters.wait(awaited, batch);
     let before = status.clone();
     // A restored Batch keeps no phase until its annotation is checked with the gateway.
     if reattach::annotated(batch).is_none() {
@@ -244,6 +329,7 @@ async fn perform(
     status: &BatchStatus,
     action: Action,
     gateway: &Gateway,
+    input: &mut InputBytes,
     ctx: &Context,
 ) -> Result<Option<Outcome>, Error> {
     if let Action::Download {
@@ -262,7 +348,7 @@ async fn perform(
     Ok(Some(match action {
         Action::ValidateInput => match &batch.spec.input.file_id {
             Some(file_id) if status.mode != Some(BatchMode::Direct) => driver::input_on_gateway(gateway, file_id).await,
-            _ => validate_input(batch, status, spec, ctx).await?,
+            _ => validate_input(batch, status, spec, input, ctx).await?,
         },
         Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
         Action::Admit => admission::admit(batch, status, spec, ctx).await?,
@@ -274,7 +360,7 @@ async fn perform(
                 let validated = status.input.clone().unwrap_or_default();
                 driver::storage::upload(gateway, &filename, &object, &validated).await
             }
-            Ok(None) => match cluster_io::read_input(&ctx.client, batch).await {
+            Ok(None) => match input.read(&ctx.client, batch).await {
                 Ok(bytes) => {
                     let (prepared, _) = prepare(batch, &bytes, Limits::default());
                     driver::upload_input(gateway, &filename, UploadSource::Bytes(prepared.into())).await
@@ -298,6 +384,7 @@ async fn validate_input(
     batch: &Batch,
     status: &BatchStatus,
     gateway: &BatchGateway,
+    input: &mut InputBytes,
     ctx: &Context,
 ) -> Result<Outcome, Error> {
     if status.mode == Some(BatchMode::Direct) {
@@ -321,7 +408,7 @@ async fn validate_input(
     };
     let bytes = match &object {
         Some(_) => Default::default(),
-        None => match cluster_io::read_input(&ctx.client, batch).await {
+        None => match input.read(&ctx.client, batch).await {
             Ok(bytes) => bytes,
             Err(e) => return input_failure(e),
         },
@@ -363,6 +450,22 @@ async fn validate_input(
             message: report.render(10).replace('\n', "; "),
         }
     })
+}
+
+/// The input held in the cluster, read once per reconcile (validated and uploaded from the
+/// same bytes).
+#[derive(Default)]
+struct InputBytes(Option<bytes::Bytes>);
+
+impl InputBytes {
+    async fn read(&mut self, client: &kube::Client, batch: &Batch) -> Result<bytes::Bytes, InputError> {
+        if let Some(bytes) = &self.0 {
+            return Ok(bytes.clone());
+        }
+        let bytes = cluster_io::read_input(client, batch).await?;
+        self.0 = Some(bytes.clone());
+        Ok(bytes)
+    }
 }
 
 /// The input as it is uploaded: its byteRange, rewritten by its overrides; and its report.
@@ -488,6 +591,7 @@ fn manifest(batch: &Batch, status: &BatchStatus) -> Manifest {
 /// the uploaded input file first. A gateway that is gone does not block the deletion.
 async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
     ctx.forget(&key(&batch));
+    ctx.batch_waiters.forget(&*batch);
     if batch.spec.deletion_policy == DeletionPolicy::Orphan {
         return Ok(Requeue::await_change());
     }

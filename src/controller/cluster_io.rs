@@ -125,16 +125,16 @@ impl std::fmt::Display for Unusable {
     }
 }
 
-/// The Batch's gateway; the inner error says why there is none yet, the outer one is a failed
-/// API call.
+/// The Batch's gateway, from the cache; the inner error says why there is none yet (the Batch
+/// is then woken when its BatchGateway changes), the outer one is a failed API call.
 pub async fn gateway_client(ctx: &Context, batch: &Batch) -> Result<Result<Gateway, Unusable>, Error> {
     let ns = batch.namespace().unwrap_or_default();
     let name = &batch.spec.gateway_ref.name;
-    let api = Api::<BatchGateway>::namespaced(ctx.client.clone(), &ns);
-    let Some(object) = api.get_opt(name).await? else {
+    let Some(object) = ctx.caches().gateway(&ns, name) else {
         return Ok(Err(Unusable::Missing(format!("BatchGateway {ns}/{name} not found"))));
     };
-    Ok(client_for_gateway(ctx, &object)
+    let object = (*object).clone();
+    Ok(client_for_gateway(ctx, &object, KeyRead::IfStale)
         .await?
         .map(|(client, polling)| Gateway {
             object,
@@ -143,18 +143,47 @@ pub async fn gateway_client(ctx: &Context, batch: &Batch) -> Result<Result<Gatew
         }))
 }
 
+/// Whether the gateway's key is read from its Secret again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum KeyRead {
+    /// Only when it was not read in the last minute, or the gateway refused it since.
+    IfStale,
+    /// Now (the gateway's own reconcile: a rotated or deleted key shows in its Ready).
+    Now,
+}
+
 /// A client for this gateway, with its key read from its Secret. Clients are reused while the
 /// gateway's URL, headers and key stay the same (each holds a connection pool).
 pub async fn client_for_gateway(
     ctx: &Context,
     gateway: &BatchGateway,
+    read: KeyRead,
 ) -> Result<Result<(GatewayClient, PollingPolicy), Unusable>, Error> {
+    if read == KeyRead::IfStale
+        && let Some(known) = ctx.recent_gateway(&gateway_key(gateway), &spec_version(gateway))
+    {
+        return Ok(Ok(known));
+    }
     match build_client(ctx, gateway).await {
         Ok(found) => Ok(Ok(found)),
         Err(InputError::Api(e)) => Err(Error::Kube(e)),
         Err(InputError::NotFound(why)) => Ok(Err(Unusable::Missing(why))),
         Err(InputError::Invalid(why)) => Ok(Err(Unusable::Misconfigured(why))),
     }
+}
+
+/// `namespace/name` of a gateway (the key of its client in the context).
+pub fn gateway_key(gateway: &BatchGateway) -> String {
+    format!("{}/{}", gateway.namespace().unwrap_or_default(), gateway.name_any())
+}
+
+/// Which object and spec a client was built from: a new object or a spec change builds anew.
+fn spec_version(gateway: &BatchGateway) -> String {
+    format!(
+        "{}/{}",
+        gateway.uid().unwrap_or_default(),
+        gateway.meta().generation.unwrap_or_default()
+    )
 }
 
 async fn build_client(ctx: &Context, gateway: &BatchGateway) -> Result<(GatewayClient, PollingPolicy), InputError> {
@@ -169,7 +198,7 @@ async fn build_client(ctx: &Context, gateway: &BatchGateway) -> Result<(GatewayC
     config.addresses = ctx.addresses.clone();
     config.limits = crate::driver::response_limits(&spec.limits).map_err(&unusable)?;
     let mut fingerprint = Sha256::new();
-    fingerprint.update(serde_json::to_vec(&(&spec.url, &spec.headers)).unwrap_or_default());
+    fingerprint.update(serde_json::to_vec(&(&spec.url, &spec.headers, &spec.limits)).unwrap_or_default());
     if let Some(auth) = &spec.auth {
         let r = &auth.secret_ref;
         let secret = match get::<Secret>(&ctx.client, &ns, &r.name, "Secret").await {
@@ -193,7 +222,13 @@ async fn build_client(ctx: &Context, gateway: &BatchGateway) -> Result<(GatewayC
     };
     let fingerprint = format!("{:x}", fingerprint.finalize());
     let client = ctx
-        .gateway_client(&format!("{ns}/{name}"), &fingerprint, || GatewayClient::new(config))
+        .gateway_client(
+            &gateway_key(gateway),
+            &spec_version(gateway),
+            &fingerprint,
+            polling,
+            || GatewayClient::new(config),
+        )
         .map_err(|e| unusable(e.to_string()))?;
     Ok((client, polling))
 }
@@ -249,27 +284,22 @@ pub async fn write_output_secret(
         .ok_or_else(|| Error::Invalid("the Batch has no uid yet".into()))?;
     let api = Api::<Secret>::namespaced(client.clone(), &ns);
     let labels = json!({"app.kubernetes.io/managed-by": MANAGER, "llmbatch.io/batch": batch.name_any()});
-    let existing = match api.get_opt(name).await? {
-        Some(existing) => existing,
-        None => {
-            let data: BTreeMap<&String, ByteString> = files.iter().map(|(k, v)| (k, ByteString(v.clone()))).collect();
-            let secret: Secret = serde_json::from_value(json!({
-                "metadata": {"name": name, "ownerReferences": [owner], "labels": labels},
-                "type": "Opaque",
-                "data": data,
-            }))
-            .map_err(|e| Error::Invalid(format!("output Secret {name}: {e}")))?;
-            let params = PostParams {
-                field_manager: Some(MANAGER.into()),
-                ..Default::default()
-            };
-            match api.create(&params, &secret).await {
-                Ok(_) => return Ok(Ok(())),
-                // Created by someone else since: checked like any existing Secret.
-                Err(kube::Error::Api(e)) if e.code == 409 => api.get(name).await?,
-                Err(e) => return Err(e.into()),
-            }
-        }
+    // Created, in most cases; otherwise read (one request either way, never a read first).
+    let data: BTreeMap<&String, ByteString> = files.iter().map(|(k, v)| (k, ByteString(v.clone()))).collect();
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name, "ownerReferences": [owner], "labels": labels},
+        "type": "Opaque",
+        "data": data,
+    }))
+    .map_err(|e| Error::Invalid(format!("output Secret {name}: {e}")))?;
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let existing = match api.create(&params, &secret).await {
+        Ok(_) => return Ok(Ok(())),
+        Err(kube::Error::Api(e)) if e.code == 409 => api.get(name).await?,
+        Err(e) => return Err(e.into()),
     };
     if let Some(why) = not_owned(&existing, &owner.uid) {
         return Ok(Err(why));

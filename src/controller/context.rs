@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use kube::Client;
@@ -12,7 +12,10 @@ use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use super::MANAGER;
+use super::caches::{Caches, Waiters};
 use super::direct_progress::{DEFAULT_PROGRESS_PORT, ProgressReader};
+use crate::api::{Batch, BatchSweep};
+use crate::engine::PollingPolicy;
 use crate::gateway::{GatewayClient, GatewayError, Observer};
 use crate::net::AddressPolicy;
 use crate::telemetry::{Health, Metrics};
@@ -31,13 +34,33 @@ pub struct Context {
     /// Where gateways and object stores may be (`--deny-cidr`, `--allow-cidr`); the Jobs get
     /// the same policy.
     pub addresses: Arc<AddressPolicy>,
+    /// Batches waiting for a gateway, an input or room (woken by the watches).
+    pub batch_waiters: Waiters<Batch>,
+    /// Sweeps waiting for a gateway or an input.
+    pub sweep_waiters: Waiters<BatchSweep>,
+    caches: RwLock<Arc<Caches>>,
+    sweep_writes: Mutex<HashMap<String, super::sweep::Written>>,
     backoff: Backoff,
-    gateways: Mutex<HashMap<String, (String, GatewayClient)>>,
+    gateways: Mutex<HashMap<String, KnownGateway>>,
     ledgers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<super::admission::Ledger>>>>,
     polled: Mutex<HashMap<String, Instant>>,
     /// Batches whose finish was counted in the metrics (a stale cache can replay the last step).
     finished: Mutex<HashSet<String>>,
     reconciles: AtomicU64,
+}
+
+/// How long a gateway's key, once read from its Secret, is used without reading it again
+/// (a key the gateway refuses is read again at once).
+const KEY_FRESH_FOR: Duration = Duration::from_secs(60);
+
+/// A gateway client built from one generation of its BatchGateway and the key read at `read`
+/// (`None`: to be read again).
+struct KnownGateway {
+    spec: String,
+    fingerprint: String,
+    read: Option<Instant>,
+    client: GatewayClient,
+    polling: PollingPolicy,
 }
 
 const BACKOFF_BASE: Duration = Duration::from_secs(2);
@@ -62,6 +85,10 @@ impl Context {
             job_image: None,
             direct_progress: ProgressReader::new(DEFAULT_PROGRESS_PORT),
             addresses: Arc::new(AddressPolicy::cluster()),
+            batch_waiters: Waiters::default(),
+            sweep_waiters: Waiters::default(),
+            caches: RwLock::default(),
+            sweep_writes: Mutex::default(),
             backoff: Backoff::default(),
             gateways: Mutex::default(),
             ledgers: Mutex::default(),
@@ -114,22 +141,56 @@ impl Context {
         self.backoff.reset(key);
     }
 
-    /// The client of gateway `name`, reused while its `fingerprint` (URL, headers, key) holds.
+    /// The client of gateway `name` built for its spec `spec` (uid and generation) when its key
+    /// was read recently enough, so most reconciles need no read of the Secret.
+    pub fn recent_gateway(&self, name: &str, spec: &str) -> Option<(GatewayClient, PollingPolicy)> {
+        let gateways = self.gateways.lock().expect("gateway lock");
+        let known = gateways.get(name)?;
+        (known.spec == spec && known.read.is_some_and(|at| at.elapsed() < KEY_FRESH_FOR))
+            .then(|| (known.client.clone(), known.polling))
+    }
+
+    /// The client of gateway `name` for a key just read: the one already built while the URL,
+    /// headers and key (`fingerprint`) hold (each client holds a connection pool), else `build`.
     pub fn gateway_client(
         &self,
         name: &str,
+        spec: &str,
         fingerprint: &str,
+        polling: PollingPolicy,
         build: impl FnOnce() -> Result<GatewayClient, GatewayError>,
     ) -> Result<GatewayClient, GatewayError> {
         let mut gateways = self.gateways.lock().expect("gateway lock");
-        if let Some((known, client)) = gateways.get(name)
-            && known == fingerprint
-        {
-            return Ok(client.clone());
-        }
-        let client = build()?;
-        gateways.insert(name.to_string(), (fingerprint.to_string(), client.clone()));
+        let client = match gateways.get(name) {
+            Some(known) if known.fingerprint == fingerprint => known.client.clone(),
+            _ => build()?,
+        };
+        let known = KnownGateway {
+            spec: spec.to_string(),
+            fingerprint: fingerprint.to_string(),
+            read: Some(Instant::now()),
+            client: client.clone(),
+            polling,
+        };
+        gateways.insert(name.to_string(), known);
         Ok(client)
+    }
+
+    /// The key of gateway `name` is read again before its next use (the gateway refused it).
+    pub fn reread_gateway_key(&self, name: &str) {
+        if let Some(known) = self.gateways.lock().expect("gateway lock").get_mut(name) {
+            known.read = None;
+        }
+    }
+
+    /// The stores of the current leadership term.
+    pub fn caches(&self) -> Arc<Caches> {
+        self.caches.read().expect("caches lock").clone()
+    }
+
+    /// The stores a new leadership term reads.
+    pub fn set_caches(&self, caches: Caches) {
+        *self.caches.write().expect("caches lock") = Arc::new(caches);
     }
 
     /// The admission ledger of gateway `key` (`namespace/name`); holding its lock serialises
@@ -141,6 +202,16 @@ impl Context {
             .entry(key.to_string())
             .or_default()
             .clone()
+    }
+
+    /// What this process wrote about the children of sweep `key` that the cache may not show.
+    pub fn sweep_writes<T>(&self, key: &str, f: impl FnOnce(&mut super::sweep::Written) -> T) -> T {
+        f(self
+            .sweep_writes
+            .lock()
+            .expect("sweep lock")
+            .entry(key.to_string())
+            .or_default())
     }
 
     /// How long until a poll of this object is due (zero when due now).

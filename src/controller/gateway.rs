@@ -49,6 +49,7 @@ const REFRESH_EVERY: Duration = Duration::from_secs(30);
 
 /// Entry point of the BatchGateway controller.
 pub async fn reconcile(gateway: Arc<BatchGateway>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    ctx.caches().ready().await;
     let (ready, reason, message, batch_api) = probe(&gateway, &ctx).await?;
     let mut status = gateway.status.clone().unwrap_or_default();
     status.observed_generation = gateway.meta().generation;
@@ -57,7 +58,7 @@ pub async fn reconcile(gateway: Arc<BatchGateway>, ctx: Arc<Context>) -> Result<
     }
     let known = status.capabilities.as_ref().map(|c| c.batch_api);
     status.mode = gateway.spec.mode.resolve(known);
-    let entries = super::admission::gateway_entries(&ctx.client, &gateway).await?;
+    let entries = super::admission::gateway_entries(&ctx.caches(), &gateway);
     status.active_batches = Some(admission::active(&entries));
     status.waiting_batches = Some(admission::waiting(&entries));
     status.admitted_tokens = Some(admission::window_tokens(&entries, Timestamp::now()));
@@ -91,7 +92,7 @@ pub fn error_policy(gateway: Arc<BatchGateway>, error: &Error, ctx: Arc<Context>
 
 /// Ready (status, reason, message) and, when the call told, whether `/v1/batches` exists.
 async fn probe(gateway: &BatchGateway, ctx: &Context) -> Result<(bool, &'static str, String, Option<bool>), Error> {
-    let client = match cluster_io::client_for_gateway(ctx, gateway).await? {
+    let client = match cluster_io::client_for_gateway(ctx, gateway, cluster_io::KeyRead::Now).await? {
         Ok((client, _)) => client,
         Err(why) => return Ok((false, ready_reasons::MISCONFIGURED, why.to_string(), None)),
     };

@@ -3,6 +3,7 @@
 
 mod admission;
 mod batch;
+mod caches;
 mod cluster_io;
 mod context;
 mod direct_job;
@@ -23,12 +24,18 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::channel::mpsc::{self, UnboundedReceiver};
 use futures::future::{BoxFuture, FutureExt};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use kube::runtime::reflector::Store;
-use kube::runtime::{Controller, watcher};
-use kube::{Api, Client};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+
+use caches::{Awaited, Caches};
 use tokio_util::sync::CancellationToken;
 
 pub use context::Context;
@@ -149,80 +156,24 @@ async fn lead_until(
 }
 
 /// The Batch, BatchGateway and BatchSweep controllers of every watched namespace, until `stop`.
-/// Ready once every watch has listed its objects.
+/// Each kind is watched once per namespace (see `caches`); ready once every watch has listed
+/// its objects.
 fn controllers(context: Arc<Context>, namespaces: &[String], stop: CancellationToken) -> BoxFuture<'static, ()> {
-    let client = context.client.clone();
     let mut runs: Vec<BoxFuture<'static, ()>> = Vec::new();
-    let mut batch_stores = Vec::new();
-    let mut gateway_stores = Vec::new();
+    let mut caches = Caches::default();
     for ns in scopes(namespaces) {
-        let mut batches = Controller::new(scoped::<Batch>(&client, ns.as_deref()), watcher::Config::default())
-            .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY));
-        if context.job_image.is_some() {
-            batches = batches.owns(scoped::<Job>(&client, ns.as_deref()), jobs_of_the_operator());
-        }
-        batch_stores.push(batches.store());
-        let never_synced = unsynced_when_stopped(&stop, batches.store());
-        runs.push(
-            batches
-                .graceful_shutdown_on(stop.clone().cancelled_owned())
-                .run(
-                    |b, ctx| async move { instrument::measured("batch", &ctx.clone(), batch::reconcile(b, ctx)).await },
-                    batch::error_policy,
-                    context.clone(),
-                )
-                .take_until(never_synced)
-                .for_each(log_failure)
-                .boxed(),
-        );
-        let gateways = Controller::new(
-            scoped::<BatchGateway>(&client, ns.as_deref()),
-            watcher::Config::default(),
-        );
-        gateway_stores.push(gateways.store());
-        let never_synced = unsynced_when_stopped(&stop, gateways.store());
-        runs.push(
-            gateways
-                .graceful_shutdown_on(stop.clone().cancelled_owned())
-                .run(
-                    |g, ctx| async move {
-                        instrument::measured("batchgateway", &ctx.clone(), gateway::reconcile(g, ctx)).await
-                    },
-                    gateway::error_policy,
-                    context.clone(),
-                )
-                .take_until(never_synced)
-                .for_each(log_failure)
-                .boxed(),
-        );
-        let sweeps = Controller::new(scoped::<BatchSweep>(&client, ns.as_deref()), watcher::Config::default())
-            .owns(scoped::<Batch>(&client, ns.as_deref()), watcher::Config::default());
-        let never_synced = unsynced_when_stopped(&stop, sweeps.store());
-        runs.push(
-            sweeps
-                .graceful_shutdown_on(stop.clone().cancelled_owned())
-                .run(
-                    |s, ctx| async move { instrument::measured("batchsweep", &ctx.clone(), sweep::reconcile(s, ctx)).await },
-                    sweep::error_policy,
-                    context.clone(),
-                )
-                .take_until(never_synced)
-                .for_each(log_failure)
-                .boxed(),
-        );
+        let scope = Scope::new(&context, ns.as_deref());
+        caches.add(scope.batches.1.clone(), scope.gateways.1.clone(), scope.sweeps.store());
+        runs.extend(scope.run(&context, &stop));
     }
+    context.set_caches(caches.clone());
     context
         .metrics
-        .set_phase_counts(Some(phase_counts(batch_stores.clone())));
+        .set_phase_counts(Some(phase_counts(caches.batch_stores().to_vec())));
     context.health.set_not_ready("watches not synced");
     let health = context.health.clone();
     let synced = async move {
-        for store in &batch_stores {
-            let _ = store.wait_until_ready().await;
-        }
-        for store in &gateway_stores {
-            let _ = store.wait_until_ready().await;
-        }
+        caches.sync().await;
         health.set_ready();
     };
     async move {
@@ -236,6 +187,159 @@ fn controllers(context: Arc<Context>, namespaces: &[String], stop: CancellationT
         context.metrics.set_phase_counts(None);
     }
     .boxed()
+}
+
+type Watched<K> = (BoxStream<'static, Result<K, watcher::Error>>, Store<K>);
+
+/// The watches and controllers of one namespace (or of all).
+struct Scope {
+    batches: Watched<Batch>,
+    gateways: Watched<BatchGateway>,
+    sweeps: Controller<BatchSweep>,
+    config_maps: BoxFuture<'static, ()>,
+    wake_batches: UnboundedReceiver<ObjectRef<Batch>>,
+    namespace: Option<String>,
+}
+
+impl Scope {
+    /// One watch per kind: a Batch's change wakes the sweep that owns it and, once finished,
+    /// the Batches waiting for room on its gateway; a gateway's or an input ConfigMap's change
+    /// wakes what waits for it.
+    fn new(context: &Arc<Context>, ns: Option<&str>) -> Self {
+        let client = &context.client;
+        let (wake_batch, wake_batches) = mpsc::unbounded();
+        let (wake_sweep, wake_sweeps) = mpsc::unbounded();
+        let batches = {
+            let (store, writer) = reflector::store();
+            let (ctx, wake_batch, wake_sweep) = (context.clone(), wake_batch.clone(), wake_sweep.clone());
+            let stream = watcher(scoped::<Batch>(client, ns), watcher::Config::default())
+                .default_backoff()
+                .reflect(writer)
+                .touched_objects()
+                .inspect_ok(move |batch| {
+                    if let Some(sweep) = owning_sweep(batch) {
+                        let _ = wake_sweep.unbounded_send(sweep);
+                    }
+                    if let Some(room) = Awaited::room_freed_by(batch) {
+                        ctx.batch_waiters.wake(&room, &wake_batch);
+                    }
+                });
+            (stream.boxed(), store)
+        };
+        let gateways = {
+            let (store, writer) = reflector::store();
+            let (ctx, wake_batch, wake_sweep) = (context.clone(), wake_batch.clone(), wake_sweep.clone());
+            let stream = watcher(scoped::<BatchGateway>(client, ns), watcher::Config::default())
+                .default_backoff()
+                .reflect(writer)
+                .touched_objects()
+                .inspect_ok(move |gateway| {
+                    let awaited = Awaited::gateway_of(gateway);
+                    ctx.batch_waiters.wake(&awaited, &wake_batch);
+                    ctx.sweep_waiters.wake(&awaited, &wake_sweep);
+                });
+            (stream.boxed(), store)
+        };
+        let ctx = context.clone();
+        let config_maps = watcher(
+            scoped::<PartialObjectMeta<ConfigMap>>(client, ns),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .touched_objects()
+        .for_each(move |config_map| {
+            if let Ok(config_map) = config_map {
+                let awaited = Awaited::ConfigMap {
+                    ns: config_map.namespace().unwrap_or_default(),
+                    name: config_map.name_any(),
+                };
+                ctx.batch_waiters.wake(&awaited, &wake_batch);
+                ctx.sweep_waiters.wake(&awaited, &wake_sweep);
+            }
+            futures::future::ready(())
+        })
+        .boxed();
+        let sweeps =
+            Controller::new(scoped::<BatchSweep>(client, ns), watcher::Config::default()).reconcile_on(wake_sweeps);
+        Scope {
+            batches,
+            gateways,
+            sweeps,
+            config_maps,
+            wake_batches,
+            namespace: ns.map(str::to_string),
+        }
+    }
+
+    /// The three controllers and the ConfigMap watch, each ending with `stop`.
+    fn run(self, context: &Arc<Context>, stop: &CancellationToken) -> Vec<BoxFuture<'static, ()>> {
+        let (batch_stream, batch_store) = self.batches;
+        let mut batches = Controller::for_stream(batch_stream, batch_store.clone())
+            .reconcile_on(self.wake_batches)
+            .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY));
+        if context.job_image.is_some() {
+            batches = batches.owns(
+                scoped::<Job>(&context.client, self.namespace.as_deref()),
+                jobs_of_the_operator(),
+            );
+        }
+        let never_synced = unsynced_when_stopped(stop, batch_store);
+        let batches = batches
+            .graceful_shutdown_on(stop.clone().cancelled_owned())
+            .run(
+                |b, ctx| async move { instrument::measured("batch", &ctx.clone(), batch::reconcile(b, ctx)).await },
+                batch::error_policy,
+                context.clone(),
+            )
+            .take_until(never_synced)
+            .for_each(log_failure)
+            .boxed();
+        let (gateway_stream, gateway_store) = self.gateways;
+        let never_synced = unsynced_when_stopped(stop, gateway_store.clone());
+        let gateways =
+            Controller::for_stream(gateway_stream, gateway_store)
+                .graceful_shutdown_on(stop.clone().cancelled_owned())
+                .run(
+                    |g, ctx| async move {
+                        instrument::measured("batchgateway", &ctx.clone(), gateway::reconcile(g, ctx)).await
+                    },
+                    gateway::error_policy,
+                    context.clone(),
+                )
+                .take_until(never_synced)
+                .for_each(log_failure)
+                .boxed();
+        let never_synced = unsynced_when_stopped(stop, self.sweeps.store());
+        let sweeps = self
+            .sweeps
+            .graceful_shutdown_on(stop.clone().cancelled_owned())
+            .run(
+                |s, ctx| async move { instrument::measured("batchsweep", &ctx.clone(), sweep::reconcile(s, ctx)).await },
+                sweep::error_policy,
+                context.clone(),
+            )
+            .take_until(never_synced)
+            .for_each(log_failure)
+            .boxed();
+        let stop = stop.clone();
+        let config_maps = async move {
+            tokio::select! {
+                () = self.config_maps => {}
+                () = stop.cancelled() => {}
+            }
+        }
+        .boxed();
+        vec![batches, gateways, sweeps, config_maps]
+    }
+}
+
+/// The BatchSweep that owns `batch`, if any.
+fn owning_sweep(batch: &Batch) -> Option<ObjectRef<BatchSweep>> {
+    let owner = batch
+        .owner_references()
+        .iter()
+        .find(|o| o.kind == "BatchSweep" && o.controller == Some(true))?;
+    Some(ObjectRef::new(&owner.name).within(&batch.namespace()?))
 }
 
 /// Resolves when `stop` comes before the controller's cache has synced. kube-runtime's graceful

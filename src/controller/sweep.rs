@@ -15,16 +15,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::caches::{Awaited, Caches};
 use super::cluster_io::{self, InputError};
 use super::object_io;
 use super::{Context, Error, MANAGER};
-use crate::api::{Batch, BatchGateway, BatchSpec, BatchSweep, BatchSweepStatus, SweepPhase, SweepPlan};
+use crate::api::{Batch, BatchSpec, BatchSweep, BatchSweepStatus, SweepPhase, SweepPlan};
 use crate::driver::retry::follow_up_input;
 use crate::io::storage::StorageErrorKind;
 use crate::io::{ScanError, scan_object};
@@ -40,6 +41,7 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// Entry point of the BatchSweep controller.
 pub async fn reconcile(sweep: Arc<BatchSweep>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     ctx.reconciled();
+    ctx.caches().ready().await;
     let key = key(&sweep);
     let status = sweep.status.clone().unwrap_or_default();
     let generation = sweep.metadata.generation;
@@ -71,7 +73,8 @@ pub async fn reconcile(sweep: Arc<BatchSweep>, ctx: Arc<Context>) -> Result<Requ
     let plan = status.plan.clone().expect("planned above");
     let name = sweep.name_any();
     let children = sweep::plan_children(&name, &sweep.spec, &plan);
-    let (observed, batches) = observe_children(&ctx.client, &sweep).await?;
+    let (mut observed, batches) = observe_children(&ctx.caches(), &sweep);
+    ctx.sweep_writes(&key, |w| w.show_in(&mut observed));
     let decision = sweep::decide(&sweep.spec, generation, &status, &children, &observed, Timestamp::now());
     let mut created = Vec::new();
     for child in &decision.create {
@@ -80,7 +83,7 @@ pub async fn reconcile(sweep: Arc<BatchSweep>, ctx: Arc<Context>) -> Result<Requ
                 let spec = child.batch_spec(&name, &sweep.spec);
                 let validated = child.validated_input(&sweep.spec, &plan);
                 let annotations = validated.iter().map(ValidatedInput::annotation).collect();
-                create_child(&ctx.client, &sweep, child, spec, annotations).await?;
+                create_child(&ctx, &sweep, child, spec, annotations, None).await?;
                 created.push(child.name.clone());
             }
             Some(previous) => {
@@ -144,10 +147,12 @@ enum Planned {
 async fn plan(sweep: &BatchSweep, ctx: &Context) -> Result<Planned, Error> {
     let ns = sweep.namespace().unwrap_or_default();
     let gateway_name = &sweep.spec.template.gateway_ref.name;
-    let Some(gateway) = Api::<BatchGateway>::namespaced(ctx.client.clone(), &ns)
-        .get_opt(gateway_name)
-        .await?
-    else {
+    let Some(gateway) = ctx.caches().gateway(&ns, gateway_name) else {
+        let awaited = Awaited::Gateway {
+            ns: ns.clone(),
+            name: gateway_name.clone(),
+        };
+        ctx.sweep_waiters.wait(awaited, sweep);
         return Ok(Planned::Wait(format!("BatchGateway {ns}/{gateway_name} not found")));
     };
     let mut planner = match sweep::chunk_planner(&sweep.spec, &gateway.spec.limits) {
@@ -176,7 +181,16 @@ async fn plan(sweep: &BatchSweep, ctx: &Context) -> Result<Planned, Error> {
     }
     let bytes = match cluster_io::read_source(&ctx.client, &ns, input, sweep.spec.template.endpoint).await {
         Ok(bytes) => bytes,
-        Err(InputError::NotFound(why)) => return Ok(Planned::Wait(why)),
+        Err(InputError::NotFound(why)) => {
+            if let Some(config_map) = &input.config_map {
+                let awaited = Awaited::ConfigMap {
+                    ns: ns.clone(),
+                    name: config_map.name.clone(),
+                };
+                ctx.sweep_waiters.wait(awaited, sweep);
+            }
+            return Ok(Planned::Wait(why));
+        }
         Err(InputError::Invalid(why)) => return Ok(Planned::Invalid(why)),
         Err(InputError::Api(e)) => return Err(Error::Kube(e)),
     };
@@ -209,30 +223,31 @@ async fn follow_up(
         Ok(Some(input)) => {
             let spec = child.follow_up_spec(&sweep.name_any(), &sweep.spec, &input.file_id);
             let annotations = BTreeMap::from([(RETRY_LINES_ANNOTATION.to_string(), input.lines.to_string())]);
-            create_child(&ctx.client, sweep, child, spec, annotations).await?;
-            annotate_retryable(&ctx.client, previous, input.lines).await?;
+            create_child(ctx, sweep, child, spec, annotations, Some(input.lines)).await?;
+            annotate_retryable(ctx, sweep, previous, input.lines).await?;
             Ok(Some(input.lines))
         }
         Ok(None) => {
-            annotate_retryable(&ctx.client, previous, 0).await?;
+            annotate_retryable(ctx, sweep, previous, 0).await?;
             Ok(None)
         }
         Err(e) if e.transient => Err(Error::Gateway(format!("retrying {}: {e}", previous.name_any()))),
         Err(e) => {
             let note = format!("the failed lines of {} are not retried: {e}", previous.name_any());
             ctx.publish(sweep, EventType::Warning, "RetryFailed", &note).await;
-            annotate_retryable(&ctx.client, previous, 0).await?;
+            annotate_retryable(ctx, sweep, previous, 0).await?;
             Ok(None)
         }
     }
 }
 
 /// Records on a finished attempt how many of its lines failed retryably.
-async fn annotate_retryable(client: &kube::Client, batch: &Batch, lines: u64) -> Result<(), Error> {
-    let api = Api::<Batch>::namespaced(client.clone(), &batch.namespace().unwrap_or_default());
+async fn annotate_retryable(ctx: &Context, sweep: &BatchSweep, batch: &Batch, lines: u64) -> Result<(), Error> {
+    let api = Api::<Batch>::namespaced(ctx.client.clone(), &batch.namespace().unwrap_or_default());
     let patch = json!({"metadata": {"annotations": {RETRYABLE_ANNOTATION: lines.to_string()}}});
     api.patch(&batch.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
+    ctx.sweep_writes(&key(sweep), |w| w.retryable.insert(batch.name_any(), lines));
     Ok(())
 }
 
@@ -241,23 +256,55 @@ fn annotated(batch: &Batch, key: &str) -> Option<u64> {
     batch.annotations().get(key).and_then(|v| v.parse().ok())
 }
 
-/// The sweep's existing children (first attempts and follow-ups), by name (only those it owns):
-/// what the fan-out needs of each, and the objects.
-async fn observe_children(
-    client: &kube::Client,
+/// What this process wrote about a sweep's children that the cache may not show yet: a
+/// reconcile right after another must not create a child twice past the parallelism, nor read
+/// an attempt's error file twice.
+#[derive(Default)]
+pub struct Written {
+    /// Children created (with the lines a follow-up retries).
+    created: BTreeMap<String, Option<u64>>,
+    /// Attempts annotated with their retryable lines.
+    retryable: BTreeMap<String, u64>,
+}
+
+impl Written {
+    /// Adds to `observed` what the cache does not show yet, and forgets what it shows.
+    fn show_in(&mut self, observed: &mut BTreeMap<String, ObservedChild>) {
+        self.created.retain(|name, lines| {
+            let unseen = !observed.contains_key(name);
+            if unseen {
+                let child = ObservedChild {
+                    lines: *lines,
+                    ..Default::default()
+                };
+                observed.insert(name.clone(), child);
+            }
+            unseen
+        });
+        self.retryable.retain(|name, lines| match observed.get_mut(name) {
+            Some(child) if child.retryable.is_none() => {
+                child.retryable = Some(*lines);
+                true
+            }
+            _ => false,
+        });
+    }
+}
+
+/// The sweep's existing children (first attempts and follow-ups), by name (only those it owns),
+/// from the cache: what the fan-out needs of each, and the objects.
+fn observe_children(
+    caches: &Caches,
     sweep: &BatchSweep,
-) -> Result<(BTreeMap<String, ObservedChild>, BTreeMap<String, Batch>), Error> {
+) -> (BTreeMap<String, ObservedChild>, BTreeMap<String, Arc<Batch>>) {
     let ns = sweep.namespace().unwrap_or_default();
-    let api = Api::<Batch>::namespaced(client.clone(), &ns);
-    let selector = format!("{SWEEP_LABEL}={}", sweep.name_any());
-    let uid = sweep.uid();
+    let (name, uid) = (sweep.name_any(), sweep.uid());
+    let children = caches.batches_where(&ns, |b| {
+        b.labels().get(SWEEP_LABEL) == Some(&name) && b.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref())
+    });
     let mut observed = BTreeMap::new();
     let mut batches = BTreeMap::new();
-    for batch in api.list(&ListParams::default().labels(&selector)).await? {
-        let owned = batch.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref());
-        if !owned {
-            continue;
-        }
+    for batch in children {
         let status = batch.status.clone().unwrap_or_default();
         observed.insert(
             batch.name_any(),
@@ -271,17 +318,18 @@ async fn observe_children(
         );
         batches.insert(batch.name_any(), batch);
     }
-    Ok((observed, batches))
+    (observed, batches)
 }
 
 /// Creates a child Batch owned by the sweep (a follow-up reads `retry`'s file on the gateway);
 /// one that already exists is left as it is.
 async fn create_child(
-    client: &kube::Client,
+    ctx: &Context,
     sweep: &BatchSweep,
     child: &ChildPlan,
     spec: BatchSpec,
     annotations: BTreeMap<String, String>,
+    lines: Option<u64>,
 ) -> Result<(), Error> {
     let ns = sweep.namespace().unwrap_or_default();
     let owner = sweep
@@ -303,14 +351,16 @@ async fn create_child(
         labels.insert("llmbatch.io/model".to_string(), model.clone());
     }
     batch.metadata.labels = Some(labels);
-    match Api::<Batch>::namespaced(client.clone(), &ns)
+    match Api::<Batch>::namespaced(ctx.client.clone(), &ns)
         .create(&PostParams::default(), &batch)
         .await
     {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => return Err(e.into()),
     }
+    ctx.sweep_writes(&key(sweep), |w| w.created.insert(child.name.clone(), lines));
+    Ok(())
 }
 
 fn is_label_value(text: &str) -> bool {

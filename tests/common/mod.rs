@@ -225,5 +225,6 @@ pub mod e2e;
 pub mod faults;
 pub mod hostile;
 pub mod kubelet;
+pub mod requests;
 pub mod s3;
 pub mod tools;
