@@ -9,10 +9,10 @@
 //! Targets: peak RSS under 200 MiB at 10,000 Batches; no more than one poll per Batch per
 //! polling interval; no LIST per reconcile, at most 6 status writes and 2 GETs per Batch.
 
-#[path = "../tests/common/apiserver.rs"]
+#[path = "../tests/it/common/apiserver.rs"]
 #[allow(dead_code)]
 mod apiserver;
-#[path = "../tests/common/requests.rs"]
+#[path = "../tests/it/common/requests.rs"]
 #[allow(dead_code)]
 mod requests;
 #[allow(dead_code)] // the curl pairing: this bench has no curl baseline

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-#[path = "../tests/common/s3.rs"]
+#[path = "../tests/it/common/s3.rs"]
 mod s3;
 mod support;
 

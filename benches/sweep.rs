@@ -5,7 +5,7 @@
 //!
 //! 1. by the release `llm-batch-operator run -f` (a subprocess): wall time and its peak RSS;
 //! 2. by the controller, in this process, against the test kube-apiserver
-//!    (tests/common/apiserver.rs): wall time and this process's peak RSS.
+//!    (tests/it/common/apiserver.rs): wall time and this process's peak RSS.
 //!
 //! The input is read through a counting proxy on 127.0.0.1 between the operator and SeaweedFS,
 //! which parses the HTTP/1.1 exchanges and sums the body bytes of every GET response: the bytes
@@ -15,10 +15,10 @@
 //!
 //! Figures, never assertions; every wait is bounded; everything binds 127.0.0.1.
 
-#[path = "../tests/common/apiserver.rs"]
+#[path = "../tests/it/common/apiserver.rs"]
 #[allow(dead_code)]
 mod apiserver;
-#[path = "../tests/common/s3.rs"]
+#[path = "../tests/it/common/s3.rs"]
 mod s3;
 #[allow(dead_code)] // the curl pairing: this bench has no curl baseline
 mod support;

@@ -2,6 +2,9 @@
 //! grants nothing cluster-wide (a Role in the watched namespace), and that is still enough
 //! for the controller watching that namespace to run the examples to Complete.
 
+// A binary of its own (the API server is one per process): the script installs the chart and
+// the examples, in namespace default, as tests/e2e.rs does on its own server.
+#[path = "it/common/mod.rs"]
 mod common;
 
 #[test]

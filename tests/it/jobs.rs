@@ -2,7 +2,7 @@
 //! Job controller: the PVC sink. The test plays the kubelet (common::kubelet) and runs each pod
 //! as a local process of this build.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-mod common;
+use crate::common;
 
 use futures::TryStreamExt;
 use llm_batch_operator::gateway::{

@@ -1,7 +1,7 @@
 //! `run -f` with BatchSweeps: a corpus in a real S3 server (SeaweedFS) cut into chunks and run
 //! for two models through the simulator subprocess.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

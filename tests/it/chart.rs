@@ -4,7 +4,7 @@
 //! mode), its CRDs are crds/'s, its pods meet the "restricted" Pod Security Standard, and its
 //! NetworkPolicies and admission policy render as documented.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

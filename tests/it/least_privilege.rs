@@ -2,7 +2,7 @@
 //! kube-apiserver: its ServiceAccount holds Leases only in its own namespace, and with the
 //! chart's ValidatingAdmissionPolicy it may create only the Jobs the operator builds.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

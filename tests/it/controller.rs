@@ -1,6 +1,6 @@
 //! The Batch controller in-process against a real kube-apiserver and the simulator.
 
-mod common;
+use crate::common;
 
 use common::cluster::{RunningController, create_gateway};
 
@@ -831,7 +831,7 @@ async fn object_store_input_and_output_with_a_late_object_and_wrong_credentials(
 }
 
 /// A controller without --job-image cannot write to a claim: such a Batch fails before anything
-/// is sent, saying what to do (tests/jobs.rs runs the sink Job).
+/// is sent, saying what to do (tests/it/jobs.rs runs the sink Job).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pvc_output_is_refused_clearly_before_anything_is_sent() {
     let s = setup("ctl-pvc", SimulatorConfig::default()).await;
@@ -1062,7 +1062,7 @@ async fn a_copied_batch_id_annotation_is_ignored_and_that_batch_never_read_or_ca
     );
 }
 
-/// A gateway whose output repeats a custom_id (tests/common/hostile.rs): the controller checks
+/// A gateway whose output repeats a custom_id (tests/it/common/hostile.rs): the controller checks
 /// the results against the input's ids, the Batch fails with `ResultsVerified=False`, reason
 /// `DuplicateResults`, and a Warning Event, and the results are still stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

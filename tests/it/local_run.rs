@@ -1,6 +1,6 @@
 //! `run -f` end to end: the binary against the simulator running as a subprocess.
 
-mod common;
+use crate::common;
 
 use base64::Engine as _;
 

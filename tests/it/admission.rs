@@ -2,7 +2,7 @@
 //! gateway's enqueued-token limit: in the controller against a real kube-apiserver, and in
 //! `run -f`. What the gateway saw is read from the simulator's own batch records.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! (CRDs from crds/, deploy/rbac.yaml bound to the ServiceAccount, the same pod spec, the same
 //! NetworkPolicy and admission policy).
 
-mod common;
+use crate::common;
 
 use common::tools::{documents, helm_template, kubernetes_validate, numbers_as_floats, succeed, tool};
 use common::{repo_path, text};

@@ -1,7 +1,7 @@
 //! What the real API server enforces on our CRDs: structural schemas, CEL rules on create
 //! and update, the status subresource, printer columns, and that every example applies.
 
-mod common;
+use crate::common;
 
 use common::object;
 

@@ -1,6 +1,6 @@
 //! The BatchSweep controller in-process against a real kube-apiserver and the simulator.
 
-mod common;
+use crate::common;
 
 use common::cluster::{RunningController, gateway_on_simulator, simulator_json};
 

@@ -1,7 +1,7 @@
 //! `run -f` with object storage: input streamed from and results written to a real S3 server
 //! (SeaweedFS, real SigV4), the simulator as the gateway.
 
-mod common;
+use crate::common;
 
 use common::s3::{ACCESS_KEY, SECRET_KEY, SeaweedFs};
 use common::{Simulator, Workspace, chat_lines, gateway_manifests, text};

@@ -3,7 +3,7 @@
 //! and exits 0. The controller runs as the real binary (or in-process) against the test API
 //! server and the simulator.
 
-mod common;
+use crate::common;
 
 use common::cluster::RunningController;
 

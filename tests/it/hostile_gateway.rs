@@ -1,8 +1,8 @@
-//! `run -f` against a hostile gateway (tests/common/hostile.rs): redirects reach no other host,
+//! `run -f` against a hostile gateway (tests/it/common/hostile.rs): redirects reach no other host,
 //! endless and huge answers cost bounded memory (peak RSS of the process, measured), garbled
 //! answers are ridden out, and an echoed key appears nowhere. SECURITY.md names these tests.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::Path;

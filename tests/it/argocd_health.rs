@@ -3,7 +3,7 @@
 //! every case of each health_test.yaml; and resource_customizations/argocd-cm.yaml, the
 //! argocd-cm patch users apply, checked to hold exactly those scripts.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
@@ -149,7 +149,7 @@ fn argocd_cm_patch() -> String {
         "# Argo CD health checks for llmbatch.io resources, as an argocd-cm patch:\n\
          #   kubectl -n argocd patch configmap argocd-cm --patch-file resource_customizations/argocd-cm.yaml\n\
          # Generated from resource_customizations/llmbatch.io/*/health.lua by\n\
-         #   LLMB_REGENERATE=1 cargo test --test argocd_health\n\
+         #   LLMB_REGENERATE=1 cargo test --test it argocd_health::\n\
          data:\n",
     );
     for kind in KINDS {
@@ -176,7 +176,7 @@ fn the_argocd_cm_patch_holds_the_scripts() {
     assert!(
         committed == generated,
         "resource_customizations/argocd-cm.yaml is stale: regenerate it with\n  \
-         LLMB_REGENERATE=1 cargo test --test argocd_health"
+         LLMB_REGENERATE=1 cargo test --test it argocd_health::"
     );
     let parsed: serde_yaml::Value = serde_yaml::from_str(&committed).unwrap();
     for kind in KINDS {

@@ -2,7 +2,7 @@
 //! the start-up permission check. The controller runs as the real binary (or in-process)
 //! against the test API server and the simulator. Leader election and SIGTERM: leader_election.rs.
 
-mod common;
+use crate::common;
 
 use common::cluster::RunningController;
 

@@ -1,7 +1,7 @@
 //! The `direct` subcommand (what the cluster's direct-mode Job runs) against the simulator as
 //! a subprocess.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! the build stage and not excluded by .dockerignore, and the image runs as the non-root UID
 //! the chart's pods declare.
 
-mod common;
+use crate::common;
 
 use std::path::{Component, Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! Direct mode end to end: `run -f` and the `direct` subcommand against the simulator as a
 //! subprocess, checked from the simulator's own request record.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};

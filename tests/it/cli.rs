@@ -1,6 +1,6 @@
 //! The command line as users meet it: `validate`, `crd` and every `--help`.
 
-mod common;
+use crate::common;
 
 use common::{Workspace, bin, chat_lines, text};
 
