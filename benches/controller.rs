@@ -17,6 +17,8 @@ mod apiserver;
 mod requests;
 #[allow(dead_code)] // the curl pairing: this bench has no curl baseline
 mod support;
+#[path = "../tests/it/common/wait.rs"]
+mod wait;
 
 use std::time::{Duration, Instant};
 

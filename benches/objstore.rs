@@ -15,6 +15,8 @@ use std::process::{Command, Stdio};
 #[path = "../tests/it/common/s3.rs"]
 mod s3;
 mod support;
+#[path = "../tests/it/common/wait.rs"]
+mod wait;
 
 use s3::{ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFs};
 use support::Simulator;

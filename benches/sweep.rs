@@ -22,6 +22,8 @@ mod apiserver;
 mod s3;
 #[allow(dead_code)] // the curl pairing: this bench has no curl baseline
 mod support;
+#[path = "../tests/it/common/wait.rs"]
+mod wait;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

@@ -3,8 +3,9 @@
 //! `run -f`. What the gateway saw is read from the simulator's own batch records.
 
 use crate::common;
+use common::wait_until;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cluster::{RunningController, gateway_on_simulator};
 use common::object;
@@ -58,9 +59,8 @@ async fn create_batches(client: &Client, ns: &str, names: &[&str], lines: usize)
 /// condition seen meanwhile, per Batch.
 async fn run_to_success(client: &Client, ns: &str, names: &[&str]) -> Vec<(String, String)> {
     let api = Api::<Batch>::namespaced(client.clone(), ns);
-    let deadline = Instant::now() + Duration::from_secs(120);
     let mut seen = Vec::new();
-    loop {
+    wait_until("not all Succeeded", Duration::from_secs(120), async || {
         let mut done = 0;
         for name in names {
             let batch = api.get(name).await.unwrap();
@@ -79,12 +79,10 @@ async fn run_to_success(client: &Client, ns: &str, names: &[&str]) -> Vec<(Strin
             );
             done += usize::from(status.phase == Some(BatchPhase::Succeeded));
         }
-        if done == names.len() {
-            return seen;
-        }
-        assert!(Instant::now() < deadline, "not all Succeeded; seen {seen:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if done == names.len() { Ok(()) } else { Err(seen.clone()) }
+    })
+    .await;
+    seen
 }
 
 /// maxActiveBatches 1: three Batches run one at a time, in order of creation, the waiting ones
@@ -137,19 +135,17 @@ async fn max_active_batches_runs_batches_one_at_a_time_in_order() {
         .patch("gw", &PatchParams::default(), &Patch::Merge(&touch))
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = gateways.get("gw").await.unwrap().status.unwrap_or_default();
-        if status.admitted_tokens == Some(tokens) && status.active_batches == Some(0) {
-            assert_eq!(status.waiting_batches, Some(0));
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gateway status {status:?}, expected {tokens} tokens"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let status = wait_until(
+        &format!("the gateway never had {tokens} tokens and no active batch"),
+        Duration::from_secs(30),
+        async || {
+            let status = gateways.get("gw").await.unwrap().status.unwrap_or_default();
+            let settled = status.admitted_tokens == Some(tokens) && status.active_batches == Some(0);
+            if settled { Ok(status) } else { Err(status) }
+        },
+    )
+    .await;
+    assert_eq!(status.waiting_batches, Some(0));
     controller.stop().await;
 }
 

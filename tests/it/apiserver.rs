@@ -2,6 +2,7 @@
 //! and update, the status subresource, printer columns, and that every example applies.
 
 use crate::common;
+use common::wait_until;
 
 use common::object;
 
@@ -283,12 +284,9 @@ async fn rbac_is_enforced_for_service_account_tokens() {
         .await
         .unwrap();
     // RBAC caches refresh quickly but not instantly.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while let Err(e) = batches.list(&Default::default()).await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still refused after the RoleBinding: {e}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let refused = "still refused after the RoleBinding";
+    wait_until(refused, std::time::Duration::from_secs(10), async || {
+        batches.list(&Default::default()).await
+    })
+    .await;
 }

@@ -1,6 +1,7 @@
 //! The Batch controller in-process against a real kube-apiserver and the simulator.
 
 use crate::common;
+use common::wait_until;
 
 use common::cluster::{RunningController, create_gateway};
 
@@ -72,20 +73,30 @@ impl Setup {
 
     /// Waits (bounded) until the Batch is in `phase`.
     async fn wait_phase(&self, name: &str, phase: BatchPhase) -> Batch {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let batch = self.batches().get(name).await.unwrap();
-            if batch.status.as_ref().and_then(|s| s.phase) == Some(phase) {
-                return batch;
+        wait_until(
+            &format!("{name} never reached {phase}"),
+            Duration::from_secs(60),
+            async || {
+                let batch = self.batches().get(name).await.unwrap();
+                if batch.status.as_ref().and_then(|s| s.phase) == Some(phase) {
+                    Ok(batch)
+                } else {
+                    Err((batch.status, batch.metadata.finalizers))
+                }
+            },
+        )
+        .await
+    }
+
+    /// Waits (bounded) until Batch `name` is gone (its finalizer released).
+    async fn wait_deleted(&self, name: &str, what: &str, within: Duration) {
+        wait_until(what, within, async || {
+            match self.batches().get_opt(name).await.unwrap() {
+                Some(batch) => Err(batch.metadata.finalizers),
+                None => Ok(()),
             }
-            assert!(
-                Instant::now() < deadline,
-                "{name} never reached {phase}: {:?} {:?}",
-                batch.status,
-                batch.metadata.finalizers
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// Every request the simulator received: (method, path, status).
@@ -225,11 +236,8 @@ async fn deleting_a_running_batch_cancels_it_upstream() {
     let controller = RunningController::start(&s.client, &s.ns);
     s.wait_phase("doomed", BatchPhase::InProgress).await;
     s.batches().delete("doomed", &DeleteParams::default()).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while s.batches().get_opt("doomed").await.unwrap().is_some() {
-        assert!(Instant::now() < deadline, "the finalizer was never released");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    s.wait_deleted("doomed", "the finalizer was never released", Duration::from_secs(60))
+        .await;
     controller.stop().await;
     let journal = s.journal().await;
     assert!(
@@ -286,24 +294,17 @@ async fn a_batch_waits_for_its_input_and_gateway_then_runs() {
 }
 
 async fn wait_condition(s: &Setup, name: &str, type_: &str, reason: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let never = format!("{name} never had {type_}={reason}");
+    wait_until(&never, Duration::from_secs(60), async || {
         let batch = s.batches().get(name).await.unwrap();
         let found = batch
             .status
             .iter()
             .flat_map(|st| &st.conditions)
             .find(|c| c.type_ == type_ && c.reason == reason);
-        if let Some(c) = found {
-            return c.message.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} never had {type_}={reason}: {:?}",
-            batch.status
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        found.map(|c| c.message.clone()).ok_or(batch.status)
+    })
+    .await
 }
 
 fn merge(into: &mut Value, extra: Value) {
@@ -544,24 +545,20 @@ async fn wait_gateway(
     type_: &str,
     value: &str,
 ) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let gateway = gateways.get("gw").await.unwrap();
-        let found = gateway
-            .status
-            .iter()
-            .flat_map(|s| &s.conditions)
-            .find(|c| c.type_ == type_ && c.status == value);
-        if let Some(c) = found {
-            return c.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gw never had {type_}={value}: {:?}",
-            gateway.status
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        &format!("gw never had {type_}={value}"),
+        Duration::from_secs(60),
+        async || {
+            let gateway = gateways.get("gw").await.unwrap();
+            let found = gateway
+                .status
+                .iter()
+                .flat_map(|s| &s.conditions)
+                .find(|c| c.type_ == type_ && c.status == value);
+            found.cloned().ok_or(gateway.status)
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -636,11 +633,8 @@ async fn a_finished_batch_is_deleted_after_its_ttl() {
     s.batch("shortlived", json!({"ttlSecondsAfterFinished": 1})).await;
     let controller = RunningController::start(&s.client, &s.ns);
     // Its Succeeded may last less than a look here: the Event tells it succeeded first.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while s.batches().get_opt("shortlived").await.unwrap().is_some() {
-        assert!(Instant::now() < deadline, "the Batch outlived its TTL");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    s.wait_deleted("shortlived", "the Batch outlived its TTL", Duration::from_secs(60))
+        .await;
     controller.stop().await;
     let reasons = s.event_reasons("shortlived").await;
     assert!(reasons.contains(&"Succeeded".to_string()), "{reasons:?}");
@@ -663,11 +657,8 @@ async fn a_users_own_input_file_is_used_and_never_deleted() {
     let done = s.wait_phase("theirs", BatchPhase::Succeeded).await;
     assert_eq!(done.status.unwrap().request_counts.unwrap().completed, 3);
     s.batches().delete("theirs", &DeleteParams::default()).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while s.batches().get_opt("theirs").await.unwrap().is_some() {
-        assert!(Instant::now() < deadline, "the finalizer was never released");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    s.wait_deleted("theirs", "the finalizer was never released", Duration::from_secs(30))
+        .await;
     controller.stop().await;
     assert_eq!(s.count_ok("POST", "/v1/files").await, 1, "only the user's own upload");
     let journal = s.journal().await;
@@ -701,11 +692,15 @@ async fn the_output_secret_is_garbage_collected_with_its_batch() {
     s.wait_phase("owner", BatchPhase::Succeeded).await;
     s.batches().delete("owner", &DeleteParams::default()).await.unwrap();
     let secrets = Api::<Secret>::namespaced(s.client.clone(), &s.ns);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while secrets.get_opt("owner-results").await.unwrap().is_some() {
-        assert!(Instant::now() < deadline, "the output Secret outlived its Batch");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until(
+        "the output Secret outlived its Batch",
+        Duration::from_secs(60),
+        async || match secrets.get_opt("owner-results").await.unwrap() {
+            Some(secret) => Err(secret.metadata.owner_references),
+            None => Ok(()),
+        },
+    )
+    .await;
     controller.stop().await;
 }
 
@@ -1003,11 +998,8 @@ async fn a_copied_batch_id_annotation_is_ignored_and_that_batch_never_read_or_ca
         "attached to the original's batch"
     );
     s.batches().delete("waiting", &DeleteParams::default()).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while s.batches().get_opt("waiting").await.unwrap().is_some() {
-        assert!(Instant::now() < deadline, "the finalizer was never released");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    s.wait_deleted("waiting", "the finalizer was never released", Duration::from_secs(30))
+        .await;
     assert!(
         !s.batches()
             .get("original")
@@ -1099,15 +1091,15 @@ async fn results_that_do_not_match_the_input_fail_the_batch_with_a_warning() {
     let counts = status.request_counts.unwrap();
     assert_eq!((counts.total, counts.completed, counts.failed), (20, 20, 0));
     assert_eq!(status.output.unwrap().duplicate_lines, Some(1));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !s.warnings("liar").await.iter().any(|r| r == "DuplicateResults") {
-        assert!(
-            Instant::now() < deadline,
-            "no Warning Event: {:?}",
-            s.warnings("liar").await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until("no Warning Event", Duration::from_secs(10), async || {
+        let warnings = s.warnings("liar").await;
+        if warnings.iter().any(|r| r == "DuplicateResults") {
+            Ok(())
+        } else {
+            Err(warnings)
+        }
+    })
+    .await;
     controller.stop().await;
     tokio::task::spawn_blocking(move || drop(hostile)).await.unwrap();
 }

@@ -4,11 +4,11 @@
 use crate::common;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use common::{Simulator, Workspace, chat_lines, text};
+use common::{Simulator, Workspace, chat_lines, text, wait_until_blocking};
 
 const KEY: &str = "sk-direct-test-0123456789";
 
@@ -108,16 +108,17 @@ fn the_direct_subcommand_serves_its_counts_while_it_runs() {
         .unwrap();
     let http = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
     let url = format!("http://{addr}/progress");
-    let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
-    while child.try_wait().unwrap().is_none() {
+    wait_until_blocking("the run did not end", Duration::from_secs(60), || {
+        if child.try_wait().unwrap().is_some() {
+            return Ok(());
+        }
         if let Ok(progress) = http.get(&url).send().and_then(|r| r.json::<Value>()) {
             assert_eq!(progress["total"], 20, "{progress}");
             seen.push(progress["completed"].as_u64().unwrap());
         }
-        assert!(Instant::now() < deadline, "the run did not end");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        Err(seen.last().copied())
+    });
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", text(&output));
     assert!(

@@ -3,10 +3,11 @@
 //! as a local process of this build.
 
 use crate::common;
+use common::wait_until;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cluster::{RunningController, gateway_on_simulator};
 use common::kubelet::Kubelet;
@@ -78,57 +79,61 @@ impl Setup {
     /// The one Job working for Batch `name` (waits, bounded, for it to exist).
     async fn job(&self, name: &str) -> Job {
         let jobs = Api::<Job>::namespaced(self.client.clone(), &self.ns);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let list = jobs
-                .list(&ListParams::default().labels(&format!("llmbatch.io/batch={name}")))
-                .await
-                .unwrap();
-            assert!(list.items.len() <= 1, "two Jobs for {name}");
-            if let Some(job) = list.items.into_iter().next() {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "no Job for Batch {name}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_until(
+            &format!("no Job for Batch {name}"),
+            Duration::from_secs(60),
+            async || {
+                let list = jobs
+                    .list(&ListParams::default().labels(&format!("llmbatch.io/batch={name}")))
+                    .await
+                    .unwrap();
+                assert!(list.items.len() <= 1, "two Jobs for {name}");
+                list.items.into_iter().next().ok_or("no Job")
+            },
+        )
+        .await
     }
 
     async fn wait_phase(&self, name: &str, phase: BatchPhase) -> Batch {
         let batches = Api::<Batch>::namespaced(self.client.clone(), &self.ns);
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let batch = batches.get(name).await.unwrap();
-            if batch.status.as_ref().and_then(|s| s.phase) == Some(phase) {
-                return batch;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} never reached {phase}: {:?}",
-                batch.status
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_until(
+            &format!("{name} never reached {phase}"),
+            Duration::from_secs(90),
+            async || {
+                let batch = batches.get(name).await.unwrap();
+                if batch.status.as_ref().and_then(|s| s.phase) == Some(phase) {
+                    Ok(batch)
+                } else {
+                    Err(batch.status)
+                }
+            },
+        )
+        .await
     }
 
     /// `status.requestCounts.completed` each time it changed before Batch `name` Succeeded
     /// (bounded wait), and the Succeeded Batch.
     async fn completed_until_succeeded(&self, name: &str) -> (Vec<u64>, Batch) {
         let batches = Api::<Batch>::namespaced(self.client.clone(), &self.ns);
-        let deadline = Instant::now() + Duration::from_secs(90);
         let mut seen: Vec<u64> = Vec::new();
-        loop {
-            let batch = batches.get(name).await.unwrap();
-            let status = batch.status.clone().unwrap_or_default();
-            if status.phase == Some(BatchPhase::Succeeded) {
-                return (seen, batch);
-            }
-            let completed = status.request_counts.map_or(0, |c| c.completed);
-            if seen.last() != Some(&completed) {
-                seen.push(completed);
-            }
-            assert!(Instant::now() < deadline, "{name} never Succeeded: {:?}", batch.status);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let batch = wait_until(
+            &format!("{name} never Succeeded"),
+            Duration::from_secs(90),
+            async || {
+                let batch = batches.get(name).await.unwrap();
+                let status = batch.status.clone().unwrap_or_default();
+                if status.phase == Some(BatchPhase::Succeeded) {
+                    return Ok(batch);
+                }
+                let completed = status.request_counts.map_or(0, |c| c.completed);
+                if seen.last() != Some(&completed) {
+                    seen.push(completed);
+                }
+                Err(batch.status)
+            },
+        )
+        .await;
+        (seen, batch)
     }
 
     /// The custom_ids the simulator was sent as direct requests, in order.
@@ -433,15 +438,15 @@ async fn cancelling_a_direct_batch_replaces_its_job_with_one_that_concludes_canc
         .await
         .unwrap();
     // The running Job is replaced by one that cancels (same name, new uid).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let cancelling = loop {
+    let cancelling = wait_until("the Job was not replaced", Duration::from_secs(60), async || {
         let current = s.job("stopme").await;
         if current.uid() != job.uid() {
-            break current;
+            Ok(current)
+        } else {
+            Err(current.uid())
         }
-        assert!(Instant::now() < deadline, "the Job was not replaced");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     let args = cancelling
         .spec
         .as_ref()

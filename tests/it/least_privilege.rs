@@ -3,9 +3,10 @@
 //! chart's ValidatingAdmissionPolicy it may create only the Jobs the operator builds.
 
 use crate::common;
+use common::wait_until;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::apiserver::{admin_client, fresh_namespace, server, token_client};
 use common::cluster::{RunningController, gateway_on_simulator};
@@ -103,14 +104,12 @@ async fn create_lease(client: &Client, ns: &str, name: &str) -> Result<(), u16> 
 /// As `account` (a client of it), Leases work in `own` (RBAC caches may lag a moment after
 /// the bindings are made) and are refused everywhere else.
 async fn assert_leases_only_in(account: &Client, own: &str, elsewhere: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match create_lease(account, own, "llm-batch-operator").await {
-            Ok(()) => break,
-            Err(code) => assert!(Instant::now() < deadline, "no Lease in its own namespace {own}: {code}"),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until(
+        &format!("no Lease in its own namespace {own}"),
+        Duration::from_secs(20),
+        async || create_lease(account, own, "llm-batch-operator").await,
+    )
+    .await;
     let own_leases = Api::<Lease>::namespaced(account.clone(), own);
     let mut held = own_leases.get("llm-batch-operator").await.unwrap();
     held.spec.as_mut().unwrap().lease_duration_seconds = Some(15);
@@ -244,14 +243,15 @@ async fn the_admission_policy_admits_only_the_jobs_the_operator_builds() {
     // The policy takes effect once the API server has loaded it: until a Job without the
     // labels is refused (dry runs: nothing is created either way).
     let unlabelled = json!({"metadata": {"labels": null}, "spec": {"template": {"metadata": {"labels": null}}}});
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let refused = loop {
-        match try_create(&operator, &ns, &job("probe", &owner, unlabelled.clone())).await {
-            Err(message) => break message,
-            Ok(()) => assert!(Instant::now() < deadline, "the admission policy never took effect"),
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let refused = wait_until(
+        "the admission policy never took effect",
+        Duration::from_secs(30),
+        async || match try_create(&operator, &ns, &job("probe", &owner, unlabelled.clone())).await {
+            Err(message) => Ok(message),
+            Ok(()) => Err("admitted"),
+        },
+    )
+    .await;
     assert!(refused.contains("labelled"), "{refused}");
 
     let container = |change: Value| {
@@ -362,19 +362,21 @@ async fn the_admission_policy_admits_only_the_jobs_the_operator_builds() {
     let controller = RunningController::start_with(Arc::new(context), &ns);
     let jobs = Api::<Job>::namespaced(admin.clone(), &ns);
     for batch in ["sink", "direct"] {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let selector = format!("llmbatch.io/batch={batch}");
-            let found = jobs.list(&ListParams::default().labels(&selector)).await.unwrap();
-            if let Some(job) = found.items.first() {
-                let component = job.labels().get("app.kubernetes.io/component").cloned();
-                assert_eq!(component.as_deref(), Some(batch), "{job:?}");
-                break;
-            }
-            let status = batches.get(batch).await.unwrap().status;
-            assert!(Instant::now() < deadline, "no Job for Batch {batch}: {status:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let selector = format!("llmbatch.io/batch={batch}");
+        let job = wait_until(
+            &format!("no Job for Batch {batch}"),
+            Duration::from_secs(60),
+            async || {
+                let found = jobs.list(&ListParams::default().labels(&selector)).await.unwrap();
+                match found.items.into_iter().next() {
+                    Some(job) => Ok(job),
+                    None => Err(batches.get(batch).await.unwrap().status),
+                }
+            },
+        )
+        .await;
+        let component = job.labels().get("app.kubernetes.io/component").cloned();
+        assert_eq!(component.as_deref(), Some(batch), "{job:?}");
     }
     controller.stop().await;
 }

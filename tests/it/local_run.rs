@@ -4,7 +4,7 @@ use crate::common;
 
 use base64::Engine as _;
 
-use common::{Simulator, Workspace, batch_manifests, chat_lines, gateway_manifests, text};
+use common::{Simulator, Workspace, batch_manifests, chat_lines, gateway_manifests, text, wait_until_blocking};
 
 const KEY: &str = "sk-test-0123456789abcdef";
 
@@ -137,7 +137,7 @@ fn cancelling_a_running_batch_collects_what_completed() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    wait_for(|| ws.out("halt").join("status.yaml").exists() && phase(&ws, "halt") == "InProgress");
+    wait_in_progress(&ws, "halt");
     child.kill().unwrap();
     child.wait().unwrap();
     // Ask for cancellation and resume.
@@ -206,7 +206,7 @@ fn kill_9_while_polling_resumes_the_same_batch() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    wait_for(|| ws.out("killed").join("status.yaml").exists() && phase(&ws, "killed") == "InProgress");
+    wait_in_progress(&ws, "killed");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let output = ws.run(&["batch.yaml", "gateway.yaml"]);
@@ -285,13 +285,17 @@ fn invalid_manifests_name_the_file_document_and_field() {
     );
 }
 
-/// Waits (bounded) for a condition the run reaches on its own.
-fn wait_for(mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !done() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+/// Waits (bounded) until the run of `name` says it is InProgress, as it does on its own.
+fn wait_in_progress(ws: &Workspace, name: &str) {
+    let never = format!("{name} never InProgress");
+    wait_until_blocking(&never, std::time::Duration::from_secs(30), || {
+        let seen = ws.out(name).join("status.yaml").exists().then(|| phase(ws, name));
+        if seen.as_deref() == Some("InProgress") {
+            Ok(())
+        } else {
+            Err(seen)
+        }
+    });
 }
 
 #[test]
@@ -322,7 +326,7 @@ fn ctrl_c_stops_cleanly_and_says_how_to_resume() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(|| ws.out("paused").join("status.yaml").exists() && phase(&ws, "paused") == "InProgress");
+    wait_in_progress(&ws, "paused");
     let interrupt = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -1,11 +1,12 @@
 //! The BatchSweep controller in-process against a real kube-apiserver and the simulator.
 
 use crate::common;
+use common::wait_until;
 
 use common::cluster::{RunningController, gateway_on_simulator, simulator_json};
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::object;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -60,32 +61,32 @@ impl Setup {
     /// Waits (bounded) for the sweep to reach `phase`, sampling how many children are in flight;
     /// returns the sweep and the most children ever seen in flight at once.
     async fn wait_phase(&self, name: &str, phase: SweepPhase) -> (BatchSweep, usize) {
-        let deadline = Instant::now() + Duration::from_secs(120);
         let mut most_in_flight = 0;
-        loop {
-            let in_flight = self
-                .children(name)
-                .await
-                .iter()
-                .filter(|b| !b.status.as_ref().and_then(|s| s.phase).is_some_and(|p| p.is_terminal()))
-                .count();
-            most_in_flight = most_in_flight.max(in_flight);
-            let sweep = self.sweeps().get(name).await.unwrap();
-            if sweep.status.as_ref().and_then(|s| s.phase) == Some(phase)
-                && sweep
-                    .status
-                    .as_ref()
-                    .is_some_and(|s| s.completion_time.is_some() || !phase.is_terminal())
-            {
-                return (sweep, most_in_flight);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} never reached {phase}: {:?}",
-                sweep.status
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let sweep = wait_until(
+            &format!("{name} never reached {phase}"),
+            Duration::from_secs(120),
+            async || {
+                let in_flight = self
+                    .children(name)
+                    .await
+                    .iter()
+                    .filter(|b| !b.status.as_ref().and_then(|s| s.phase).is_some_and(|p| p.is_terminal()))
+                    .count();
+                most_in_flight = most_in_flight.max(in_flight);
+                let sweep = self.sweeps().get(name).await.unwrap();
+                if sweep.status.as_ref().and_then(|s| s.phase) == Some(phase)
+                    && sweep
+                        .status
+                        .as_ref()
+                        .is_some_and(|s| s.completion_time.is_some() || !phase.is_terminal())
+                {
+                    return Ok(sweep);
+                }
+                Err(sweep.status)
+            },
+        )
+        .await;
+        (sweep, most_in_flight)
     }
 
     async fn created_batches(&self) -> usize {

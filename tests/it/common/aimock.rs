@@ -4,9 +4,10 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::apiserver::free_port;
+use super::wait::wait_until_blocking;
 
 const DEFAULT_BIN: &str = "node/node_modules/.bin/llmock";
 const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -62,18 +63,10 @@ impl Drop for Aimock {
 
 /// A port that was free a moment ago (bound to port 0, then released).
 fn wait_listening(child: &mut Child, port: u16) {
-    let deadline = Instant::now() + READY_DEADLINE;
-    loop {
+    wait_until_blocking(&format!("aimock not listening on port {port}"), READY_DEADLINE, || {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("aimock exited before listening: {status}");
         }
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "aimock not listening on port {port} within {READY_DEADLINE:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        std::net::TcpStream::connect(("127.0.0.1", port))
+    });
 }

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use super::wait::{wait_until, wait_until_blocking};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -210,25 +211,16 @@ impl ApiServer {
     /// A client authenticated as the admin (group system:masters), once /readyz answers ok.
     pub async fn client(&self) -> Client {
         let client = Client::try_from(self.config().await).expect("client from config");
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
+        wait_until("the API server is not ready", START_DEADLINE, async || {
             let request = http::Request::get("/readyz").body(Vec::new()).unwrap();
             match client.request_text(request).await {
-                Ok(text) if text.trim() == "ok" => {
-                    READY.get_or_init(|| self.started.elapsed());
-                    return client;
-                }
-                other => {
-                    if Instant::now() > deadline {
-                        panic!(
-                            "the API server is not ready: {other:?}\n{}",
-                            tail(&self.dir.join("apiserver.log"))
-                        );
-                    }
-                }
+                Ok(text) if text.trim() == "ok" => Ok(()),
+                other => Err(format!("{other:?}\n{}", tail(&self.dir.join("apiserver.log")))),
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
+        READY.get_or_init(|| self.started.elapsed());
+        client
     }
 
     /// A kube Config for the admin identity (`<dir>/kubeconfig` holds the same for kubectl).
@@ -260,40 +252,34 @@ async fn install_crds(client: Client) {
             .unwrap_or_else(|e| panic!("the API server refused CRD {name}: {e}"));
         names.push(name);
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
     for name in names {
-        loop {
-            let crd = api.get(&name).await.unwrap();
-            let established = crd
-                .status
-                .iter()
-                .flat_map(|s| s.conditions.iter().flatten())
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            if established {
-                break;
-            }
-            assert!(Instant::now() < deadline, "CRD {name} was not established");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until(
+            &format!("CRD {name} was not established"),
+            Duration::from_secs(30),
+            async || {
+                let conditions = api.get(&name).await.unwrap().status.map(|s| s.conditions);
+                let established = conditions
+                    .iter()
+                    .flatten()
+                    .flatten()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                if established { Ok(()) } else { Err(conditions) }
+            },
+        )
+        .await;
     }
     // Discovery of new CRDs lags establishment a little; wait until the group is served.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let group = "llmbatch.io/v1alpha1 is not served";
+    wait_until(group, Duration::from_secs(30), async || {
         let request = http::Request::get("/apis/llmbatch.io/v1alpha1")
             .body(Vec::new())
             .unwrap();
-        if api
-            .clone()
-            .into_client()
-            .request_text(request)
-            .await
-            .is_ok_and(|t| t.contains("batches"))
-        {
-            return;
+        match api.clone().into_client().request_text(request).await {
+            Ok(text) if text.contains("batches") => Ok(()),
+            other => Err(other),
         }
-        assert!(Instant::now() < deadline, "llmbatch.io/v1alpha1 is not served");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
 
 fn bins_dir() -> PathBuf {
@@ -339,11 +325,9 @@ pub fn free_port() -> u16 {
 }
 
 fn wait_port(port: u16, log: &Path) {
-    let deadline = Instant::now() + START_DEADLINE;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}:\n{}", tail(log));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_blocking(&format!("nothing listens on {port}"), START_DEADLINE, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("{e}\n{}", tail(log)))
+    });
 }
 
 fn tail(log: &Path) -> String {

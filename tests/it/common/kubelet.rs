@@ -7,12 +7,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Volume};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+
+use super::wait::wait_until;
 
 /// Every pod's IP: its processes run on this machine, and every test connection stays on it.
 pub const POD_IP: &str = "127.0.0.1";
@@ -39,19 +41,16 @@ impl Kubelet {
     pub async fn next_pod(&self, job: &str, seen: &[String], within: Duration) -> Pod {
         let pods = Api::<Pod>::namespaced(self.client.clone(), &self.ns);
         let selector = format!("batch.kubernetes.io/job-name={job}");
-        let deadline = Instant::now() + within;
-        loop {
+        wait_until(&format!("no new pod of Job {job}"), within, async || {
             let list = pods.list(&ListParams::default().labels(&selector)).await.unwrap();
+            let names: Vec<String> = list.items.iter().map(|p| p.name_any()).collect();
             let fresh = list.items.into_iter().find(|p| {
                 !seen.contains(&p.name_any())
                     && p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending") == "Pending"
             });
-            if let Some(pod) = fresh {
-                return pod;
-            }
-            assert!(Instant::now() < deadline, "no new pod of Job {job} within {within:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            fresh.ok_or(names)
+        })
+        .await
     }
 
     /// Runs the pod's container to its end and reports it; returns the exit code.

@@ -228,3 +228,6 @@ pub mod kubelet;
 pub mod requests;
 pub mod s3;
 pub mod tools;
+pub mod wait;
+#[allow(unused_imports)] // a re-export some test binaries do not use
+pub use wait::{wait_until, wait_until_blocking};

@@ -4,10 +4,11 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::apiserver::server;
 use super::object;
+use super::wait::wait_until;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
@@ -60,19 +61,15 @@ pub fn phase(batch: &Batch) -> Option<BatchPhase> {
 /// Waits (bounded) until Batch `ns/name` Succeeded.
 pub async fn wait_succeeded(client: &Client, ns: &str, name: &str, within: Duration) {
     let api = Api::<Batch>::namespaced(client.clone(), ns);
-    let deadline = Instant::now() + within;
-    loop {
+    wait_until(&format!("{ns}/{name} never Succeeded"), within, async || {
         let batch = api.get(name).await.unwrap();
         if phase(&batch) == Some(BatchPhase::Succeeded) {
-            return;
+            Ok(())
+        } else {
+            Err(batch.status)
         }
-        assert!(
-            Instant::now() < deadline,
-            "{ns}/{name} never Succeeded: {:?}",
-            batch.status
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 /// The holder of the leader-election Lease in `ns`, if any.
@@ -91,15 +88,11 @@ pub async fn wait_holder(
     within: Duration,
     check: impl Fn(&Option<String>) -> bool,
 ) -> Option<String> {
-    let deadline = Instant::now() + within;
-    loop {
+    wait_until("the Lease holder stayed", within, async || {
         let holder = lease_holder(client, ns).await;
-        if check(&holder) {
-            return holder;
-        }
-        assert!(Instant::now() < deadline, "the Lease holder stayed {holder:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        if check(&holder) { Ok(holder) } else { Err(holder) }
+    })
+    .await
 }
 
 /// `llm-batch-operator controller` as a subprocess with JSON logs, killed on drop.
@@ -162,15 +155,11 @@ impl ControllerProcess {
 
     /// Waits (bounded) until `/readyz` answers 200.
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        wait_until("never ready", Duration::from_secs(30), async || {
             let (status, text) = self.get("/readyz").await;
-            if status == 200 {
-                return;
-            }
-            assert!(Instant::now() < deadline, "never ready: {text}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            if status == 200 { Ok(()) } else { Err(text) }
+        })
+        .await
     }
 
     pub fn signal(&self, signal: &str) {
@@ -183,14 +172,10 @@ impl ControllerProcess {
 
     /// Waits (bounded) for the process to exit.
     pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "still running after {within:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_until("still running", within, async || {
+            self.child.try_wait().unwrap().ok_or("running")
+        })
+        .await
     }
 
     pub fn logs(&self) -> Vec<String> {
@@ -217,13 +202,9 @@ pub fn sample(text: &str, name: &str) -> Option<f64> {
 
 /// Waits (bounded) until the in-process controller's metrics satisfy `check`.
 pub async fn wait_metrics(context: &Context, what: &str, check: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_until(&format!("never {what}"), Duration::from_secs(30), async || {
         let text = context.metrics.encode().unwrap();
-        if check(&text) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never {what}:\n{text}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if check(&text) { Ok(()) } else { Err(text) }
+    })
+    .await
 }

@@ -6,8 +6,9 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::wait::wait_until_blocking;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -101,23 +102,15 @@ impl SeaweedFs {
 
     /// True once a signed PUT succeeds; false if the server exited first.
     fn wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + READY_DEADLINE;
         let probe = ObjectPath::from("ready-probe");
-        loop {
+        wait_until_blocking("SeaweedFS not ready", READY_DEADLINE, || {
             if self.child.try_wait().unwrap().is_some() {
-                return false;
+                return Ok(false);
             }
             let store = self.store(BUCKET);
             let probe = probe.clone();
-            if block_on(async move { store.put(&probe, PutPayload::from_static(b"ok")).await }).is_ok() {
-                return true;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "SeaweedFS not ready within {READY_DEADLINE:?}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+            block_on(async move { store.put(&probe, PutPayload::from_static(b"ok")).await }).map(|_| true)
+        })
     }
 
     /// A client for `bucket` with the server's credentials.
