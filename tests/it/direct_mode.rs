@@ -6,11 +6,13 @@ use crate::common;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use common::{JournalEntry, Simulator, Workspace, batch_manifests, chat_lines, gateway_manifests, text};
+use common::{
+    JournalEntry, Simulator, Workspace, batch_manifests, chat_lines, gateway_manifests, text, wait_until_blocking,
+};
 
 const KEY: &str = "sk-direct-test-0123456789";
 
@@ -29,6 +31,14 @@ fn sends(journal: &[JournalEntry]) -> Vec<&JournalEntry> {
         .iter()
         .filter(|e| e.method == "POST" && e.path == "/v1/chat/completions")
         .collect()
+}
+
+/// Now, in the unit of the journal's times.
+fn unix_micros() -> u64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    u64::try_from(since_epoch.as_micros()).unwrap()
 }
 
 fn ok_per_custom_id(journal: &[JournalEntry]) -> HashMap<String, usize> {
@@ -239,7 +249,6 @@ fn kill_9_mid_run_resumes_without_resending_a_finished_line() {
     let checkpoint = wait_for_checkpoint(ws.path(), "crashy", 30);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(300)); // requests on the wire finish at the simulator
     let done: HashSet<String> = ["output.jsonl", "errors.jsonl"]
         .iter()
         .flat_map(|f| {
@@ -257,18 +266,24 @@ fn kill_9_mid_run_resumes_without_resending_a_finished_line() {
         "killed too late: {} done",
         done.len()
     );
-    let before = sim.journal().len();
+    // The killed run's last requests may still be at the simulator, journaled when they end,
+    // after this; but they started before it, and every request of the resumed run after it.
+    let resumed_at = unix_micros();
 
     let output = ws.run(&["batch.yaml", "gateway.yaml"]);
     assert!(output.status.success(), "{}", text(&output));
     assert!(text(&output).contains("resuming"), "{}", text(&output));
-    let journal = sim.journal();
-    let resent: Vec<_> = sends(&journal[before..])
+    let journal: Vec<JournalEntry> = sim
+        .journal()
+        .into_iter()
+        .filter(|e| e.started_us >= resumed_at)
+        .collect();
+    let resent: Vec<_> = sends(&journal)
         .into_iter()
         .filter(|e| done.contains(e.client_request_id.as_deref().unwrap_or_default()))
         .collect();
     assert!(resent.is_empty(), "finished lines were sent again: {resent:?}");
-    assert_eq!(sends(&journal[before..]).len(), 150 - done.len());
+    assert_eq!(sends(&journal).len(), 150 - done.len());
     let lines = ws.lines("crashy", "output.jsonl");
     assert_eq!(lines.len(), 150);
     assert_eq!(custom_ids(&lines).len(), 150);
@@ -277,8 +292,8 @@ fn kill_9_mid_run_resumes_without_resending_a_finished_line() {
 
 /// Waits (bounded) until the direct checkpoint of `name` holds `lines` results; returns its dir.
 fn wait_for_checkpoint(root: &Path, name: &str, lines: usize) -> PathBuf {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let never = format!("the direct run of {name} never got to {lines} lines");
+    wait_until_blocking(&never, Duration::from_secs(30), || {
         let dir = std::fs::read_dir(root.join("state/default").join(name))
             .into_iter()
             .flatten()
@@ -288,21 +303,15 @@ fn wait_for_checkpoint(root: &Path, name: &str, lines: usize) -> PathBuf {
                 p.file_name()
                     .is_some_and(|n| n.to_string_lossy().starts_with("direct-"))
             });
-        if let Some(dir) = dir {
-            let done = std::fs::read_to_string(dir.join("output.jsonl"))
-                .unwrap_or_default()
-                .lines()
-                .count();
-            if done >= lines {
-                return dir;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the direct run of {name} never got to {lines} lines"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        let Some(dir) = dir else {
+            return Err(0);
+        };
+        let done = std::fs::read_to_string(dir.join("output.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .count();
+        if done >= lines { Ok(dir) } else { Err(done) }
+    })
 }
 
 #[test]

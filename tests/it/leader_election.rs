@@ -4,6 +4,7 @@
 //! server and the simulator.
 
 use crate::common;
+use common::wait_until;
 
 use common::cluster::RunningController;
 
@@ -133,12 +134,32 @@ async fn a_leader_whose_lease_is_taken_stops_reconciling_until_it_leads_again() 
         sample(text, "llmbatch_leader") == Some(0.0) && !text.contains("llmbatch_batches{")
     })
     .await;
+    // A live controller of another namespace, given a Batch just after this one's: once it has
+    // written a status, this replica would have too, had it not stopped.
+    let control_ns = fresh_namespace(&client, "ops-control").await;
+    prepare(&client, &control_ns, &sim).await;
+    let control = RunningController::start(&client, &control_ns);
     create_batch(&client, &ns, "after").await;
+    create_batch(&client, &control_ns, "after").await;
+    let controlled = Api::<Batch>::namespaced(client.clone(), &control_ns);
+    wait_until(
+        "the live controller never wrote a status",
+        Duration::from_secs(30),
+        async || controlled.get("after").await.unwrap().status.ok_or("no status"),
+    )
+    .await;
+    control.stop().await;
     let after = Api::<Batch>::namespaced(client.clone(), &ns)
         .get("after")
         .await
         .unwrap();
-    assert_eq!(after.status, None);
+    let holder = lease_holder(&client, &ns).await;
+    assert_eq!(
+        holder.as_deref(),
+        Some("intruder"),
+        "the intruder's Lease ran out during the check"
+    );
+    assert_eq!(after.status, None, "reconciled without the Lease");
 
     // The intruder never renews: once its Lease expires, this replica leads and reconciles again.
     wait_holder(&client, &ns, Duration::from_secs(40), |h| {
@@ -208,11 +229,15 @@ async fn sigterm_lets_the_reconcile_in_flight_finish_and_record_its_step() {
     create_batch(&client, &ns, "slow").await;
     let mut controller = ControllerProcess::start(&admin_kubeconfig(), "drain", &["--namespace", &ns]);
     let batches = Api::<Batch>::namespaced(client.clone(), &ns);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while phase(&batches.get("slow").await.unwrap()) != Some(BatchPhase::Uploading) {
-        assert!(Instant::now() < deadline, "never Uploading");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("never Uploading", Duration::from_secs(60), async || {
+        let seen = phase(&batches.get("slow").await.unwrap());
+        if seen == Some(BatchPhase::Uploading) {
+            Ok(())
+        } else {
+            Err(seen)
+        }
+    })
+    .await;
     controller.signal("-TERM");
     let signalled = Instant::now();
     let status = controller.wait_exit(Duration::from_secs(40)).await;
