@@ -6,6 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use k8s_openapi::jiff::fmt::rfc2822;
 use reqwest::header::HeaderMap;
 
 use super::config::RetryPolicy;
@@ -99,8 +100,8 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(secs) = parse_non_negative(value) {
         return Duration::try_from_secs_f64(secs).ok();
     }
-    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let at = SystemTime::from(date.with_timezone(&chrono::Utc));
+    static HTTP_DATE: rfc2822::DateTimeParser = rfc2822::DateTimeParser::new();
+    let at = SystemTime::from(HTTP_DATE.parse_timestamp(value).ok()?);
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
@@ -167,6 +168,15 @@ mod tests {
         // Attempt 4: ceiling 4 s, full jitter 1.0 -> 4 s, above the 1 s asked for.
         let h = headers(&[("retry-after", "1")]);
         assert_eq!(on_status(429, &h, 4, 1.0), RetryDecision::Retry(secs(4)));
+    }
+
+    #[test]
+    fn retry_after_http_date_with_an_offset_or_garbage() {
+        // 01:00:30 at +0100 is 00:00:30 UTC.
+        let h = headers(&[("retry-after", "Thu, 01 Jan 1970 01:00:30 +0100")]);
+        assert_eq!(retry_after(&h, SystemTime::UNIX_EPOCH), Some(secs(30)));
+        let h = headers(&[("retry-after", "soon")]);
+        assert_eq!(retry_after(&h, SystemTime::UNIX_EPOCH), None);
     }
 
     #[test]
