@@ -9,6 +9,7 @@ pub mod driver;
 pub mod engine;
 pub mod gateway;
 pub mod io;
+pub mod job_protocol;
 pub mod jsonl;
 pub mod local;
 pub mod net;
