@@ -2,6 +2,7 @@
 //! llm-batch-operator: run LLM batch work declaratively.
 
 pub mod api;
+pub mod backoff;
 pub mod cli;
 pub mod controller;
 pub mod direct;

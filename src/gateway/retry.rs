@@ -5,12 +5,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use k8s_openapi::jiff::fmt::rfc2822;
 use reqwest::header::HeaderMap;
 
 use super::config::RetryPolicy;
 use super::error::is_retryable_status;
+use crate::backoff::Backoff;
 
 /// One failed attempt, as the retry decision sees it.
 #[derive(Debug, Clone, Copy)]
@@ -80,15 +80,7 @@ pub fn decide(policy: &RetryPolicy, failure: Failure<'_>, attempt: u32, jitter: 
 /// The un-jittered exponential delay after attempt `attempt`: `initial * 2^(attempt-1)`, capped.
 pub fn backoff_ceiling(policy: &RetryPolicy, attempt: u32) -> Duration {
     let max = policy.max_backoff;
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(policy.initial_backoff.min(max))
-        .with_max_delay(max)
-        .with_factor(2.0)
-        .without_max_times()
-        .build();
-    // The sequence is flat once it reaches the cap (2^64 * anything is past any sane cap).
-    let index = attempt.clamp(1, 64) - 1;
-    delays.nth(index as usize).unwrap_or(max)
+    Backoff::new(policy.initial_backoff.min(max), max).delay(attempt)
 }
 
 /// The wait the gateway asked for: `retry-after-ms`, else `retry-after` in seconds or as an HTTP date.
