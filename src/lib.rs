@@ -2,6 +2,7 @@
 //! llm-batch-operator: run LLM batch work declaratively.
 
 pub mod api;
+pub mod backoff;
 pub mod cli;
 pub mod controller;
 pub mod direct;
@@ -9,6 +10,7 @@ pub mod driver;
 pub mod engine;
 pub mod gateway;
 pub mod io;
+pub mod job_protocol;
 pub mod jsonl;
 pub mod local;
 pub mod net;

@@ -82,6 +82,33 @@ pub mod reasons {
     pub const RESUMED: &str = "Resumed";
 }
 
+/// Condition types a BatchGateway carries.
+pub mod gateway_condition_types {
+    /// The gateway answers an authenticated call and accepts the key.
+    pub const READY: &str = "Ready";
+    /// Whether the gateway has a batch API (`/v1/batches`).
+    pub const BATCH_API: &str = "BatchApi";
+}
+
+/// Reasons of a BatchGateway's conditions (CamelCase, stable: alerting keys on them).
+pub mod gateway_reasons {
+    // Ready
+    /// The gateway answered an authenticated call.
+    pub const REACHABLE: &str = "Reachable";
+    /// The gateway refused the key (401/403).
+    pub const UNAUTHORIZED: &str = "Unauthorized";
+    /// The gateway did not answer, or answered with an error.
+    pub const UNAVAILABLE: &str = "Unavailable";
+    /// The spec or its Secret cannot be used (bad URL, missing Secret or key, a redirect, an
+    /// address the controller does not connect to).
+    pub const MISCONFIGURED: &str = "Misconfigured";
+    // BatchApi
+    /// `/v1/batches` answered.
+    pub const BATCH_API_FOUND: &str = "BatchApiFound";
+    /// `/v1/batches` answered 404 or 405.
+    pub const BATCH_API_NOT_FOUND: &str = "BatchApiNotFound";
+}
+
 /// Helpers over a status's condition list.
 pub trait Conditions {
     /// The condition of this type, if any.

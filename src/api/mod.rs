@@ -14,7 +14,7 @@ mod storage;
 mod sweep;
 
 pub use batch::*;
-pub use conditions::{Conditions, condition_types, reasons};
+pub use conditions::{Conditions, condition_types, gateway_condition_types, gateway_reasons, reasons};
 pub use crds::{all_crds, crds_yaml};
 pub use gateway::*;
 pub use mode::*;

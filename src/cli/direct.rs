@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{DEFAULT_MAX_CONCURRENT_REQUESTS, DirectLimits, ObjectStoreRef};
 use crate::direct::progress::{self, ProgressServer};
 use crate::direct::{self, Counts, DirectError, DirectJob, DirectSummary};
-use crate::driver::{FINAL_FAILURE, JobFailure};
 use crate::engine::ErrorClass;
 use crate::gateway::GatewayClient;
 use crate::io::{Checked, ObjectInput, storage};
+use crate::job_protocol::{FINAL_FAILURE, JobFailure};
 use crate::jsonl::{self, Limits, Rewrite};
 
 /// Flags of `direct`.

@@ -220,7 +220,7 @@ impl JobArgs {
     /// from LLM_BATCH_API_KEY (never a flag, so it stays out of the Job spec).
     fn gateway_config(&self) -> anyhow::Result<crate::gateway::GatewayConfig> {
         let mut config = crate::gateway::GatewayConfig::new(self.url.clone());
-        config.api_key = std::env::var(crate::local::API_KEY_ENV)
+        config.api_key = std::env::var(crate::job_protocol::API_KEY_ENV)
             .ok()
             .filter(|k| !k.is_empty())
             .map(crate::gateway::ApiKey::new);

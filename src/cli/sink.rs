@@ -5,9 +5,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::driver::{self, FINAL_FAILURE, JobFailure};
+use crate::driver;
 use crate::engine::Outcome;
 use crate::gateway::GatewayClient;
+use crate::job_protocol::{FINAL_FAILURE, JobFailure};
 use crate::jsonl::IdDigest;
 
 /// Flags of `sink`.

@@ -270,7 +270,7 @@ impl Backoff {
         let mut failures = self.failures.lock().expect("backoff lock");
         let n = failures.entry(key.to_string()).or_insert(0);
         *n = (*n + 1).min(16);
-        (BACKOFF_BASE * 2u32.saturating_pow(*n - 1)).min(BACKOFF_MAX)
+        crate::backoff::Backoff::new(BACKOFF_BASE, BACKOFF_MAX).delay(*n)
     }
 
     fn reset(&self, key: &str) {

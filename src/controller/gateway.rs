@@ -15,31 +15,11 @@ use serde_json::json;
 use super::{Context, Error, MANAGER, cluster_io};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use crate::api::gateway_condition_types::{BATCH_API, READY};
+use crate::api::gateway_reasons::{self, BATCH_API_FOUND, BATCH_API_NOT_FOUND};
 use crate::api::{BatchGateway, BatchGatewayStatus, Conditions, GatewayCapabilities};
 use crate::driver;
 use crate::engine::admission;
-
-/// The condition type of a BatchGateway.
-pub const READY: &str = "Ready";
-/// Reasons of a BatchGateway's Ready condition.
-pub mod ready_reasons {
-    /// The gateway answered an authenticated call.
-    pub const REACHABLE: &str = "Reachable";
-    /// The gateway refused the key (401/403).
-    pub const UNAUTHORIZED: &str = "Unauthorized";
-    /// The gateway did not answer, or answered with an error.
-    pub const UNAVAILABLE: &str = "Unavailable";
-    /// The spec or its Secret cannot be used (bad URL, missing Secret or key, a redirect, an
-    /// address the controller does not connect to).
-    pub const MISCONFIGURED: &str = "Misconfigured";
-}
-
-/// The condition saying whether the gateway has a batch API.
-pub const BATCH_API: &str = "BatchApi";
-/// `/v1/batches` answered.
-pub const BATCH_API_FOUND: &str = "BatchApiFound";
-/// `/v1/batches` answered 404 or 405.
-pub const BATCH_API_NOT_FOUND: &str = "BatchApiNotFound";
 
 /// How often a gateway is probed again.
 const PROBE_EVERY: Duration = Duration::from_secs(300);
@@ -94,7 +74,7 @@ pub fn error_policy(gateway: Arc<BatchGateway>, error: &Error, ctx: Arc<Context>
 async fn probe(gateway: &BatchGateway, ctx: &Context) -> Result<(bool, &'static str, String, Option<bool>), Error> {
     let client = match cluster_io::client_for_gateway(ctx, gateway, cluster_io::KeyRead::Now).await? {
         Ok((client, _)) => client,
-        Err(why) => return Ok((false, ready_reasons::MISCONFIGURED, why.to_string(), None)),
+        Err(why) => return Ok((false, gateway_reasons::MISCONFIGURED, why.to_string(), None)),
     };
     Ok(match driver::probe_batch_api(&client).await {
         Ok(batch_api) => {
@@ -102,11 +82,11 @@ async fn probe(gateway: &BatchGateway, ctx: &Context) -> Result<(bool, &'static 
                 true => "the gateway answers and accepts the key",
                 false => "the gateway answers; /v1/batches answered 404 or 405 (no batch API)",
             };
-            (true, ready_reasons::REACHABLE, message.into(), Some(batch_api))
+            (true, gateway_reasons::REACHABLE, message.into(), Some(batch_api))
         }
-        Err(e) if e.is_unauthorized() => (false, ready_reasons::UNAUTHORIZED, e.to_string(), None),
-        Err(e) if e.is_misconfiguration() => (false, ready_reasons::MISCONFIGURED, e.to_string(), None),
-        Err(e) => (false, ready_reasons::UNAVAILABLE, e.to_string(), None),
+        Err(e) if e.is_unauthorized() => (false, gateway_reasons::UNAUTHORIZED, e.to_string(), None),
+        Err(e) if e.is_misconfiguration() => (false, gateway_reasons::MISCONFIGURED, e.to_string(), None),
+        Err(e) => (false, gateway_reasons::UNAVAILABLE, e.to_string(), None),
     })
 }
 

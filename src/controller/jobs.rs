@@ -21,9 +21,8 @@ use kube::{Resource, ResourceExt};
 
 use super::MANAGER;
 use crate::api::{Batch, BatchGateway, KeyRef, PvcSink};
-use crate::driver::{FINAL_FAILURE, JobFailure};
 use crate::engine::{ErrorClass, Outcome};
-use crate::local::API_KEY_ENV;
+use crate::job_protocol::{API_KEY_ENV, FINAL_FAILURE, JobFailure};
 use crate::net::AddressPolicy;
 
 /// Label on every Job (and its pods) naming the Batch it works for.

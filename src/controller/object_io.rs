@@ -86,6 +86,7 @@ pub async fn location(
         None => (BTreeMap::new(), "no Secret (anonymous access)".to_string()),
     };
     storage::open(reference, &credentials, &from, &ctx.addresses)
+        .map(|location| location.observed_by(ctx.metrics.store_observer()))
         .map_err(|e| InputError::Invalid(format!("{field}: {e}")))
 }
 

@@ -14,18 +14,6 @@ const OUTPUT_FILE: &str = "output.jsonl";
 /// The error file name in a results directory.
 const ERRORS_FILE: &str = "errors.jsonl";
 
-/// Exit code of a `sink` or `direct` failure that a rerun cannot get past (the file is gone,
-/// the input is invalid): the Job's pod failure policy then fails the Job at once.
-pub const FINAL_FAILURE: u8 = 2;
-
-/// What a failed `sink` or `direct` reports (stdout and its summary file, which a Job's pod
-/// leaves as its termination message).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct JobFailure {
-    pub class: ErrorClass,
-    pub error: String,
-}
-
 /// Fetches both files (either may be absent) into `dir` and counts them, custom_id by
 /// custom_id against `expected` (the input's digest, when known: see [`ResultIds`]);
 /// `location` is left for the caller to fill in. An absent output file is written empty

@@ -8,7 +8,7 @@ mod results;
 pub mod retry;
 pub mod storage;
 
-pub use download::{FINAL_FAILURE, JobFailure, download_results};
+pub use download::download_results;
 pub use probe::probe_batch_api;
 pub use results::{ErrorSummary, OutputSummary, ResultIds, summarise_errors, summarise_output};
 

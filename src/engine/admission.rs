@@ -10,6 +10,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{BatchStatus, GatewayLimits};
+use crate::backoff::Backoff;
 
 /// The window `tokensPerHour` counts over.
 pub const WINDOW: Duration = Duration::from_secs(3600);
@@ -212,7 +213,7 @@ pub fn judge(key: &str, entries: &[Entry], budget: &Budget, now: Timestamp) -> V
 /// How long a Batch sent back for the gateway's enqueued-token limit waits before it is
 /// admitted again: 15 s, doubling per requeue, at most half an hour.
 pub fn requeue_backoff(requeues: u32) -> Duration {
-    Duration::from_secs((15u64 << requeues.saturating_sub(1).min(10)).min(1800))
+    Backoff::new(Duration::from_secs(15), Duration::from_secs(1800)).delay(requeues)
 }
 
 #[cfg(test)]

@@ -5,11 +5,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use k8s_openapi::jiff::fmt::rfc2822;
 use reqwest::header::HeaderMap;
 
 use super::config::RetryPolicy;
 use super::error::is_retryable_status;
+use crate::backoff::Backoff;
 
 /// One failed attempt, as the retry decision sees it.
 #[derive(Debug, Clone, Copy)]
@@ -79,15 +80,7 @@ pub fn decide(policy: &RetryPolicy, failure: Failure<'_>, attempt: u32, jitter: 
 /// The un-jittered exponential delay after attempt `attempt`: `initial * 2^(attempt-1)`, capped.
 pub fn backoff_ceiling(policy: &RetryPolicy, attempt: u32) -> Duration {
     let max = policy.max_backoff;
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(policy.initial_backoff.min(max))
-        .with_max_delay(max)
-        .with_factor(2.0)
-        .without_max_times()
-        .build();
-    // The sequence is flat once it reaches the cap (2^64 * anything is past any sane cap).
-    let index = attempt.clamp(1, 64) - 1;
-    delays.nth(index as usize).unwrap_or(max)
+    Backoff::new(policy.initial_backoff.min(max), max).delay(attempt)
 }
 
 /// The wait the gateway asked for: `retry-after-ms`, else `retry-after` in seconds or as an HTTP date.
@@ -99,8 +92,8 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(secs) = parse_non_negative(value) {
         return Duration::try_from_secs_f64(secs).ok();
     }
-    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let at = SystemTime::from(date.with_timezone(&chrono::Utc));
+    static HTTP_DATE: rfc2822::DateTimeParser = rfc2822::DateTimeParser::new();
+    let at = SystemTime::from(HTTP_DATE.parse_timestamp(value).ok()?);
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
@@ -167,6 +160,15 @@ mod tests {
         // Attempt 4: ceiling 4 s, full jitter 1.0 -> 4 s, above the 1 s asked for.
         let h = headers(&[("retry-after", "1")]);
         assert_eq!(on_status(429, &h, 4, 1.0), RetryDecision::Retry(secs(4)));
+    }
+
+    #[test]
+    fn retry_after_http_date_with_an_offset_or_garbage() {
+        // 01:00:30 at +0100 is 00:00:30 UTC.
+        let h = headers(&[("retry-after", "Thu, 01 Jan 1970 01:00:30 +0100")]);
+        assert_eq!(retry_after(&h, SystemTime::UNIX_EPOCH), Some(secs(30)));
+        let h = headers(&[("retry-after", "soon")]);
+        assert_eq!(retry_after(&h, SystemTime::UNIX_EPOCH), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod chunk_scan;
 mod object_input;
 pub mod object_output;
+pub mod observed_store;
 mod secret_sink;
 pub mod storage;
 mod validated_upload;

@@ -16,6 +16,7 @@ use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::path::Path;
 use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
 
+use super::observed_store::{ObservedStore, StoreObserver};
 use crate::api::ObjectStoreRef;
 use crate::net::{AddressPolicy, StoreResolver};
 
@@ -279,6 +280,15 @@ impl ObjectLocation {
             .try_flatten()
             .map_err(move |e| std::io::Error::other(this.classify(&e)))
             .boxed()
+    }
+
+    /// This location with every call on its store (and on its children's) reported to
+    /// `observer`.
+    pub fn observed_by(self, observer: Arc<dyn StoreObserver>) -> Self {
+        Self {
+            store: Arc::new(ObservedStore::new(self.store, observer)),
+            ..self
+        }
     }
 
     /// The location `name` under this prefix (`s3://b/results/` + `output.jsonl`).

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use manifests::{Located, ManifestError, Manifests, Origin};
-pub use resolve::{API_KEY_ENV, GatewayTarget, Plan};
+pub use resolve::{GatewayTarget, Plan};
 pub use state::{BatchState, StateDir};
 
 use crate::api::BatchPhase;

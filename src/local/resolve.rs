@@ -12,9 +12,7 @@ use crate::api::{Batch, BatchGatewaySpec, BatchInput, Endpoint, KeyRef, ObjectSt
 use crate::engine;
 use crate::io::ObjectInput;
 use crate::io::storage::{self, ObjectLocation};
-
-/// Environment variable read for the API key when the gateway's Secret is not among the files.
-pub const API_KEY_ENV: &str = "LLM_BATCH_API_KEY";
+use crate::job_protocol::API_KEY_ENV;
 
 /// One Batch, ready to run.
 pub struct Plan {

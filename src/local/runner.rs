@@ -11,6 +11,7 @@ use super::progress::BatchProgress;
 use super::resolve::Plan;
 use super::state::{BatchState, StateDir, write_atomically};
 use crate::api::{BatchPhase, BatchStatus};
+use crate::backoff::Backoff;
 use crate::driver::storage::{self as storage_steps, input_description};
 use crate::driver::{self, crash_if_asked};
 use crate::engine::{self, Action, ErrorClass, Outcome, PollingPolicy};
@@ -107,7 +108,7 @@ impl BatchRun<'_> {
                     if transient_failures >= MAX_TRANSIENT_FAILURES {
                         break Ending::Stopped(format!("{message}, {transient_failures} times; rerun to resume"));
                     }
-                    let pause = Duration::from_secs(1 << transient_failures.min(5));
+                    let pause = Backoff::new(Duration::from_secs(2), Duration::from_secs(32)).delay(transient_failures);
                     tokio::select! {
                         _ = self.cancel.cancelled() => break Ending::Interrupted,
                         _ = tokio::time::sleep(pause) => {}

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> i64 {
-    chrono::Utc::now().timestamp()
+    k8s_openapi::jiff::Timestamp::now().as_second()
 }
 
 /// A File object.

@@ -1,5 +1,6 @@
 //! The controller's Prometheus metrics, all prefixed `llmbatch_`. Labels are bounded sets
-//! (controller kind, error kind, gateway operation, HTTP status, phase, outcome): never an
+//! (controller kind, error kind, gateway or object-store operation, HTTP status, phase, outcome,
+//! direction): never an
 //! object's name, a URL or a secret. README.md documents each one (a test checks it).
 
 use std::sync::{Arc, RwLock};
@@ -15,6 +16,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 use crate::gateway::{RequestObserver, RequestOutcome};
+use crate::io::observed_store::{Direction, StoreObserver};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {
@@ -42,6 +44,23 @@ struct GatewayLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreBytesLabels {
+    operation: &'static str,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreOperationLabels {
+    operation: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,6 +99,9 @@ pub struct Metrics {
     reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
     gateway_requests: Family<GatewayLabels, Counter>,
     gateway_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    store_requests: Family<StoreLabels, Counter>,
+    store_bytes: Family<StoreBytesLabels, Counter>,
+    store_duration: Family<StoreOperationLabels, Histogram, fn() -> Histogram>,
     request_lines: Family<OutcomeLabels, Counter>,
     tokens: Family<KindLabels, Counter>,
     duplicates_prevented: Family<ObjectLabels, Counter>,
@@ -137,6 +159,9 @@ impl Metrics {
             reconcile_duration: Family::new_with_constructor(histogram),
             gateway_requests: Family::default(),
             gateway_duration: Family::new_with_constructor(histogram),
+            store_requests: Family::default(),
+            store_bytes: Family::default(),
+            store_duration: Family::new_with_constructor(histogram),
             request_lines: Family::default(),
             tokens: Family::default(),
             duplicates_prevented: Family::default(),
@@ -175,6 +200,24 @@ impl Metrics {
             "Time from sending a gateway request to its response headers, by operation",
             Some(Unit::Seconds),
             metrics.gateway_duration.clone(),
+        );
+        r.add(
+            "objectstore_requests",
+            "Object-store calls by operation (get, get_range, head, put, put_part, list, delete, ...) and outcome (success, not_found, unauthorized, error)",
+            None,
+            metrics.store_requests.clone(),
+        );
+        r.add(
+            "objectstore",
+            "Bytes of object-store calls' bodies by operation and direction (read, write)",
+            Some(Unit::Bytes),
+            metrics.store_bytes.clone(),
+        );
+        r.add(
+            "objectstore_request_duration",
+            "Time an object-store call took (a GET until its response headers, a listing until its first page), by operation",
+            Some(Unit::Seconds),
+            metrics.store_duration.clone(),
         );
         r.add(
             "request_lines",
@@ -259,9 +302,38 @@ impl Metrics {
         *self.phases.source.write().expect("phase source lock") = source;
     }
 
+    /// The observer to wrap object-store locations with, so their calls are counted here.
+    pub fn store_observer(self: &Arc<Self>) -> Arc<dyn StoreObserver> {
+        Arc::new(StoreMetrics(self.clone()))
+    }
+
     /// The observer to give gateway clients, so their requests are counted here.
     pub fn gateway_observer(self: &Arc<Self>) -> GatewayMetrics {
         GatewayMetrics(self.clone())
+    }
+}
+
+/// Records object-store calls into [`Metrics`].
+pub struct StoreMetrics(Arc<Metrics>);
+
+impl StoreObserver for StoreMetrics {
+    fn request(&self, operation: &'static str, outcome: &'static str, elapsed: Duration) {
+        self.0
+            .store_requests
+            .get_or_create(&StoreLabels { operation, outcome })
+            .inc();
+        self.0
+            .store_duration
+            .get_or_create(&StoreOperationLabels { operation })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn bytes(&self, operation: &'static str, direction: Direction, bytes: u64) {
+        let direction = direction.label();
+        self.0
+            .store_bytes
+            .get_or_create(&StoreBytesLabels { operation, direction })
+            .inc_by(bytes);
     }
 }
 
@@ -331,6 +403,11 @@ mod tests {
         observer.observe("create batch", RequestOutcome::Status(429), Duration::from_millis(5));
         observer.observe("get batch", RequestOutcome::Timeout, Duration::from_secs(60));
         metrics.set_phase_counts(Some(Arc::new(|| vec![("Succeeded".into(), 3)])));
+        let store = metrics.store_observer();
+        store.request("get_range", "success", Duration::from_millis(7));
+        store.bytes("get_range", Direction::Read, 1000);
+        store.bytes("get_range", Direction::Read, 24);
+        store.request("head", "not_found", Duration::from_millis(2));
         let text = metrics.encode().unwrap();
         for line in [
             r#"llmbatch_reconcile_total{controller="batch",result="success"} 1"#,
@@ -341,6 +418,10 @@ mod tests {
             r#"llmbatch_gateway_requests_total{operation="get_batch",code="timeout"} 1"#,
             r#"llmbatch_gateway_request_duration_seconds_count{operation="create_batch"} 2"#,
             r#"llmbatch_batches{phase="Succeeded"} 3"#,
+            r#"llmbatch_objectstore_requests_total{operation="get_range",outcome="success"} 1"#,
+            r#"llmbatch_objectstore_requests_total{operation="head",outcome="not_found"} 1"#,
+            r#"llmbatch_objectstore_bytes_total{operation="get_range",direction="read"} 1024"#,
+            r#"llmbatch_objectstore_request_duration_seconds_count{operation="get_range"} 1"#,
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
@@ -373,6 +454,9 @@ mod tests {
             .observe("get batch", RequestOutcome::Status(200), Duration::ZERO);
         metrics.batch_finished(1, 1, 1, 1);
         metrics.duplicate_prevented("file");
+        let store = metrics.store_observer();
+        store.request("put", "success", Duration::ZERO);
+        store.bytes("put", Direction::Write, 1);
         let text = metrics.encode().unwrap();
         let exposed: Vec<(String, &str)> = text
             .lines()
