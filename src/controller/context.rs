@@ -205,13 +205,15 @@ impl Context {
     }
 
     /// What this process wrote about the children of sweep `key` that the cache may not show.
+    /// An entry that becomes empty is dropped, so settled sweeps leave nothing behind.
     pub fn sweep_writes<T>(&self, key: &str, f: impl FnOnce(&mut super::sweep::Written) -> T) -> T {
-        f(self
-            .sweep_writes
-            .lock()
-            .expect("sweep lock")
-            .entry(key.to_string())
-            .or_default())
+        let mut all = self.sweep_writes.lock().expect("sweep lock");
+        let written = all.entry(key.to_string()).or_default();
+        let out = f(written);
+        if written.is_empty() {
+            all.remove(key);
+        }
+        out
     }
 
     /// How long until a poll of this object is due (zero when due now).

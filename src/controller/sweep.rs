@@ -268,6 +268,10 @@ pub struct Written {
 }
 
 impl Written {
+    pub fn is_empty(&self) -> bool {
+        self.created.is_empty() && self.retryable.is_empty()
+    }
+
     /// Adds to `observed` what the cache does not show yet, and forgets what it shows.
     fn show_in(&mut self, observed: &mut BTreeMap<String, ObservedChild>) {
         self.created.retain(|name, lines| {
