@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{DEFAULT_MAX_CONCURRENT_REQUESTS, DirectLimits, ObjectStoreRef};
 use crate::direct::progress::{self, ProgressServer};
-use crate::direct::{self, Counts, DirectError, DirectJob, DirectSummary};
+use crate::direct::{self, Counts, DirectJob, DirectSummary};
 use crate::engine::ErrorClass;
 use crate::gateway::GatewayClient;
 use crate::io::{Checked, ObjectInput, storage};
@@ -155,7 +155,7 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
     if let Some(server) = server {
         server.stop().await;
     }
-    let (class, error) = match result {
+    let error = match result {
         Ok((conclusion, counts)) => {
             let summary = DirectSummary::read(&args.checkpoint_dir, conclusion, input.requests(), counts).await?;
             let text = serde_json::to_string(&summary)?;
@@ -163,16 +163,13 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
             args.job.report(&text)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Err(DirectError::Interrupted) => {
-            eprintln!("interrupted; rerun the same command to resume");
-            return Ok(ExitCode::from(130));
-        }
-        Err(e @ DirectError::Input { .. }) => (ErrorClass::Rejected, e.to_string()),
-        Err(e @ DirectError::Unauthorized(_)) => (ErrorClass::Unauthorized, e.to_string()),
-        Err(e @ DirectError::Unavailable(_)) => (ErrorClass::Transient, e.to_string()),
-        Err(e @ DirectError::Misconfigured(_)) => (ErrorClass::Misconfigured, e.to_string()),
-        Err(e @ DirectError::Checkpoint { .. }) => (ErrorClass::Output, e.to_string()),
+        Err(e) => e,
     };
+    let Some(class) = crate::driver::direct_failure_class(&error) else {
+        eprintln!("interrupted; rerun the same command to resume");
+        return Ok(ExitCode::from(130));
+    };
+    let error = error.to_string();
     eprintln!("error: {error}; rerun the same command to resume");
     args.job.report(&serde_json::to_string(&JobFailure { class, error })?)?;
     Ok(ExitCode::from(

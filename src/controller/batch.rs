@@ -99,39 +99,29 @@ async fn take_steps(batch: &Batch, gateway: &Gateway, steps: &mut Steps, ctx: &C
     let mut input = InputBytes::default();
     for _ in 0..MAX_STEPS {
         let status = steps.status.clone();
-        let outcome = if needs_mode(&status) {
-            resolve_mode(gateway).await
-        } else {
-            let action = engine::decide(&batch.spec, &status, &context(batch, gateway.polling));
-            if let Action::Poll { after, .. } = &action {
-                let wait = ctx.poll_wait(&key, *after);
-                if !wait.is_zero() {
-                    ctx.reset_backoff(&key);
-                    return Ok(Requeue::requeue(wait));
-                }
-                ctx.polled(&key);
-            }
-            if action == Action::Finished {
+        let action = engine::decide(&batch.spec, &status, &context(batch, gateway.polling));
+        if let Action::Poll { after, .. } = &action {
+            let wait = ctx.poll_wait(&key, *after);
+            if !wait.is_zero() {
                 ctx.reset_backoff(&key);
-                return Ok(Requeue::await_change());
+                return Ok(Requeue::requeue(wait));
             }
-            if steps.attempt_not_durable() && creates_upstream(&action) {
-                steps.write(ctx).await?;
-            }
-            let Some(outcome) = perform(batch, &status, action, gateway, &mut input, ctx).await? else {
-                ctx.reset_backoff(&key);
-                return Ok(Requeue::requeue(job_wait(&key, &status, gateway, ctx)));
-            };
-            outcome
+            ctx.polled(&key);
+        }
+        if action == Action::Finished {
+            ctx.reset_backoff(&key);
+            return Ok(Requeue::await_change());
+        }
+        if steps.attempt_not_durable() && creates_upstream(&action) {
+            steps.write(ctx).await?;
+        }
+        let Some(outcome) = perform(batch, &status, action, gateway, &mut input, ctx).await? else {
+            ctx.reset_backoff(&key);
+            return Ok(Requeue::requeue(job_wait(&key, &status, gateway, ctx)));
         };
         instrument::adoption(&outcome, ctx);
         let waiting = wait_on(batch, &outcome, ctx);
-        let failure = match &outcome {
-            Outcome::GatewayError { class, .. } => Some(*class),
-            // Retried with backoff (and at once when the Batch changes, e.g. its output is renamed).
-            Outcome::OutputNotOwned { .. } => Some(ErrorClass::Output),
-            _ => None,
-        };
+        let failure = outcome.failure().map(|(class, _)| class);
         if failure == Some(ErrorClass::Unauthorized) {
             ctx.reread_gateway_key(&cluster_io::gateway_key(&gateway.object));
         }
@@ -230,31 +220,6 @@ fn job_wait(key: &str, status: &BatchStatus, gateway: &Gateway, ctx: &Context) -
     }
 }
 
-/// The mode is settled once, before anything goes upstream (a Batch already on the gateway runs
-/// in Batch mode).
-fn needs_mode(status: &BatchStatus) -> bool {
-    status.mode.is_none() && status.gateway.is_none() && !status.phase.is_some_and(BatchPhase::is_terminal)
-}
-
-/// The gateway's `spec.mode`; for Auto, what its status recorded from a probe, or a probe now.
-async fn resolve_mode(gateway: &Gateway) -> Outcome {
-    let mode = &gateway.object.spec.mode;
-    let probed = gateway
-        .object
-        .status
-        .as_ref()
-        .and_then(|s| s.capabilities.as_ref())
-        .map(|c| c.batch_api);
-    let resolved = match mode.resolve(probed) {
-        Some(resolved) => resolved,
-        None => match driver::probe_batch_api(&gateway.client).await {
-            Ok(batch_api) => mode.resolve(Some(batch_api)).expect("a probed Auto resolves"),
-            Err(e) => return driver::failure(e),
-        },
-    };
-    Outcome::ModeResolved { mode: resolved }
-}
-
 /// `ttlSecondsAfterFinished`: a finished Batch is deleted once its time is up.
 async fn expire_after_ttl(batch: &Batch, status: &BatchStatus, ctx: &Context) -> Result<Requeue, Error> {
     let (Some(ttl), Some(done)) = (batch.spec.ttl_seconds_after_finished, status.completion_time.as_ref()) else {
@@ -346,6 +311,11 @@ async fn perform(
     }
     let (spec, gateway) = (&gateway.object, &gateway.client);
     Ok(Some(match action {
+        Action::ResolveMode => {
+            // For Auto, what the BatchGateway's own probe recorded saves a probe per Batch.
+            let probed = spec.status.as_ref().and_then(|s| s.capabilities.as_ref());
+            driver::resolve_mode(gateway, spec.spec.mode, probed.map(|c| c.batch_api)).await
+        }
         Action::ValidateInput => match &batch.spec.input.file_id {
             Some(file_id) if status.mode != Some(BatchMode::Direct) => driver::input_on_gateway(gateway, file_id).await,
             _ => validate_input(batch, status, spec, input, ctx).await?,
@@ -355,13 +325,14 @@ async fn perform(
         Action::StartAttempt => Outcome::AttemptStarted {
             token: driver::attempt_token(),
         },
-        Action::UploadInput { filename } => match object_io::input(ctx, batch, spec).await {
+        Action::UploadInput { filename } => match object_input(batch, status, spec, ctx).await {
             Ok(Some(object)) => {
                 let validated = status.input.clone().unwrap_or_default();
                 driver::storage::upload(gateway, &filename, &object, &validated).await
             }
             Ok(None) => match input.read(&ctx.client, batch).await {
                 Ok(bytes) => {
+                    // Validated already: the upload only prepares the same bytes again.
                     let (prepared, _) = prepare(batch, &bytes, Limits::default());
                     driver::upload_input(gateway, &filename, UploadSource::Bytes(prepared.into())).await
                 }
@@ -387,22 +358,19 @@ async fn validate_input(
     input: &mut InputBytes,
     ctx: &Context,
 ) -> Result<Outcome, Error> {
-    if status.mode == Some(BatchMode::Direct) {
-        let mut problems = direct_job::problems(batch, ctx);
-        if batch.spec.input.file_id.is_some() {
-            problems.push(
-                "spec.input.fileId needs the gateway's Files API, which direct mode does not use; give the requests \
-                 in a ConfigMap, a Secret or spec.input.requests"
-                    .into(),
-            );
-        }
-        if !problems.is_empty() {
-            return Ok(Outcome::SpecInvalid {
-                message: problems.join("; "),
-            });
-        }
+    let mut problems = engine::check_spec(&batch.spec, status.mode);
+    let pvc = batch.spec.output.as_ref().and_then(|o| o.pvc.as_ref());
+    match (status.mode, pvc) {
+        (Some(BatchMode::Direct), _) => problems.extend(direct_job::problems(batch, ctx)),
+        (_, Some(pvc)) if ctx.job_image.is_none() => problems.push(pvc_sink::no_job_image(pvc)),
+        _ => {}
     }
-    let object = match object_io::input(ctx, batch, gateway).await {
+    if !problems.is_empty() {
+        return Ok(Outcome::SpecInvalid {
+            message: problems.join("; "),
+        });
+    }
+    let object = match object_input(batch, status, gateway, ctx).await {
         Ok(object) => object,
         Err(e) => return input_failure(e),
     };
@@ -413,28 +381,12 @@ async fn validate_input(
             Err(e) => return input_failure(e),
         },
     };
-    let mut problems = engine::check_spec(&batch.spec);
-    if let Some(pvc) = batch.spec.output.as_ref().and_then(|o| o.pvc.as_ref())
-        && ctx.job_image.is_none()
-        && status.mode != Some(BatchMode::Direct)
-    {
-        problems.push(pvc_sink::no_job_image(pvc));
-    }
-    if !problems.is_empty() {
-        return Ok(Outcome::SpecInvalid {
-            message: problems.join("; "),
-        });
-    }
     if let Some(object) = object {
         return Ok(driver::storage::validate(&object, ValidatedInput::of(batch)).await);
     }
-    // Direct mode sends line by line: the batch API's per-batch ceilings do not apply.
-    let limits = match status.mode {
-        Some(BatchMode::Direct) => Limits {
-            max_requests: u64::MAX,
-            max_bytes: u64::MAX,
-        },
-        _ => Limits::default(),
+    let limits = match input_limits(status, gateway) {
+        Ok(limits) => limits,
+        Err(e) => return input_failure(e),
     };
     let (_, report) = prepare(batch, &bytes, limits);
     Ok(if report.is_valid() {
@@ -450,6 +402,27 @@ async fn validate_input(
             message: report.render(10).replace('\n', "; "),
         }
     })
+}
+
+/// The ceilings the input is validated against, in the Batch's mode.
+fn input_limits(status: &BatchStatus, gateway: &BatchGateway) -> Result<Limits, InputError> {
+    engine::input_limits(status.mode, &gateway.spec.limits).map_err(|e| {
+        let ns = gateway.namespace().unwrap_or_default();
+        InputError::Invalid(format!("BatchGateway {ns}/{}: {e}", gateway.name_any()))
+    })
+}
+
+/// The Batch's input in object storage (`None`: it is held in the cluster).
+async fn object_input(
+    batch: &Batch,
+    status: &BatchStatus,
+    gateway: &BatchGateway,
+    ctx: &Context,
+) -> Result<Option<crate::io::ObjectInput>, InputError> {
+    match &batch.spec.input.object_store {
+        Some(_) => object_io::input(ctx, batch, input_limits(status, gateway)?).await,
+        None => Ok(None),
+    }
 }
 
 /// The input held in the cluster, read once per reconcile (validated and uploaded from the

@@ -15,8 +15,8 @@ use super::cluster_io::Gateway;
 use super::jobs::{self, JobPlan, JobState};
 use super::{Context, Error, direct_progress};
 use crate::api::{Batch, BatchGateway, BatchStatus, KeyRef, PvcSink};
-use crate::direct::{Conclusion, DirectSummary};
-use crate::engine::{ErrorClass, Outcome, UpstreamState};
+use crate::direct::DirectSummary;
+use crate::engine::{ErrorClass, Outcome};
 use crate::io::storage;
 
 /// Where a ConfigMap or Secret input is mounted.
@@ -104,11 +104,7 @@ pub async fn run(
                 }
                 let mut downloaded = summary.downloaded;
                 downloaded.location = location;
-                let state = match summary.conclusion {
-                    Conclusion::Completed => UpstreamState::Completed,
-                    Conclusion::Expired => UpstreamState::Expired,
-                    Conclusion::Cancelled => UpstreamState::Cancelled,
-                };
+                let state = crate::driver::concluded(summary.conclusion);
                 Some(Outcome::DirectFinished { state, downloaded })
             }
             _ => {

@@ -1,5 +1,5 @@
 //! Object storage for a Batch in the cluster: credentials from the Secret named by
-//! `secretRef` in the Batch's own namespace, the input object with the gateway's limits, and the
+//! `secretRef` in the Batch's own namespace, the input object with its mode's limits, and the
 //! output prefix. Secret values only ever reach the object-store client.
 
 use std::collections::BTreeMap;
@@ -9,13 +9,13 @@ use kube::ResourceExt;
 
 use super::Context;
 use super::cluster_io::{InputError, get};
-use crate::api::{Batch, BatchGateway, ObjectStoreRef};
+use crate::api::{Batch, ObjectStoreRef};
 use crate::io::ObjectInput;
 use crate::io::storage::{self, ObjectLocation};
 use crate::jsonl::{Limits, Rewrite};
 
-/// The Batch's input object, prepared with its byteRange, overrides and its gateway's limits.
-pub async fn input(ctx: &Context, batch: &Batch, gateway: &BatchGateway) -> Result<Option<ObjectInput>, InputError> {
+/// The Batch's input object, prepared with its byteRange, overrides and the ceilings of its mode.
+pub async fn input(ctx: &Context, batch: &Batch, limits: Limits) -> Result<Option<ObjectInput>, InputError> {
     let Some(reference) = &batch.spec.input.object_store else {
         return Ok(None);
     };
@@ -35,7 +35,7 @@ pub async fn input(ctx: &Context, batch: &Batch, gateway: &BatchGateway) -> Resu
             custom_id_prefix: overrides.custom_id_prefix,
         },
         endpoint: batch.spec.endpoint.path().to_string(),
-        limits: gateway_limits(gateway)?,
+        limits,
     }))
 }
 
@@ -53,18 +53,6 @@ pub async fn output(ctx: &Context, batch: &Batch) -> Result<Option<ObjectLocatio
         )),
         None => Ok(None),
     }
-}
-
-/// The request limits of the gateway (OpenAI's when it sets none).
-fn gateway_limits(gateway: &BatchGateway) -> Result<Limits, InputError> {
-    let limits = &gateway.spec.limits;
-    Ok(Limits {
-        max_requests: limits.max_requests(),
-        max_bytes: limits.max_bytes().map_err(|e| {
-            let ns = gateway.namespace().unwrap_or_default();
-            InputError::Invalid(format!("BatchGateway {ns}/{}: {e}", gateway.name_any()))
-        })?,
-    })
 }
 
 /// An object-store location with its credentials from the Secret `secretRef` in `ns`.

@@ -3,13 +3,13 @@
 //! happened into an engine [`Outcome`].
 
 mod download;
-mod probe;
+mod mode;
 mod results;
 pub mod retry;
 pub mod storage;
 
 pub use download::download_results;
-pub use probe::probe_batch_api;
+pub use mode::{concluded, direct_failure, direct_failure_class, probe_batch_api, resolve_mode};
 pub use results::{ErrorSummary, OutputSummary, ResultIds, summarise_errors, summarise_output};
 
 use crate::engine::{self, BatchRequest, ErrorClass, Outcome, Upstream, UpstreamState};

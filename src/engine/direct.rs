@@ -4,8 +4,11 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{Action, Context, Downloaded, Outcome, UpstreamState};
-use crate::api::{BatchMode, BatchPhase, BatchSpec, BatchStatus, Conditions, GatewayStatus, RequestCounts};
+use crate::api::{
+    BatchMode, BatchPhase, BatchSpec, BatchStatus, Conditions, GatewayLimits, GatewayStatus, RequestCounts,
+};
 use crate::api::{condition_types as ct, reasons};
+use crate::jsonl::Limits;
 
 /// The next step of a Batch whose mode is Direct (and whose phase is not final).
 pub(super) fn decide(spec: &BatchSpec, status: &BatchStatus) -> Action {
@@ -20,6 +23,22 @@ pub(super) fn decide(spec: &BatchSpec, status: &BatchStatus) -> Action {
         return Action::Admit;
     }
     Action::RunDirect
+}
+
+/// The ceilings an input is validated against in `mode` (`None`: not settled yet, validated as
+/// a batch): the gateway's per-batch limits, or none in direct mode, where lines are sent one
+/// by one and there is no batch to bound. An unparsable limit names its field.
+pub fn input_limits(mode: Option<BatchMode>, gateway: &GatewayLimits) -> Result<Limits, String> {
+    Ok(match mode {
+        Some(BatchMode::Direct) => Limits {
+            max_requests: u64::MAX,
+            max_bytes: u64::MAX,
+        },
+        _ => Limits {
+            max_requests: gateway.max_requests(),
+            max_bytes: gateway.max_bytes()?,
+        },
+    })
 }
 
 /// Records the mode a Batch runs in.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::jiff::Timestamp;
 
 use super::Context;
-use crate::api::{BatchSpec, MAX_USER_METADATA_PAIRS};
+use crate::api::{BatchMode, BatchSpec, MAX_USER_METADATA_PAIRS};
 
 /// Metadata key carrying the attempt token.
 pub const ATTEMPT_KEY: &str = "llmbatch.io/attempt";
@@ -19,9 +19,17 @@ const MAX_PAIRS: usize = 16;
 const MAX_KEY_CHARS: usize = 64;
 const MAX_VALUE_CHARS: usize = 512;
 
-/// Problems that make a spec unsendable, each naming its field. Empty when sendable.
-pub fn check_spec(spec: &BatchSpec) -> Vec<String> {
+/// Problems that make a spec unsendable in `mode` (`None`: not known yet, only the rules of
+/// every mode), each naming its field. Empty when sendable.
+pub fn check_spec(spec: &BatchSpec, mode: Option<BatchMode>) -> Vec<String> {
     let mut problems = Vec::new();
+    if mode == Some(BatchMode::Direct) && spec.input.file_id.is_some() {
+        problems.push(
+            "spec.input.fileId needs the gateway's Files API, which direct mode does not use; give the requests in \
+             a ConfigMap, a Secret or spec.input.requests"
+                .to_string(),
+        );
+    }
     if spec.metadata.len() > MAX_USER_METADATA_PAIRS {
         problems.push(format!(
             "spec.metadata: {} pairs; at most {MAX_USER_METADATA_PAIRS} are allowed (the gateway allows 16 and the operator uses 3)",
@@ -56,7 +64,7 @@ pub fn check_spec(spec: &BatchSpec) -> Vec<String> {
 
 /// The user's metadata plus the operator's keys; an error names what breaks the limits.
 pub fn batch_metadata(spec: &BatchSpec, ctx: &Context, attempt: &str) -> Result<BTreeMap<String, String>, String> {
-    let problems = check_spec(spec);
+    let problems = check_spec(spec, Some(BatchMode::Batch));
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }

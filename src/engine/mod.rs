@@ -22,6 +22,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{BatchMode, BatchPhase, BatchSpec, BatchStatus};
 
+pub use direct::input_limits;
 pub use metadata::{
     ATTEMPT_KEY, OBJECT_KEY, UID_KEY, attempt_started, attempt_token_at, batch_metadata, check_spec,
     upload_attempt_started, upload_filename,
@@ -32,6 +33,9 @@ pub use types::*;
 /// What the driver should do next for one Batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
+    /// Settle the mode the Batch runs in (the gateway's spec.mode, or for Auto whether it has a
+    /// batch API), before the input is validated: the rules that apply depend on it.
+    ResolveMode,
     /// Read and validate the whole input. Nothing goes upstream.
     ValidateInput,
     /// The user cancelled before anything was submitted: record that, send nothing.
@@ -64,6 +68,7 @@ impl Action {
     /// A short stable name, for logs, metrics and the crash-test hook.
     pub fn name(&self) -> &'static str {
         match self {
+            Action::ResolveMode => "resolve-mode",
             Action::ValidateInput => "validate-input",
             Action::CancelBeforeSubmit => "cancel-before-submit",
             Action::Admit => "admit",
@@ -121,6 +126,12 @@ pub fn decide(spec: &BatchSpec, status: &BatchStatus, ctx: &Context) -> Action {
     if phase.is_terminal() {
         return Action::Finished;
     }
+    if needs_mode(status) {
+        return match spec.cancel {
+            true => Action::CancelBeforeSubmit,
+            false => Action::ResolveMode,
+        };
+    }
     if status.mode == Some(BatchMode::Direct) {
         return direct::decide(spec, status);
     }
@@ -148,6 +159,12 @@ pub fn decide(spec: &BatchSpec, status: &BatchStatus, ctx: &Context) -> Action {
         _ => ctx.polling.delay(since_submit),
     };
     Action::Poll { batch_id, after }
+}
+
+/// The mode is settled once, before anything goes upstream; a Batch already on the gateway
+/// (recorded before modes existed, or restored from its annotation) runs in Batch mode.
+fn needs_mode(status: &BatchStatus) -> bool {
+    status.mode.is_none() && status.gateway.is_none()
 }
 
 /// Admitted under the gateway's budget (a Batch that already has an attempt was admitted before

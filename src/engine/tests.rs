@@ -56,11 +56,21 @@ fn upstream(state: UpstreamState) -> Upstream {
     }
 }
 
+/// A new Batch whose mode was resolved to Batch.
+fn in_batch_mode() -> BatchStatus {
+    BatchStatus {
+        mode: Some(BatchMode::Batch),
+        ..Default::default()
+    }
+}
+
 /// Runs the happy path up to a submitted batch.
 fn submitted() -> BatchStatus {
     let ctx = ctx_at(0);
     let spec = spec();
     let mut status = BatchStatus::default();
+    assert_eq!(decide(&spec, &status, &ctx), Action::ResolveMode);
+    status = reduce(&status, Outcome::ModeResolved { mode: BatchMode::Batch }, &ctx);
     assert_eq!(decide(&spec, &status, &ctx), Action::ValidateInput);
     status = reduce(
         &status,
@@ -309,8 +319,13 @@ fn invalid_input_fails_before_anything_is_sent() {
 
 #[test]
 fn missing_input_waits_and_is_retried() {
-    let status = reduce(
+    let resolved = reduce(
         &BatchStatus::default(),
+        Outcome::ModeResolved { mode: BatchMode::Batch },
+        &ctx_at(0),
+    );
+    let status = reduce(
+        &resolved,
         Outcome::InputNotFound {
             message: "ConfigMap default/tickets not found".into(),
         },
@@ -405,6 +420,39 @@ fn cancel_before_submit_sends_nothing() {
     );
     let status = reduce(&BatchStatus::default(), Outcome::CancelledBeforeSubmit, &ctx_at(0));
     assert_eq!(status.phase, Some(BatchPhase::Cancelled));
+}
+
+#[test]
+fn the_mode_is_settled_first_and_decides_the_rules() {
+    let mut spec = spec();
+    spec.input = BatchInput {
+        file_id: Some("file-abc".into()),
+        ..Default::default()
+    };
+    assert_eq!(decide(&spec, &BatchStatus::default(), &ctx_at(0)), Action::ResolveMode);
+    assert!(check_spec(&spec, Some(BatchMode::Batch)).is_empty());
+    let direct = check_spec(&spec, Some(BatchMode::Direct)).join("\n");
+    assert!(
+        direct.contains("spec.input.fileId needs the gateway's Files API"),
+        "{direct}"
+    );
+    // A Batch already on the gateway (before modes were recorded) is not asked again.
+    let on_gateway = BatchStatus {
+        gateway: Some(Default::default()),
+        ..Default::default()
+    };
+    assert_ne!(decide(&spec, &on_gateway, &ctx_at(0)), Action::ResolveMode);
+
+    let gateway = crate::api::GatewayLimits {
+        max_requests_per_batch: Some(10),
+        ..Default::default()
+    };
+    assert_eq!(input_limits(Some(BatchMode::Batch), &gateway).unwrap().max_requests, 10);
+    assert_eq!(input_limits(None, &gateway).unwrap().max_requests, 10);
+    assert_eq!(
+        input_limits(Some(BatchMode::Direct), &gateway).unwrap().max_requests,
+        u64::MAX
+    );
 }
 
 #[test]
@@ -507,7 +555,7 @@ fn metadata_beyond_the_limits_is_named() {
     spec.metadata = (0..14).map(|i| (format!("k{i}"), "v".to_string())).collect();
     spec.metadata.insert("llmbatch.io/attempt".into(), "x".into());
     spec.metadata.insert("long".into(), "v".repeat(513));
-    let problems = check_spec(&spec).join("\n");
+    let problems = check_spec(&spec, None).join("\n");
     assert!(problems.contains("spec.metadata: 16 pairs"), "{problems}");
     assert!(problems.contains("reserved"), "{problems}");
     assert!(problems.contains("spec.metadata.long"), "{problems}");
@@ -629,7 +677,7 @@ fn a_batch_refused_for_the_enqueued_token_limit_queues_again_and_reuses_its_uplo
 #[test]
 fn waiting_for_budget_keeps_the_batch_pending_and_says_why() {
     let mut status = reduce(
-        &BatchStatus::default(),
+        &in_batch_mode(),
         Outcome::InputValidated {
             requests: 1,
             bytes: 10,
@@ -688,7 +736,7 @@ fn the_attempts_start_is_in_status_before_anything_is_uploaded() {
         digest: None,
         ids: None,
     };
-    let mut status = reduce(&BatchStatus::default(), validated, &ctx);
+    let mut status = reduce(&in_batch_mode(), validated, &ctx);
     status = reduce(&status, Outcome::Admitted, &ctx);
     let token = attempt_token_at(ctx.now, 7);
     status = reduce(&status, Outcome::AttemptStarted { token }, &ctx);

@@ -209,3 +209,18 @@ pub enum Outcome {
         downloaded: Downloaded,
     },
 }
+
+impl Outcome {
+    /// The class of a failed step and what failed, `None` when the step did not fail: the one
+    /// mapping both drivers act on (each with its own way to wait).
+    pub fn failure(&self) -> Option<(ErrorClass, &str)> {
+        match self {
+            Outcome::GatewayError { class, message } => Some((*class, message)),
+            // The controller waits for it to appear; run -f stops and says what is missing.
+            Outcome::InputNotFound { message } => Some((ErrorClass::NotFound, message)),
+            // Retried (and at once when the Batch changes, e.g. its output is renamed).
+            Outcome::OutputNotOwned { message } => Some((ErrorClass::Output, message)),
+            _ => None,
+        }
+    }
+}

@@ -10,9 +10,9 @@ use tokio::sync::watch;
 use super::resolve::GatewayTarget;
 use super::runner::BatchRun;
 use crate::api::{BatchMode, DirectLimits, GatewayMode};
-use crate::direct::{self, Conclusion, Counts, DirectError, DirectJob};
+use crate::direct::{self, Conclusion, Counts, DirectJob};
 use crate::driver;
-use crate::engine::{self, Downloaded, ErrorClass, Outcome, UpstreamState};
+use crate::engine::{self, Downloaded, ErrorClass, Outcome};
 
 /// How often counts are written to the state (and reported) while a direct run goes.
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
@@ -25,27 +25,18 @@ impl BatchRun<'_> {
             GatewayTarget::Remote(gw) => gw.spec.mode,
             GatewayTarget::Builtin { .. } => GatewayMode::Auto,
         };
-        let mode = match mode.resolve(None) {
-            Some(mode) => mode,
-            None => match driver::probe_batch_api(&self.client).await {
-                Ok(batch_api) => mode.resolve(Some(batch_api)).expect("a probed Auto resolves"),
-                Err(e) => return driver::failure(e),
-            },
-        };
-        if mode == BatchMode::Direct {
-            if self.plan.batch.object.spec.input.file_id.is_some() {
-                let message = "spec.input.fileId needs the gateway's Files API, which direct mode does not use; \
-                               give the requests in a ConfigMap, a Secret or spec.input.requests";
-                return Outcome::SpecInvalid {
-                    message: message.to_string(),
-                };
-            }
+        let outcome = driver::resolve_mode(&self.client, mode, None).await;
+        if outcome
+            == (Outcome::ModeResolved {
+                mode: BatchMode::Direct,
+            })
+        {
             self.progress.say(format!(
                 "{}: no batch API on the gateway (or mode: Direct): sending each request directly",
                 self.plan.object()
             ));
         }
-        Outcome::ModeResolved { mode }
+        outcome
     }
 
     /// Runs the Batch's lines directly until they are all answered, the completion window
@@ -130,24 +121,7 @@ impl BatchRun<'_> {
         };
         match result {
             Ok((conclusion, _)) => Some(self.deliver(&job.checkpoint_dir, conclusion).await),
-            Err(DirectError::Interrupted) => None,
-            Err(DirectError::Unauthorized(message)) => Some(Outcome::GatewayError {
-                class: ErrorClass::Unauthorized,
-                message: format!("the gateway refused the API key ({message})"),
-            }),
-            Err(e @ DirectError::Unavailable(_)) => Some(Outcome::GatewayError {
-                class: ErrorClass::Transient,
-                message: e.to_string(),
-            }),
-            Err(DirectError::Misconfigured(message)) => Some(Outcome::GatewayError {
-                class: ErrorClass::Misconfigured,
-                message,
-            }),
-            Err(e @ DirectError::Checkpoint { .. }) => Some(Outcome::GatewayError {
-                class: ErrorClass::Output,
-                message: e.to_string(),
-            }),
-            Err(e @ DirectError::Input { .. }) => Some(Outcome::InputInvalid { message: e.to_string() }),
+            Err(e) => driver::direct_failure(e),
         }
     }
 
@@ -161,11 +135,7 @@ impl BatchRun<'_> {
     /// Copies the results where the Batch's output goes (the output directory, its claim
     /// under --pvc-root, and object storage) and counts them.
     async fn deliver(&self, checkpoint: &Path, conclusion: Conclusion) -> Outcome {
-        let state = match conclusion {
-            Conclusion::Completed => UpstreamState::Completed,
-            Conclusion::Expired => UpstreamState::Expired,
-            Conclusion::Cancelled => UpstreamState::Cancelled,
-        };
+        let state = driver::concluded(conclusion);
         let dir = self.plan.pvc_output.as_ref().map_or(&self.out_dir, |pvc| &pvc.dir);
         let mut downloaded = match copy_results(checkpoint, dir).await {
             Ok(downloaded) => downloaded,

@@ -101,7 +101,7 @@ fn plan_one(
 ) -> Result<Plan, Vec<String>> {
     let at = format!("{} Batch {namespace}/{name}", batch.origin);
     let spec = &batch.object.spec;
-    let mut problems: Vec<String> = engine::check_spec(spec)
+    let mut problems: Vec<String> = engine::check_spec(spec, None)
         .into_iter()
         .map(|p| format!("{at}: {p}"))
         .collect();
@@ -396,18 +396,10 @@ fn api_key(manifests: &Manifests, namespace: &str, r: &KeyRef) -> Result<String,
 pub fn limits(target: &GatewayTarget) -> crate::jsonl::Limits {
     match target {
         GatewayTarget::Builtin { .. } => crate::jsonl::Limits::default(),
-        GatewayTarget::Remote(gw) if gw.spec.mode == crate::api::GatewayMode::Direct => crate::jsonl::Limits {
-            max_requests: u64::MAX,
-            max_bytes: u64::MAX,
-        },
-        GatewayTarget::Remote(gw) => crate::jsonl::Limits {
-            max_requests: gw.spec.limits.max_requests(),
-            // Checked when the plan was made.
-            max_bytes: gw
-                .spec
-                .limits
-                .max_bytes()
-                .unwrap_or(crate::api::DEFAULT_MAX_BYTES_PER_BATCH),
-        },
+        // An Auto gateway is validated as a batch (the stricter), before any probe; a bad
+        // quantity was reported when the gateway was read.
+        GatewayTarget::Remote(gw) => {
+            engine::input_limits(gw.spec.mode.resolve(None), &gw.spec.limits).unwrap_or_default()
+        }
     }
 }

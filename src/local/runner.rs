@@ -64,7 +64,7 @@ impl BatchRun<'_> {
             }
             let step = action.name();
             let outcome = match action {
-                Action::StartAttempt if self.state.status.mode.is_none() => self.resolve_mode().await,
+                Action::ResolveMode => self.resolve_mode().await,
                 Action::Admit => self.board.admit(self.plan, &self.state.status),
                 Action::RunDirect => match self.run_direct().await {
                     Some(outcome) => outcome,
@@ -76,11 +76,7 @@ impl BatchRun<'_> {
                 },
             };
             crash_if_asked(step);
-            let failure = match &outcome {
-                Outcome::GatewayError { class, message } => Some((*class, message.clone())),
-                Outcome::InputNotFound { message } => Some((ErrorClass::NotFound, message.clone())),
-                _ => None,
-            };
+            let failure = outcome.failure().map(|(class, message)| (class, message.to_string()));
             let awaiting_budget = matches!(outcome, Outcome::AwaitingBudget { .. });
             self.state.status = engine::reduce(&self.state.status, outcome, &self.context());
             if let Err(e) = self.persist() {
@@ -133,19 +129,7 @@ impl BatchRun<'_> {
 
     async fn perform(&self, action: Action) -> Outcome {
         match action {
-            Action::ValidateInput => match (&self.plan.batch.object.spec.input.file_id, &self.plan.object_input) {
-                (Some(file_id), _) => driver::input_on_gateway(&self.client, file_id).await,
-                (None, Some(object)) => {
-                    storage_steps::validate(object, ValidatedInput::of(&self.plan.batch.object)).await
-                }
-                (None, None) => Outcome::InputValidated {
-                    requests: self.validated.requests,
-                    bytes: self.validated.bytes,
-                    estimated_tokens: self.validated.estimated_tokens,
-                    digest: None,
-                    ids: driver::input_ids(self.validated.ids),
-                },
-            },
+            Action::ValidateInput => self.validate().await,
             Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
             Action::StartAttempt => Outcome::AttemptStarted {
                 token: driver::attempt_token(),
@@ -169,7 +153,32 @@ impl BatchRun<'_> {
                 output_file_id,
                 error_file_id,
             } => self.download(output_file_id, error_file_id).await,
-            Action::Admit | Action::RunDirect | Action::Finished => unreachable!("handled by the loop"),
+            Action::ResolveMode | Action::Admit | Action::RunDirect | Action::Finished => {
+                unreachable!("handled by the loop")
+            }
+        }
+    }
+
+    /// The input was validated when the run was planned (before the mode was known): what
+    /// depends on the mode is checked now; an object is read through once.
+    async fn validate(&self) -> Outcome {
+        let spec = &self.plan.batch.object.spec;
+        let problems = engine::check_spec(spec, self.state.status.mode);
+        if !problems.is_empty() {
+            return Outcome::SpecInvalid {
+                message: problems.join("; "),
+            };
+        }
+        match (&spec.input.file_id, &self.plan.object_input) {
+            (Some(file_id), _) => driver::input_on_gateway(&self.client, file_id).await,
+            (None, Some(object)) => storage_steps::validate(object, ValidatedInput::of(&self.plan.batch.object)).await,
+            (None, None) => Outcome::InputValidated {
+                requests: self.validated.requests,
+                bytes: self.validated.bytes,
+                estimated_tokens: self.validated.estimated_tokens,
+                digest: None,
+                ids: driver::input_ids(self.validated.ids),
+            },
         }
     }
 

@@ -29,6 +29,11 @@ struct Setup {
 
 /// A namespace with a BatchGateway (and its key) pointing at a fresh simulator.
 async fn setup(prefix: &str, sim: SimulatorConfig) -> Setup {
+    setup_limited(prefix, sim, json!({})).await
+}
+
+/// [`setup`] with the gateway's `spec.limits`.
+async fn setup_limited(prefix: &str, sim: SimulatorConfig, limits: Value) -> Setup {
     let config = SimulatorConfig {
         api_key: Some(KEY.into()),
         ..sim
@@ -36,14 +41,14 @@ async fn setup(prefix: &str, sim: SimulatorConfig) -> Setup {
     let sim = RunningSimulator::start(config, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    setup_on(prefix, Arc::new(sim)).await
+    setup_on(prefix, Arc::new(sim), limits).await
 }
 
-/// A namespace with a BatchGateway (and its key) pointing at `sim`.
-async fn setup_on(prefix: &str, sim: Arc<RunningSimulator>) -> Setup {
+/// A namespace with a BatchGateway (and its key, and `limits`) pointing at `sim`.
+async fn setup_on(prefix: &str, sim: Arc<RunningSimulator>, limits: Value) -> Setup {
     let client = admin_client().await;
     let ns = fresh_namespace(&client, prefix).await;
-    create_gateway(&client, &ns, &sim.base_url(), KEY, json!({})).await;
+    create_gateway(&client, &ns, &sim.base_url(), KEY, limits).await;
     Setup { client, ns, sim }
 }
 
@@ -217,6 +222,29 @@ async fn bad_input_fails_with_line_numbers_and_sends_nothing() {
         admitted.message
     );
     // Only the gateway's readiness probe (a GET) may have reached it: nothing was sent.
+    let journal = s.journal().await;
+    assert!(journal.iter().all(|(method, _, _)| method == "GET"), "{journal:?}");
+}
+
+/// The gateway's `maxRequestsPerBatch` bounds an input held in the cluster, as it bounds one in
+/// object storage and one in `run -f`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_request_ceiling_bounds_the_input_and_nothing_is_sent() {
+    let limits = json!({"maxRequestsPerBatch": 2});
+    let s = setup_limited("ctl-ceiling", SimulatorConfig::default(), limits).await;
+    s.input("input", &common::chat_lines(3)).await;
+    s.batch("too-many", json!({})).await;
+    let controller = RunningController::start(&s.client, &s.ns);
+    let batch = s.wait_phase("too-many", BatchPhase::Failed).await;
+    controller.stop().await;
+    let status = batch.status.unwrap();
+    let admitted = status.conditions.iter().find(|c| c.type_ == "Admitted").unwrap();
+    assert_eq!(admitted.reason, "InputInvalid");
+    assert!(
+        admitted.message.contains("3 requests; the limit is 2"),
+        "{}",
+        admitted.message
+    );
     let journal = s.journal().await;
     assert!(journal.iter().all(|(method, _, _)| method == "GET"), "{journal:?}");
 }
@@ -451,7 +479,7 @@ async fn lost_status_writes_never_submit_twice() {
 async fn batches_with_the_same_name_and_input_in_two_namespaces_stay_apart() {
     // One gateway, one key, two namespaces.
     let a = setup("ctl-ns-a", SimulatorConfig::default()).await;
-    let b = setup_on("ctl-ns-b", a.sim.clone()).await;
+    let b = setup_on("ctl-ns-b", a.sim.clone(), json!({})).await;
     for s in [&a, &b] {
         s.input("input", &common::chat_lines(6)).await;
         s.batch("same", json!({})).await;
