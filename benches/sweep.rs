@@ -1,7 +1,7 @@
 //! BatchSweep benchmark (`bench/sweep`, issue 7): a JSONL object (1 GiB by default,
 //! LLMB_BENCH_BYTES to change it) on a real S3 server (SeaweedFS), cut by a BatchSweep into
-//! about 200 children (LLMB_BENCH_CHUNKS), run against the simulator (a subprocess, so its
-//! memory is not counted):
+//! about 200 chunks (LLMB_BENCH_CHUNKS), each run by one child per model (LLMB_BENCH_MODELS,
+//! default 1), against the simulator (a subprocess, so its memory is not counted):
 //!
 //! 1. by the release `llm-batch-operator run -f` (a subprocess): wall time and its peak RSS;
 //! 2. by the controller, in this process, against the test kube-apiserver
@@ -10,7 +10,7 @@
 //! The input is read through a counting proxy on 127.0.0.1 between the operator and SeaweedFS,
 //! which parses the HTTP/1.1 exchanges and sums the body bytes of every GET response: the bytes
 //! read from storage, exactly (headers apart, counted separately). Target: about 2x the source
-//! (one scan to plan the chunks, one read per chunk). Results go elsewhere (local files for
+//! (one scan to plan the chunks, one read per chunk; with models, one per chunk and model). Results go elsewhere (local files for
 //! `run -f`, S3 directly for the controller), so the proxy sees only input reads.
 //!
 //! Figures, never assertions; every wait is bounded; everything binds 127.0.0.1.
@@ -52,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     let bytes = env("LLMB_BENCH_BYTES", 1 << 30);
     let chunks = env("LLMB_BENCH_CHUNKS", 200).max(1);
     let parallelism = env("LLMB_BENCH_PARALLELISM", 8).max(1);
+    let models = env("LLMB_BENCH_MODELS", 1).clamp(1, 50);
     // On disk (not /dev/shm): the source, SeaweedFS's copy and the simulator's files add up to
     // a few times LLMB_BENCH_BYTES.
     let work = tempfile::tempdir()?;
@@ -74,13 +75,14 @@ fn main() -> anyhow::Result<()> {
     let max_bytes = size.div_ceil(chunks) + lines.div_ceil(chunks) * 8 + 8192;
     println!(
         "{size} bytes of JSONL ({lines} chat request lines) in SeaweedFS; chunk.maxBytes {max_bytes} \
-         (for about {chunks} children), parallelism {parallelism}"
+         (for about {chunks} chunks), {models} model(s), parallelism {parallelism}"
     );
     let sweep = SweepSpec {
         input_endpoint: proxy.endpoint.clone(),
         output_endpoint: s3.endpoint.clone(),
         max_bytes,
         parallelism,
+        models: (1..=models).map(|i| format!("bench-model-{i}")).collect(),
     };
 
     let mut rows = Vec::new();
@@ -133,6 +135,14 @@ struct SweepSpec {
     output_endpoint: String,
     max_bytes: u64,
     parallelism: u64,
+    /// `spec.matrix.models` (one child per chunk and model); none when there is one.
+    models: Vec<String>,
+}
+
+impl SweepSpec {
+    fn matrix(&self) -> Option<serde_json::Value> {
+        (self.models.len() > 1).then(|| json!({"models": self.models}))
+    }
 }
 
 struct Row {
@@ -200,10 +210,11 @@ fn run_f(work: &Path, sim_url: &str, sweep: &SweepSpec) -> anyhow::Result<Row> {
         parallelism,
         ..
     } = sweep;
+    let matrix = sweep.matrix().map_or_else(String::new, |m| format!("  matrix: {m}\n"));
     let manifests = format!(
         "apiVersion: llmbatch.io/v1alpha1\nkind: BatchSweep\nmetadata:\n  name: bench\nspec:\n  input:\n    objectStore:\n      \
          url: s3://{BUCKET}/{KEY}\n      endpoint: {input_endpoint}\n      secretRef:\n        name: s3\n  chunk:\n    \
-         maxBytes: \"{max_bytes}\"\n  parallelism: {parallelism}\n  template:\n    gatewayRef:\n      name: gw\n    \
+         maxBytes: \"{max_bytes}\"\n  parallelism: {parallelism}\n{matrix}  template:\n    gatewayRef:\n      name: gw\n    \
          endpoint: /v1/chat/completions\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s3\nstringData:\n  \
          AWS_ACCESS_KEY_ID: {ACCESS_KEY}\n  AWS_SECRET_ACCESS_KEY: {SECRET_KEY}\n---\n\
          apiVersion: llmbatch.io/v1alpha1\nkind: BatchGateway\nmetadata:\n  name: gw\nspec:\n  url: {sim_url}\n  auth:\n    \
@@ -319,6 +330,7 @@ async fn in_controller(sim_url: &str, sweep: &SweepSpec) -> anyhow::Result<Row> 
                                       "secretRef": {"name": "s3"}}},
             "chunk": {"maxBytes": sweep.max_bytes.to_string()},
             "parallelism": sweep.parallelism,
+            "matrix": sweep.matrix(),
             "template": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
                          "output": {"objectStore": {"url": format!("s3://{BUCKET}/results/"),
                                                     "endpoint": sweep.output_endpoint, "secretRef": {"name": "s3"}}}}}}));

@@ -12,21 +12,17 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 
+use super::batch_driver::ClusterBatch;
 use super::caches::Awaited;
-use super::cluster_io::{self, Gateway, InputError, MAX_SECRET_BYTES};
+use super::cluster_io::{self, Gateway};
 use super::{Context, Error, FINALIZER, instrument};
-use super::{admission, direct_job, direct_progress, object_io, pvc_sink, reattach};
+use super::{direct_progress, reattach};
 use crate::api::{
-    BATCH_ID_ANNOTATION, Batch, BatchGateway, BatchMode, BatchPhase, BatchStatus, Conditions, DeletionPolicy,
-    condition_types as ct, reasons,
+    BATCH_ID_ANNOTATION, Batch, BatchMode, BatchPhase, BatchStatus, Conditions, DeletionPolicy, condition_types as ct,
+    reasons,
 };
 use crate::driver;
 use crate::engine::{self, Action, ErrorClass, Outcome, PollingPolicy, UpstreamState};
-use crate::gateway::{GatewayClient, UploadSource};
-use crate::io::object_output::Manifest;
-use crate::io::{Packed, pack_for_secret};
-use crate::jsonl::{Limits, Report, Rewrite, prepare_bytes};
-use crate::sweep::ValidatedInput;
 
 /// Steps one reconcile may take before yielding to other objects.
 const MAX_STEPS: usize = 16;
@@ -96,7 +92,7 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
 /// before any step that creates something upstream while the attempt is not yet durable).
 async fn take_steps(batch: &Batch, gateway: &Gateway, steps: &mut Steps, ctx: &Context) -> Result<Requeue, Error> {
     let key = key(batch);
-    let mut input = InputBytes::default();
+    let mut io = ClusterBatch::new(batch, gateway, ctx);
     for _ in 0..MAX_STEPS {
         let status = steps.status.clone();
         let action = engine::decide(&batch.spec, &status, &context(batch, gateway.polling));
@@ -115,7 +111,7 @@ async fn take_steps(batch: &Batch, gateway: &Gateway, steps: &mut Steps, ctx: &C
         if steps.attempt_not_durable() && creates_upstream(&action) {
             steps.write(ctx).await?;
         }
-        let Some(outcome) = perform(batch, &status, action, gateway, &mut input, ctx).await? else {
+        let Some(outcome) = driver::perform(&mut io, &status, action).await? else {
             ctx.reset_backoff(&key);
             return Ok(Requeue::requeue(job_wait(&key, &status, gateway, ctx)));
         };
@@ -283,280 +279,6 @@ fn context(batch: &Batch, polling: PollingPolicy) -> engine::Context {
         generation: batch.meta().generation,
         polling,
         now: Timestamp::now(),
-    }
-}
-
-/// Performs one step; `None` while a Job doing the step still runs. Err is a failed Kubernetes
-/// API call (retried with backoff), never put into the status as if it were something about
-/// the Batch.
-async fn perform(
-    batch: &Batch,
-    status: &BatchStatus,
-    action: Action,
-    gateway: &Gateway,
-    input: &mut InputBytes,
-    ctx: &Context,
-) -> Result<Option<Outcome>, Error> {
-    if let Action::Download {
-        output_file_id,
-        error_file_id,
-    } = &action
-        && let Some(pvc) = batch.spec.output.as_ref().and_then(|o| o.pvc.as_ref())
-    {
-        let (output, errors) = (output_file_id.clone(), error_file_id.clone());
-        return pvc_sink::download(batch, status, &gateway.object, pvc, output, errors, ctx).await;
-    }
-    if action == Action::RunDirect {
-        return direct_job::run(batch, status, gateway, ctx).await;
-    }
-    let (spec, gateway) = (&gateway.object, &gateway.client);
-    Ok(Some(match action {
-        Action::ResolveMode => {
-            // For Auto, what the BatchGateway's own probe recorded saves a probe per Batch.
-            let probed = spec.status.as_ref().and_then(|s| s.capabilities.as_ref());
-            driver::resolve_mode(gateway, spec.spec.mode, probed.map(|c| c.batch_api)).await
-        }
-        Action::ValidateInput => match &batch.spec.input.file_id {
-            Some(file_id) if status.mode != Some(BatchMode::Direct) => driver::input_on_gateway(gateway, file_id).await,
-            _ => validate_input(batch, status, spec, input, ctx).await?,
-        },
-        Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
-        Action::Admit => admission::admit(batch, status, spec, ctx).await?,
-        Action::StartAttempt => Outcome::AttemptStarted {
-            token: driver::attempt_token(),
-        },
-        Action::UploadInput { filename } => match object_input(batch, status, spec, ctx).await {
-            Ok(Some(object)) => {
-                let validated = status.input.clone().unwrap_or_default();
-                driver::storage::upload(gateway, &filename, &object, &validated).await
-            }
-            Ok(None) => match input.read(&ctx.client, batch).await {
-                Ok(bytes) => {
-                    // Validated already: the upload only prepares the same bytes again.
-                    let (prepared, _) = prepare(batch, &bytes, Limits::default());
-                    driver::upload_input(gateway, &filename, UploadSource::Bytes(prepared.into())).await
-                }
-                Err(e) => input_failure(e)?,
-            },
-            Err(e) => input_failure(e)?,
-        },
-        Action::CreateBatch(request) => driver::create_batch(gateway, &request).await,
-        Action::Poll { batch_id, .. } => driver::poll(gateway, &batch_id).await,
-        Action::Cancel { batch_id } => driver::cancel(gateway, &batch_id).await,
-        Action::Download {
-            output_file_id,
-            error_file_id,
-        } => download(batch, status, gateway, output_file_id, error_file_id, ctx).await,
-        Action::RunDirect | Action::Finished => unreachable!("handled above and by the caller"),
-    }))
-}
-
-async fn validate_input(
-    batch: &Batch,
-    status: &BatchStatus,
-    gateway: &BatchGateway,
-    input: &mut InputBytes,
-    ctx: &Context,
-) -> Result<Outcome, Error> {
-    let mut problems = engine::check_spec(&batch.spec, status.mode);
-    let pvc = batch.spec.output.as_ref().and_then(|o| o.pvc.as_ref());
-    match (status.mode, pvc) {
-        (Some(BatchMode::Direct), _) => problems.extend(direct_job::problems(batch, ctx)),
-        (_, Some(pvc)) if ctx.job_image.is_none() => problems.push(pvc_sink::no_job_image(pvc)),
-        _ => {}
-    }
-    if !problems.is_empty() {
-        return Ok(Outcome::SpecInvalid {
-            message: problems.join("; "),
-        });
-    }
-    let object = match object_input(batch, status, gateway, ctx).await {
-        Ok(object) => object,
-        Err(e) => return input_failure(e),
-    };
-    let bytes = match &object {
-        Some(_) => Default::default(),
-        None => match input.read(&ctx.client, batch).await {
-            Ok(bytes) => bytes,
-            Err(e) => return input_failure(e),
-        },
-    };
-    if let Some(object) = object {
-        return Ok(driver::storage::validate(&object, ValidatedInput::of(batch)).await);
-    }
-    let limits = match input_limits(status, gateway) {
-        Ok(limits) => limits,
-        Err(e) => return input_failure(e),
-    };
-    let (_, report) = prepare(batch, &bytes, limits);
-    Ok(if report.is_valid() {
-        Outcome::InputValidated {
-            requests: report.summary.requests,
-            bytes: report.summary.bytes,
-            estimated_tokens: report.summary.estimated_tokens,
-            digest: None,
-            ids: driver::input_ids(report.summary.ids),
-        }
-    } else {
-        Outcome::InputInvalid {
-            message: report.render(10).replace('\n', "; "),
-        }
-    })
-}
-
-/// The ceilings the input is validated against, in the Batch's mode.
-fn input_limits(status: &BatchStatus, gateway: &BatchGateway) -> Result<Limits, InputError> {
-    engine::input_limits(status.mode, &gateway.spec.limits).map_err(|e| {
-        let ns = gateway.namespace().unwrap_or_default();
-        InputError::Invalid(format!("BatchGateway {ns}/{}: {e}", gateway.name_any()))
-    })
-}
-
-/// The Batch's input in object storage (`None`: it is held in the cluster).
-async fn object_input(
-    batch: &Batch,
-    status: &BatchStatus,
-    gateway: &BatchGateway,
-    ctx: &Context,
-) -> Result<Option<crate::io::ObjectInput>, InputError> {
-    match &batch.spec.input.object_store {
-        Some(_) => object_io::input(ctx, batch, input_limits(status, gateway)?).await,
-        None => Ok(None),
-    }
-}
-
-/// The input held in the cluster, read once per reconcile (validated and uploaded from the
-/// same bytes).
-#[derive(Default)]
-struct InputBytes(Option<bytes::Bytes>);
-
-impl InputBytes {
-    async fn read(&mut self, client: &kube::Client, batch: &Batch) -> Result<bytes::Bytes, InputError> {
-        if let Some(bytes) = &self.0 {
-            return Ok(bytes.clone());
-        }
-        let bytes = cluster_io::read_input(client, batch).await?;
-        self.0 = Some(bytes.clone());
-        Ok(bytes)
-    }
-}
-
-/// The input as it is uploaded: its byteRange, rewritten by its overrides; and its report.
-fn prepare(batch: &Batch, bytes: &[u8], limits: Limits) -> (Vec<u8>, Report) {
-    let input = &batch.spec.input;
-    let overrides = input.overrides.clone().unwrap_or_default();
-    let rewrite = Rewrite {
-        model: overrides.model,
-        custom_id_prefix: overrides.custom_id_prefix,
-    };
-    let range = input.byte_range.map(|r| r.start..r.end);
-    prepare_bytes(bytes, range, rewrite, batch.spec.endpoint.path(), limits)
-}
-
-fn input_failure(e: InputError) -> Result<Outcome, Error> {
-    match e {
-        InputError::NotFound(message) => Ok(Outcome::InputNotFound { message }),
-        InputError::Invalid(message) => Ok(Outcome::InputInvalid { message }),
-        InputError::Api(e) => Err(Error::Kube(e)),
-    }
-}
-
-/// Downloads both files (to a scratch directory, counted line by line) and puts them in the
-/// output Secret when they fit; otherwise the status keeps the file ids.
-async fn download(
-    batch: &Batch,
-    status: &BatchStatus,
-    gateway: &GatewayClient,
-    output: Option<String>,
-    errors: Option<String>,
-    ctx: &Context,
-) -> Outcome {
-    let scratch = std::env::temp_dir().join(format!("llmbatch-{}", uuid::Uuid::new_v4()));
-    let result = download_into(batch, status, gateway, output, errors, &scratch, ctx).await;
-    let _ = tokio::fs::remove_dir_all(&scratch).await;
-    result.unwrap_or_else(|failed| failed)
-}
-
-async fn download_into(
-    batch: &Batch,
-    status: &BatchStatus,
-    gateway: &GatewayClient,
-    output_id: Option<String>,
-    error_id: Option<String>,
-    scratch: &std::path::Path,
-    ctx: &Context,
-) -> Result<Outcome, Outcome> {
-    let local = |e: std::io::Error| Outcome::GatewayError {
-        class: ErrorClass::Output,
-        message: format!("scratch space: {e}"),
-    };
-    let expected = driver::expected_ids(status);
-    let mut downloaded =
-        driver::download_results(gateway, output_id.as_deref(), error_id.as_deref(), scratch, expected).await?;
-    let files: Vec<(String, std::path::PathBuf)> = ["output.jsonl", "errors.jsonl"]
-        .into_iter()
-        .map(|name| (name.to_string(), scratch.join(name)))
-        .filter(|(_, path)| path.exists())
-        .collect();
-    match object_io::output(ctx, batch).await {
-        Ok(Some(prefix)) => {
-            let manifest = manifest(batch, status);
-            return driver::storage::store_results(&prefix, scratch, downloaded, manifest).await;
-        }
-        Ok(None) => {}
-        Err(InputError::Api(e)) => return Err(output_failure(e.to_string())),
-        Err(InputError::NotFound(m) | InputError::Invalid(m)) => return Err(output_failure(m)),
-    }
-    let Some(secret) = batch.spec.output.as_ref().and_then(|o| o.secret.as_ref()) else {
-        downloaded.location = "on the gateway (status.gateway has the file ids)".into();
-        return Ok(Outcome::Downloaded(downloaded));
-    };
-    let packed = tokio::task::spawn_blocking(move || pack_for_secret(&files, MAX_SECRET_BYTES)).await;
-    let contents = match packed.map_err(|e| local(std::io::Error::other(e)))?.map_err(local)? {
-        Packed::Fits(contents) => contents,
-        Packed::TooLarge { bytes } => {
-            downloaded.location = "the gateway (status.gateway has the file ids)".into();
-            downloaded.not_stored = Some(format!(
-                "{bytes} bytes of results do not fit Secret {} even gzip-compressed; they stay on the gateway \
-                 (status.gateway.outputFileId, errorFileId): use a PVC or object storage output",
-                secret.name
-            ));
-            return Ok(Outcome::Downloaded(downloaded));
-        }
-    };
-    let written = cluster_io::write_output_secret(&ctx.client, batch, &secret.name, contents).await;
-    let written = written.map_err(|e| Outcome::GatewayError {
-        class: ErrorClass::Output,
-        message: format!("output Secret {}: {e}", secret.name),
-    })?;
-    if let Err(message) = written {
-        return Ok(Outcome::OutputNotOwned { message });
-    }
-    downloaded.location = format!("Secret {}", secret.name);
-    Ok(Outcome::Downloaded(downloaded))
-}
-
-fn output_failure(message: String) -> Outcome {
-    Outcome::GatewayError {
-        class: ErrorClass::Output,
-        message,
-    }
-}
-
-/// `manifest.json` for an object-store output (counts and usage are filled in when written).
-fn manifest(batch: &Batch, status: &BatchStatus) -> Manifest {
-    let gateway = status.gateway.clone().unwrap_or_default();
-    let ns = batch.namespace().unwrap_or_default();
-    Manifest {
-        batch: key(batch),
-        batch_id: gateway.batch_id,
-        input_file_id: gateway.input_file_id,
-        output_file_id: gateway.output_file_id,
-        error_file_id: gateway.error_file_id,
-        input: driver::storage::input_description(&ns, &batch.spec.input),
-        submitted_at: status.submit_time.as_ref().map(|t| t.0.to_string()),
-        written_at: Timestamp::now().to_string(),
-        ..Default::default()
     }
 }
 

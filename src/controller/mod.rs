@@ -3,6 +3,7 @@
 
 mod admission;
 mod batch;
+mod batch_driver;
 mod caches;
 mod cluster_io;
 mod context;

@@ -4,12 +4,14 @@
 
 mod download;
 mod mode;
+mod perform;
 mod results;
 pub mod retry;
 pub mod storage;
 
 pub use download::download_results;
 pub use mode::{concluded, direct_failure, direct_failure_class, probe_batch_api, resolve_mode};
+pub use perform::{Driver, Input, perform};
 pub use results::{ErrorSummary, OutputSummary, ResultIds, summarise_errors, summarise_output};
 
 use crate::engine::{self, BatchRequest, ErrorClass, Outcome, Upstream, UpstreamState};

@@ -1,6 +1,5 @@
-//! `run -f` in direct mode: which mode a Batch runs in (probed once for Auto), and the direct
-//! run itself, in-process, with its checkpoint in the state directory and its counts written
-//! to the status as lines finish.
+//! `run -f` in direct mode: the direct run itself, in-process, with its checkpoint in the state
+//! directory and its counts written to the status as lines finish.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -9,7 +8,7 @@ use tokio::sync::watch;
 
 use super::resolve::GatewayTarget;
 use super::runner::BatchRun;
-use crate::api::{BatchMode, DirectLimits, GatewayMode};
+use crate::api::DirectLimits;
 use crate::direct::{self, Conclusion, Counts, DirectJob};
 use crate::driver;
 use crate::engine::{self, Downloaded, ErrorClass, Outcome};
@@ -18,30 +17,9 @@ use crate::engine::{self, Downloaded, ErrorClass, Outcome};
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
 
 impl BatchRun<'_> {
-    /// The mode, resolved before anything is sent: spec.mode, or for Auto what a probe of
-    /// `/v1/batches` says. Once recorded, the status keeps it (no probe again on resume).
-    pub(super) async fn resolve_mode(&self) -> Outcome {
-        let mode = match &self.plan.gateway {
-            GatewayTarget::Remote(gw) => gw.spec.mode,
-            GatewayTarget::Builtin { .. } => GatewayMode::Auto,
-        };
-        let outcome = driver::resolve_mode(&self.client, mode, None).await;
-        if outcome
-            == (Outcome::ModeResolved {
-                mode: BatchMode::Direct,
-            })
-        {
-            self.progress.say(format!(
-                "{}: no batch API on the gateway (or mode: Direct): sending each request directly",
-                self.plan.object()
-            ));
-        }
-        outcome
-    }
-
     /// Runs the Batch's lines directly until they are all answered, the completion window
     /// passes, or the run must stop. `None`: interrupted (Ctrl-C), resumable.
-    pub(super) async fn run_direct(&mut self) -> Option<Outcome> {
+    pub(super) async fn run_directly(&mut self) -> Option<Outcome> {
         let spec = &self.plan.batch.object.spec;
         let limits = match &self.plan.gateway {
             GatewayTarget::Remote(gw) => gw.spec.limits.direct(),

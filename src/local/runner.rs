@@ -1,6 +1,7 @@
 //! Drives one Batch through the engine until its phase is final, persisting the status after
 //! every step so a killed run resumes where it stopped.
 
+use std::convert::Infallible;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,15 +9,15 @@ use k8s_openapi::jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::BatchProgress;
-use super::resolve::Plan;
+use super::resolve::{GatewayTarget, Plan};
 use super::state::{BatchState, StateDir, write_atomically};
-use crate::api::{BatchPhase, BatchStatus};
+
+use crate::api::{Batch, BatchMode, BatchPhase, BatchStatus, GatewayMode};
 use crate::backoff::Backoff;
 use crate::driver::storage::{self as storage_steps, input_description};
-use crate::driver::{self, crash_if_asked};
+use crate::driver::{self, Driver, Input, crash_if_asked};
 use crate::engine::{self, Action, ErrorClass, Outcome, PollingPolicy};
-use crate::gateway::{GatewayClient, UploadSource};
-use crate::sweep::ValidatedInput;
+use crate::gateway::GatewayClient;
 
 /// How soon a Batch waiting for room on its gateway asks again.
 const AWAITING_BUDGET: Duration = Duration::from_millis(250);
@@ -63,19 +64,23 @@ impl BatchRun<'_> {
                 break Ending::Finished(self.state.status.phase.unwrap_or_default());
             }
             let step = action.name();
-            let outcome = match action {
-                Action::ResolveMode => self.resolve_mode().await,
-                Action::Admit => self.board.admit(self.plan, &self.state.status),
-                Action::RunDirect => match self.run_direct().await {
-                    Some(outcome) => outcome,
-                    None => break Ending::Interrupted,
-                },
-                action => tokio::select! {
-                    _ = self.cancel.cancelled() => break Ending::Interrupted,
-                    outcome = self.perform(action) => outcome,
-                },
+            if let Action::Poll { after, .. } = action
+                && !self.pause(after).await
+            {
+                break Ending::Interrupted;
+            }
+            // A direct run stops itself on Ctrl-C, keeping what it finished.
+            let stops_itself = action == Action::RunDirect;
+            let (status, cancel) = (self.state.status.clone(), self.cancel.clone());
+            let performed = tokio::select! {
+                _ = cancel.cancelled(), if !stops_itself => break Ending::Interrupted,
+                performed = driver::perform(&mut self, &status, action) => performed,
+            };
+            let Some(outcome) = performed.unwrap_or_else(|never| match never {}) else {
+                break Ending::Interrupted;
             };
             crash_if_asked(step);
+            self.announce(&outcome);
             let failure = outcome.failure().map(|(class, message)| (class, message.to_string()));
             let awaiting_budget = matches!(outcome, Outcome::AwaitingBudget { .. });
             self.state.status = engine::reduce(&self.state.status, outcome, &self.context());
@@ -83,11 +88,8 @@ impl BatchRun<'_> {
                 break Ending::Stopped(format!("cannot save state: {e}"));
             }
             self.progress.update(&self.state.status);
-            if awaiting_budget {
-                tokio::select! {
-                    _ = self.cancel.cancelled() => break Ending::Interrupted,
-                    _ = tokio::time::sleep(AWAITING_BUDGET) => {}
-                }
+            if awaiting_budget && !self.pause(AWAITING_BUDGET).await {
+                break Ending::Interrupted;
             }
             match failure {
                 Some((ErrorClass::Unauthorized, _)) => {
@@ -105,9 +107,8 @@ impl BatchRun<'_> {
                         break Ending::Stopped(format!("{message}, {transient_failures} times; rerun to resume"));
                     }
                     let pause = Backoff::new(Duration::from_secs(2), Duration::from_secs(32)).delay(transient_failures);
-                    tokio::select! {
-                        _ = self.cancel.cancelled() => break Ending::Interrupted,
-                        _ = tokio::time::sleep(pause) => {}
+                    if !self.pause(pause).await {
+                        break Ending::Interrupted;
                     }
                 }
                 _ => transient_failures = 0,
@@ -115,6 +116,27 @@ impl BatchRun<'_> {
         };
         self.progress.finish();
         (ending, self.state.status)
+    }
+
+    /// Waits `wait`; false when Ctrl-C came first.
+    async fn pause(&self, wait: Duration) -> bool {
+        tokio::select! {
+            _ = self.cancel.cancelled() => false,
+            _ = tokio::time::sleep(wait) => true,
+        }
+    }
+
+    /// Says what the user would not expect: a gateway answered in direct mode.
+    fn announce(&self, outcome: &Outcome) {
+        if let Outcome::ModeResolved {
+            mode: BatchMode::Direct,
+        } = outcome
+        {
+            self.progress.say(format!(
+                "{}: no batch API on the gateway (or mode: Direct): sending each request directly",
+                self.plan.object()
+            ));
+        }
     }
 
     pub(super) fn context(&self) -> engine::Context {
@@ -125,68 +147,6 @@ impl BatchRun<'_> {
             polling: self.polling,
             now: Timestamp::now(),
         }
-    }
-
-    async fn perform(&self, action: Action) -> Outcome {
-        match action {
-            Action::ValidateInput => self.validate().await,
-            Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
-            Action::StartAttempt => Outcome::AttemptStarted {
-                token: driver::attempt_token(),
-            },
-            Action::UploadInput { filename } => match &self.plan.object_input {
-                Some(object) => {
-                    let validated = self.state.status.input.clone().unwrap_or_default();
-                    storage_steps::upload(&self.client, &filename, object, &validated).await
-                }
-                None => {
-                    driver::upload_input(&self.client, &filename, UploadSource::Bytes(self.plan.input.clone())).await
-                }
-            },
-            Action::CreateBatch(request) => driver::create_batch(&self.client, &request).await,
-            Action::Poll { batch_id, after } => {
-                tokio::time::sleep(after).await;
-                driver::poll(&self.client, &batch_id).await
-            }
-            Action::Cancel { batch_id } => driver::cancel(&self.client, &batch_id).await,
-            Action::Download {
-                output_file_id,
-                error_file_id,
-            } => self.download(output_file_id, error_file_id).await,
-            Action::ResolveMode | Action::Admit | Action::RunDirect | Action::Finished => {
-                unreachable!("handled by the loop")
-            }
-        }
-    }
-
-    /// The input was validated when the run was planned (before the mode was known): what
-    /// depends on the mode is checked now; an object is read through once.
-    async fn validate(&self) -> Outcome {
-        let spec = &self.plan.batch.object.spec;
-        let problems = engine::check_spec(spec, self.state.status.mode);
-        if !problems.is_empty() {
-            return Outcome::SpecInvalid {
-                message: problems.join("; "),
-            };
-        }
-        match (&spec.input.file_id, &self.plan.object_input) {
-            (Some(file_id), _) => driver::input_on_gateway(&self.client, file_id).await,
-            (None, Some(object)) => storage_steps::validate(object, ValidatedInput::of(&self.plan.batch.object)).await,
-            (None, None) => Outcome::InputValidated {
-                requests: self.validated.requests,
-                bytes: self.validated.bytes,
-                estimated_tokens: self.validated.estimated_tokens,
-                digest: None,
-                ids: driver::input_ids(self.validated.ids),
-            },
-        }
-    }
-
-    /// Downloads both files into the output directory and counts what they hold.
-    async fn download(&self, output_file_id: Option<String>, error_file_id: Option<String>) -> Outcome {
-        self.try_download(output_file_id, error_file_id)
-            .await
-            .unwrap_or_else(|failed| failed)
     }
 
     async fn try_download(&self, output_id: Option<String>, error_id: Option<String>) -> Result<Outcome, Outcome> {
@@ -232,6 +192,62 @@ impl BatchRun<'_> {
         self.state_dir
             .save(&self.plan.namespace, &self.plan.name, &self.state)?;
         write_status_yaml(&self.out_dir, &self.state.status)
+    }
+}
+
+/// `run -f`'s side of each step: the input as the run was planned (validated in memory, or
+/// streamed from object storage), admission on the run's own board, the direct run in-process,
+/// and the results into the output directory (and the claim's directory, and object storage).
+impl Driver for BatchRun<'_> {
+    type Error = Infallible;
+
+    fn batch(&self) -> &Batch {
+        &self.plan.batch.object
+    }
+
+    fn client(&self) -> &GatewayClient {
+        &self.client
+    }
+
+    fn gateway_mode(&self) -> (GatewayMode, Option<bool>) {
+        match &self.plan.gateway {
+            GatewayTarget::Remote(gw) => (gw.spec.mode, None),
+            GatewayTarget::Builtin { .. } => (GatewayMode::Auto, None),
+        }
+    }
+
+    /// What only a cluster needs (a Job image, a claim) is not needed here.
+    fn problems(&self, _mode: Option<BatchMode>) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn input(&mut self, _status: &BatchStatus) -> Result<Input, Infallible> {
+        Ok(match &self.plan.object_input {
+            Some(object) => Input::Object(object.clone()),
+            None => Input::Prepared {
+                bytes: self.plan.input.clone(),
+                summary: self.validated.clone(),
+            },
+        })
+    }
+
+    async fn admit(&mut self, status: &BatchStatus) -> Result<Outcome, Infallible> {
+        Ok(self.board.admit(self.plan, status))
+    }
+
+    async fn run_direct(&mut self, _status: &BatchStatus) -> Result<Option<Outcome>, Infallible> {
+        Ok(self.run_directly().await)
+    }
+
+    /// Downloads both files into the output directory and counts what they hold.
+    async fn download(
+        &mut self,
+        _status: &BatchStatus,
+        output_file_id: Option<String>,
+        error_file_id: Option<String>,
+    ) -> Result<Option<Outcome>, Infallible> {
+        let downloaded = self.try_download(output_file_id, error_file_id).await;
+        Ok(Some(downloaded.unwrap_or_else(|failed| failed)))
     }
 }
 
