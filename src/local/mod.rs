@@ -18,13 +18,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 pub use manifests::{Located, ManifestError, Manifests, Origin};
 pub use resolve::{GatewayTarget, Plan};
 pub use state::{BatchState, StateDir};
 
-use crate::api::BatchPhase;
+use crate::api::{BatchPhase, BatchStatus};
 use crate::engine::PollingPolicy;
 use crate::gateway::{ApiKey, GatewayClient, GatewayConfig};
 use crate::simulator::{RunningSimulator, SimulatorConfig};
@@ -122,7 +123,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     for (order, (plan, state)) in plans.iter().zip(&states).enumerate() {
         board.update(plan, order, &state.status);
     }
-    let mut runs: Vec<futures::future::BoxFuture<'_, (Ending, crate::api::BatchStatus)>> = Vec::new();
+    let mut batches = Vec::new();
+    let mut swept: Vec<Vec<(usize, BatchRun)>> = sweeps.iter().map(|_| Vec::new()).collect();
     for (order, ((plan, state), validated)) in plans.iter().zip(states).zip(validated).enumerate() {
         let (client, polling) = client_for(plan, simulator.as_ref())?;
         let run = BatchRun {
@@ -138,18 +140,25 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             board: &board,
             order,
         };
-        match sweeps.iter().find(|s| s.owns(&plan.namespace, &plan.name)) {
-            Some(sweep) => runs.push(Box::pin(sweep.gated(run, &reporter))),
-            None => runs.push(Box::pin(run.run())),
+        match sweeps.iter().position(|s| s.owns(&plan.namespace, &plan.name)) {
+            Some(i) => swept[i].push((order, run)),
+            None => batches.push(async move { (order, run.run().await) }),
         }
     }
-    let endings = futures::future::join_all(runs).await;
+    let drives = sweeps
+        .iter()
+        .zip(swept)
+        .map(|(sweep, children)| sweep.drive(children, &state_dir, &reporter, cancel.clone()));
+    let (mut ended, mut driven) = futures::join!(join_all(batches), join_all(drives));
     ctrl_c.abort();
     if let Some(sim) = simulator {
         sim.shutdown().await;
     }
+    ended.extend(driven.iter_mut().flat_map(|d| std::mem::take(&mut d.children)));
+    ended.sort_by_key(|(order, _)| *order);
+    let endings: Vec<_> = ended.into_iter().map(|(_, ending)| ending).collect();
     let code = summarise(&plans, &endings, &options, &reporter);
-    let swept = summarise_sweeps(&sweeps, &plans, &endings, &options, &reporter)?;
+    let swept = summarise_sweeps(&sweeps, &driven, &options, &reporter)?;
     Ok(if swept || code != ExitCode::from(exit::SUCCEEDED) {
         code
     } else {
@@ -160,28 +169,21 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
 /// Writes each sweep's summary and status and says how it went; false when one did not succeed.
 fn summarise_sweeps(
     sweeps: &[sweep::SweepRun],
-    plans: &[Plan],
-    endings: &[(Ending, crate::api::BatchStatus)],
+    driven: &[sweep::Driven],
     options: &RunOptions,
     reporter: &Reporter,
 ) -> anyhow::Result<bool> {
     let mut all_succeeded = true;
-    for sweep in sweeps {
-        let statuses = plans
-            .iter()
-            .zip(endings)
-            .filter(|(plan, _)| sweep.owns(&plan.namespace, &plan.name))
-            .map(|(plan, (_, status))| (plan.name.clone(), status.clone()))
-            .collect();
-        let status = sweep.finish(&statuses, &options.out_dir)?;
+    for (sweep, driven) in sweeps.iter().zip(driven) {
+        let dir = sweep.write(driven, &options.out_dir)?;
+        let status = &driven.status;
         let phase = status.phase.unwrap_or_default();
         all_succeeded &= phase == crate::api::SweepPhase::Succeeded;
-        let counts = status.request_counts.unwrap_or_default();
-        let dir = paths::under(&options.out_dir, &[&sweep.namespace, &sweep.name])?;
+        let counts = status.request_counts.clone().unwrap_or_default();
         reporter.say(format!(
             "{}: {phase} ({}, {} lines completed, {} failed); summary in {}",
             sweep.object(),
-            status.progress.unwrap_or_default(),
+            status.progress.clone().unwrap_or_default(),
             counts.completed,
             counts.failed,
             dir.join("summary.json").display()
@@ -352,12 +354,7 @@ fn client_for(plan: &Plan, simulator: Option<&RunningSimulator>) -> anyhow::Resu
 }
 
 /// Prints one line per batch and picks the exit code.
-fn summarise(
-    plans: &[Plan],
-    endings: &[(Ending, crate::api::BatchStatus)],
-    options: &RunOptions,
-    reporter: &Reporter,
-) -> ExitCode {
+fn summarise(plans: &[Plan], endings: &[(Ending, BatchStatus)], options: &RunOptions, reporter: &Reporter) -> ExitCode {
     let mut code = exit::SUCCEEDED;
     for (plan, (ending, status)) in plans.iter().zip(endings) {
         let out = paths::under(&options.out_dir, &[&plan.namespace, &plan.name]).unwrap_or_default();

@@ -242,6 +242,95 @@ fn max_attempts_out_of_range_is_named_and_nothing_is_sent() {
 }
 
 #[test]
+fn parallelism_0_is_named_and_nothing_is_sent() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    ws.write(
+        "sweep.yaml",
+        &retry_manifests("").replace("parallelism: 2", "parallelism: 0"),
+    );
+    ws.write("gateway.yaml", &gateway_manifests(&sim.base_url, KEY, &[]));
+    let output = ws.run(&["sweep.yaml", "gateway.yaml"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("spec.parallelism is 0"), "{}", text(&output));
+    assert!(sim.journal().is_empty(), "nothing goes upstream");
+}
+
+/// The condition of `type_` in a status.
+fn condition<'a>(status: &'a serde_yaml::Value, type_: &str) -> &'a serde_yaml::Value {
+    status["conditions"]
+        .as_sequence()
+        .and_then(|all| all.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition: {status:?}"))
+}
+
+#[test]
+fn with_parallelism_1_and_no_failure_budget_the_first_failed_child_stops_the_sweep() {
+    // Every batch expires: the first child fails, spending the budget, so the second never
+    // starts (as the controller's sweep decides).
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    let manifests = retry_manifests("").replace(
+        "parallelism: 2\n  maxFailedBatches: 10",
+        "parallelism: 1\n  maxFailedBatches: 0",
+    );
+    ws.write("sweep.yaml", &manifests);
+    ws.write(
+        "gateway.yaml",
+        &gateway_manifests(&sim.base_url, KEY, &[("x-sim-expire", "true")]),
+    );
+    let output = ws.run(&["sweep.yaml", "gateway.yaml"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output)
+            .contains("default/corpus-c0001: stopped: not started: more than maxFailedBatches 0 children failed"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), 1, "only the first child ran");
+    assert_eq!(ws.status_yaml("corpus-c0000")["phase"], "Expired");
+    let status = ws.status_yaml("corpus");
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(status["batches"]["failed"], 1);
+    assert_eq!(status["batches"]["waiting"], 1);
+    assert_eq!(condition(&status, "Failed")["reason"], "FailureBudgetExceeded");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.out("corpus").join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["children"].as_array().unwrap().len(), 1, "{summary}");
+
+    // A rerun finds the budget still spent: nothing more starts.
+    let again = ws.run(&["sweep.yaml", "gateway.yaml"]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), 1);
+}
+
+#[test]
+fn a_suspended_sweep_starts_no_child_until_resumed() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    ws.write("gateway.yaml", &gateway_manifests(&sim.base_url, KEY, &[]));
+    ws.write("sweep.yaml", &retry_manifests("  suspend: true\n"));
+    let suspended = ws.run(&["sweep.yaml", "gateway.yaml"]);
+    assert_eq!(suspended.status.code(), Some(1), "{}", text(&suspended));
+    assert!(
+        text(&suspended).contains("default/corpus-c0000: stopped: not started: the sweep is suspended"),
+        "{}",
+        text(&suspended)
+    );
+    assert!(sim.journal().is_empty(), "nothing goes upstream");
+    let status = ws.status_yaml("corpus");
+    assert_eq!(status["phase"], "Suspended");
+    assert_eq!(status["batches"]["waiting"], 2);
+    assert_eq!(condition(&status, "Suspended")["status"], "True");
+
+    ws.write("sweep.yaml", &retry_manifests(""));
+    let resumed = ws.run(&["sweep.yaml", "gateway.yaml"]);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert_eq!(ws.status_yaml("corpus")["phase"], "Succeeded");
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), 2);
+}
+
+#[test]
 fn a_run_killed_after_uploading_a_retry_adopts_that_upload_when_rerun() {
     let sim = Simulator::start(&["--api-key", KEY]);
     let ws = Workspace::new();
