@@ -15,7 +15,7 @@ use crate::engine::{self, ErrorClass, Outcome};
 use crate::gateway::GatewayClient;
 use crate::io::object_output::Manifest;
 use crate::io::{Packed, pack_for_secret};
-use crate::jsonl::{Limits, Rewrite, prepare_bytes};
+use crate::jsonl::{Limits, prepare_bytes};
 
 /// One Batch's steps within one reconcile.
 pub struct ClusterBatch<'a> {
@@ -138,13 +138,8 @@ impl Driver for ClusterBatch<'_> {
 /// The input as it is uploaded: its byteRange, rewritten by its overrides; and its report.
 fn prepare(batch: &Batch, bytes: &[u8], limits: Limits) -> (Vec<u8>, crate::jsonl::Report) {
     let input = &batch.spec.input;
-    let overrides = input.overrides.clone().unwrap_or_default();
-    let rewrite = Rewrite {
-        model: overrides.model,
-        custom_id_prefix: overrides.custom_id_prefix,
-    };
     let range = input.byte_range.map(|r| r.start..r.end);
-    prepare_bytes(bytes, range, rewrite, batch.spec.endpoint.path(), limits)
+    prepare_bytes(bytes, range, driver::rewrite(input), batch.spec.endpoint.path(), limits)
 }
 
 /// Downloads both files (to a scratch directory, counted line by line) and puts them in the

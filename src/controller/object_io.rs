@@ -12,7 +12,7 @@ use super::cluster_io::{InputError, get};
 use crate::api::{Batch, ObjectStoreRef};
 use crate::io::ObjectInput;
 use crate::io::storage::{self, ObjectLocation};
-use crate::jsonl::{Limits, Rewrite};
+use crate::jsonl::Limits;
 
 /// The Batch's input object, prepared with its byteRange, overrides and the ceilings of its mode.
 pub async fn input(ctx: &Context, batch: &Batch, limits: Limits) -> Result<Option<ObjectInput>, InputError> {
@@ -26,14 +26,10 @@ pub async fn input(ctx: &Context, batch: &Batch, limits: Limits) -> Result<Optio
         "spec.input.objectStore",
     )
     .await?;
-    let overrides = batch.spec.input.overrides.clone().unwrap_or_default();
     Ok(Some(ObjectInput {
         location,
         range: batch.spec.input.byte_range.map(|r| r.start..r.end),
-        rewrite: Rewrite {
-            model: overrides.model,
-            custom_id_prefix: overrides.custom_id_prefix,
-        },
+        rewrite: crate::driver::rewrite(&batch.spec.input),
         endpoint: batch.spec.endpoint.path().to_string(),
         limits,
     }))

@@ -23,6 +23,15 @@ pub fn attempt_token() -> String {
     engine::attempt_token_at(k8s_openapi::jiff::Timestamp::now(), rand::random::<u32>())
 }
 
+/// The rewrite a Batch's `spec.input.overrides` ask for (model, custom_id prefix).
+pub fn rewrite(input: &crate::api::BatchInput) -> crate::jsonl::Rewrite {
+    let overrides = input.overrides.clone().unwrap_or_default();
+    crate::jsonl::Rewrite {
+        model: overrides.model,
+        custom_id_prefix: overrides.custom_id_prefix,
+    }
+}
+
 /// The input's id digest as the status keeps it.
 pub fn input_ids(digest: Option<crate::jsonl::IdDigest>) -> Option<crate::api::InputIds> {
     digest.map(|d| crate::api::InputIds {

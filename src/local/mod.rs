@@ -216,7 +216,7 @@ fn validate_inputs(plans: &mut [Plan]) -> Result<Vec<crate::jsonl::Summary>, Vec
         let range = input.byte_range.map(|r| r.start..r.end);
         let limits = resolve::limits(&plan.gateway);
         let (prepared, report) =
-            crate::jsonl::prepare_bytes(&plan.input, range, resolve::rewrite(input), endpoint, limits);
+            crate::jsonl::prepare_bytes(&plan.input, range, crate::driver::rewrite(input), endpoint, limits);
         if report.is_valid() {
             validated.push(report.summary);
             plan.input = prepared.into();

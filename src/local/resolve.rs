@@ -121,7 +121,7 @@ fn plan_one(
             Ok(location) => Some(ObjectInput {
                 location,
                 range: spec.input.byte_range.map(|r| r.start..r.end),
-                rewrite: rewrite(&spec.input),
+                rewrite: crate::driver::rewrite(&spec.input),
                 endpoint: spec.endpoint.path().to_string(),
                 limits: limits(&gateway),
             }),
@@ -189,15 +189,6 @@ fn input_digest(spec: &BatchInput, bytes: &[u8]) -> String {
         ),
         _ if spec.byte_range.is_none() && spec.overrides.is_none() => format!("{:x}", Sha256::digest(bytes)),
         _ => format!("{:x}+{:x}", Sha256::digest(bytes), Sha256::digest(shaping)),
-    }
-}
-
-/// `spec.input.overrides` as the JSONL rewrite.
-pub fn rewrite(input: &BatchInput) -> crate::jsonl::Rewrite {
-    let overrides = input.overrides.clone().unwrap_or_default();
-    crate::jsonl::Rewrite {
-        model: overrides.model,
-        custom_id_prefix: overrides.custom_id_prefix,
     }
 }
 
