@@ -213,8 +213,7 @@ impl Scope {
         let batches = {
             let (store, writer) = reflector::store();
             let (ctx, wake_batch, wake_sweep) = (context.clone(), wake_batch.clone(), wake_sweep.clone());
-            let stream = watcher(scoped::<Batch>(client, ns), watcher::Config::default())
-                .default_backoff()
+            let stream = lean_watch(scoped::<Batch>(client, ns))
                 .reflect(writer)
                 .touched_objects()
                 .inspect_ok(move |batch| {
@@ -230,8 +229,7 @@ impl Scope {
         let gateways = {
             let (store, writer) = reflector::store();
             let (ctx, wake_batch, wake_sweep) = (context.clone(), wake_batch.clone(), wake_sweep.clone());
-            let stream = watcher(scoped::<BatchGateway>(client, ns), watcher::Config::default())
-                .default_backoff()
+            let stream = lean_watch(scoped::<BatchGateway>(client, ns))
                 .reflect(writer)
                 .touched_objects()
                 .inspect_ok(move |gateway| {
@@ -260,8 +258,13 @@ impl Scope {
             futures::future::ready(())
         })
         .boxed();
-        let sweeps =
-            Controller::new(scoped::<BatchSweep>(client, ns), watcher::Config::default()).reconcile_on(wake_sweeps);
+        let sweeps = {
+            let (store, writer) = reflector::store();
+            let stream = lean_watch(scoped::<BatchSweep>(client, ns))
+                .reflect(writer)
+                .touched_objects();
+            Controller::for_stream(stream, store).reconcile_on(wake_sweeps)
+        };
         Scope {
             batches,
             gateways,
@@ -372,6 +375,17 @@ fn scopes(namespaces: &[String]) -> Vec<Option<String>> {
         return vec![None];
     }
     unique.into_iter().map(|ns| Some(ns.clone())).collect()
+}
+
+/// A watch of one of our kinds whose objects are cached without `metadata.managedFields`:
+/// nothing reads them, and they are a large share of each cached object.
+fn lean_watch<K>(api: Api<K>) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|object| object.managed_fields_mut().clear())
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>

@@ -9,6 +9,7 @@ const DEFAULT_VALIDATING_MS: u64 = 200;
 const DEFAULT_FINALIZING_MS: u64 = 200;
 const DEFAULT_CANCELLING_MS: u64 = 200;
 const DEFAULT_MAX_FILE_BYTES: u64 = 209_715_200;
+const DEFAULT_JOURNAL_CAPACITY: usize = 100_000;
 
 /// All simulator knobs; also the clap flags of `llm-batch-operator simulator`.
 ///
@@ -79,6 +80,11 @@ pub struct SimulatorConfig {
     /// Largest accepted upload, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES)]
     pub max_file_bytes: u64,
+
+    /// Most requests kept in the journal (`GET /__sim/journal`); past it the oldest go, so a
+    /// long-running simulator's memory stays bounded.
+    #[arg(long, default_value_t = DEFAULT_JOURNAL_CAPACITY)]
+    pub journal_capacity: usize,
 }
 
 impl Default for SimulatorConfig {
@@ -100,6 +106,7 @@ impl Default for SimulatorConfig {
             seed: None,
             data_dir: None,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            journal_capacity: DEFAULT_JOURNAL_CAPACITY,
         }
     }
 }
@@ -123,6 +130,7 @@ impl fmt::Debug for SimulatorConfig {
             .field("seed", &self.seed)
             .field("data_dir", &self.data_dir)
             .field("max_file_bytes", &self.max_file_bytes)
+            .field("journal_capacity", &self.journal_capacity)
             .finish()
     }
 }

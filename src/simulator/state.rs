@@ -17,9 +17,6 @@ use tokio_util::sync::CancellationToken;
 use super::config::SimulatorConfig;
 use super::wire::{Batch, BatchStatus, FileObject};
 
-/// Most journal entries kept, so a long-running simulator's memory stays bounded.
-const JOURNAL_CAPACITY: usize = 100_000;
-
 /// Shared, cheaply clonable state behind the simulator's router.
 #[derive(Clone)]
 pub struct SimState {
@@ -224,10 +221,10 @@ impl SimState {
         Some(f(&mut record.batch, &record.cancel))
     }
 
-    /// Journals a request; past [`JOURNAL_CAPACITY`] the oldest entries go.
+    /// Journals a request; past the configured capacity the oldest entries go.
     pub(crate) fn record(&self, entry: JournalEntry) {
         let mut journal = lock(&self.inner.journal);
-        if journal.len() == JOURNAL_CAPACITY {
+        if journal.len() >= self.inner.config.journal_capacity.max(1) {
             journal.pop_front();
         }
         journal.push_back(entry);
