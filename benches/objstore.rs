@@ -24,7 +24,7 @@ use support::Simulator;
 use llm_batch_operator::api::ObjectStoreRef;
 use llm_batch_operator::gateway::{GatewayClient, GatewayConfig};
 use llm_batch_operator::io::object_output::upload_file;
-use llm_batch_operator::io::storage;
+use llm_batch_operator::io::object_storage;
 use llm_batch_operator::io::{Checked, ObjectInput};
 use llm_batch_operator::jsonl::{Limits, Rewrite, Validator};
 
@@ -73,7 +73,7 @@ fn main() -> anyhow::Result<()> {
         endpoint: Some(s3.endpoint.clone()),
         ..Default::default()
     };
-    let location = storage::open(
+    let location = object_storage::open(
         &reference(format!("s3://{BUCKET}/{KEY}")),
         &credentials,
         "bench",
@@ -129,7 +129,7 @@ fn main() -> anyhow::Result<()> {
             })
         },
     )?;
-    let results = storage::open(
+    let results = object_storage::open(
         &reference(format!("s3://{BUCKET}/results/")),
         &credentials,
         "bench",

@@ -11,7 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::KeyRef;
+use super::{InvalidField, KeyRef};
 
 /// Pattern every duration field accepts: "500ms", "10s", "5m", "1h30m".
 pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
@@ -166,23 +166,23 @@ impl GatewayLimits {
     }
 
     /// The byte ceiling in force; an unparsable quantity is reported with the field path.
-    pub fn max_bytes(&self) -> Result<u64, String> {
+    pub fn max_bytes(&self) -> Result<u64, InvalidField> {
         match &self.max_bytes_per_batch {
             None => Ok(DEFAULT_MAX_BYTES_PER_BATCH),
-            Some(q) => super::parse_bytes(q).map_err(|e| format!("spec.limits.maxBytesPerBatch: {e}")),
+            Some(q) => super::parse_bytes(q).map_err(|e| InvalidField::new("spec.limits.maxBytesPerBatch", e)),
         }
     }
 
     /// The largest result file read, when set (`None`: the client's default).
-    pub fn max_result_bytes(&self) -> Result<Option<u64>, String> {
+    pub fn max_result_bytes(&self) -> Result<Option<u64>, InvalidField> {
         self.max_result_bytes
             .as_deref()
-            .map(|q| super::parse_bytes(q).map_err(|e| format!("spec.limits.maxResultBytes: {e}")))
+            .map(|q| super::parse_bytes(q).map_err(|e| InvalidField::new("spec.limits.maxResultBytes", e)))
             .transpose()
     }
 
     /// The longest download of one result file, when set (`None`: the client's default).
-    pub fn download_timeout(&self) -> Result<Option<Duration>, String> {
+    pub fn download_timeout(&self) -> Result<Option<Duration>, InvalidField> {
         self.download_timeout
             .as_deref()
             .map(|t| parse_duration("spec.limits.downloadTimeout", Some(t), Duration::ZERO))
@@ -192,21 +192,20 @@ impl GatewayLimits {
 
 impl Polling {
     /// First poll interval (default 10s).
-    pub fn initial(&self) -> Result<Duration, String> {
+    pub fn initial(&self) -> Result<Duration, InvalidField> {
         parse_duration("spec.polling.initial", self.initial.as_deref(), Duration::from_secs(10))
     }
 
     /// Longest poll interval (default 5m).
-    pub fn max(&self) -> Result<Duration, String> {
+    pub fn max(&self) -> Result<Duration, InvalidField> {
         parse_duration("spec.polling.max", self.max.as_deref(), Duration::from_secs(300))
     }
 }
 
-fn parse_duration(field: &str, text: Option<&str>, default: Duration) -> Result<Duration, String> {
+fn parse_duration(field: &'static str, text: Option<&str>, default: Duration) -> Result<Duration, InvalidField> {
     match text {
         None => Ok(default),
-        Some(t) => {
-            humantime::parse_duration(t).map_err(|e| format!("{field}: {t:?} is not a duration like 10s or 5m ({e})"))
-        }
+        Some(t) => humantime::parse_duration(t)
+            .map_err(|e| InvalidField::new(field, format!("{t:?} is not a duration like 10s or 5m ({e})"))),
     }
 }

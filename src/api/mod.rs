@@ -8,6 +8,7 @@ mod conditions;
 mod crds;
 mod gateway;
 mod headline;
+mod invalid;
 mod mode;
 mod quantity;
 mod storage;
@@ -17,8 +18,9 @@ pub use batch::*;
 pub use conditions::{Conditions, condition_types, gateway_condition_types, gateway_reasons, reasons};
 pub use crds::{all_crds, crds_yaml};
 pub use gateway::*;
+pub use invalid::InvalidField;
 pub use mode::*;
-pub use quantity::parse_bytes;
+pub use quantity::{BadQuantity, parse_bytes};
 pub use storage::{ByteRange, InputOverrides, ObjectStoreRef, PvcSink};
 pub use sweep::*;
 

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::GatewayLimits;
+use super::{GatewayLimits, InvalidField};
 
 /// How Batches reach a gateway.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
@@ -90,11 +90,15 @@ impl Default for DirectLimits {
 
 impl GatewayLimits {
     /// The direct-mode limits in force; a bad duration is reported with its field path.
-    pub fn direct(&self) -> Result<DirectLimits, String> {
+    pub fn direct(&self) -> Result<DirectLimits, InvalidField> {
         let request_timeout = match &self.request_timeout {
             None => DEFAULT_REQUEST_TIMEOUT,
-            Some(t) => humantime::parse_duration(t)
-                .map_err(|e| format!("spec.limits.requestTimeout: {t:?} is not a duration like 60s or 5m ({e})"))?,
+            Some(t) => humantime::parse_duration(t).map_err(|e| {
+                InvalidField::new(
+                    "spec.limits.requestTimeout",
+                    format!("{t:?} is not a duration like 60s or 5m ({e})"),
+                )
+            })?,
         };
         Ok(DirectLimits {
             max_concurrent_requests: self.max_concurrent_requests.unwrap_or(DEFAULT_MAX_CONCURRENT_REQUESTS),
@@ -135,6 +139,11 @@ mod tests {
             request_timeout: Some("soon".into()),
             ..GatewayLimits::default()
         };
-        assert!(bad.direct().unwrap_err().contains("spec.limits.requestTimeout"));
+        assert!(
+            bad.direct()
+                .unwrap_err()
+                .to_string()
+                .contains("spec.limits.requestTimeout")
+        );
     }
 }

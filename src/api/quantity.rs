@@ -2,13 +2,13 @@
 
 /// Parses a Kubernetes-style byte quantity: a plain integer, or an integer with a
 /// binary (Ki, Mi, Gi, Ti) or decimal (k, K, M, G, T) suffix.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
+pub fn parse_bytes(text: &str) -> Result<u64, BadQuantity> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, suffix) = text.split_at(split);
     let number: u64 = digits
         .parse()
-        .map_err(|_| format!("{text:?} is not a byte quantity (e.g. 200Mi, 100M, 1048576)"))?;
+        .map_err(|_| BadQuantity(format!("{text:?} is not a byte quantity (e.g. 200Mi, 100M, 1048576)")))?;
     let factor: u64 = match suffix {
         "" => 1,
         "k" | "K" => 1_000,
@@ -20,15 +20,20 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "Gi" => 1 << 30,
         "Ti" => 1 << 40,
         other => {
-            return Err(format!(
+            return Err(BadQuantity(format!(
                 "{text:?} has an unknown unit {other:?} (use Ki, Mi, Gi, k, M or G)"
-            ));
+            )));
         }
     };
     number
         .checked_mul(factor)
-        .ok_or_else(|| format!("{text:?} is too large"))
+        .ok_or_else(|| BadQuantity(format!("{text:?} is too large")))
 }
+
+/// A text that is not a byte quantity, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadQuantity(String);
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ use crate::direct::progress::{self, ProgressServer};
 use crate::direct::{self, Counts, DirectJob, DirectSummary};
 use crate::engine::ErrorClass;
 use crate::gateway::GatewayClient;
-use crate::io::{Checked, ObjectInput, storage};
+use crate::io::{Checked, ObjectInput, object_storage};
 use crate::job_protocol::{FINAL_FAILURE, JobFailure};
 use crate::jsonl::{self, Limits, Rewrite};
 
@@ -165,7 +165,7 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => e,
     };
-    let Some(class) = crate::driver::direct_failure_class(&error) else {
+    let Some(class) = crate::steps::direct_failure_class(&error) else {
         eprintln!("interrupted; rerun the same command to resume");
         return Ok(ExitCode::from(130));
     };
@@ -216,11 +216,11 @@ async fn object_input(
     rewrite: Rewrite,
     limits: Limits,
 ) -> anyhow::Result<Result<Input, String>> {
-    let credentials = storage::credential_keys(&reference.url)
+    let credentials = object_storage::credential_keys(&reference.url)
         .iter()
         .filter_map(|key| std::env::var(key).ok().map(|value| (key.to_string(), value)))
         .collect();
-    let location = match storage::open(reference, &credentials, "the environment", &args.job.addresses()) {
+    let location = match object_storage::open(reference, &credentials, "the environment", &args.job.addresses()) {
         Ok(location) => location,
         Err(e) => return Ok(Err(format!("--input-object: {e}"))),
     };

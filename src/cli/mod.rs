@@ -231,7 +231,7 @@ impl JobArgs {
             download_timeout: self.download_timeout.clone(),
             ..Default::default()
         };
-        config.limits = crate::driver::response_limits(&limits).map_err(anyhow::Error::msg)?;
+        config.limits = crate::steps::response_limits(&limits).map_err(anyhow::Error::msg)?;
         Ok(config)
     }
 

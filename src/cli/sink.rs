@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::driver;
 use crate::engine::Outcome;
 use crate::gateway::GatewayClient;
 use crate::job_protocol::{FINAL_FAILURE, JobFailure};
 use crate::jsonl::IdDigest;
+use crate::steps;
 
 /// Flags of `sink`.
 #[derive(clap::Args, Debug)]
@@ -35,7 +35,7 @@ pub struct SinkArgs {
 /// stderr and as JSON on stdout. Rerunning is safe: files are replaced whole.
 pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
     let client = GatewayClient::new(args.job.gateway_config()?)?;
-    let result = driver::download_results(
+    let result = steps::download_results(
         &client,
         args.output_file_id.as_deref(),
         args.error_file_id.as_deref(),

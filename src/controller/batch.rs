@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::{Error as FinalizerError, Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 
 use super::batch_driver::ClusterBatch;
@@ -21,8 +21,8 @@ use crate::api::{
     BATCH_ID_ANNOTATION, Batch, BatchMode, BatchPhase, BatchStatus, Conditions, DeletionPolicy, condition_types as ct,
     reasons,
 };
-use crate::driver;
 use crate::engine::{self, Action, ErrorClass, Outcome, PollingPolicy, UpstreamState};
+use crate::steps;
 
 /// Steps one reconcile may take before yielding to other objects.
 const MAX_STEPS: usize = 16;
@@ -50,8 +50,9 @@ pub async fn reconcile(batch: Arc<Batch>, ctx: Arc<Context>) -> Result<Requeue, 
     .map_err(|e| match e {
         // The step's own error keeps its kind (metrics, Event notes); only the finalizer's
         // own patches count as finalizer errors.
-        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
+        FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
+        FinalizerError::AddFinalizer(e) | FinalizerError::RemoveFinalizer(e) => Error::Finalizer(e),
+        other @ (FinalizerError::UnnamedObject | FinalizerError::InvalidFinalizer) => Error::Invalid(other.to_string()),
     })
 }
 
@@ -80,9 +81,9 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         Err(why) => return wait_for_gateway(&batch, status, why, ctx).await,
     };
     let status = reattach::status(&batch, &gateway.client, ctx).await?;
-    let mut steps = Steps::new(&batch, status);
-    let requeue = take_steps(&batch, &gateway, &mut steps, ctx).await;
-    let written = steps.write(ctx).await;
+    let mut draft = Draft::new(&batch, status);
+    let requeue = take_steps(&batch, &gateway, &mut draft, ctx).await;
+    let written = draft.write(ctx).await;
     let requeue = requeue?;
     written?;
     Ok(requeue)
@@ -90,11 +91,11 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
 
 /// Takes engine steps until the Batch has to wait; the status is written (by the caller, and
 /// before any step that creates something upstream while the attempt is not yet durable).
-async fn take_steps(batch: &Batch, gateway: &Gateway, steps: &mut Steps, ctx: &Context) -> Result<Requeue, Error> {
+async fn take_steps(batch: &Batch, gateway: &Gateway, draft: &mut Draft, ctx: &Context) -> Result<Requeue, Error> {
     let key = key(batch);
     let mut io = ClusterBatch::new(batch, gateway, ctx);
     for _ in 0..MAX_STEPS {
-        let status = steps.status.clone();
+        let status = draft.status.clone();
         let action = engine::decide(&batch.spec, &status, &context(batch, gateway.polling));
         if let Action::Poll { after, .. } = &action {
             let wait = ctx.poll_wait(&key, *after);
@@ -108,10 +109,10 @@ async fn take_steps(batch: &Batch, gateway: &Gateway, steps: &mut Steps, ctx: &C
             ctx.reset_backoff(&key);
             return Ok(Requeue::await_change());
         }
-        if steps.attempt_not_durable() && creates_upstream(&action) {
-            steps.write(ctx).await?;
+        if draft.attempt_not_durable() && creates_upstream(&action) {
+            draft.write(ctx).await?;
         }
-        let Some(outcome) = driver::perform(&mut io, &status, action).await? else {
+        let Some(outcome) = steps::perform(&mut io, &status, action).await? else {
             ctx.reset_backoff(&key);
             return Ok(Requeue::requeue(job_wait(&key, &status, gateway, ctx)));
         };
@@ -123,7 +124,7 @@ async fn take_steps(batch: &Batch, gateway: &Gateway, steps: &mut Steps, ctx: &C
         }
         let next = engine::reduce(&status, outcome, &context(batch, gateway.polling));
         record(batch, &status, &next, ctx).await;
-        steps.status = next;
+        draft.status = next;
         if failure.is_none() {
             ctx.reset_backoff(&key);
         }
@@ -174,14 +175,14 @@ fn creates_upstream(action: &Action) -> bool {
 
 /// The status as the steps leave it, and the object as last written: steps with nothing
 /// upstream between them (validated, admitted, attempt started) are written once.
-struct Steps {
+struct Draft {
     written: Batch,
     status: BatchStatus,
 }
 
-impl Steps {
+impl Draft {
     fn new(batch: &Batch, status: BatchStatus) -> Self {
-        Steps {
+        Draft {
             written: batch.clone(),
             status,
         }
@@ -310,7 +311,7 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         match reattach::is_ours(&batch, id, &client, ctx).await {
             Ok(true) => gateway.batch_id = Some(id.to_string()),
             Ok(false) => {}
-            Err(e) if e.is_retryable() => return Err(Error::Gateway(format!("checking batch {id}: {e}"))),
+            Err(e) if e.is_retryable() => return Err(Error::gateway(format!("checking batch {id}"), e)),
             Err(e) => tracing::warn!(batch = %key(&batch), error = %e, "not cancelling the annotated batch"),
         }
     }
@@ -323,9 +324,9 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         if let Outcome::GatewayError {
             class: ErrorClass::Transient,
             message,
-        } = driver::cancel(&client, id).await
+        } = steps::cancel(&client, id).await
         {
-            return Err(Error::Gateway(format!("cancelling {id}: {message}")));
+            return Err(Error::gateway(format!("cancelling {id}"), message));
         }
         ctx.publish(
             &*batch,
@@ -344,7 +345,7 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
         && let Err(e) = client.delete_file(file).await
         && e.is_retryable()
     {
-        return Err(Error::Gateway(format!("deleting input file {file}: {e}")));
+        return Err(Error::gateway(format!("deleting input file {file}"), e));
     }
     Ok(Requeue::await_change())
 }

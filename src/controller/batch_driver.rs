@@ -1,4 +1,4 @@
-//! The controller's side of each step ([`driver::Driver`]): the input from a ConfigMap, a
+//! The controller's side of each step ([`steps::Driver`]): the input from a ConfigMap, a
 //! Secret or object storage (credentials from a Secret), admission against the cache, Jobs
 //! for a direct run and a PVC output, and the results into an owned Secret or object storage.
 
@@ -10,12 +10,12 @@ use super::cluster_io::{self, Gateway, InputError, MAX_SECRET_BYTES};
 use super::{Context, Error};
 use super::{admission, direct_job, object_io, pvc_sink};
 use crate::api::{Batch, BatchMode, BatchStatus, GatewayMode};
-use crate::driver::{self, Driver, Input};
 use crate::engine::{self, ErrorClass, Outcome};
 use crate::gateway::GatewayClient;
 use crate::io::object_output::Manifest;
 use crate::io::{Packed, pack_for_secret};
 use crate::jsonl::{Limits, prepare_bytes};
+use crate::steps::{self, Driver, Input};
 
 /// One Batch's steps within one reconcile.
 pub struct ClusterBatch<'a> {
@@ -139,7 +139,7 @@ impl Driver for ClusterBatch<'_> {
 fn prepare(batch: &Batch, bytes: &[u8], limits: Limits) -> (Vec<u8>, crate::jsonl::Report) {
     let input = &batch.spec.input;
     let range = input.byte_range.map(|r| r.start..r.end);
-    prepare_bytes(bytes, range, driver::rewrite(input), batch.spec.endpoint.path(), limits)
+    prepare_bytes(bytes, range, steps::rewrite(input), batch.spec.endpoint.path(), limits)
 }
 
 /// Downloads both files (to a scratch directory, counted line by line) and puts them in the
@@ -158,9 +158,9 @@ async fn download_into(
         class: ErrorClass::Output,
         message: format!("scratch space: {e}"),
     };
-    let expected = driver::expected_ids(status);
+    let expected = steps::expected_ids(status);
     let mut downloaded =
-        driver::download_results(gateway, output_id.as_deref(), error_id.as_deref(), scratch, expected).await?;
+        steps::download_results(gateway, output_id.as_deref(), error_id.as_deref(), scratch, expected).await?;
     let files: Vec<(String, std::path::PathBuf)> = ["output.jsonl", "errors.jsonl"]
         .into_iter()
         .map(|name| (name.to_string(), scratch.join(name)))
@@ -169,7 +169,7 @@ async fn download_into(
     match object_io::output(ctx, batch).await {
         Ok(Some(prefix)) => {
             let manifest = manifest(batch, status);
-            return driver::storage::store_results(&prefix, scratch, downloaded, manifest).await;
+            return steps::bucket::store_results(&prefix, scratch, downloaded, manifest).await;
         }
         Ok(None) => {}
         Err(InputError::Api(e)) => return Err(output_failure(e.to_string())),
@@ -221,7 +221,7 @@ fn manifest(batch: &Batch, status: &BatchStatus) -> Manifest {
         input_file_id: gateway.input_file_id,
         output_file_id: gateway.output_file_id,
         error_file_id: gateway.error_file_id,
-        input: driver::storage::input_description(&ns, &batch.spec.input),
+        input: steps::bucket::input_description(&ns, &batch.spec.input),
         submitted_at: status.submit_time.as_ref().map(|t| t.0.to_string()),
         written_at: k8s_openapi::jiff::Timestamp::now().to_string(),
         ..Default::default()

@@ -196,7 +196,7 @@ async fn build_client(ctx: &Context, gateway: &BatchGateway) -> Result<(GatewayC
     config.headers = spec.headers.clone();
     config.observer = Some(ctx.gateway_observer());
     config.addresses = ctx.addresses.clone();
-    config.limits = crate::driver::response_limits(&spec.limits).map_err(&unusable)?;
+    config.limits = crate::steps::response_limits(&spec.limits).map_err(|e| unusable(e.to_string()))?;
     let mut fingerprint = Sha256::new();
     fingerprint.update(serde_json::to_vec(&(&spec.url, &spec.headers, &spec.limits)).unwrap_or_default());
     if let Some(auth) = &spec.auth {
@@ -217,8 +217,8 @@ async fn build_client(ctx: &Context, gateway: &BatchGateway) -> Result<(GatewayC
         config.api_key = Some(ApiKey::new(key.trim()));
     }
     let polling = PollingPolicy {
-        initial: spec.polling.initial().map_err(&unusable)?,
-        max: spec.polling.max().map_err(&unusable)?,
+        initial: spec.polling.initial().map_err(|e| unusable(e.to_string()))?,
+        max: spec.polling.max().map_err(|e| unusable(e.to_string()))?,
     };
     let fingerprint = format!("{:x}", fingerprint.finalize());
     let client = ctx

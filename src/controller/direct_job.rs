@@ -17,7 +17,7 @@ use super::{Context, Error, direct_progress};
 use crate::api::{Batch, BatchGateway, BatchStatus, KeyRef, PvcSink};
 use crate::direct::DirectSummary;
 use crate::engine::{ErrorClass, Outcome};
-use crate::io::storage;
+use crate::io::object_storage;
 
 /// Where a ConfigMap or Secret input is mounted.
 const INPUT_MOUNT: &str = "/mnt/input";
@@ -104,7 +104,7 @@ pub async fn run(
                 }
                 let mut downloaded = summary.downloaded;
                 downloaded.location = location;
-                let state = crate::driver::concluded(summary.conclusion);
+                let state = crate::steps::concluded(summary.conclusion);
                 Some(Outcome::DirectFinished { state, downloaded })
             }
             _ => {
@@ -151,7 +151,7 @@ fn direct_plan(
     ctx: &Context,
 ) -> Result<JobPlan, String> {
     let progress_port = ctx.direct_progress.port();
-    let limits = gateway.spec.limits.direct()?;
+    let limits = gateway.spec.limits.direct().map_err(|e| e.to_string())?;
     let spec = &batch.spec;
     let (mut volumes, checkpoint) = jobs::claim_volumes(pvc);
     let mut args = jobs::job_args(gateway, &ctx.addresses);
@@ -275,7 +275,7 @@ fn input_source(spec: &crate::api::BatchSpec) -> Result<InputSource, String> {
     }
     if let Some(reference) = &input.object_store {
         let secret_env = match &reference.secret_ref {
-            Some(secret) => storage::credential_keys(&reference.url)
+            Some(secret) => object_storage::credential_keys(&reference.url)
                 .iter()
                 .map(|key| {
                     (

@@ -18,8 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::api::gateway_condition_types::{BATCH_API, READY};
 use crate::api::gateway_reasons::{self, BATCH_API_FOUND, BATCH_API_NOT_FOUND};
 use crate::api::{BatchGateway, BatchGatewayStatus, Conditions, GatewayCapabilities};
-use crate::driver;
 use crate::engine::admission;
+use crate::steps;
 
 /// How often a gateway is probed again.
 const PROBE_EVERY: Duration = Duration::from_secs(300);
@@ -76,7 +76,7 @@ async fn probe(gateway: &BatchGateway, ctx: &Context) -> Result<(bool, &'static 
         Ok((client, _)) => client,
         Err(why) => return Ok((false, gateway_reasons::MISCONFIGURED, why.to_string(), None)),
     };
-    Ok(match driver::probe_batch_api(&client).await {
+    Ok(match steps::probe_batch_api(&client).await {
         Ok(batch_api) => {
             let message = match batch_api {
                 true => "the gateway answers and accepts the key",

@@ -1,5 +1,5 @@
 //! The operator in a cluster: reconcilers for Batch, BatchGateway and BatchSweep driving the same
-//! engine as `run -f`. One module per reconciled kind; the shared I/O steps live in `driver`.
+//! engine as `run -f`. One module per reconciled kind; the shared I/O steps live in `steps`.
 
 mod admission;
 mod batch;

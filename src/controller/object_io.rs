@@ -11,7 +11,7 @@ use super::Context;
 use super::cluster_io::{InputError, get};
 use crate::api::{Batch, ObjectStoreRef};
 use crate::io::ObjectInput;
-use crate::io::storage::{self, ObjectLocation};
+use crate::io::object_storage::{self, ObjectLocation};
 use crate::jsonl::Limits;
 
 /// The Batch's input object, prepared with its byteRange, overrides and the ceilings of its mode.
@@ -29,7 +29,7 @@ pub async fn input(ctx: &Context, batch: &Batch, limits: Limits) -> Result<Optio
     Ok(Some(ObjectInput {
         location,
         range: batch.spec.input.byte_range.map(|r| r.start..r.end),
-        rewrite: crate::driver::rewrite(&batch.spec.input),
+        rewrite: crate::steps::rewrite(&batch.spec.input),
         endpoint: batch.spec.endpoint.path().to_string(),
         limits,
     }))
@@ -69,7 +69,7 @@ pub async fn location(
         }
         None => (BTreeMap::new(), "no Secret (anonymous access)".to_string()),
     };
-    storage::open(reference, &credentials, &from, &ctx.addresses)
+    object_storage::open(reference, &credentials, &from, &ctx.addresses)
         .map(|location| location.observed_by(ctx.metrics.store_observer()))
         .map_err(|e| InputError::Invalid(format!("{field}: {e}")))
 }

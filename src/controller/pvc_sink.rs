@@ -26,7 +26,7 @@ pub async fn download(
             message: no_job_image(pvc),
         }));
     };
-    let expected = crate::driver::expected_ids(status);
+    let expected = crate::steps::expected_ids(status);
     let plan = sink_plan(gateway, pvc, output_id, error_id, expected, &ctx.addresses);
     let Some(job) = jobs::ensure(&ctx.client, &jobs::build(batch, plan, image)).await? else {
         return Ok(None);

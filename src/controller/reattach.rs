@@ -49,9 +49,10 @@ pub async fn status(batch: &Batch, gateway: &GatewayClient, ctx: &Context) -> Re
         }
         Ok(false) => status.phase = Some(BatchPhase::Pending),
         Err(e) => {
-            return Err(Error::Gateway(format!(
-                "checking batch {id} of the {BATCH_ID_ANNOTATION} annotation: {e}"
-            )));
+            return Err(Error::gateway(
+                format!("checking batch {id} of the {BATCH_ID_ANNOTATION} annotation"),
+                e,
+            ));
         }
     }
     Ok(status)

@@ -26,9 +26,9 @@ use super::cluster_io::{self, InputError};
 use super::object_io;
 use super::{Context, Error, MANAGER};
 use crate::api::{Batch, BatchSpec, BatchSweep, BatchSweepStatus, SweepPhase, SweepPlan};
-use crate::driver::retry::follow_up_input;
-use crate::io::storage::StorageErrorKind;
+use crate::io::object_storage::StorageErrorKind;
 use crate::io::{ScanError, scan_object};
+use crate::steps::retry::follow_up_input;
 use crate::sweep::{
     self, ChildPlan, ObservedChild, RETRY_LINES_ANNOTATION, RETRYABLE_ANNOTATION, SWEEP_LABEL, ValidatedInput,
 };
@@ -157,7 +157,7 @@ async fn plan(sweep: &BatchSweep, ctx: &Context) -> Result<Planned, Error> {
     };
     let mut planner = match sweep::chunk_planner(&sweep.spec, &gateway.spec.limits) {
         Ok(planner) => planner,
-        Err(why) => return Ok(Planned::Invalid(why)),
+        Err(why) => return Ok(Planned::Invalid(why.to_string())),
     };
     let input = &sweep.spec.input;
     if let Some(reference) = &input.object_store {
@@ -171,7 +171,7 @@ async fn plan(sweep: &BatchSweep, ctx: &Context) -> Result<Planned, Error> {
         return Ok(match scan_object(&location, planner).await {
             Ok((size, chunks)) => match sweep::plan_of(&sweep.spec, size, &chunks) {
                 Ok(plan) => Planned::Ready(plan),
-                Err(why) => Planned::Invalid(why),
+                Err(why) => Planned::Invalid(why.to_string()),
             },
             Err(ScanError::Storage(e)) if e.kind == StorageErrorKind::Invalid => Planned::Invalid(e.message),
             // A missing object, refused credentials or a failing server can be fixed: look again.
@@ -198,7 +198,7 @@ async fn plan(sweep: &BatchSweep, ctx: &Context) -> Result<Planned, Error> {
     let planned = planner
         .finish()
         .map_err(|e| format!("spec.input: {e}"))
-        .and_then(|chunks| sweep::plan_of(&sweep.spec, bytes.len() as u64, &chunks));
+        .and_then(|chunks| sweep::plan_of(&sweep.spec, bytes.len() as u64, &chunks).map_err(|e| e.to_string()));
     Ok(match planned {
         Ok(plan) => Planned::Ready(plan),
         Err(why) => Planned::Invalid(why),
@@ -216,7 +216,12 @@ async fn follow_up(
 ) -> Result<Option<u64>, Error> {
     let client = match cluster_io::gateway_client(ctx, previous).await? {
         Ok(gateway) => gateway.client,
-        Err(why) => return Err(Error::Gateway(format!("retrying {}: {why}", previous.name_any()))),
+        Err(why) => {
+            return Err(Error::gateway(
+                format!("retrying {}", previous.name_any()),
+                why.to_string(),
+            ));
+        }
     };
     let status = previous.status.clone().unwrap_or_default();
     match follow_up_input(&client, &status).await {
@@ -231,7 +236,7 @@ async fn follow_up(
             annotate_retryable(ctx, sweep, previous, 0).await?;
             Ok(None)
         }
-        Err(e) if e.transient => Err(Error::Gateway(format!("retrying {}: {e}", previous.name_any()))),
+        Err(e) if e.transient => Err(Error::gateway(format!("retrying {}", previous.name_any()), e)),
         Err(e) => {
             let note = format!("the failed lines of {} are not retried: {e}", previous.name_any());
             ctx.publish(sweep, EventType::Warning, "RetryFailed", &note).await;

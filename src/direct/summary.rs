@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use super::{Conclusion, Counts, ERRORS_FILE, OUTPUT_FILE};
-use crate::driver::{summarise_errors, summarise_output};
 use crate::engine::Downloaded;
+use crate::steps::{summarise_errors, summarise_output};
 
 /// What a concluded run reports (stdout and `--summary-file`).
 #[derive(serde::Serialize, serde::Deserialize, Debug)]
@@ -23,7 +23,7 @@ impl DirectSummary {
     pub async fn read(dir: &Path, conclusion: Conclusion, total: u64, counts: Counts) -> std::io::Result<Self> {
         let mut downloaded = Downloaded::default();
         // Direct mode writes its own results: nothing to check them against.
-        let ids = &mut crate::driver::ResultIds::new(None);
+        let ids = &mut crate::steps::ResultIds::new(None);
         summarise_output(&dir.join(OUTPUT_FILE), ids)
             .await?
             .record(&mut downloaded);

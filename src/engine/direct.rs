@@ -5,7 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{Action, Context, Downloaded, Outcome, UpstreamState};
 use crate::api::{
-    BatchMode, BatchPhase, BatchSpec, BatchStatus, Conditions, GatewayLimits, GatewayStatus, RequestCounts,
+    BatchMode, BatchPhase, BatchSpec, BatchStatus, Conditions, GatewayLimits, GatewayStatus, InvalidField,
+    RequestCounts,
 };
 use crate::api::{condition_types as ct, reasons};
 use crate::jsonl::Limits;
@@ -28,7 +29,7 @@ pub(super) fn decide(spec: &BatchSpec, status: &BatchStatus) -> Action {
 /// The ceilings an input is validated against in `mode` (`None`: not settled yet, validated as
 /// a batch): the gateway's per-batch limits, or none in direct mode, where lines are sent one
 /// by one and there is no batch to bound. An unparsable limit names its field.
-pub fn input_limits(mode: Option<BatchMode>, gateway: &GatewayLimits) -> Result<Limits, String> {
+pub fn input_limits(mode: Option<BatchMode>, gateway: &GatewayLimits) -> Result<Limits, InvalidField> {
     Ok(match mode {
         Some(BatchMode::Direct) => Limits {
             max_requests: u64::MAX,

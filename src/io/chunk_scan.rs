@@ -3,7 +3,7 @@
 
 use futures::StreamExt;
 
-use super::storage::{ObjectLocation, StorageError};
+use super::object_storage::{ObjectLocation, StorageError};
 use crate::jsonl::{Chunk, ChunkError, ChunkPlanner};
 
 /// Why an object could not be cut into chunks.

@@ -3,9 +3,9 @@
 mod chunk_scan;
 mod object_input;
 pub mod object_output;
+pub mod object_storage;
 pub mod observed_store;
 mod secret_sink;
-pub mod storage;
 mod validated_upload;
 
 pub use chunk_scan::{ScanError, scan_object};

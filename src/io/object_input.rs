@@ -9,7 +9,7 @@ use futures::StreamExt;
 use tokio::io::AsyncBufRead;
 use tokio_util::io::StreamReader;
 
-use super::storage::{ObjectLocation, StorageError, StorageErrorKind};
+use super::object_storage::{ObjectLocation, StorageError, StorageErrorKind};
 use super::validated_upload::{Digest, Expected, ValidatedUpload, prepared_upload};
 use crate::gateway::UploadSource;
 use crate::jsonl::{Limits, Preparer, Report, Rewrite, read_start};

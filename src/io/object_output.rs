@@ -9,7 +9,7 @@ use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
-use super::storage::{ObjectLocation, StorageError, StorageErrorKind};
+use super::object_storage::{ObjectLocation, StorageError, StorageErrorKind};
 
 /// Part size of multipart uploads (S3 needs at least 5 MiB per part but the last).
 const PART: usize = 8 * 1024 * 1024;

@@ -1,7 +1,7 @@
 //! Every object-store call through one wrapper: an [`ObservedStore`] is an [`ObjectStore`] that
 //! delegates each call to the store it wraps and tells a [`StoreObserver`] which operation ran,
 //! how it ended, how long it took and how many bytes it moved. A location wrapped once
-//! ([`ObjectLocation::observed_by`](super::storage::ObjectLocation::observed_by), as the
+//! ([`ObjectLocation::observed_by`](super::object_storage::ObjectLocation::observed_by), as the
 //! controller does with every one it opens) has each call counted whoever makes it: reads,
 //! uploads, listings, deletes. The caller supplies the observer (the controller records metrics
 //! with it); this module knows nothing of what it does.

@@ -10,8 +10,8 @@ use super::resolve::GatewayTarget;
 use super::runner::BatchRun;
 use crate::api::DirectLimits;
 use crate::direct::{self, Conclusion, Counts, DirectJob};
-use crate::driver;
 use crate::engine::{self, Downloaded, ErrorClass, Outcome};
+use crate::steps;
 
 /// How often counts are written to the state (and reported) while a direct run goes.
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
@@ -22,7 +22,7 @@ impl BatchRun<'_> {
     pub(super) async fn run_directly(&mut self) -> Option<Outcome> {
         let spec = &self.plan.batch.object.spec;
         let limits = match &self.plan.gateway {
-            GatewayTarget::Remote(gw) => gw.spec.limits.direct(),
+            GatewayTarget::Remote(gw) => gw.spec.limits.direct().map_err(|e| e.to_string()),
             GatewayTarget::Builtin { .. } => Ok(DirectLimits::default()),
         };
         let window = humantime::parse_duration(&spec.completion_window)
@@ -72,7 +72,7 @@ impl BatchRun<'_> {
                 let len = self.state.status.input.as_ref().map_or(0, |i| i.bytes);
                 match object.prepared_reader(len).await {
                     Ok(reader) => Box::new(reader),
-                    Err(e) => return Some(driver::storage::input_failure(e)),
+                    Err(e) => return Some(steps::bucket::input_failure(e)),
                 }
             }
             None => Box::new(std::io::Cursor::new(self.plan.input.clone())),
@@ -99,7 +99,7 @@ impl BatchRun<'_> {
         };
         match result {
             Ok((conclusion, _)) => Some(self.deliver(&job.checkpoint_dir, conclusion).await),
-            Err(e) => driver::direct_failure(e),
+            Err(e) => steps::direct_failure(e),
         }
     }
 
@@ -113,7 +113,7 @@ impl BatchRun<'_> {
     /// Copies the results where the Batch's output goes (the output directory, its claim
     /// under --pvc-root, and object storage) and counts them.
     async fn deliver(&self, checkpoint: &Path, conclusion: Conclusion) -> Outcome {
-        let state = driver::concluded(conclusion);
+        let state = steps::concluded(conclusion);
         let dir = self.plan.pvc_output.as_ref().map_or(&self.out_dir, |pvc| &pvc.dir);
         let mut downloaded = match copy_results(checkpoint, dir).await {
             Ok(downloaded) => downloaded,
@@ -130,7 +130,7 @@ impl BatchRun<'_> {
         let Some(prefix) = &self.plan.object_output else {
             return Outcome::DirectFinished { state, downloaded };
         };
-        match driver::storage::store_results(prefix, dir, downloaded, self.manifest()).await {
+        match steps::bucket::store_results(prefix, dir, downloaded, self.manifest()).await {
             Ok(Outcome::Downloaded(downloaded)) => Outcome::DirectFinished { state, downloaded },
             Ok(other) | Err(other) => other,
         }
@@ -155,12 +155,12 @@ async fn copy_results(checkpoint: &Path, out_dir: &Path) -> std::io::Result<Down
         ..Default::default()
     };
     // Direct mode writes its own results: nothing to check them against.
-    let ids = &mut driver::ResultIds::new(None);
-    driver::summarise_output(&output, ids).await?.record(&mut downloaded);
+    let ids = &mut steps::ResultIds::new(None);
+    steps::summarise_output(&output, ids).await?.record(&mut downloaded);
     let source = checkpoint.join(direct::ERRORS_FILE);
     if tokio::fs::metadata(&source).await.is_ok_and(|m| m.len() > 0) {
         copy_synced(&source, &errors).await?;
-        driver::summarise_errors(&errors, ids).await?.record(&mut downloaded);
+        steps::summarise_errors(&errors, ids).await?.record(&mut downloaded);
     } else {
         let _ = tokio::fs::remove_file(&errors).await;
     }

@@ -216,7 +216,7 @@ fn validate_inputs(plans: &mut [Plan]) -> Result<Vec<crate::jsonl::Summary>, Vec
         let range = input.byte_range.map(|r| r.start..r.end);
         let limits = resolve::limits(&plan.gateway);
         let (prepared, report) =
-            crate::jsonl::prepare_bytes(&plan.input, range, crate::driver::rewrite(input), endpoint, limits);
+            crate::jsonl::prepare_bytes(&plan.input, range, crate::steps::rewrite(input), endpoint, limits);
         if report.is_valid() {
             validated.push(report.summary);
             plan.input = prepared.into();
@@ -343,7 +343,7 @@ fn client_for(plan: &Plan, simulator: Option<&RunningSimulator>) -> anyhow::Resu
             let mut config = GatewayConfig::new(gw.spec.url.parse()?);
             config.api_key = gw.api_key.clone().map(ApiKey::new);
             config.headers = gw.spec.headers.clone();
-            config.limits = crate::driver::response_limits(&gw.spec.limits).map_err(anyhow::Error::msg)?;
+            config.limits = crate::steps::response_limits(&gw.spec.limits).map_err(anyhow::Error::msg)?;
             let polling = PollingPolicy {
                 initial: gw.spec.polling.initial().map_err(anyhow::Error::msg)?,
                 max: gw.spec.polling.max().map_err(anyhow::Error::msg)?,

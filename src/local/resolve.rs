@@ -11,7 +11,7 @@ use super::manifests::{Located, Manifests};
 use crate::api::{Batch, BatchGatewaySpec, BatchInput, Endpoint, KeyRef, ObjectStoreRef, Polling, PvcSink};
 use crate::engine;
 use crate::io::ObjectInput;
-use crate::io::storage::{self, ObjectLocation};
+use crate::io::object_storage::{self, ObjectLocation};
 use crate::job_protocol::API_KEY_ENV;
 
 /// One Batch, ready to run.
@@ -121,7 +121,7 @@ fn plan_one(
             Ok(location) => Some(ObjectInput {
                 location,
                 range: spec.input.byte_range.map(|r| r.start..r.end),
-                rewrite: crate::driver::rewrite(&spec.input),
+                rewrite: crate::steps::rewrite(&spec.input),
                 endpoint: spec.endpoint.path().to_string(),
                 limits: limits(&gateway),
             }),
@@ -221,10 +221,10 @@ pub fn location(
             (values, format!("Secret {namespace}/{}", r.name))
         }
         None => {
-            let names = storage::S3_KEYS
+            let names = object_storage::S3_KEYS
                 .iter()
-                .chain(storage::GCS_KEYS)
-                .chain(storage::AZURE_KEYS);
+                .chain(object_storage::GCS_KEYS)
+                .chain(object_storage::AZURE_KEYS);
             let values = names
                 .filter_map(|name| Some((name.to_string(), std::env::var(name).ok()?)))
                 .collect();
@@ -232,7 +232,7 @@ pub fn location(
         }
     };
     let addresses = std::sync::Arc::new(crate::net::AddressPolicy::local());
-    storage::open(reference, &credentials, &from, &addresses).map_err(|e| format!("{field}: {e}"))
+    object_storage::open(reference, &credentials, &from, &addresses).map_err(|e| format!("{field}: {e}"))
 }
 
 /// The bytes of an input held in the files (ConfigMap, Secret, inline requests); empty for one

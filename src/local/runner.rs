@@ -14,10 +14,10 @@ use super::state::{BatchState, StateDir, write_atomically};
 
 use crate::api::{Batch, BatchMode, BatchPhase, BatchStatus, GatewayMode};
 use crate::backoff::Backoff;
-use crate::driver::storage::{self as storage_steps, input_description};
-use crate::driver::{self, Driver, Input, crash_if_asked};
 use crate::engine::{self, Action, ErrorClass, Outcome, PollingPolicy};
 use crate::gateway::GatewayClient;
+use crate::steps::bucket::{self, input_description};
+use crate::steps::{self, Driver, Input, crash_if_asked};
 
 /// How soon a Batch waiting for room on its gateway asks again.
 const AWAITING_BUDGET: Duration = Duration::from_millis(250);
@@ -74,7 +74,7 @@ impl BatchRun<'_> {
             let (status, cancel) = (self.state.status.clone(), self.cancel.clone());
             let performed = tokio::select! {
                 _ = cancel.cancelled(), if !stops_itself => break Ending::Interrupted,
-                performed = driver::perform(&mut self, &status, action) => performed,
+                performed = steps::perform(&mut self, &status, action) => performed,
             };
             let Some(outcome) = performed.unwrap_or_else(|never| match never {}) else {
                 break Ending::Interrupted;
@@ -151,12 +151,12 @@ impl BatchRun<'_> {
 
     async fn try_download(&self, output_id: Option<String>, error_id: Option<String>) -> Result<Outcome, Outcome> {
         let dir = self.plan.pvc_output.as_ref().map_or(&self.out_dir, |pvc| &pvc.dir);
-        let mut downloaded = driver::download_results(
+        let mut downloaded = steps::download_results(
             &self.client,
             output_id.as_deref(),
             error_id.as_deref(),
             dir,
-            driver::expected_ids(&self.state.status),
+            steps::expected_ids(&self.state.status),
         )
         .await?;
         downloaded.location = match &self.plan.pvc_output {
@@ -164,7 +164,7 @@ impl BatchRun<'_> {
             None => dir.display().to_string(),
         };
         match &self.plan.object_output {
-            Some(prefix) => storage_steps::store_results(prefix, dir, downloaded, self.manifest()).await,
+            Some(prefix) => bucket::store_results(prefix, dir, downloaded, self.manifest()).await,
             None => Ok(Outcome::Downloaded(downloaded)),
         }
     }

@@ -2,8 +2,8 @@
 
 use crate::api::MAX_CHUNKS;
 use crate::api::{
-    BatchOutput, BatchSpec, BatchSweepSpec, ByteRange, GatewayLimits, InputOverrides, LocalObjectRef, PlannedChunk,
-    PvcSink, SweepPlan,
+    BatchOutput, BatchSpec, BatchSweepSpec, ByteRange, GatewayLimits, InputOverrides, InvalidField, LocalObjectRef,
+    PlannedChunk, PvcSink, SweepPlan,
 };
 use crate::jsonl::{Chunk, ChunkLimits, ChunkPlanner, Rewrite};
 
@@ -200,11 +200,11 @@ fn custom_id_prefix(model: Option<&str>, chunk: u32) -> String {
 
 /// The chunk ceilings: the sweep's own, never above the gateway's, with room for the bytes the
 /// rewrite adds to each line (the longest custom_id prefix and model name, JSON-escaped).
-pub fn chunk_limits(spec: &BatchSweepSpec, gateway: &GatewayLimits) -> Result<ChunkLimits, String> {
+pub fn chunk_limits(spec: &BatchSweepSpec, gateway: &GatewayLimits) -> Result<ChunkLimits, InvalidField> {
     let max_requests = spec.chunk.max_requests.unwrap_or(u64::MAX).min(gateway.max_requests());
     let gateway_bytes = gateway.max_bytes()?;
     let max_bytes = match &spec.chunk.max_bytes {
-        Some(q) => crate::api::parse_bytes(q).map_err(|e| format!("spec.chunk.maxBytes: {e}"))?,
+        Some(q) => crate::api::parse_bytes(q).map_err(|e| InvalidField::new("spec.chunk.maxBytes", e))?,
         None => gateway_bytes,
     }
     .min(gateway_bytes);
@@ -229,19 +229,21 @@ pub fn chunk_limits(spec: &BatchSweepSpec, gateway: &GatewayLimits) -> Result<Ch
 
 /// The planner of the sweep's one scan: it cuts the chunks within [`chunk_limits`] and validates
 /// each as its first child will upload it.
-pub fn chunk_planner(spec: &BatchSweepSpec, gateway: &GatewayLimits) -> Result<ChunkPlanner, String> {
+pub fn chunk_planner(spec: &BatchSweepSpec, gateway: &GatewayLimits) -> Result<ChunkPlanner, InvalidField> {
     let planner = ChunkPlanner::new(chunk_limits(spec, gateway)?);
     Ok(planner.checking(spec.template.endpoint.path(), scan_rewrite(spec)))
 }
 
+/// An input cut into more chunks than a sweep's status can hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the input makes {0} chunks, more than {MAX_CHUNKS}: raise spec.chunk.maxRequests or maxBytes")]
+pub struct TooManyChunks(pub usize);
+
 /// The sweep plan of an input of `bytes` cut into `chunks` (checked with [`scan_rewrite`]); too
 /// many chunks for the status to hold is the user's to fix.
-pub fn plan_of(spec: &BatchSweepSpec, bytes: u64, chunks: &[Chunk]) -> Result<SweepPlan, String> {
+pub fn plan_of(spec: &BatchSweepSpec, bytes: u64, chunks: &[Chunk]) -> Result<SweepPlan, TooManyChunks> {
     if chunks.len() > MAX_CHUNKS {
-        return Err(format!(
-            "the input makes {} chunks, more than {MAX_CHUNKS}: raise spec.chunk.maxRequests or maxBytes",
-            chunks.len()
-        ));
+        return Err(TooManyChunks(chunks.len()));
     }
     Ok(SweepPlan {
         bytes,

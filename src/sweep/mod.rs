@@ -14,8 +14,8 @@ mod retry_tests;
 mod tests;
 
 pub use children::{
-    ChildPlan, VALIDATED_INPUT_ANNOTATION, ValidatedInput, chunk_limits, chunk_planner, plan_children, plan_of,
-    scan_rewrite,
+    ChildPlan, TooManyChunks, VALIDATED_INPUT_ANNOTATION, ValidatedInput, chunk_limits, chunk_planner, plan_children,
+    plan_of, scan_rewrite,
 };
 pub use naming::{attempt_name, child_name, fit_dns_label};
 pub use progress::{Decision, ObservedChild, decide, plan_failed};

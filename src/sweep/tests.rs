@@ -151,6 +151,7 @@ fn chunk_limits_never_exceed_the_gateway_and_leave_room_for_rewriting() {
     assert!(
         chunk_limits(&s, &gateway)
             .unwrap_err()
+            .to_string()
             .starts_with("spec.chunk.maxBytes")
     );
 }

@@ -10,9 +10,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{BatchStatus, MAX_ATTEMPTS};
-use crate::driver::retry::RetryInput;
 use crate::local::runner::Ending;
 use crate::local::state::{StateDir, write_atomically};
+use crate::steps::retry::RetryInput;
 use crate::sweep::{ObservedChild, attempt_name};
 
 /// One attempt of a child that exists: its first attempt, or a follow-up.

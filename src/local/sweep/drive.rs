@@ -14,10 +14,10 @@ use super::SweepRun;
 use super::attempts::{self, Attempt};
 use super::follow_up::{self, FollowUp};
 use crate::api::{BatchStatus, BatchSweepStatus, MAX_ATTEMPTS, SweepPhase};
-use crate::driver::retry::{RetryError, RetryInput};
 use crate::local::progress::Reporter;
 use crate::local::runner::{BatchRun, Ending};
 use crate::local::state::StateDir;
+use crate::steps::retry::{RetryError, RetryInput};
 use crate::sweep::{self, ChainState, ChildPlan, ObservedChild, Summary, attempt_name};
 
 /// How a sweep's run went.

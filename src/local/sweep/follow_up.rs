@@ -9,7 +9,6 @@ use bytes::Bytes;
 use super::SweepRun;
 use super::attempts::input_digest;
 use crate::api::{Batch, BatchStatus};
-use crate::driver::retry::{RetryError, RetryInput, follow_up_input};
 use crate::engine::PollingPolicy;
 use crate::gateway::GatewayClient;
 use crate::local::admission::Board;
@@ -19,6 +18,7 @@ use crate::local::progress::Reporter;
 use crate::local::resolve::{Plan, PvcOutput};
 use crate::local::runner::{BatchRun, Ending, write_status_yaml};
 use crate::local::state::{BatchState, StateDir};
+use crate::steps::retry::{RetryError, RetryInput, follow_up_input};
 use crate::sweep::ChildPlan;
 
 /// What a child's follow-ups share with its first attempt.
@@ -58,7 +58,7 @@ impl<'a> FollowUp<'a> {
 /// failed retryably.
 pub async fn make_input(client: GatewayClient, previous: BatchStatus) -> Result<Option<RetryInput>, RetryError> {
     let made = follow_up_input(&client, &previous).await;
-    crate::driver::crash_if_asked("upload-retry-input");
+    crate::steps::crash_if_asked("upload-retry-input");
     made
 }
 

@@ -23,8 +23,8 @@ use super::manifests::{Located, Manifests};
 use super::paths;
 use super::state::{StateDir, write_atomically};
 use crate::api::{Batch, BatchInput, BatchSweep, Endpoint, GatewayLimits, SweepPlan};
+use crate::io::object_storage::ObjectLocation;
 use crate::io::scan_object;
-use crate::io::storage::ObjectLocation;
 use crate::sweep::{self, ChildPlan};
 
 pub use drive::Driven;
@@ -185,7 +185,7 @@ async fn kept_or_new_plan(
     limits: &GatewayLimits,
     source: Source,
 ) -> Result<SweepPlan, String> {
-    let chunking = sweep::chunk_limits(&sweep.spec, limits)?;
+    let chunking = sweep::chunk_limits(&sweep.spec, limits).map_err(|e| e.to_string())?;
     let mut digest = Sha256::new();
     match &source {
         Source::Bytes(bytes) => digest.update(bytes),
@@ -202,7 +202,7 @@ async fn kept_or_new_plan(
     {
         return Ok(kept.plan);
     }
-    let mut planner = sweep::chunk_planner(&sweep.spec, limits)?;
+    let mut planner = sweep::chunk_planner(&sweep.spec, limits).map_err(|e| e.to_string())?;
     let (size, chunks) = match source {
         Source::Bytes(bytes) => {
             planner.feed(&bytes);
@@ -211,7 +211,7 @@ async fn kept_or_new_plan(
         }
         Source::Object(location) => scan_object(&location, planner).await.map_err(|e| e.to_string())?,
     };
-    let plan = sweep::plan_of(&sweep.spec, size, &chunks)?;
+    let plan = sweep::plan_of(&sweep.spec, size, &chunks).map_err(|e| e.to_string())?;
     let kept = serde_json::to_vec(&KeptPlan {
         digest,
         plan: plan.clone(),

@@ -27,17 +27,12 @@ pub struct RetryInput {
 }
 
 /// Why no follow-up input could be made now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct RetryError {
     pub message: String,
     /// Worth trying again later (gateway unavailable, 429, 5xx).
     pub transient: bool,
-}
-
-impl std::fmt::Display for RetryError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
 }
 
 impl RetryError {

@@ -1,13 +1,13 @@
-//! The I/O half of each engine step, shared by the drivers (`run -f` now, the controller
-//! next): talk to the gateway, adopt what an earlier attempt created, and turn what
+//! The I/O half of each engine step, shared by the two drivers (the controller and `run -f`):
+//! talk to the gateway, adopt what an earlier attempt created, and turn what
 //! happened into an engine [`Outcome`].
 
+pub mod bucket;
 mod download;
 mod mode;
 mod perform;
 mod results;
 pub mod retry;
-pub mod storage;
 
 pub use download::download_results;
 pub use mode::{concluded, direct_failure, direct_failure_class, probe_batch_api, resolve_mode};
@@ -65,7 +65,7 @@ pub fn classify(err: &GatewayError) -> ErrorClass {
 
 /// What the client reads of this gateway's answers: the defaults, with the result-file size
 /// and download time the BatchGateway sets.
-pub fn response_limits(limits: &crate::api::GatewayLimits) -> Result<ResponseLimits, String> {
+pub fn response_limits(limits: &crate::api::GatewayLimits) -> Result<ResponseLimits, crate::api::InvalidField> {
     let mut bounds = ResponseLimits::default();
     if let Some(bytes) = limits.max_result_bytes()? {
         bounds.file_bytes = bytes;

@@ -70,7 +70,7 @@ pub async fn perform<D: Driver>(
         Action::UploadInput { filename } => match driver.input(status).await? {
             Input::Object(object) => {
                 let validated = status.input.clone().unwrap_or_default();
-                super::storage::upload(&client, &filename, &object, &validated).await
+                super::bucket::upload(&client, &filename, &object, &validated).await
             }
             Input::Prepared { bytes, .. } => super::upload_input(&client, &filename, UploadSource::Bytes(bytes)).await,
             Input::Unreadable(outcome) => outcome,
@@ -102,7 +102,7 @@ async fn validate<D: Driver>(driver: &mut D, status: &BatchStatus) -> Result<Out
         return Ok(super::input_on_gateway(driver.client(), &file_id).await);
     }
     Ok(match driver.input(status).await? {
-        Input::Object(object) => super::storage::validate(&object, ValidatedInput::of(driver.batch())).await,
+        Input::Object(object) => super::bucket::validate(&object, ValidatedInput::of(driver.batch())).await,
         Input::Prepared { summary, .. } => Outcome::InputValidated {
             requests: summary.requests,
             bytes: summary.bytes,

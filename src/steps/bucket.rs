@@ -4,12 +4,12 @@
 use std::path::Path;
 
 use crate::api::InputStatus;
-use crate::driver;
 use crate::engine::{Downloaded, ErrorClass, Outcome};
 use crate::gateway::GatewayClient;
 use crate::io::object_output::{self, ERRORS_OBJECT, Manifest, ManifestCounts, OUTPUT_OBJECT};
-use crate::io::storage::{ObjectLocation, StorageError, StorageErrorKind};
+use crate::io::object_storage::{ObjectLocation, StorageError, StorageErrorKind};
 use crate::io::{Checked, ObjectInput};
+use crate::steps;
 use crate::sweep::ValidatedInput;
 
 /// Streams the object once through slicing, rewriting and validation; nothing goes upstream.
@@ -38,7 +38,7 @@ pub async fn validate(input: &ObjectInput, validated: Option<ValidatedInput>) ->
             bytes: report.summary.bytes,
             estimated_tokens: report.summary.estimated_tokens,
             digest: Some(digest),
-            ids: driver::input_ids(report.summary.ids),
+            ids: steps::input_ids(report.summary.ids),
         },
         Ok(Checked::Invalid(message)) => Outcome::InputInvalid { message },
         Err(e) => input_failure(e),
@@ -55,7 +55,7 @@ pub async fn upload(client: &GatewayClient, filename: &str, input: &ObjectInput,
         Ok(upload) => upload,
         Err(e) => return input_failure(e),
     };
-    let outcome = driver::upload_input(client, filename, upload.source.clone()).await;
+    let outcome = steps::upload_input(client, filename, upload.source.clone()).await;
     match (outcome, upload.refusal()) {
         (Outcome::GatewayError { .. }, Some(why)) => Outcome::InputInvalid {
             message: format!("{}{}: {why}", input.location.url, input.line_note()),
@@ -72,7 +72,7 @@ pub async fn upload(client: &GatewayClient, filename: &str, input: &ObjectInput,
         ) => Outcome::InputUploaded {
             file_id,
             adopted: false,
-            ids: upload.report().and_then(|r| driver::input_ids(r.summary.ids)),
+            ids: upload.report().and_then(|r| steps::input_ids(r.summary.ids)),
         },
         (outcome, _) => outcome,
     }
@@ -122,7 +122,7 @@ pub async fn store_results(
             .await
             .map_err(output_failure)?;
     }
-    driver::crash_if_asked("write-result-objects");
+    steps::crash_if_asked("write-result-objects");
     manifest.request_counts = ManifestCounts {
         output_lines: downloaded.output_lines,
         output_bytes: downloaded.output_bytes,
