@@ -40,6 +40,8 @@ pub struct Context {
     pub sweep_waiters: Waiters<BatchSweep>,
     /// Attempts this process started: what they cannot have created yet is not searched for.
     pub fresh_attempts: crate::steps::FreshAttempts,
+    /// Object-store clients, one per bucket and version of the Secret holding its keys.
+    pub object_stores: crate::io::object_storage::OpenedStores,
     caches: RwLock<Arc<Caches>>,
     sweep_writes: Mutex<HashMap<String, super::sweep::Written>>,
     backoff: Backoff,
@@ -90,6 +92,7 @@ impl Context {
             batch_waiters: Waiters::default(),
             sweep_waiters: Waiters::default(),
             fresh_attempts: Default::default(),
+            object_stores: Default::default(),
             caches: RwLock::default(),
             sweep_writes: Mutex::default(),
             backoff: Backoff::default(),

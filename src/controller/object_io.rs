@@ -59,19 +59,28 @@ pub async fn location(
     field: &str,
 ) -> Result<ObjectLocation, InputError> {
     let ns = ns.to_string();
-    let (credentials, from) = match &reference.secret_ref {
+    let (credentials, from, version) = match &reference.secret_ref {
         Some(r) => {
             let secret: Secret = match get(&ctx.client, &ns, &r.name, "Secret").await {
                 Err(InputError::NotFound(m)) => return Err(InputError::NotFound(format!("{field}.secretRef: {m}"))),
                 other => other?,
             };
-            (text_values(&secret), format!("Secret {ns}/{}", r.name))
+            let from = format!("Secret {ns}/{}", r.name);
+            let version = format!("{from} {}", secret.resource_version().unwrap_or_default());
+            (text_values(&secret), from, version)
         }
-        None => (BTreeMap::new(), "no Secret (anonymous access)".to_string()),
+        None => (
+            BTreeMap::new(),
+            "no Secret (anonymous access)".to_string(),
+            String::new(),
+        ),
     };
-    object_storage::open(reference, &credentials, &from, &ctx.addresses)
-        .map(|location| location.observed_by(ctx.metrics.store_observer()))
-        .map_err(|e| InputError::Invalid(format!("{field}: {e}")))
+    // A client per bucket and version of its Secret, not per read.
+    ctx.object_stores.location(reference, &version, || {
+        object_storage::open(reference, &credentials, &from, &ctx.addresses)
+            .map(|location| location.observed_by(ctx.metrics.store_observer()))
+            .map_err(|e| InputError::Invalid(format!("{field}: {e}")))
+    })
 }
 
 fn text_values(secret: &Secret) -> BTreeMap<String, String> {

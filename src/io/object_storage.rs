@@ -89,6 +89,70 @@ impl std::fmt::Debug for ObjectLocation {
     }
 }
 
+impl ObjectLocation {
+    /// The object or prefix `url` in the same bucket, through the same client (which holds its
+    /// own TLS roots and connection pool: one per bucket, not one per object).
+    pub fn elsewhere(&self, url: &str) -> Result<ObjectLocation, StorageError> {
+        let parsed = url::Url::parse(url).map_err(|e| StorageError::invalid(format!("url {url:?}: {e}")))?;
+        let path = Path::parse(parsed.path().trim_start_matches('/'))
+            .map_err(|e| StorageError::invalid(format!("url {url:?}: {e}")))?;
+        Ok(ObjectLocation {
+            store: self.store.clone(),
+            path,
+            url: url.to_string(),
+            credentials_from: self.credentials_from.clone(),
+        })
+    }
+}
+
+/// Object stores already opened, one per bucket, endpoint, region and set of credentials: each
+/// client holds its own TLS roots and connection pool, so a client per object (a sweep's
+/// 2,000 children) cost hundreds of MiB and a client build per read. Bounded: past
+/// [`MAX_OPENED`] stores the oldest are forgotten wholesale (and opened again when needed).
+#[derive(Default)]
+pub struct OpenedStores(std::sync::Mutex<std::collections::HashMap<String, ObjectLocation>>);
+
+/// Stores remembered at most by [`OpenedStores`].
+const MAX_OPENED: usize = 256;
+
+impl OpenedStores {
+    /// The location of `reference` through the store opened for its bucket with the
+    /// credentials `credentials_id` names (a Secret's namespace, name and resourceVersion), or
+    /// through the one `open` makes (which also says what is wrong with a bad URL).
+    pub fn location<E>(
+        &self,
+        reference: &ObjectStoreRef,
+        credentials_id: &str,
+        open: impl FnOnce() -> Result<ObjectLocation, E>,
+    ) -> Result<ObjectLocation, E> {
+        let Ok(url) = url::Url::parse(&reference.url) else {
+            return open();
+        };
+        let key = format!(
+            "{}://{} {:?} {:?} {credentials_id}",
+            url.scheme(),
+            url.host_str().unwrap_or_default(),
+            reference.endpoint,
+            reference.region
+        );
+        let known = self.lock().get(&key).and_then(|o| o.elsewhere(&reference.url).ok());
+        if let Some(location) = known {
+            return Ok(location);
+        }
+        let opened = open()?;
+        let mut stores = self.lock();
+        if stores.len() >= MAX_OPENED {
+            stores.clear();
+        }
+        stores.insert(key, opened.clone());
+        Ok(opened)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, ObjectLocation>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// The Secret keys a scheme's credentials are read from (the documented ones; others are
 /// ignored).
 pub fn credential_keys(url: &str) -> &'static [&'static str] {
@@ -367,6 +431,35 @@ mod tests {
             endpoint: endpoint.map(str::to_owned),
             ..Default::default()
         }
+    }
+
+    /// A store is reused only for the same bucket and the same credentials: another Secret (or
+    /// another version of it, or another namespace's) opens a client of its own.
+    #[test]
+    fn opened_stores_are_shared_only_within_a_bucket_and_its_credentials() {
+        let stores = OpenedStores::default();
+        let opens = std::cell::Cell::new(0);
+        let mut location = |url: &str, credentials: &str| {
+            let r = reference(url, Some("http://127.0.0.1:9"));
+            stores
+                .location(&r, credentials, || {
+                    opens.set(opens.get() + 1);
+                    open(&r, &BTreeMap::new(), "test", &Arc::new(AddressPolicy::local()))
+                })
+                .unwrap()
+        };
+        let first = location("s3://b/one.jsonl", "Secret a/s 1");
+        let second = location("s3://b/two.jsonl", "Secret a/s 1");
+        assert_eq!(opens.get(), 1);
+        assert_eq!(
+            (first.path().as_ref(), second.path().as_ref()),
+            ("one.jsonl", "two.jsonl")
+        );
+        assert_eq!(second.url, "s3://b/two.jsonl");
+        location("s3://b/one.jsonl", "Secret a/s 2");
+        location("s3://b/one.jsonl", "Secret other/s 1");
+        location("s3://c/one.jsonl", "Secret a/s 1");
+        assert_eq!(opens.get(), 4);
     }
 
     /// Without a key, every cloud's client signs nothing: no fall-back to the machine's own

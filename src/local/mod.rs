@@ -14,6 +14,7 @@ mod state;
 mod sweep;
 mod yaml;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -125,8 +126,21 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     }
     let mut batches = Vec::new();
     let mut swept: Vec<Vec<(usize, BatchRun)>> = sweeps.iter().map(|_| Vec::new()).collect();
+    // One client per gateway (each holds its TLS roots and connection pool), not per Batch.
+    let mut clients: HashMap<String, (GatewayClient, PollingPolicy)> = HashMap::new();
     for (order, ((plan, state), validated)) in plans.iter().zip(states).zip(validated).enumerate() {
-        let (client, polling) = client_for(plan, simulator.as_ref())?;
+        let gateway = match &plan.gateway {
+            GatewayTarget::Builtin { .. } => String::new(),
+            GatewayTarget::Remote(gw) => format!("{}/{}", plan.namespace, gw.name),
+        };
+        let (client, polling) = match clients.get(&gateway) {
+            Some(known) => known.clone(),
+            None => {
+                let made = client_for(plan, simulator.as_ref())?;
+                clients.insert(gateway, made.clone());
+                made
+            }
+        };
         let run = BatchRun {
             plan,
             state,

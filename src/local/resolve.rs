@@ -11,7 +11,7 @@ use super::manifests::{Located, Manifests};
 use crate::api::{Batch, BatchGatewaySpec, BatchInput, Endpoint, KeyRef, ObjectStoreRef, Polling, PvcSink};
 use crate::engine;
 use crate::io::ObjectInput;
-use crate::io::object_storage::{self, ObjectLocation};
+use crate::io::object_storage::{self, ObjectLocation, OpenedStores};
 use crate::job_protocol::API_KEY_ENV;
 
 /// One Batch, ready to run.
@@ -82,8 +82,9 @@ pub fn plan_all(
 ) -> Result<Vec<Plan>, Vec<String>> {
     let mut plans = Vec::new();
     let mut problems = Vec::new();
+    let stores = OpenedStores::default();
     for ((namespace, name), batch) in &manifests.batches {
-        match plan_one(manifests, namespace, name, batch, force_simulator, pvc_root) {
+        match plan_one(manifests, &stores, namespace, name, batch, force_simulator, pvc_root) {
             Ok(plan) => plans.push(plan),
             Err(mut p) => problems.append(&mut p),
         }
@@ -93,6 +94,7 @@ pub fn plan_all(
 
 fn plan_one(
     manifests: &Manifests,
+    stores: &OpenedStores,
     namespace: &str,
     name: &str,
     batch: &Located<Batch>,
@@ -117,7 +119,7 @@ fn plan_one(
         }
     };
     let object_input = match &spec.input.object_store {
-        Some(reference) => match location(manifests, namespace, reference, "spec.input.objectStore") {
+        Some(reference) => match opened(manifests, stores, namespace, reference, "spec.input.objectStore") {
             Ok(location) => Some(ObjectInput {
                 location,
                 range: spec.input.byte_range.map(|r| r.start..r.end),
@@ -130,7 +132,7 @@ fn plan_one(
         None => None,
     };
     let object_output = match spec.output.as_ref().and_then(|o| o.object_store.as_ref()) {
-        Some(reference) => match location(manifests, namespace, reference, "spec.output.objectStore") {
+        Some(reference) => match opened(manifests, stores, namespace, reference, "spec.output.objectStore") {
             Ok(location) => Some(location),
             Err(p) => return Err(vec![format!("{at}: {p}")]),
         },
@@ -190,6 +192,21 @@ fn input_digest(spec: &BatchInput, bytes: &[u8]) -> String {
         _ if spec.byte_range.is_none() && spec.overrides.is_none() => format!("{:x}", Sha256::digest(bytes)),
         _ => format!("{:x}+{:x}", Sha256::digest(bytes), Sha256::digest(shaping)),
     }
+}
+
+/// [`location`], through a store already opened for the same bucket and credentials (a
+/// sweep's children all read one object).
+fn opened(
+    manifests: &Manifests,
+    stores: &OpenedStores,
+    namespace: &str,
+    reference: &ObjectStoreRef,
+    field: &str,
+) -> Result<ObjectLocation, String> {
+    let credentials = format!("{namespace} {:?}", reference.secret_ref.as_ref().map(|r| &r.name));
+    stores.location(reference, &credentials, || {
+        location(manifests, namespace, reference, field)
+    })
 }
 
 /// An object-store location with its credentials: from the referenced Secret (which must be
