@@ -85,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         rewrite: Rewrite::default(),
         endpoint: "/v1/chat/completions".into(),
         limits: UNLIMITED,
+        ends_at_a_line: false,
     };
 
     println!("{size} bytes of JSONL; median of {RUNS} runs");

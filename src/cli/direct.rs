@@ -230,6 +230,7 @@ async fn object_input(
         rewrite,
         endpoint: args.endpoint.clone(),
         limits,
+        ends_at_a_line: false,
     };
     Ok(match object.check().await {
         Ok(Checked::Valid(report, _)) => Ok(Input::Object {

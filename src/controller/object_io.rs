@@ -13,6 +13,7 @@ use crate::api::{Batch, ObjectStoreRef};
 use crate::io::ObjectInput;
 use crate::io::object_storage::{self, ObjectLocation};
 use crate::jsonl::Limits;
+use crate::sweep::ValidatedInput;
 
 /// The Batch's input object, prepared with its byteRange, overrides and the ceilings of its mode.
 pub async fn input(ctx: &Context, batch: &Batch, limits: Limits) -> Result<Option<ObjectInput>, InputError> {
@@ -32,6 +33,7 @@ pub async fn input(ctx: &Context, batch: &Batch, limits: Limits) -> Result<Optio
         rewrite: crate::steps::rewrite(&batch.spec.input),
         endpoint: batch.spec.endpoint.path().to_string(),
         limits,
+        ends_at_a_line: ValidatedInput::of(batch).is_some(),
     }))
 }
 

@@ -28,6 +28,10 @@ pub struct ObjectInput {
     pub rewrite: Rewrite,
     pub endpoint: String,
     pub limits: Limits,
+    /// The range ends where a line does (a sweep's chunk, cut by its scan): nothing past the
+    /// end is read. Otherwise the first GET reads a little past it, for the line the end
+    /// falls inside.
+    pub ends_at_a_line: bool,
 }
 
 /// What validating the object found.
@@ -51,7 +55,8 @@ impl ObjectInput {
 
     /// Where a slice's read most likely ends: its end plus room for the line it ends inside.
     fn likely_end(&self) -> Option<u64> {
-        self.range.as_ref().map(|r| r.end.saturating_add(SLICE_SLACK))
+        let slack = if self.ends_at_a_line { 0 } else { SLICE_SLACK };
+        self.range.as_ref().map(|r| r.end.saturating_add(slack))
     }
 
     fn read_offset(&self) -> u64 {

@@ -439,7 +439,7 @@ mod tests {
     fn opened_stores_are_shared_only_within_a_bucket_and_its_credentials() {
         let stores = OpenedStores::default();
         let opens = std::cell::Cell::new(0);
-        let mut location = |url: &str, credentials: &str| {
+        let location = |url: &str, credentials: &str| {
             let r = reference(url, Some("http://127.0.0.1:9"));
             stores
                 .location(&r, credentials, || {

@@ -126,6 +126,7 @@ fn plan_one(
                 rewrite: crate::steps::rewrite(&spec.input),
                 endpoint: spec.endpoint.path().to_string(),
                 limits: limits(&gateway),
+                ends_at_a_line: crate::sweep::ValidatedInput::of(&batch.object).is_some(),
             }),
             Err(p) => return Err(vec![format!("{at}: {p}")]),
         },
