@@ -16,6 +16,7 @@ mod jobs;
 mod leader;
 mod object_io;
 mod preflight;
+mod prices;
 mod pvc_sink;
 mod reattach;
 mod sweep;
