@@ -35,10 +35,25 @@ fn is_job((group, resource): (&str, &str)) -> bool {
     (group, resource) == ("batch", "jobs") || (group, resource) == ("", "pods")
 }
 
+/// Cluster-scoped kinds: checked without a namespace (a Role cannot grant them).
+fn is_cluster_scoped((group, resource): (&str, &str)) -> bool {
+    (group, resource) == ("llmbatch.io", "pricelists")
+}
+
+/// The rules checked in each watched namespace: all but Leases, Jobs and cluster-scoped kinds.
+fn is_namespaced_core(rule: (&str, &str)) -> bool {
+    !is_lease(rule) && !is_job(rule) && !is_cluster_scoped(rule)
+}
+
 /// Every permission of `deploy/rbac.yaml` (but the Lease and Job rules) the client's identity
-/// lacks in `namespace` (all namespaces when `None`), as `verb group/resource`.
+/// lacks in `namespace` (all namespaces when `None`), as `verb group/resource`; those on
+/// cluster-scoped kinds (PriceLists) cluster-wide.
 pub async fn missing_permissions(client: &kube::Client, namespace: Option<&str>) -> Result<Vec<String>, kube::Error> {
-    missing_in(client, namespace, |rule| !is_lease(rule) && !is_job(rule)).await
+    let mut missing = missing_in(client, namespace, is_namespaced_core).await?;
+    missing.extend(missing_in(client, None, is_cluster_scoped).await?);
+    missing.sort();
+    missing.dedup();
+    Ok(missing)
 }
 
 /// The Lease permissions of `deploy/rbac.yaml` the client's identity lacks in `namespace`.

@@ -215,7 +215,16 @@ async fn printer_columns_come_back_in_a_server_side_table() {
         .collect();
     assert_eq!(
         columns,
-        ["Name", "Phase", "Completed", "Failed", "Total", "Batch ID", "Age"]
+        [
+            "Name",
+            "Phase",
+            "Completed",
+            "Failed",
+            "Total",
+            "Batch ID",
+            "Cost",
+            "Age"
+        ]
     );
     assert_eq!(table["rows"][0]["cells"][0], "b");
 }
@@ -238,16 +247,19 @@ async fn every_example_manifest_applies() {
                 let mut object: DynamicObject = serde::Deserialize::deserialize(doc).unwrap();
                 let types = object.types.clone().expect("apiVersion and kind");
                 let gvk = GroupVersionKind::try_from(&types).unwrap();
-                let (resource, _) = discovery
+                let (resource, capabilities) = discovery
                     .resolve_gvk(&gvk)
                     .unwrap_or_else(|| panic!("{gvk:?} is not served"));
-                object.metadata.namespace = Some(ns.clone());
                 let name = object.metadata.name.clone().unwrap();
-                let api = Api::<DynamicObject>::namespaced_with(
-                    client.clone(),
-                    &ns,
-                    &ApiResource::from_gvk_with_plural(&gvk, &resource.plural),
-                );
+                let kind = ApiResource::from_gvk_with_plural(&gvk, &resource.plural);
+                // A PriceList is cluster-scoped: applied as it is (its name is the example's).
+                let api = match capabilities.scope {
+                    kube::discovery::Scope::Cluster => Api::<DynamicObject>::all_with(client.clone(), &kind),
+                    kube::discovery::Scope::Namespaced => {
+                        object.metadata.namespace = Some(ns.clone());
+                        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &kind)
+                    }
+                };
                 api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&object))
                     .await
                     .unwrap_or_else(|e| panic!("{} ({}/{name}) was refused: {e}", path.display(), gvk.kind));
