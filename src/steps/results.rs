@@ -328,6 +328,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_gateway_naming_a_new_model_in_every_answer_cannot_grow_the_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("output.jsonl");
+        let lines: Vec<String> = (0..2000)
+            .map(|i| {
+                let model = format!("model-{i}-{}", "y".repeat(500));
+                json_line(&format!("id-{i}"), &model)
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let summary = summarise_output(&path, &mut ResultIds::new(None)).await.unwrap();
+        let models = &summary.usage.by_model;
+        assert_eq!(models.len(), crate::api::MAX_USAGE_MODELS + 1, "50 named and (other)");
+        assert!(models.iter().all(|m| m.model.len() <= crate::pricing::MAX_MODEL_NAME));
+        let other = models.iter().find(|m| m.model == crate::api::OTHER_MODELS).unwrap();
+        assert_eq!((other.requests, summary.usage.prompt_tokens), (1950, 2000 * 3));
+    }
+
+    fn json_line(custom_id: &str, model: &str) -> String {
+        serde_json::json!({"custom_id": custom_id, "response": {"status_code": 200, "body": {"model": model,
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}}})
+        .to_string()
+    }
+
+    #[tokio::test]
     async fn lines_that_are_not_utf8_are_counted_not_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("output.jsonl");

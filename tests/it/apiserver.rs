@@ -147,6 +147,42 @@ async fn bad_values_are_rejected_with_their_message() {
     );
     let message = rejection(gateways.create(&pp, &gateway("bad", "https://api.openai.com")).await);
     assert!(message.contains("ending in /v1"), "{message}");
+
+    // Prices: decimal strings, a percentage, one entry per model, and something to price with.
+    let priced = |name: &str, pricing: Value| -> BatchGateway {
+        serde_json::from_value(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchGateway",
+            "metadata": {"name": name}, "spec": {"url": "https://api.openai.com/v1", "pricing": pricing}}))
+        .unwrap()
+    };
+    let entry =
+        |model: &str, input: &str| json!({"model": model, "inputPerMillion": input, "outputPerMillion": "0.60"});
+    let good = json!({"batchDiscount": "12.5%", "models": [entry("gpt-4o-mini", "0.15"), entry("gpt-4o*", "2.50")]});
+    assert_eq!(rejection(gateways.create(&pp, &priced("priced", good)).await), "");
+    for (name, pricing, says) in [
+        ("comma", json!({"models": [entry("m", "0,15")]}), "inputPerMillion"),
+        ("float", json!({"models": [entry("m", "1e-7")]}), "inputPerMillion"),
+        ("negative", json!({"models": [entry("m", "-1")]}), "inputPerMillion"),
+        ("glob", json!({"models": [entry("gpt-*-mini", "1")]}), "model"),
+        (
+            "twice",
+            json!({"models": [entry("m", "1"), entry("m", "2")]}),
+            "Duplicate value",
+        ),
+        (
+            "discount",
+            json!({"batchDiscount": "150%", "models": [entry("m", "1")]}),
+            "batchDiscount",
+        ),
+        (
+            "currency",
+            json!({"currency": "usd", "models": [entry("m", "1")]}),
+            "currency",
+        ),
+        ("empty", json!({}), "pricing needs models, a priceListRef, or both"),
+    ] {
+        let message = rejection(gateways.create(&pp, &priced(name, pricing)).await);
+        assert!(message.contains(says), "{name}: {message}");
+    }
 }
 
 #[tokio::test]

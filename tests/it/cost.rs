@@ -264,3 +264,62 @@ async fn the_controller_sets_a_batchs_cost_from_its_gateways_price_list() {
         .await
         .unwrap();
 }
+
+#[test]
+fn a_sweeps_cost_is_its_childrens_with_every_retry_once() {
+    // Every batch expires after half its lines: each chunk runs twice (the follow-up takes the
+    // expired lines), and both attempts were spent.
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    let indented: String = mixed_lines(40, &["gpt-4o-mini", "gpt-4o"])
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
+    ws.write(
+        "sweep.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: corpus\ndata:\n  batch.jsonl: |\n{indented}---\n\
+             apiVersion: llmbatch.io/v1alpha1\nkind: BatchSweep\nmetadata:\n  name: corpus\nspec:\n  input:\n    configMap:\n      \
+             name: corpus\n      key: batch.jsonl\n  chunk:\n    maxRequests: 20\n  template:\n    gatewayRef:\n      name: gw\n    \
+             endpoint: /v1/chat/completions\n  parallelism: 2\n  maxFailedBatches: 10\n  retry:\n    maxAttempts: 2\n"
+        ),
+    );
+    let gateway = gateway_manifests(&sim.base_url, KEY, &[("x-sim-expire", "true")]);
+    ws.write(
+        "gateway.yaml",
+        &gateway.replacen("---\n", &format!("{PRICING}---\n"), 1),
+    );
+    ws.write("prices.yaml", PRICE_LIST);
+    let output = ws.run(&["sweep.yaml", "gateway.yaml", "prices.yaml"]);
+    assert!(matches!(output.status.code(), Some(0 | 1)), "{}", text(&output));
+
+    let (mut total, mut by_chunk) = (Decimal::ZERO, Vec::new());
+    for chunk in 0..2 {
+        let mut chunk_cost = Decimal::ZERO;
+        for name in [format!("corpus-c{chunk:04}"), format!("corpus-c{chunk:04}-r1")] {
+            let lines = ws.lines(&name, "output.jsonl");
+            assert!(!lines.is_empty(), "{name} ran");
+            let own = decimal(&ws.status_yaml(&name)["cost"]["actual"]);
+            assert_eq!(own, expected_cost(&lines).0, "{name}");
+            chunk_cost += own;
+        }
+        total += chunk_cost;
+        by_chunk.push(chunk_cost);
+    }
+    let status = ws.status_yaml("corpus");
+    assert_eq!(decimal(&status["cost"]["actual"]), total, "{:?}", status["cost"]);
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(ws.out("corpus").join("summary.json")).unwrap()).unwrap();
+    let amount = |v: &Value| Decimal::from_str(v.as_str().unwrap()).unwrap();
+    assert_eq!(amount(&summary["cost"]["actual"]), total);
+    assert_eq!(amount(&summary["byChunk"]["0"]["cost"]["actual"]), by_chunk[0]);
+    assert_eq!(amount(&summary["children"][1]["cost"]["actual"]), by_chunk[1]);
+    let models: Vec<&str> = summary["cost"]["byModel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["gpt-4o", "gpt-4o-mini"]);
+    assert!(text(&output).contains("default/corpus: cost "), "{}", text(&output));
+}
