@@ -396,8 +396,8 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// All tokens.
     pub total_tokens: u64,
-    /// By the model that answered (`response.body.model`), at most [`MAX_USAGE_MODELS`]
-    /// entries: models past them are summed under `(other)`, answers naming none under
+    /// By the model that answered (`response.body.model`), sorted: at most 50 models by name,
+    /// the answers of any further model summed under `(other)`, answers naming none under
     /// `(unknown)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 52))]

@@ -382,6 +382,7 @@ async fn record(batch: &Batch, before: &BatchStatus, after: &BatchStatus, ctx: &
         ct::COMPLETE,
         ct::OUTPUT_STORED,
         ct::RESULTS_VERIFIED,
+        ct::PRICED,
     ] {
         let was = before.conditions.condition(type_).map(|c| (&c.status, &c.reason));
         if let Some(c) = after.conditions.condition(type_)

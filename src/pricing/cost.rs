@@ -8,7 +8,7 @@ use std::str::FromStr;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::Prices;
-use crate::api::{BatchMode, Cost, ModelCost, ModelUsage, Usage};
+use crate::api::{BatchMode, Cost, MAX_USAGE_MODELS, ModelCost, ModelUsage, OTHER_MODELS, Usage};
 
 /// Decimal places of `Cost::display`.
 const DISPLAY_PLACES: u32 = 4;
@@ -80,7 +80,11 @@ pub fn add(into: &mut Option<Cost>, from: &Cost) {
         .map(|m| (m.model, (parse(&m.actual), m.priced_as)))
         .collect();
     for model in &from.by_model {
-        let slot = by_model.entry(model.model.clone()).or_insert((Decimal::ZERO, None));
+        let name = match by_model.contains_key(&model.model) || by_model.len() < MAX_USAGE_MODELS {
+            true => model.model.clone(),
+            false => OTHER_MODELS.to_string(),
+        };
+        let slot = by_model.entry(name).or_insert((Decimal::ZERO, None));
         slot.0 = slot.0.saturating_add(parse(&model.actual));
         slot.1 = slot.1.take().or_else(|| model.priced_as.clone());
     }
@@ -97,8 +101,14 @@ pub fn add(into: &mut Option<Cost>, from: &Cost) {
     set_total(sum, total);
 }
 
+/// Adds models to `unpriced`, at most [`MAX_USAGE_MODELS`] by name and the rest as
+/// [`OTHER_MODELS`], as `usage.byModel` does (a sweep sums many children's lists).
 fn merge_unpriced(cost: &mut Cost, models: impl Iterator<Item = String>) {
     for model in models {
+        let model = match cost.unpriced.len() < MAX_USAGE_MODELS {
+            true => model,
+            false => OTHER_MODELS.to_string(),
+        };
         if !cost.unpriced.contains(&model) {
             cost.unpriced.push(model);
         }
@@ -270,5 +280,34 @@ mod tests {
         assert_eq!(models, [("gpt-4o-mini", "0.45"), ("text-embedding-3-small", "0.01")]);
         assert_eq!(sum.actual, "0.46");
         assert_eq!(sum.unpriced, ["gpt-4o-mini (EUR)", "x"]);
+    }
+
+    #[test]
+    fn a_sweeps_sum_of_many_childrens_models_stays_bounded() {
+        let pricing = Pricing {
+            models: vec![crate::api::ModelPrice {
+                model: "gpt-4o-mini*".into(),
+                input_per_million: "0.15".into(),
+                cached_input_per_million: None,
+                output_per_million: "0.60".into(),
+            }],
+            ..Default::default()
+        };
+        let prices = Prices::new(&pricing, PriceListLookup::NotReferenced).unwrap();
+        let mut sum = None;
+        for child in 0..40 {
+            let names: Vec<String> = (0..10)
+                .flat_map(|i| [format!("gpt-4o-mini-{child}-{i}"), format!("free-{child}-{i}")])
+                .collect();
+            let lines: Vec<(&str, u64, u64, u64)> = names.iter().map(|m| (m.as_str(), 1_000_000, 0, 0)).collect();
+            add(&mut sum, &cost(&usage(&lines), &prices, BatchMode::Batch));
+        }
+        let sum = sum.unwrap();
+        assert_eq!(sum.by_model.len(), MAX_USAGE_MODELS + 1, "50 by name and (other)");
+        assert_eq!(sum.unpriced.len(), MAX_USAGE_MODELS + 1);
+        // 400 priced models at half of 0.15 each: nothing lost in the folding.
+        assert_eq!(sum.actual, "30");
+        let by_model: Decimal = sum.by_model.iter().map(|m| parse(&m.actual)).sum();
+        assert_eq!(by_model, Decimal::from(30));
     }
 }
