@@ -142,6 +142,13 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("peak RSS of the controller process: {:.1} MiB", peak as f64 / 1024.0);
     println!("batches created upstream: {creates}");
+    println!("gateway requests, per Batch:");
+    for ((method, route), n) in by_route(&journal) {
+        println!(
+            "  {method:>6} {route:<28} {n:>8} ({:.2} per Batch)",
+            n as f64 / batches_wanted as f64
+        );
+    }
     println!(
         "Batch reconciles: {} ({:.1} per Batch)",
         context.reconciles(),
@@ -182,6 +189,25 @@ async fn finished(batches: &Api<Batch>) -> anyhow::Result<Vec<f64>> {
             None => return Ok(lifetimes),
         }
     }
+}
+
+/// The simulator's journal counted by method and route (ids folded into `{id}`).
+fn by_route(journal: &[serde_json::Value]) -> std::collections::BTreeMap<(String, String), usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for entry in journal {
+        let path = entry["path"].as_str().unwrap_or_default();
+        let route = path
+            .split('/')
+            .map(|part| match part {
+                p if p.starts_with("batch_") || p.starts_with("file-") => "{id}",
+                p => p,
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let method = entry["method"].as_str().unwrap_or_default().to_string();
+        *counts.entry((method, route)).or_insert(0) += 1;
+    }
+    counts
 }
 
 fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {

@@ -295,6 +295,21 @@ fn context(batch: &Batch, polling: PollingPolicy, prices: Option<Arc<Prices>>) -
     }
 }
 
+/// Whether reaching `phase` from `before` is worth an Event: the start of the run (upstream
+/// or direct) and the end.
+fn announced(before: Option<BatchPhase>, phase: BatchPhase) -> bool {
+    let running = |p: BatchPhase| {
+        matches!(
+            p,
+            BatchPhase::Validating | BatchPhase::InProgress | BatchPhase::Finalizing | BatchPhase::Downloading
+        )
+    };
+    if before == Some(phase) {
+        return false;
+    }
+    phase.is_terminal() || (running(phase) && !before.is_some_and(running))
+}
+
 /// Deleting a Batch: with `deletionPolicy: Cancel`, cancel a running upstream batch and delete
 /// the uploaded input file first. A gateway that is gone does not block the deletion.
 async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
@@ -362,11 +377,13 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
     Ok(Requeue::await_change())
 }
 
-/// An Event for every phase change, and a Warning for every new failure.
+/// An Event when the Batch starts running and when it ends, and a Warning for every new
+/// failure; the steps in between show in the status (one Event per phase made the Events
+/// the largest share of the controller's writes).
 async fn record(batch: &Batch, before: &BatchStatus, after: &BatchStatus, ctx: &Context) {
     instrument::finished(&key(batch), before, after, ctx);
-    if before.phase != after.phase
-        && let Some(phase) = after.phase
+    if let Some(phase) = after.phase
+        && announced(before.phase, phase)
     {
         let type_ = if matches!(phase, BatchPhase::Failed | BatchPhase::Expired) {
             EventType::Warning
@@ -391,5 +408,33 @@ async fn record(batch: &Batch, before: &BatchStatus, after: &BatchStatus, ctx: &
         {
             ctx.publish(batch, EventType::Warning, &c.reason, &c.message).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::announced;
+    use crate::api::BatchPhase::*;
+
+    #[test]
+    fn the_start_and_the_end_of_a_run_are_announced_not_each_step() {
+        let walk = [
+            Pending,
+            Uploading,
+            Validating,
+            InProgress,
+            Finalizing,
+            Downloading,
+            Succeeded,
+        ];
+        let announced_phases: Vec<_> = walk
+            .windows(2)
+            .filter(|w| announced(Some(w[0]), w[1]))
+            .map(|w| w[1])
+            .collect();
+        assert_eq!(announced_phases, [Validating, Succeeded]);
+        assert!(announced(None, InProgress), "a direct run starts in InProgress");
+        assert!(announced(Some(InProgress), Failed));
+        assert!(!announced(Some(Succeeded), Succeeded));
     }
 }

@@ -75,6 +75,10 @@ impl<'a> ClusterBatch<'a> {
 }
 
 impl Driver for ClusterBatch<'_> {
+    fn fresh_attempts(&self) -> &steps::FreshAttempts {
+        &self.ctx.fresh_attempts
+    }
+
     type Error = Error;
 
     fn batch(&self) -> &Batch {

@@ -38,6 +38,8 @@ pub struct Context {
     pub batch_waiters: Waiters<Batch>,
     /// Sweeps waiting for a gateway or an input.
     pub sweep_waiters: Waiters<BatchSweep>,
+    /// Attempts this process started: what they cannot have created yet is not searched for.
+    pub fresh_attempts: crate::steps::FreshAttempts,
     caches: RwLock<Arc<Caches>>,
     sweep_writes: Mutex<HashMap<String, super::sweep::Written>>,
     backoff: Backoff,
@@ -87,6 +89,7 @@ impl Context {
             addresses: Arc::new(AddressPolicy::cluster()),
             batch_waiters: Waiters::default(),
             sweep_waiters: Waiters::default(),
+            fresh_attempts: Default::default(),
             caches: RwLock::default(),
             sweep_writes: Mutex::default(),
             backoff: Backoff::default(),

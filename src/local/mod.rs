@@ -139,6 +139,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             cancel: cancel.clone(),
             board: &board,
             order,
+            fresh_attempts: Default::default(),
         };
         match sweeps.iter().position(|s| s.owns(&plan.namespace, &plan.name)) {
             Some(i) => swept[i].push((order, run)),

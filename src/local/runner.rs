@@ -51,6 +51,9 @@ pub struct BatchRun<'a> {
     /// The run's admission board, and this Batch's place in the files (its queue order).
     pub board: &'a super::admission::Board,
     pub order: usize,
+    /// The attempts this run started (a new run, like a restart, searches for what earlier
+    /// runs created).
+    pub fresh_attempts: steps::FreshAttempts,
 }
 
 impl BatchRun<'_> {
@@ -208,6 +211,10 @@ impl Driver for BatchRun<'_> {
 
     fn client(&self) -> &GatewayClient {
         &self.client
+    }
+
+    fn fresh_attempts(&self) -> &steps::FreshAttempts {
+        &self.fresh_attempts
     }
 
     fn gateway_mode(&self) -> (GatewayMode, Option<bool>) {

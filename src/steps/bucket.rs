@@ -46,7 +46,13 @@ pub async fn validate(input: &ObjectInput, validated: Option<ValidatedInput>) ->
 }
 
 /// Uploads the object, prepared again while it streams; it must match what validation found.
-pub async fn upload(client: &GatewayClient, filename: &str, input: &ObjectInput, validated: &InputStatus) -> Outcome {
+pub async fn upload(
+    client: &GatewayClient,
+    filename: &str,
+    earlier: steps::Earlier,
+    input: &ObjectInput,
+    validated: &InputStatus,
+) -> Outcome {
     let digest = validated
         .digest
         .as_deref()
@@ -55,7 +61,7 @@ pub async fn upload(client: &GatewayClient, filename: &str, input: &ObjectInput,
         Ok(upload) => upload,
         Err(e) => return input_failure(e),
     };
-    let outcome = steps::upload_input(client, filename, upload.source.clone()).await;
+    let outcome = steps::upload_input(client, filename, earlier, upload.source.clone()).await;
     match (outcome, upload.refusal()) {
         (Outcome::GatewayError { .. }, Some(why)) => Outcome::InputInvalid {
             message: format!("{}{}: {why}", input.location.url, input.line_note()),

@@ -4,12 +4,14 @@
 
 pub mod bucket;
 mod download;
+mod fresh;
 mod mode;
 mod perform;
 mod results;
 pub mod retry;
 
 pub use download::download_results;
+pub use fresh::{Call, Earlier, FreshAttempts};
 pub use mode::{concluded, direct_failure, direct_failure_class, probe_batch_api, resolve_mode};
 pub use perform::{Driver, Input, perform};
 pub use results::{ErrorSummary, OutputSummary, ResultIds, summarise_errors, summarise_output};
@@ -145,9 +147,12 @@ pub async fn input_on_gateway(client: &GatewayClient, file_id: &str) -> Outcome 
 }
 
 /// Adopts the file an earlier run of this attempt uploaded under `filename`, or uploads. The
-/// search looks back to the attempt's start (the time in the name's token), however many
-/// newer files the key holds.
-pub async fn upload_input(client: &GatewayClient, filename: &str, source: UploadSource) -> Outcome {
+/// search (skipped when no earlier upload can exist) looks back to the attempt's start (the
+/// time in the name's token), however many newer files the key holds.
+pub async fn upload_input(client: &GatewayClient, filename: &str, earlier: Earlier, source: UploadSource) -> Outcome {
+    if earlier == Earlier::CannotExist {
+        return upload(client, filename, source).await;
+    }
     upload_input_since(client, filename, engine::upload_attempt_started(filename), source).await
 }
 
@@ -177,6 +182,10 @@ pub async fn upload_input_since(
         }
         Err(e) => return find_failure(e),
     }
+    upload(client, filename, source).await
+}
+
+async fn upload(client: &GatewayClient, filename: &str, source: UploadSource) -> Outcome {
     match client.upload_file(filename, "batch", source).await {
         Ok(file) => Outcome::InputUploaded {
             file_id: file.id,
@@ -187,25 +196,14 @@ pub async fn upload_input_since(
     }
 }
 
-/// Adopts the batch an earlier run of this attempt created, or creates it. The search looks
-/// back to the attempt's start (the time in its token), however many newer batches the key
-/// holds.
-pub async fn create_batch(client: &GatewayClient, request: &BatchRequest) -> Outcome {
-    let uid = request.metadata.get(engine::UID_KEY);
-    let ours = |b: &Batch| {
-        let meta = b.metadata.as_ref();
-        meta.and_then(|m| m.get(engine::ATTEMPT_KEY)) == Some(&request.attempt)
-            && meta.and_then(|m| m.get(engine::UID_KEY)) == uid
-    };
-    match client.find_batch(ours, engine::attempt_started(&request.attempt)).await {
-        Ok(Some(batch)) => {
-            return Outcome::BatchSubmitted {
-                batch: upstream(&batch),
-                adopted: true,
-            };
-        }
-        Ok(None) => {}
-        Err(e) => return find_failure(e),
+/// Adopts the batch an earlier run of this attempt created, or creates it. The search (skipped
+/// when no earlier batch can exist) looks back to the attempt's start (the time in its token),
+/// however many newer batches the key holds.
+pub async fn create_batch(client: &GatewayClient, request: &BatchRequest, earlier: Earlier) -> Outcome {
+    if earlier == Earlier::MayExist
+        && let Some(adopted) = find_batch(client, request).await
+    {
+        return adopted;
     }
     let create = crate::gateway::CreateBatch {
         input_file_id: request.input_file_id.clone(),
@@ -219,6 +217,25 @@ pub async fn create_batch(client: &GatewayClient, request: &BatchRequest) -> Out
             adopted: false,
         },
         Err(e) => failure(e),
+    }
+}
+
+/// The batch an earlier run of this attempt created (`BatchSubmitted`, adopted), or why the
+/// search has no answer; `None` when there is none.
+async fn find_batch(client: &GatewayClient, request: &BatchRequest) -> Option<Outcome> {
+    let uid = request.metadata.get(engine::UID_KEY);
+    let ours = |b: &Batch| {
+        let meta = b.metadata.as_ref();
+        meta.and_then(|m| m.get(engine::ATTEMPT_KEY)) == Some(&request.attempt)
+            && meta.and_then(|m| m.get(engine::UID_KEY)) == uid
+    };
+    match client.find_batch(ours, engine::attempt_started(&request.attempt)).await {
+        Ok(Some(batch)) => Some(Outcome::BatchSubmitted {
+            batch: upstream(&batch),
+            adopted: true,
+        }),
+        Ok(None) => None,
+        Err(e) => Some(find_failure(e)),
     }
 }
 

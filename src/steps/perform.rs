@@ -12,6 +12,8 @@ use crate::io::ObjectInput;
 use crate::jsonl::Summary;
 use crate::sweep::ValidatedInput;
 
+use super::{Call, Earlier, FreshAttempts};
+
 /// A Batch's input as its driver reads it.
 pub enum Input {
     /// In object storage: validated, and later uploaded, by streaming it.
@@ -30,6 +32,9 @@ pub trait Driver {
 
     fn batch(&self) -> &Batch;
     fn client(&self) -> &GatewayClient;
+    /// The attempts this process started (shared by every Batch the process runs, or one per
+    /// Batch): what they cannot have created yet is not searched for.
+    fn fresh_attempts(&self) -> &FreshAttempts;
     /// The gateway's `spec.mode`, and for Auto whether an earlier probe found a batch API.
     fn gateway_mode(&self) -> (GatewayMode, Option<bool>);
     /// What keeps this spec from running here in `mode`, beyond the engine's own rules.
@@ -64,18 +69,31 @@ pub async fn perform<D: Driver>(
         Action::ValidateInput => validate(driver, status).await?,
         Action::CancelBeforeSubmit => Outcome::CancelledBeforeSubmit,
         Action::Admit => driver.admit(status).await?,
-        Action::StartAttempt => Outcome::AttemptStarted {
-            token: super::attempt_token(),
-        },
+        Action::StartAttempt => {
+            let token = super::attempt_token();
+            driver.fresh_attempts().started(&token);
+            Outcome::AttemptStarted { token }
+        }
         Action::UploadInput { filename } => match driver.input(status).await? {
             Input::Object(object) => {
                 let validated = status.input.clone().unwrap_or_default();
-                super::bucket::upload(&client, &filename, &object, &validated).await
+                let earlier = before(driver, status, Call::Upload);
+                super::bucket::upload(&client, &filename, earlier, &object, &validated).await
             }
-            Input::Prepared { bytes, .. } => super::upload_input(&client, &filename, UploadSource::Bytes(bytes)).await,
+            Input::Prepared { bytes, .. } => {
+                let earlier = before(driver, status, Call::Upload);
+                super::upload_input(&client, &filename, earlier, UploadSource::Bytes(bytes)).await
+            }
             Input::Unreadable(outcome) => outcome,
         },
-        Action::CreateBatch(request) => super::create_batch(&client, &request).await,
+        Action::CreateBatch(request) => {
+            let earlier = driver.fresh_attempts().before(&request.attempt, Call::Create);
+            let outcome = super::create_batch(&client, &request, earlier).await;
+            if matches!(outcome, Outcome::BatchSubmitted { .. }) {
+                driver.fresh_attempts().submitted(&request.attempt);
+            }
+            outcome
+        }
         Action::Poll { batch_id, .. } => super::poll(&client, &batch_id).await,
         Action::Cancel { batch_id } => super::cancel(&client, &batch_id).await,
         Action::Download {
@@ -85,6 +103,14 @@ pub async fn perform<D: Driver>(
         Action::RunDirect => return driver.run_direct(status).await,
         Action::Finished => return Ok(None),
     }))
+}
+
+/// Whether what `call` of the status's attempt creates may exist already.
+fn before<D: Driver>(driver: &D, status: &BatchStatus, call: Call) -> Earlier {
+    match &status.attempt {
+        Some(token) => driver.fresh_attempts().before(token, call),
+        None => Earlier::MayExist,
+    }
 }
 
 /// The spec's rules for its mode first (nothing is read for a spec that cannot run), then the

@@ -51,6 +51,10 @@ fn happy_path_against_a_gateway_uploads_and_creates_exactly_once() {
     assert_eq!(ws.lines("happy", "output.jsonl").len(), 50);
     assert_eq!(sim.count_ok("POST", "/v1/files"), 1);
     assert_eq!(sim.count_ok("POST", "/v1/batches"), 1);
+    // An attempt this run started has nothing upstream to adopt: no list is walked (the one
+    // `GET /v1/batches` is the mode probe's, one item long).
+    assert_eq!(sim.count_ok("GET", "/v1/files"), 0);
+    assert_eq!(sim.count_ok("GET", "/v1/batches"), 1);
     assert!(!text(&output).contains(KEY), "the key leaked into the output");
 
     // A rerun finds the batch finished and sends nothing.

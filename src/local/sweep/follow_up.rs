@@ -114,6 +114,7 @@ impl SweepRun {
             cancel: follow.cancel.clone(),
             board: follow.board,
             order: follow.order,
+            fresh_attempts: Default::default(),
         }
         .run()
         .await
