@@ -21,3 +21,52 @@ pub struct JobFailure {
     pub class: ErrorClass,
     pub error: String,
 }
+
+/// The most of a termination message Kubernetes keeps (the rest is cut off).
+pub const MAX_REPORT_BYTES: usize = 4096;
+
+/// `value` as the JSON a Job reports, made to fit [`MAX_REPORT_BYTES`]: the usage's `byModel`
+/// (up to 52 models with long names) is folded, the models with the fewest tokens summed under
+/// `(other)`, until it fits; the totals stay exact.
+pub fn fitting_report<T: serde::Serialize>(
+    value: &mut T,
+    usage: fn(&mut T) -> &mut crate::api::Usage,
+) -> serde_json::Result<String> {
+    loop {
+        let text = serde_json::to_string(value)?;
+        let models = usage(value).by_model.len();
+        if text.len() <= MAX_REPORT_BYTES || models <= 1 {
+            return Ok(text);
+        }
+        crate::pricing::fold(usage(value), models / 2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_with_many_models_is_folded_to_fit_a_termination_message() {
+        let mut downloaded = crate::engine::Downloaded::default();
+        for i in 0..200 {
+            let model = format!("model-{i:03}-{}", "x".repeat(100));
+            let tokens = crate::pricing::LineTokens {
+                input: i,
+                ..Default::default()
+            };
+            crate::pricing::add_line(&mut downloaded.usage, Some(&model), &tokens);
+        }
+        let text = fitting_report(&mut downloaded, |d| &mut d.usage).unwrap();
+        assert!(text.len() <= MAX_REPORT_BYTES, "{}", text.len());
+        let back: crate::engine::Downloaded = serde_json::from_str(&text).unwrap();
+        let requests: u64 = back.usage.by_model.iter().map(|m| m.requests).sum();
+        assert_eq!((requests, back.usage.prompt_tokens), (200, (0..200).sum::<u64>()));
+        assert!(
+            back.usage
+                .by_model
+                .iter()
+                .any(|m| m.model == "model-049-".to_string() + &"x".repeat(100))
+        );
+    }
+}

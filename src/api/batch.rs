@@ -31,6 +31,7 @@ pub const MAX_USER_METADATA_PAIRS: usize = 13;
     printcolumn(name = "Failed", type_ = "integer", json_path = ".status.requestCounts.failed"),
     printcolumn(name = "Total", type_ = "integer", json_path = ".status.requestCounts.total"),
     printcolumn(name = "Batch ID", type_ = "string", json_path = ".status.gateway.batchId"),
+    printcolumn(name = "Cost", type_ = "string", json_path = ".status.cost.display"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -280,6 +281,10 @@ pub struct BatchStatus {
     /// Tokens summed from the output lines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// What the results cost, from `usage` and the gateway's `spec.pricing` (absent when the
+    /// gateway has no pricing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<super::Cost>,
     /// Where the results were written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputStatus>,
@@ -391,6 +396,36 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// All tokens.
     pub total_tokens: u64,
+    /// By the model that answered (`response.body.model`), sorted: at most 50 models by name,
+    /// the answers of any further model summed under `(other)`, answers naming none under
+    /// `(unknown)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 52))]
+    pub by_model: Vec<ModelUsage>,
+}
+
+/// Models `usage.byModel` lists by name; past them, answers are summed under
+/// [`OTHER_MODELS`], so a gateway naming a new model in every answer cannot grow the status.
+pub const MAX_USAGE_MODELS: usize = 50;
+/// The `usage.byModel` entry of the models past [`MAX_USAGE_MODELS`].
+pub const OTHER_MODELS: &str = "(other)";
+/// The `usage.byModel` entry of answers that name no model.
+pub const UNKNOWN_MODEL: &str = "(unknown)";
+
+/// The tokens of one model's answers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelUsage {
+    /// The model, as the answers name it (at most 128 characters).
+    pub model: String,
+    /// Successful requests it answered.
+    pub requests: u64,
+    /// Input tokens, cached ones included.
+    pub input_tokens: u64,
+    /// Of `inputTokens`, those read from the provider's prompt cache.
+    pub cached_input_tokens: u64,
+    /// Output tokens, reasoning tokens included.
+    pub output_tokens: u64,
 }
 
 /// Where the results were written.

@@ -21,6 +21,9 @@ pub mod condition_types {
     /// The result files were checked against the input: every custom_id the input's, each
     /// once (False: which check failed; the results are kept as the gateway sent them).
     pub const RESULTS_VERIFIED: &str = "ResultsVerified";
+    /// The results' cost is known: every model that answered has a price (False: which have
+    /// none; their tokens are left out of `status.cost.actual`). Only with `spec.pricing`.
+    pub const PRICED: &str = "Priced";
     /// A sweep's `suspend` is set: no new child starts.
     pub const SUSPENDED: &str = "Suspended";
 }
@@ -73,6 +76,13 @@ pub mod reasons {
     pub const UNEXPECTED_RESULTS: &str = "UnexpectedResults";
     /// The gateway said completed, and input lines have no result line.
     pub const MISSING_RESULTS: &str = "MissingResults";
+    /// Every model that answered has a price.
+    pub const PRICED: &str = "Priced";
+    /// Models answered that no price entry matches.
+    pub const UNPRICED_MODELS: &str = "UnpricedModels";
+    /// The gateway's prices cannot be used (the PriceList is missing, in another currency,
+    /// or holds a malformed price).
+    pub const PRICES_UNAVAILABLE: &str = "PricesUnavailable";
     // BatchSweep
     pub const RUNNING: &str = "Running";
     pub const FAILURE_BUDGET_EXCEEDED: &str = "FailureBudgetExceeded";

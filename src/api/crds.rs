@@ -3,11 +3,11 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use super::{Batch, BatchGateway, BatchSweep};
+use super::{Batch, BatchGateway, BatchSweep, PriceList};
 
 /// Every CRD of the project, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![BatchGateway::crd(), Batch::crd(), BatchSweep::crd()]
+    vec![BatchGateway::crd(), Batch::crd(), BatchSweep::crd(), PriceList::crd()]
 }
 
 /// All CRDs as one multi-document YAML stream (the content of `crds/`).

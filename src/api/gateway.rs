@@ -53,6 +53,9 @@ pub struct BatchGatewaySpec {
     /// Auto (probe for a batch API), Batch, or Direct (send each line, paced by `limits`).
     #[serde(default)]
     pub mode: super::GatewayMode,
+    /// What the models cost: with it, every Batch's status says what its results cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<super::Pricing>,
 }
 
 /// Bearer-token authentication from a Secret in the gateway's namespace.

@@ -35,6 +35,7 @@ pub const MAX_CHUNKS: usize = 2000;
     printcolumn(name = "Completed", type_ = "integer", json_path = ".status.requestCounts.completed"),
     printcolumn(name = "Failed", type_ = "integer", json_path = ".status.requestCounts.failed"),
     printcolumn(name = "Total", type_ = "integer", json_path = ".status.requestCounts.total"),
+    printcolumn(name = "Cost", type_ = "string", json_path = ".status.cost.display"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -211,6 +212,9 @@ pub struct BatchSweepStatus {
     /// Tokens summed over the children.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// What the children cost, summed over every attempt (each follow-up once), per model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<super::Cost>,
     /// Lines resubmitted by follow-up Batches, and how many of them then succeeded
     /// (with `spec.retry`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -57,6 +57,25 @@ fn metadata_values_are_bounded() {
 }
 
 #[test]
+fn pricing_needs_models_or_a_price_list() {
+    let gateway = |pricing: serde_json::Value| -> BatchGateway {
+        serde_json::from_value(json!({
+            "apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchGateway",
+            "metadata": {"name": "gw"}, "spec": {"url": "https://api.openai.com/v1", "pricing": pricing},
+        }))
+        .unwrap()
+    };
+    assert!(validate_cel(&gateway(json!({"priceListRef": {"name": "openai"}}))).is_ok());
+    let inline = json!({"models": [{"model": "m", "inputPerMillion": "1", "outputPerMillion": "2"}]});
+    assert!(validate_cel(&gateway(inline)).is_ok());
+    let nothing = errors(validate_cel(&gateway(json!({"currency": "EUR"}))));
+    assert!(
+        nothing.contains("pricing needs models, a priceListRef, or both"),
+        "{nothing}"
+    );
+}
+
+#[test]
 fn gateway_url_must_end_in_v1() {
     let gateway = |url: &str| -> BatchGateway {
         serde_json::from_value(json!({

@@ -169,6 +169,16 @@ async fn check_permissions(client: &kube::Client, options: &Options, jobs: bool)
                 .map(|p| format!("{p} in namespace {} (leader election)", election.namespace)),
         );
     }
+    let cluster_wide = controller::missing_cluster_permissions(client)
+        .await
+        .context("checking permissions (SelfSubjectAccessReview)")?;
+    if !cluster_wide.is_empty() {
+        tracing::warn!(
+            missing = %cluster_wide.join(", "),
+            "the controller's identity cannot read PriceLists (cluster-scoped): Batches of gateways with \
+             spec.pricing.priceListRef end Priced=False until a ClusterRole grants get on pricelists (the chart's does)"
+        );
+    }
     if !missing.is_empty() {
         bail!(
             "the controller's identity lacks permissions that deploy/rbac.yaml grants: {}; bind that ClusterRole \

@@ -157,8 +157,8 @@ pub async fn run(args: DirectArgs) -> anyhow::Result<ExitCode> {
     }
     let error = match result {
         Ok((conclusion, counts)) => {
-            let summary = DirectSummary::read(&args.checkpoint_dir, conclusion, input.requests(), counts).await?;
-            let text = serde_json::to_string(&summary)?;
+            let mut summary = DirectSummary::read(&args.checkpoint_dir, conclusion, input.requests(), counts).await?;
+            let text = crate::job_protocol::fitting_report(&mut summary, |s| &mut s.downloaded.usage)?;
             println!("{text}");
             args.job.report(&text)?;
             return Ok(ExitCode::SUCCESS);

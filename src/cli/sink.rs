@@ -44,7 +44,10 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
     )
     .await;
     let (summary, code) = match result {
-        Ok(downloaded) => (serde_json::to_string(&downloaded)?, ExitCode::SUCCESS),
+        Ok(mut downloaded) => (
+            crate::job_protocol::fitting_report(&mut downloaded, |d| &mut d.usage)?,
+            ExitCode::SUCCESS,
+        ),
         Err(Outcome::GatewayError { class, message }) => {
             eprintln!("error: {message}");
             let summary = serde_json::to_string(&JobFailure { class, error: message })?;

@@ -16,12 +16,13 @@ use super::batch_driver::ClusterBatch;
 use super::caches::Awaited;
 use super::cluster_io::{self, Gateway};
 use super::{Context, Error, FINALIZER, instrument};
-use super::{direct_progress, reattach};
+use super::{direct_progress, prices, reattach};
 use crate::api::{
     BATCH_ID_ANNOTATION, Batch, BatchMode, BatchPhase, BatchStatus, Conditions, DeletionPolicy, condition_types as ct,
     reasons,
 };
 use crate::engine::{self, Action, ErrorClass, Outcome, PollingPolicy, UpstreamState};
+use crate::pricing::Prices;
 use crate::steps;
 
 /// Steps one reconcile may take before yielding to other objects.
@@ -96,7 +97,7 @@ async fn take_steps(batch: &Batch, gateway: &Gateway, draft: &mut Draft, ctx: &C
     let mut io = ClusterBatch::new(batch, gateway, ctx);
     for _ in 0..MAX_STEPS {
         let status = draft.status.clone();
-        let action = engine::decide(&batch.spec, &status, &context(batch, gateway.polling));
+        let action = engine::decide(&batch.spec, &status, &context(batch, gateway.polling, None));
         if let Action::Poll { after, .. } = &action {
             let wait = ctx.poll_wait(&key, *after);
             if !wait.is_zero() {
@@ -122,7 +123,11 @@ async fn take_steps(batch: &Batch, gateway: &Gateway, draft: &mut Draft, ctx: &C
         if failure == Some(ErrorClass::Unauthorized) {
             ctx.reread_gateway_key(&cluster_io::gateway_key(&gateway.object));
         }
-        let next = engine::reduce(&status, outcome, &context(batch, gateway.polling));
+        let prices = match counts_results(&outcome) {
+            true => prices::resolve(&ctx.client, &gateway.object).await,
+            false => None,
+        };
+        let next = engine::reduce(&status, outcome, &context(batch, gateway.polling, prices));
         record(batch, &status, &next, ctx).await;
         draft.status = next;
         if failure.is_none() {
@@ -273,13 +278,20 @@ async fn wait_for_gateway(
     Ok(Requeue::requeue(WAITING))
 }
 
-fn context(batch: &Batch, polling: PollingPolicy) -> engine::Context {
+/// Outcomes that count the results, and so are priced (the gateway's prices are read for these
+/// only).
+fn counts_results(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Downloaded(_) | Outcome::DirectFinished { .. })
+}
+
+fn context(batch: &Batch, polling: PollingPolicy, prices: Option<Arc<Prices>>) -> engine::Context {
     engine::Context {
         uid: batch.uid().unwrap_or_default(),
         object: format!("{}/{}", batch.namespace().unwrap_or_default(), batch.name_any()),
         generation: batch.meta().generation,
         polling,
         now: Timestamp::now(),
+        prices,
     }
 }
 
@@ -387,6 +399,7 @@ async fn record(batch: &Batch, before: &BatchStatus, after: &BatchStatus, ctx: &
         ct::COMPLETE,
         ct::OUTPUT_STORED,
         ct::RESULTS_VERIFIED,
+        ct::PRICED,
     ] {
         let was = before.conditions.condition(type_).map(|c| (&c.status, &c.reason));
         if let Some(c) = after.conditions.condition(type_)

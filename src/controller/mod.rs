@@ -16,6 +16,7 @@ mod jobs;
 mod leader;
 mod object_io;
 mod preflight;
+mod prices;
 mod pvc_sink;
 mod reattach;
 mod sweep;
@@ -43,7 +44,10 @@ pub use context::Context;
 pub use direct_progress::DEFAULT_PROGRESS_PORT;
 pub use error::Error;
 pub use leader::{LeaderElection, LeaseTimings};
-pub use preflight::{missing_job_permissions, missing_lease_permissions, missing_permissions, required_rules};
+pub use preflight::{
+    missing_cluster_permissions, missing_job_permissions, missing_lease_permissions, missing_permissions,
+    required_rules,
+};
 
 use crate::api::{Batch, BatchGateway, BatchSweep};
 

@@ -35,10 +35,26 @@ fn is_job((group, resource): (&str, &str)) -> bool {
     (group, resource) == ("batch", "jobs") || (group, resource) == ("", "pods")
 }
 
-/// Every permission of `deploy/rbac.yaml` (but the Lease and Job rules) the client's identity
-/// lacks in `namespace` (all namespaces when `None`), as `verb group/resource`.
+/// Cluster-scoped kinds: checked without a namespace (a Role cannot grant them).
+fn is_cluster_scoped((group, resource): (&str, &str)) -> bool {
+    (group, resource) == ("llmbatch.io", "pricelists")
+}
+
+/// The rules checked in each watched namespace: all but Leases, Jobs and cluster-scoped kinds.
+fn is_namespaced_core(rule: (&str, &str)) -> bool {
+    !is_lease(rule) && !is_job(rule) && !is_cluster_scoped(rule)
+}
+
+/// Every permission of `deploy/rbac.yaml` (but the Lease, Job and cluster-scoped rules) the
+/// client's identity lacks in `namespace` (all namespaces when `None`), as `verb group/resource`.
 pub async fn missing_permissions(client: &kube::Client, namespace: Option<&str>) -> Result<Vec<String>, kube::Error> {
-    missing_in(client, namespace, |rule| !is_lease(rule) && !is_job(rule)).await
+    missing_in(client, namespace, is_namespaced_core).await
+}
+
+/// The permissions on cluster-scoped kinds (PriceLists) the client's identity lacks: without
+/// them the controller still runs, and prices from a `priceListRef` are unavailable.
+pub async fn missing_cluster_permissions(client: &kube::Client) -> Result<Vec<String>, kube::Error> {
+    missing_in(client, None, is_cluster_scoped).await
 }
 
 /// The Lease permissions of `deploy/rbac.yaml` the client's identity lacks in `namespace`.

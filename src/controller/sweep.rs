@@ -321,6 +321,7 @@ fn observe_children(
                 phase: status.phase,
                 request_counts: status.request_counts,
                 usage: status.usage,
+                cost: status.cost,
                 lines: annotated(&batch, RETRY_LINES_ANNOTATION),
                 retryable: annotated(&batch, RETRYABLE_ANNOTATION),
             },

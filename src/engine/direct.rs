@@ -122,6 +122,7 @@ mod tests {
                 max: Duration::from_secs(1),
             },
             now: Timestamp::from_second(1_700_000_000).unwrap(),
+            prices: None,
         }
     }
 

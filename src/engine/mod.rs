@@ -7,6 +7,7 @@
 //! status after every step can be killed at any moment and resume from the status alone.
 
 pub mod admission;
+mod cost;
 mod direct;
 mod metadata;
 mod reduce;
@@ -97,6 +98,9 @@ pub struct Context {
     pub polling: PollingPolicy,
     /// The current time (injected: tests fix it).
     pub now: Timestamp,
+    /// The gateway's prices, when it has `spec.pricing`: the results are priced with them. A
+    /// driver resolves them only for the steps that count results.
+    pub prices: Option<std::sync::Arc<crate::pricing::Prices>>,
 }
 
 /// Adaptive polling bounds: first interval after submit, and the ceiling.

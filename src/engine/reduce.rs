@@ -273,6 +273,7 @@ fn collect(status: &mut BatchStatus, d: Downloaded, ctx: &Context) {
         ),
     }
     status.usage = Some(d.usage.clone());
+    super::cost::price(status, ctx);
     let is_url = ["s3://", "gs://", "az://"]
         .iter()
         .any(|scheme| d.location.starts_with(scheme));

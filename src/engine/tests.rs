@@ -37,6 +37,7 @@ fn ctx_at(secs: i64) -> Context {
             max: Duration::from_secs(300),
         },
         now: Timestamp::from_second(1_700_000_000 + secs).unwrap(),
+        prices: None,
     }
 }
 
@@ -165,6 +166,7 @@ fn happy_path_reaches_succeeded_with_counts_and_usage() {
             prompt_tokens: 100,
             completion_tokens: 50,
             total_tokens: 150,
+            ..Default::default()
         },
         not_stored: None,
         results: None,
@@ -179,6 +181,127 @@ fn happy_path_reaches_succeeded_with_counts_and_usage() {
     assert_eq!(status.request_counts.as_ref().unwrap().total, 20);
     assert!(status.completion_time.is_some());
     assert_eq!(decide(&spec, &status, &ctx_at(14)), Action::Finished);
+}
+
+fn priced_at(secs: i64, prices: crate::pricing::Prices) -> Context {
+    Context {
+        prices: Some(std::sync::Arc::new(prices)),
+        ..ctx_at(secs)
+    }
+}
+
+fn downloaded_with(models: &[(&str, u64, u64)]) -> Downloaded {
+    let mut usage = crate::api::Usage::default();
+    for (model, input, output) in models {
+        let tokens = crate::pricing::LineTokens {
+            input: *input,
+            output: *output,
+            ..Default::default()
+        };
+        crate::pricing::add_line(&mut usage, Some(model), &tokens);
+    }
+    Downloaded {
+        output_lines: models.len() as u64,
+        usage,
+        ..Default::default()
+    }
+}
+
+fn prices(models: &[(&str, &str)]) -> crate::pricing::Prices {
+    let pricing = crate::api::Pricing {
+        models: models
+            .iter()
+            .map(|(model, price)| crate::api::ModelPrice {
+                model: model.to_string(),
+                input_per_million: price.to_string(),
+                cached_input_per_million: None,
+                output_per_million: price.to_string(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    crate::pricing::Prices::new(&pricing, crate::pricing::PriceListLookup::NotReferenced).unwrap()
+}
+
+#[test]
+fn results_are_priced_with_the_discount_in_batch_mode_and_at_list_price_in_direct_mode() {
+    let completed = reduce(
+        &submitted(),
+        Outcome::Observed(upstream(UpstreamState::Completed)),
+        &ctx_at(30),
+    );
+    let downloaded = downloaded_with(&[("gpt-4o-mini-2024-07-18", 1_000_000, 1_000_000)]);
+    let status = reduce(
+        &completed,
+        Outcome::Downloaded(downloaded.clone()),
+        &priced_at(31, prices(&[("gpt-4o-mini", "1")])),
+    );
+    let cost = status.cost.as_ref().unwrap();
+    assert_eq!((cost.actual.as_str(), cost.display.as_str()), ("1", "1.0000 USD"));
+    let priced = status.conditions.condition(ct::PRICED).unwrap();
+    assert_eq!(
+        (priced.status.as_str(), priced.reason.as_str()),
+        ("True", reasons::PRICED)
+    );
+    assert_eq!(priced.message, "1.0000 USD in Batch mode");
+
+    let direct = crate::api::BatchStatus {
+        mode: Some(crate::api::BatchMode::Direct),
+        ..completed.clone()
+    };
+    let status = reduce(
+        &direct,
+        Outcome::Downloaded(downloaded.clone()),
+        &priced_at(31, prices(&[("gpt-4o-mini", "1")])),
+    );
+    assert_eq!(status.cost.unwrap().actual, "2", "direct mode pays the list price");
+
+    // Without spec.pricing: no cost and no condition, never a silent zero.
+    let status = reduce(&completed, Outcome::Downloaded(downloaded), &ctx_at(31));
+    assert!(status.cost.is_none() && status.conditions.condition(ct::PRICED).is_none());
+}
+
+#[test]
+fn unpriced_models_make_priced_false_naming_them() {
+    let completed = reduce(
+        &submitted(),
+        Outcome::Observed(upstream(UpstreamState::Completed)),
+        &ctx_at(30),
+    );
+    let downloaded = downloaded_with(&[("gpt-4o-mini", 1_000_000, 0), ("llama-3", 10, 10)]);
+    let status = reduce(
+        &completed,
+        Outcome::Downloaded(downloaded.clone()),
+        &priced_at(31, prices(&[("gpt-4o-mini", "1")])),
+    );
+    let cost = status.cost.as_ref().unwrap();
+    assert_eq!(
+        (cost.actual.as_str(), cost.unpriced.as_slice()),
+        ("0.5", &["llama-3".to_string()][..])
+    );
+    let priced = status.conditions.condition(ct::PRICED).unwrap();
+    assert_eq!(
+        (priced.status.as_str(), priced.reason.as_str()),
+        ("False", reasons::UNPRICED_MODELS)
+    );
+    assert!(
+        priced.message.starts_with("no price for llama-3:"),
+        "{}",
+        priced.message
+    );
+
+    let missing = crate::pricing::Prices::unavailable("USD", "PriceList openai not found");
+    let status = reduce(&completed, Outcome::Downloaded(downloaded), &priced_at(31, missing));
+    let priced = status.conditions.condition(ct::PRICED).unwrap();
+    assert_eq!(priced.reason, reasons::PRICES_UNAVAILABLE);
+    assert!(
+        priced
+            .message
+            .contains("gpt-4o-mini, llama-3 (PriceList openai not found)"),
+        "{}",
+        priced.message
+    );
+    assert_eq!(status.cost.unwrap().display, "0.0000 USD + unpriced");
 }
 
 #[test]

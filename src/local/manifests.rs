@@ -1,4 +1,4 @@
-//! Reading Batch, BatchSweep, BatchGateway, ConfigMap and Secret documents from YAML files, the way
+//! Reading Batch, BatchSweep, BatchGateway, PriceList, ConfigMap and Secret documents from YAML files, the way
 //! `kubectl apply -f` would, with errors that name the file, the document and the field.
 
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde::Deserialize;
 
 use super::{paths, yaml};
-use crate::api::{Batch, BatchGateway, BatchSweep};
+use crate::api::{Batch, BatchGateway, BatchSweep, PriceList};
 
 /// Objects keyed by `(namespace, name)`.
 pub type Objects<T> = BTreeMap<(String, String), Located<T>>;
@@ -41,6 +41,8 @@ pub struct Manifests {
     pub batches: Objects<Batch>,
     pub sweeps: Objects<BatchSweep>,
     pub gateways: Objects<BatchGateway>,
+    /// Cluster-scoped: keyed by name alone.
+    pub price_lists: BTreeMap<String, Located<PriceList>>,
     pub config_maps: Objects<ConfigMap>,
     pub secrets: Objects<Secret>,
     /// Documents of other kinds, skipped: `Kind name in origin`.
@@ -110,6 +112,9 @@ impl Manifests {
             .metadata
             .name
             .ok_or_else(|| ManifestError(format!("{origin}: {} has no metadata.name", meta.kind)))?;
+        if (meta.api_version.as_str(), meta.kind.as_str()) == ("llmbatch.io/v1alpha1", "PriceList") {
+            return self.add_price_list(value, origin, name);
+        }
         let namespace = meta.metadata.namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
         if USED_KINDS.contains(&(meta.api_version.as_str(), meta.kind.as_str())) {
             check_names(&origin, &meta.kind, &namespace, &name)?;
@@ -160,6 +165,27 @@ impl Manifests {
                 Ok(())
             }
         }
+    }
+}
+
+impl Manifests {
+    /// A PriceList: cluster-scoped, so its name alone identifies it (a namespace is ignored, as
+    /// the API server ignores it).
+    fn add_price_list(&mut self, value: serde_yaml::Value, origin: Origin, name: String) -> Result<(), ManifestError> {
+        if let Some(problem) = paths::subdomain_problem(&name) {
+            return Err(ManifestError(format!(
+                "{origin}: PriceList field metadata.name {problem}, as the API server requires"
+            )));
+        }
+        let list: PriceList = yaml::parse(value, &origin, "PriceList")?;
+        if let Some(first) = self.price_lists.get(&name) {
+            return Err(ManifestError(format!(
+                "{origin}: PriceList {name} is defined twice (first in {})",
+                first.origin
+            )));
+        }
+        self.price_lists.insert(name, Located { object: list, origin });
+        Ok(())
     }
 }
 

@@ -80,7 +80,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     };
     for skipped in &manifests.skipped {
         reporter.say(format!(
-            "ignoring {skipped} (run -f uses Batch, BatchSweep, BatchGateway, ConfigMap and Secret)"
+            "ignoring {skipped} (run -f uses Batch, BatchSweep, BatchGateway, PriceList, ConfigMap and Secret)"
         ));
     }
     let mut plans = match resolve::plan_all(&manifests, options.simulator, options.pvc_root.as_deref()) {
@@ -203,8 +203,29 @@ fn summarise_sweeps(
             counts.failed,
             dir.join("summary.json").display()
         ));
+        if let Some(cost) = &status.cost {
+            reporter.say(format!("{}: {}", sweep.object(), cost_line(cost)));
+        }
     }
     Ok(all_succeeded)
+}
+
+/// `cost 0.0123 USD (exact 0.01234, gpt-4o-mini 0.01234); no price for x`.
+fn cost_line(cost: &crate::api::Cost) -> String {
+    let models: Vec<String> = cost
+        .by_model
+        .iter()
+        .map(|m| format!("{} {}", m.model, m.actual))
+        .collect();
+    let mut line = format!("cost {} (exact {}", cost.display, cost.actual);
+    if !models.is_empty() {
+        line.push_str(&format!("; {}", models.join(", ")));
+    }
+    line.push(')');
+    if !cost.unpriced.is_empty() {
+        line.push_str(&format!("; no price for {}", cost.unpriced.join(", ")));
+    }
+    line
 }
 
 fn invalid(problems: &[String]) -> ExitCode {
@@ -393,6 +414,9 @@ fn summarise(plans: &[Plan], endings: &[(Ending, BatchStatus)], options: &RunOpt
                 reporter.say(format!("{}: stopped: {why}", plan.object()));
             }
             Ending::Interrupted => code = exit::INTERRUPTED,
+        }
+        if let Some(cost) = &status.cost {
+            reporter.say(format!("{}: {}", plan.object(), cost_line(cost)));
         }
     }
     if code == exit::INTERRUPTED {

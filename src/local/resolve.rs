@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -13,6 +14,7 @@ use crate::engine;
 use crate::io::ObjectInput;
 use crate::io::object_storage::{self, ObjectLocation, OpenedStores};
 use crate::job_protocol::API_KEY_ENV;
+use crate::pricing::{PriceListLookup, Prices};
 
 /// One Batch, ready to run.
 pub struct Plan {
@@ -49,8 +51,12 @@ impl Plan {
 /// Where a Batch goes.
 #[derive(Clone, Debug)]
 pub enum GatewayTarget {
-    /// The built-in simulator, started in-process.
-    Builtin { polling: Polling },
+    /// The built-in simulator, started in-process (with the prices of the BatchGateway it
+    /// stands in for under `--simulator`).
+    Builtin {
+        polling: Polling,
+        prices: Option<Arc<Prices>>,
+    },
     /// A gateway from a BatchGateway manifest.
     Remote(Box<RemoteGateway>),
 }
@@ -62,6 +68,18 @@ pub struct RemoteGateway {
     pub spec: BatchGatewaySpec,
     /// The API key; never printed (see the Debug impl).
     pub api_key: Option<String>,
+    /// `spec.pricing`, with its PriceList from the files.
+    pub prices: Option<Arc<Prices>>,
+}
+
+impl GatewayTarget {
+    /// The prices its Batches are costed with, when the BatchGateway has `spec.pricing`.
+    pub fn prices(&self) -> Option<Arc<Prices>> {
+        match self {
+            GatewayTarget::Builtin { prices, .. } => prices.clone(),
+            GatewayTarget::Remote(gw) => gw.prices.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for RemoteGateway {
@@ -359,13 +377,18 @@ fn gateway_target(
     let Some(gateway) = manifests.gateways.get(&(namespace.to_string(), name.to_string())) else {
         return Ok(GatewayTarget::Builtin {
             polling: Polling::default(),
+            prices: None,
         });
     };
     let spec = gateway.object.spec.clone();
-    if force_simulator {
-        return Ok(GatewayTarget::Builtin { polling: spec.polling });
-    }
     let at = format!("BatchGateway {namespace}/{name} ({})", gateway.origin);
+    let prices = prices(manifests, spec.pricing.as_ref()).map_err(|p| format!("{at}: {p}"))?;
+    if force_simulator {
+        return Ok(GatewayTarget::Builtin {
+            polling: spec.polling,
+            prices,
+        });
+    }
     let problems = [
         spec.polling.initial().err(),
         spec.polling.max().err(),
@@ -385,8 +408,31 @@ fn gateway_target(
         name: name.to_string(),
         spec,
         api_key,
+        prices,
     };
     Ok(GatewayTarget::Remote(Box::new(gateway)))
+}
+
+/// A gateway's prices: `spec.pricing`, with the PriceList it references (which must be among
+/// the files).
+fn prices(manifests: &Manifests, pricing: Option<&crate::api::Pricing>) -> Result<Option<Arc<Prices>>, String> {
+    let Some(pricing) = pricing else {
+        return Ok(None);
+    };
+    let list = match &pricing.price_list_ref {
+        None => PriceListLookup::NotReferenced,
+        Some(r) => match manifests.price_lists.get(&r.name) {
+            Some(list) => PriceListLookup::Found(&list.object.spec),
+            None => {
+                return Err(format!(
+                    "spec.pricing.priceListRef: PriceList {} is not in the files given",
+                    r.name
+                ));
+            }
+        },
+    };
+    let prices = Prices::new(pricing, list).map_err(|e| e.to_string())?;
+    Ok(Some(Arc::new(prices)))
 }
 
 fn api_key(manifests: &Manifests, namespace: &str, r: &KeyRef) -> Result<String, String> {

@@ -149,6 +149,7 @@ impl BatchRun<'_> {
             generation: self.plan.batch.object.metadata.generation.or(Some(1)),
             polling: self.polling,
             now: Timestamp::now(),
+            prices: self.plan.gateway.prices(),
         }
     }
 

@@ -16,7 +16,11 @@ const ECHO_CHARS: usize = 200;
 pub struct Answer {
     pub body: Value,
     pub input_tokens: u64,
+    /// Of `input_tokens`, those "read from the prompt cache".
+    pub cached_tokens: u64,
+    /// Reasoning tokens included.
     pub output_tokens: u64,
+    pub reasoning_tokens: u64,
 }
 
 /// A request the simulator answers with an HTTP error instead.
@@ -55,6 +59,32 @@ pub fn unit_interval(hash: u64) -> f64 {
 /// Tokens for a text: about one per four characters, at least one.
 pub fn tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4).max(1)
+}
+
+/// The prompt cache, simulated: the leading system and developer messages (the prefix a batch's
+/// lines share) count as cached input, with no minimum length (OpenAI's is 1024 tokens), so
+/// cached pricing shows in small tests.
+fn cached_prefix(messages: &[Value]) -> u64 {
+    let prefix: Vec<String> = messages
+        .iter()
+        .take_while(|m| matches!(m.get("role").and_then(Value::as_str), Some("system" | "developer")))
+        .map(|m| content_text(m.get("content").unwrap_or(&Value::Null)))
+        .collect();
+    match prefix.is_empty() {
+        true => 0,
+        false => tokens(&prefix.join("\n")),
+    }
+}
+
+/// Hidden reasoning tokens of a reasoning model (o1, o3, o4-mini, gpt-5...): twice the visible
+/// answer; none for other models.
+fn reasoning(model: &str, visible: u64) -> u64 {
+    let mut chars = model.chars();
+    let o_series = chars.next() == Some('o') && chars.next().is_some_and(|c| c.is_ascii_digit());
+    match o_series || model.starts_with("gpt-5") {
+        true => 2 * visible,
+        false => 0,
+    }
 }
 
 /// Answers `body` as the endpoint `endpoint` would.
@@ -128,7 +158,10 @@ fn chat(model: &str, id: &str, body: &Value) -> Result<Answer, Refusal> {
         .ok_or_else(|| refusal("Missing required parameter: 'messages'.", "messages"))?;
     let (last_user, all) = last_user_and_all(messages);
     let text = generate(&last_user);
-    let (input, output) = (tokens(&all), tokens(&text));
+    let input = tokens(&all);
+    let cached = cached_prefix(messages).min(input);
+    let reasoning = reasoning(model, tokens(&text));
+    let output = tokens(&text) + reasoning;
     let body = json!({
         "id": format!("chatcmpl-{id}"),
         "object": "chat.completion",
@@ -144,8 +177,8 @@ fn chat(model: &str, id: &str, body: &Value) -> Result<Answer, Refusal> {
             "prompt_tokens": input,
             "completion_tokens": output,
             "total_tokens": input + output,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0,
                 "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
         },
         "service_tier": "default",
@@ -154,7 +187,9 @@ fn chat(model: &str, id: &str, body: &Value) -> Result<Answer, Refusal> {
     Ok(Answer {
         body,
         input_tokens: input,
+        cached_tokens: cached,
         output_tokens: output,
+        reasoning_tokens: reasoning,
     })
 }
 
@@ -182,18 +217,27 @@ fn completion(model: &str, id: &str, body: &Value) -> Result<Answer, Refusal> {
     Ok(Answer {
         body,
         input_tokens: input,
+        cached_tokens: 0,
         output_tokens: output,
+        reasoning_tokens: 0,
     })
 }
 
 fn response(model: &str, id: &str, body: &Value) -> Result<Answer, Refusal> {
-    let (prompt, all) = match body.get("input") {
-        Some(Value::String(s)) => (s.clone(), s.clone()),
-        Some(Value::Array(items)) => last_user_and_all(items),
+    let (prompt, all, cached) = match body.get("input") {
+        Some(Value::String(s)) => (s.clone(), s.clone(), 0),
+        Some(Value::Array(items)) => {
+            let (prompt, all) = last_user_and_all(items);
+            (prompt, all, cached_prefix(items))
+        }
         _ => return Err(refusal("Missing required parameter: 'input'.", "input")),
     };
+    let instructions = body.get("instructions").and_then(Value::as_str).map_or(0, tokens);
     let text = generate(&prompt);
-    let (input, output) = (tokens(&all), tokens(&text));
+    let input = tokens(&all) + instructions;
+    let cached = (instructions + cached).min(input);
+    let reasoning = reasoning(model, tokens(&text));
+    let output = tokens(&text) + reasoning;
     let body = json!({
         "id": format!("resp_{id}"),
         "object": "response",
@@ -214,16 +258,18 @@ fn response(model: &str, id: &str, body: &Value) -> Result<Answer, Refusal> {
         "tools": [],
         "usage": {
             "input_tokens": input,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": cached},
             "output_tokens": output,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": input + output,
         },
     });
     Ok(Answer {
         body,
         input_tokens: input,
+        cached_tokens: cached,
         output_tokens: output,
+        reasoning_tokens: reasoning,
     })
 }
 
@@ -259,7 +305,9 @@ fn embeddings(model: &str, body: &Value) -> Result<Answer, Refusal> {
     Ok(Answer {
         body,
         input_tokens: input,
+        cached_tokens: 0,
         output_tokens: 0,
+        reasoning_tokens: 0,
     })
 }
 
@@ -289,7 +337,9 @@ fn moderation(model: &str, id: &str, body: &Value) -> Result<Answer, Refusal> {
     Ok(Answer {
         body,
         input_tokens,
+        cached_tokens: 0,
         output_tokens: 0,
+        reasoning_tokens: 0,
     })
 }
 
@@ -340,6 +390,45 @@ mod tests {
         assert_eq!(e, answer("/v1/embeddings", &body).unwrap());
         let default = answer("/v1/embeddings", &json!({"model": "e", "input": "a"})).unwrap();
         assert_eq!(default.body["data"][0]["embedding"].as_array().unwrap().len(), 16);
+    }
+
+    #[test]
+    fn shared_system_prompts_count_as_cached_and_reasoning_models_reason() {
+        let messages = json!([
+            {"role": "system", "content": "Classify the ticket into one of five categories, as JSON."},
+            {"role": "user", "content": "My invoice is wrong"},
+        ]);
+        let chat = answer(
+            "/v1/chat/completions",
+            &json!({"model": "gpt-4o-mini", "messages": messages}),
+        )
+        .unwrap();
+        let usage = &chat.body["usage"];
+        let cached = usage["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap();
+        assert!(cached > 0 && cached < chat.input_tokens, "{usage}");
+        assert_eq!((chat.cached_tokens, chat.reasoning_tokens), (cached, 0));
+        let o3 = answer(
+            "/v1/chat/completions",
+            &json!({"model": "o3-mini", "messages": messages}),
+        )
+        .unwrap();
+        let reasoning = o3.body["usage"]["completion_tokens_details"]["reasoning_tokens"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(
+            reasoning * 3,
+            o3.output_tokens * 2,
+            "reasoning is inside completion_tokens"
+        );
+        let response = answer(
+            "/v1/responses",
+            &json!({"model": "gpt-5-mini", "instructions": "be brief", "input": "hi"}),
+        )
+        .unwrap();
+        let usage = &response.body["usage"];
+        assert_eq!(usage["input_tokens_details"]["cached_tokens"], 2);
+        assert!(usage["output_tokens_details"]["reasoning_tokens"].as_u64().unwrap() > 0);
+        assert_eq!(usage["total_tokens"], response.input_tokens + response.output_tokens);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
-use super::answers::{self, Answer, Refusal, fnv1a, unit_interval};
+use super::answers::{self, Refusal, fnv1a, unit_interval};
 use super::state::SimState;
 use super::wire::{BatchUsage, FileObject, RequestCounts, now_secs};
 
@@ -93,12 +93,9 @@ impl ResultFiles {
             answers::answer(endpoint, body)
         };
         match outcome {
-            Ok(Answer {
-                body,
-                input_tokens,
-                output_tokens,
-            }) => {
-                self.usage.add(input_tokens, output_tokens);
+            Ok(answer) => {
+                self.usage.add(&answer);
+                let body = answer.body;
                 self.counts.completed += 1;
                 let response = json!({"status_code": 200, "request_id": request_id, "body": body});
                 self.write(false, custom_id, response, Value::Null).await

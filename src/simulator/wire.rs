@@ -88,10 +88,12 @@ pub struct BatchUsage {
 
 impl BatchUsage {
     /// Adds one answered request's tokens.
-    pub fn add(&mut self, input: u64, output: u64) {
-        self.input_tokens += input;
-        self.output_tokens += output;
-        self.total_tokens += input + output;
+    pub fn add(&mut self, answer: &super::answers::Answer) {
+        self.input_tokens += answer.input_tokens;
+        self.input_tokens_details.cached_tokens += answer.cached_tokens;
+        self.output_tokens += answer.output_tokens;
+        self.output_tokens_details.reasoning_tokens += answer.reasoning_tokens;
+        self.total_tokens += answer.input_tokens + answer.output_tokens;
     }
 }
 

@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::api::Usage;
 use crate::engine::{Downloaded, ResultCheck};
 use crate::jsonl::IdDigest;
+use crate::pricing::{LineTokens, add_line};
 
 /// The custom_ids seen across a batch's output and error files, kept as their keyed hashes
 /// (8 bytes each). The first line of an id counts; a later one is a duplicate. At the end the
@@ -132,10 +133,22 @@ struct Response {
 
 #[derive(Deserialize)]
 struct Body {
+    /// The model that answered (a dated snapshot, often, of the one asked for).
+    model: Option<ModelName>,
     usage: Option<LineUsage>,
 }
 
-/// Chat and completions report prompt/completion tokens; responses report input/output.
+/// A body's `model`: only a string names one.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ModelName {
+    Str(String),
+    Other(serde::de::IgnoredAny),
+}
+
+/// Chat completions, completions and embeddings report prompt/completion tokens (cached ones in
+/// `prompt_tokens_details`); responses report input/output tokens (`input_tokens_details`).
+/// Reasoning tokens are part of the output tokens in both.
 #[derive(Deserialize, Default)]
 struct LineUsage {
     #[serde(alias = "input_tokens")]
@@ -143,6 +156,28 @@ struct LineUsage {
     #[serde(alias = "output_tokens")]
     completion_tokens: Option<u64>,
     total_tokens: Option<u64>,
+    #[serde(alias = "input_tokens_details")]
+    prompt_tokens_details: Option<InputDetails>,
+}
+
+#[derive(Deserialize, Default)]
+struct InputDetails {
+    cached_tokens: Option<u64>,
+}
+
+impl LineUsage {
+    fn tokens(&self) -> LineTokens {
+        LineTokens {
+            input: self.prompt_tokens.unwrap_or(0),
+            cached_input: self
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+            output: self.completion_tokens.unwrap_or(0),
+            total: self.total_tokens,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -159,8 +194,8 @@ struct LineError {
 /// Error codes of requests that were never executed.
 const NOT_RUN_CODES: &[&str] = &["batch_expired", "batch_cancelled"];
 
-/// Counts lines and sums `response.body.usage` over an output file; each line's custom_id goes
-/// through `ids` (a duplicate's usage is not summed).
+/// Counts lines and sums `response.body.usage` over an output file, by `response.body.model`;
+/// each line's custom_id goes through `ids` (a duplicate's usage is not summed).
 pub async fn summarise_output(path: &Path, ids: &mut ResultIds) -> std::io::Result<OutputSummary> {
     let mut summary = OutputSummary::default();
     for_each_line(path, |line| {
@@ -172,12 +207,13 @@ pub async fn summarise_output(path: &Path, ids: &mut ResultIds) -> std::io::Resu
             return;
         }
         ids.check.completed += 1;
-        let usage = parsed.and_then(|l| l.response?.body?.usage).unwrap_or_default();
-        let prompt = usage.prompt_tokens.unwrap_or(0);
-        let completion = usage.completion_tokens.unwrap_or(0);
-        summary.usage.prompt_tokens += prompt;
-        summary.usage.completion_tokens += completion;
-        summary.usage.total_tokens += usage.total_tokens.unwrap_or(prompt + completion);
+        let body = parsed.and_then(|l| l.response?.body);
+        let model = body.as_ref().and_then(|b| match b.model.as_ref()? {
+            ModelName::Str(name) => Some(name.as_str()),
+            ModelName::Other(_) => None,
+        });
+        let tokens = body.as_ref().and_then(|b| b.usage.as_ref()).map(LineUsage::tokens);
+        add_line(&mut summary.usage, model, &tokens.unwrap_or_default());
     })
     .await?;
     Ok(summary)
@@ -243,25 +279,77 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn sums_usage_of_chat_and_responses_lines() {
+    async fn sums_usage_of_every_body_shape_by_the_model_that_answered() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("output.jsonl");
         let lines = [
-            r#"{"id":"r1","custom_id":"a","response":{"status_code":200,"body":{"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}},"error":null}"#,
-            r#"{"id":"r2","custom_id":"b","response":{"status_code":200,"body":{"usage":{"input_tokens":7,"output_tokens":3,"total_tokens":10}}},"error":null}"#,
-            r#"{"id":"r3","custom_id":"c","response":{"status_code":200,"body":{"usage":{"prompt_tokens":4,"total_tokens":4}}},"error":null}"#,
+            // chat completions: cached input, reasoning tokens inside completion_tokens
+            r#"{"id":"r1","custom_id":"a","response":{"status_code":200,"body":{"object":"chat.completion","model":"gpt-4o-mini-2024-07-18","usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":2}}}},"error":null}"#,
+            // responses: input/output tokens, cached in input_tokens_details
+            r#"{"id":"r2","custom_id":"b","response":{"status_code":200,"body":{"object":"response","model":"o3-mini","usage":{"input_tokens":7,"input_tokens_details":{"cached_tokens":7},"output_tokens":3,"output_tokens_details":{"reasoning_tokens":1},"total_tokens":10}}},"error":null}"#,
+            // embeddings: prompt tokens only
+            r#"{"id":"r3","custom_id":"c","response":{"status_code":200,"body":{"object":"list","model":"text-embedding-3-small","usage":{"prompt_tokens":4,"total_tokens":4}}},"error":null}"#,
+            // completions
+            r#"{"id":"r4","custom_id":"d","response":{"status_code":200,"body":{"object":"text_completion","model":"gpt-4o-mini-2024-07-18","usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}},"error":null}"#,
+            // no model, no usage; a model that is not a string
+            r#"{"id":"r5","custom_id":"e","response":{"status_code":200,"body":{}},"error":null}"#,
+            r#"{"id":"r6","custom_id":"f","response":{"status_code":200,"body":{"model":7,"usage":{"prompt_tokens":1}}},"error":null}"#,
         ];
         std::fs::write(&path, lines.join("\r\n")).unwrap();
         let summary = summarise_output(&path, &mut ResultIds::new(None)).await.unwrap();
-        assert_eq!(summary.lines, 3);
+        assert_eq!(summary.lines, 6);
+        let usage = &summary.usage;
         assert_eq!(
-            summary.usage,
-            Usage {
-                prompt_tokens: 21,
-                completion_tokens: 8,
-                total_tokens: 29
-            }
+            (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens),
+            (23, 10, 33)
         );
+        let rows: Vec<_> = usage
+            .by_model
+            .iter()
+            .map(|m| {
+                (
+                    m.model.as_str(),
+                    m.requests,
+                    m.input_tokens,
+                    m.cached_input_tokens,
+                    m.output_tokens,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("(unknown)", 2, 1, 0, 0),
+                ("gpt-4o-mini-2024-07-18", 2, 11, 4, 7),
+                ("o3-mini", 1, 7, 7, 3),
+                ("text-embedding-3-small", 1, 4, 0, 0),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_gateway_naming_a_new_model_in_every_answer_cannot_grow_the_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("output.jsonl");
+        let lines: Vec<String> = (0..2000)
+            .map(|i| {
+                let model = format!("model-{i}-{}", "y".repeat(500));
+                json_line(&format!("id-{i}"), &model)
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let summary = summarise_output(&path, &mut ResultIds::new(None)).await.unwrap();
+        let models = &summary.usage.by_model;
+        assert_eq!(models.len(), crate::api::MAX_USAGE_MODELS + 1, "50 named and (other)");
+        assert!(models.iter().all(|m| m.model.len() <= crate::pricing::MAX_MODEL_NAME));
+        let other = models.iter().find(|m| m.model == crate::api::OTHER_MODELS).unwrap();
+        assert_eq!((other.requests, summary.usage.prompt_tokens), (1950, 2000 * 3));
+    }
+
+    fn json_line(custom_id: &str, model: &str) -> String {
+        serde_json::json!({"custom_id": custom_id, "response": {"status_code": 200, "body": {"model": model,
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}}})
+        .to_string()
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{
-    BatchPhase, BatchSweepSpec, BatchSweepStatus, ChildCounts, ChildStatus, Conditions, MAX_LISTED_CHILDREN,
+    BatchPhase, BatchSweepSpec, BatchSweepStatus, ChildCounts, ChildStatus, Conditions, Cost, MAX_LISTED_CHILDREN,
     RequestCounts, RetryCounts, SweepPhase, Usage, condition_types as types, reasons,
 };
 
@@ -19,6 +19,8 @@ pub struct ObservedChild {
     pub phase: Option<BatchPhase>,
     pub request_counts: Option<RequestCounts>,
     pub usage: Option<Usage>,
+    /// What its results cost (with the gateway's `spec.pricing`).
+    pub cost: Option<Cost>,
     /// For a follow-up: the lines it was created with.
     pub lines: Option<u64>,
     /// For a finished attempt whose error file was read: its lines that failed retryably
@@ -83,6 +85,7 @@ pub fn decide(
     next.progress = Some(format!("{}/{} batches", counts.succeeded + counts.failed, counts.total));
     next.request_counts = Some(tally.requests.clone());
     next.usage = Some(tally.usage.clone());
+    next.cost = tally.cost.clone();
     next.retries = (spec.max_attempts() > 1 || tally.retries.batches > 0).then(|| tally.retries.clone());
     next.children = listed(&chains, &create);
     set_conditions(&mut next, spec, &counts, generation, now);
@@ -123,6 +126,7 @@ struct Tally {
     failed: u32,
     requests: RequestCounts,
     usage: Usage,
+    cost: Option<Cost>,
     retries: RetryCounts,
 }
 
@@ -145,6 +149,9 @@ impl Tally {
                 &chain.request_counts(),
                 &chain.usage(),
             );
+            if let Some(cost) = chain.cost() {
+                crate::pricing::add_cost(&mut tally.cost, &cost);
+            }
             let (retried, recovered) = chain.retried_and_recovered();
             tally.retries.batches += chain.attempts.len().saturating_sub(1) as u32;
             tally.retries.retried += retried;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::api::{BatchInput, BatchPhase, BatchSpec, BatchSweepSpec, MAX_ATTEMPTS, RequestCounts, Usage};
+use crate::api::{BatchInput, BatchPhase, BatchSpec, BatchSweepSpec, Cost, MAX_ATTEMPTS, RequestCounts, Usage};
 
 use super::{ChildPlan, ObservedChild, attempt_name};
 
@@ -185,16 +185,24 @@ impl<'a> Chain<'a> {
         counts
     }
 
-    /// Tokens of every attempt (each one was spent).
+    /// Tokens of every attempt (each one was spent), by model.
     pub fn usage(&self) -> Usage {
         let mut usage = Usage::default();
         for (_, seen) in &self.attempts {
-            let u = seen.usage.clone().unwrap_or_default();
-            usage.prompt_tokens += u.prompt_tokens;
-            usage.completion_tokens += u.completion_tokens;
-            usage.total_tokens += u.total_tokens;
+            crate::pricing::add_usage(&mut usage, &seen.usage.clone().unwrap_or_default());
         }
         usage
+    }
+
+    /// What every attempt cost, each once (`None` when none was priced).
+    pub fn cost(&self) -> Option<Cost> {
+        let mut cost = None;
+        for (_, seen) in &self.attempts {
+            if let Some(c) = &seen.cost {
+                crate::pricing::add_cost(&mut cost, c);
+            }
+        }
+        cost
     }
 
     /// (lines resubmitted, lines that then succeeded) over the follow-ups.

@@ -263,3 +263,54 @@ fn raising_max_attempts_gives_a_finished_sweep_more_attempts_and_lowering_it_kee
         "the follow-up that ran still counts"
     );
 }
+
+/// A child that cost `actual` USD for `model`.
+fn costing(mut seen: ObservedChild, model: &str, actual: &str) -> ObservedChild {
+    seen.cost = Some(crate::api::Cost {
+        currency: "USD".into(),
+        actual: actual.into(),
+        display: String::new(),
+        by_model: vec![crate::api::ModelCost {
+            model: model.into(),
+            actual: actual.into(),
+            priced_as: None,
+        }],
+        unpriced: Vec::new(),
+    });
+    seen
+}
+
+#[test]
+fn the_sweeps_cost_is_every_attempts_once_by_model_and_chunk() {
+    let s = with_retry(2);
+    let children = plan_children("corpus", &s, &plan(2));
+    let mut observed = BTreeMap::new();
+    observed.insert("corpus-c0000".to_string(), costing(expired(6, 4), "m", "0.1"));
+    observed.insert(
+        "corpus-c0000-r1".to_string(),
+        costing(follow_up(BatchPhase::Succeeded, 4, 0), "m", "0.02"),
+    );
+    observed.insert(
+        "corpus-c0001".to_string(),
+        costing(child(BatchPhase::Succeeded, 10, 0), "n", "0.3"),
+    );
+    let done = decide(&s, Some(1), &BatchSweepStatus::default(), &children, &observed, at(10));
+    let cost = done.status.cost.clone().unwrap();
+    let models: Vec<_> = cost
+        .by_model
+        .iter()
+        .map(|m| (m.model.as_str(), m.actual.as_str()))
+        .collect();
+    assert_eq!(models, [("m", "0.12"), ("n", "0.3")]);
+    assert_eq!((cost.actual.as_str(), cost.display.as_str()), ("0.42", "0.4200 USD"));
+    // Deciding again (a later reconcile) sums again from the children, never onto the last sum.
+    let again = decide(&s, Some(1), &done.status, &children, &observed, at(20));
+    assert_eq!(again.status.cost.unwrap().actual, "0.42");
+
+    let summary = summarise(&children, &observed, 2);
+    assert_eq!(summary.cost.clone().unwrap().actual, "0.42");
+    assert_eq!(summary.by_chunk[&0].cost.clone().unwrap().actual, "0.12");
+    assert_eq!(summary.children[0].cost.clone().unwrap().actual, "0.12");
+    let json = serde_json::to_value(&summary).unwrap();
+    assert_eq!(json["byChunk"]["1"]["cost"]["actual"], "0.3");
+}

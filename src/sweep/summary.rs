@@ -1,11 +1,11 @@
-//! `summary.json` of a sweep run by `run -f`: counts and usage per model and per chunk, so an
+//! `summary.json` of a sweep run by `run -f`: counts, usage and cost per model and per chunk, so an
 //! evaluation's results can be compared without opening every child's files.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::api::{BatchPhase, RequestCounts, RetryCounts, Usage};
+use crate::api::{BatchPhase, Cost, RequestCounts, RetryCounts, Usage};
 
 use super::retry::chains;
 use super::{ChildPlan, ObservedChild};
@@ -19,6 +19,9 @@ pub struct Summary {
     pub request_counts: RequestCounts,
     /// Tokens of every attempt.
     pub usage: Usage,
+    /// What every attempt cost (each once), with the gateway's `spec.pricing`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Cost>,
     /// What the follow-up Batches did (with `spec.retry`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retries: Option<RetryCounts>,
@@ -37,6 +40,8 @@ pub struct Totals {
     pub succeeded: u32,
     pub request_counts: RequestCounts,
     pub usage: Usage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Cost>,
 }
 
 /// One child.
@@ -53,6 +58,9 @@ pub struct ChildSummary {
     /// Over all attempts, as in [`Summary::request_counts`].
     pub request_counts: RequestCounts,
     pub usage: Usage,
+    /// Over all attempts, each once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Cost>,
     /// Every attempt, when there was more than one (results of each are in its own directory).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<AttemptSummary>,
@@ -79,6 +87,7 @@ pub fn summarise(children: &[ChildPlan], observed: &BTreeMap<String, ObservedChi
         let plan = chain.first;
         let counts = chain.request_counts();
         let usage = chain.usage();
+        let cost = chain.cost();
         let phase = chain.phase();
         let succeeded = phase == Some(BatchPhase::Succeeded);
         let (retried, recovered) = chain.retried_and_recovered();
@@ -86,6 +95,7 @@ pub fn summarise(children: &[ChildPlan], observed: &BTreeMap<String, ObservedChi
         retries.retried += retried;
         retries.recovered += recovered;
         add(&mut summary.request_counts, &mut summary.usage, &counts, &usage);
+        add_cost(&mut summary.cost, cost.as_ref());
         let model = plan.model.clone().unwrap_or_default();
         for totals in [
             summary.by_model.entry(model).or_default(),
@@ -94,6 +104,7 @@ pub fn summarise(children: &[ChildPlan], observed: &BTreeMap<String, ObservedChi
             totals.batches += 1;
             totals.succeeded += u32::from(succeeded);
             add(&mut totals.request_counts, &mut totals.usage, &counts, &usage);
+            add_cost(&mut totals.cost, cost.as_ref());
         }
         summary.children.push(ChildSummary {
             name: plan.name.clone(),
@@ -103,6 +114,7 @@ pub fn summarise(children: &[ChildPlan], observed: &BTreeMap<String, ObservedChi
             phase,
             request_counts: counts,
             usage,
+            cost,
             attempts: match chain.attempts.len() {
                 1 => Vec::new(),
                 _ => chain
@@ -129,7 +141,11 @@ pub(super) fn add(into_counts: &mut RequestCounts, into_usage: &mut Usage, count
     if let Some(n) = counts.not_run {
         *into_counts.not_run.get_or_insert(0) += n;
     }
-    into_usage.prompt_tokens += usage.prompt_tokens;
-    into_usage.completion_tokens += usage.completion_tokens;
-    into_usage.total_tokens += usage.total_tokens;
+    crate::pricing::add_usage(into_usage, usage);
+}
+
+fn add_cost(into: &mut Option<Cost>, cost: Option<&Cost>) {
+    if let Some(cost) = cost {
+        crate::pricing::add_cost(into, cost);
+    }
 }

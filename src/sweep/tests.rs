@@ -64,6 +64,7 @@ pub(super) fn child(phase: BatchPhase, completed: u64, failed: u64) -> ObservedC
             prompt_tokens: completed * 10,
             completion_tokens: completed,
             total_tokens: completed * 11,
+            ..Default::default()
         }),
         ..Default::default()
     }

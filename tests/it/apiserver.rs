@@ -147,6 +147,42 @@ async fn bad_values_are_rejected_with_their_message() {
     );
     let message = rejection(gateways.create(&pp, &gateway("bad", "https://api.openai.com")).await);
     assert!(message.contains("ending in /v1"), "{message}");
+
+    // Prices: decimal strings, a percentage, one entry per model, and something to price with.
+    let priced = |name: &str, pricing: Value| -> BatchGateway {
+        serde_json::from_value(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchGateway",
+            "metadata": {"name": name}, "spec": {"url": "https://api.openai.com/v1", "pricing": pricing}}))
+        .unwrap()
+    };
+    let entry =
+        |model: &str, input: &str| json!({"model": model, "inputPerMillion": input, "outputPerMillion": "0.60"});
+    let good = json!({"batchDiscount": "12.5%", "models": [entry("gpt-4o-mini", "0.15"), entry("gpt-4o*", "2.50")]});
+    assert_eq!(rejection(gateways.create(&pp, &priced("priced", good)).await), "");
+    for (name, pricing, says) in [
+        ("comma", json!({"models": [entry("m", "0,15")]}), "inputPerMillion"),
+        ("float", json!({"models": [entry("m", "1e-7")]}), "inputPerMillion"),
+        ("negative", json!({"models": [entry("m", "-1")]}), "inputPerMillion"),
+        ("glob", json!({"models": [entry("gpt-*-mini", "1")]}), "model"),
+        (
+            "twice",
+            json!({"models": [entry("m", "1"), entry("m", "2")]}),
+            "Duplicate value",
+        ),
+        (
+            "discount",
+            json!({"batchDiscount": "150%", "models": [entry("m", "1")]}),
+            "batchDiscount",
+        ),
+        (
+            "currency",
+            json!({"currency": "usd", "models": [entry("m", "1")]}),
+            "currency",
+        ),
+        ("empty", json!({}), "pricing needs models, a priceListRef, or both"),
+    ] {
+        let message = rejection(gateways.create(&pp, &priced(name, pricing)).await);
+        assert!(message.contains(says), "{name}: {message}");
+    }
 }
 
 #[tokio::test]
@@ -215,7 +251,16 @@ async fn printer_columns_come_back_in_a_server_side_table() {
         .collect();
     assert_eq!(
         columns,
-        ["Name", "Phase", "Completed", "Failed", "Total", "Batch ID", "Age"]
+        [
+            "Name",
+            "Phase",
+            "Completed",
+            "Failed",
+            "Total",
+            "Batch ID",
+            "Cost",
+            "Age"
+        ]
     );
     assert_eq!(table["rows"][0]["cells"][0], "b");
 }
@@ -238,16 +283,19 @@ async fn every_example_manifest_applies() {
                 let mut object: DynamicObject = serde::Deserialize::deserialize(doc).unwrap();
                 let types = object.types.clone().expect("apiVersion and kind");
                 let gvk = GroupVersionKind::try_from(&types).unwrap();
-                let (resource, _) = discovery
+                let (resource, capabilities) = discovery
                     .resolve_gvk(&gvk)
                     .unwrap_or_else(|| panic!("{gvk:?} is not served"));
-                object.metadata.namespace = Some(ns.clone());
                 let name = object.metadata.name.clone().unwrap();
-                let api = Api::<DynamicObject>::namespaced_with(
-                    client.clone(),
-                    &ns,
-                    &ApiResource::from_gvk_with_plural(&gvk, &resource.plural),
-                );
+                let kind = ApiResource::from_gvk_with_plural(&gvk, &resource.plural);
+                // A PriceList is cluster-scoped: applied as it is (its name is the example's).
+                let api = match capabilities.scope {
+                    kube::discovery::Scope::Cluster => Api::<DynamicObject>::all_with(client.clone(), &kind),
+                    kube::discovery::Scope::Namespaced => {
+                        object.metadata.namespace = Some(ns.clone());
+                        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &kind)
+                    }
+                };
                 api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&object))
                     .await
                     .unwrap_or_else(|e| panic!("{} ({}/{name}) was refused: {e}", path.display(), gvk.kind));

@@ -223,10 +223,15 @@ fn expected(scopes: &[&str], lease_namespace: Option<&str>, jobs: bool) -> BTree
     let rules = |kind: &str| source.iter().find(|d| d["kind"] == kind).unwrap()["rules"].clone();
     let is_lease = |p: &Permission| p.1 == "coordination.k8s.io";
     let is_job = |p: &Permission| (p.1 == "batch" && p.2 == "jobs") || (p.1.is_empty() && p.2 == "pods");
+    // Cluster-scoped: granted cluster-wide whatever namespaces are watched.
+    let cluster_scoped = |p: &Permission| p.1 == "llmbatch.io" && p.2 == "pricelists";
     let mut out = BTreeSet::new();
     for scope in scopes {
-        for p in permissions_of(scope, &rules("ClusterRole")) {
+        for mut p in permissions_of(scope, &rules("ClusterRole")) {
             assert!(!is_lease(&p), "deploy/rbac.yaml's ClusterRole grants Leases: {p:?}");
+            if cluster_scoped(&p) {
+                p.0 = "*".to_string();
+            }
             if jobs || !is_job(&p) {
                 out.insert(p);
             }
@@ -265,10 +270,14 @@ fn rendered_rbac_grants_exactly_the_listed_rules() {
         );
     }
     let namespaced = documents(&helm_template(NAMESPACE, EVERYTHING));
-    assert!(
-        of_kind(&namespaced, "ClusterRole").is_empty(),
-        "watchNamespaces needs no ClusterRole"
+    let cluster_roles = of_kind(&namespaced, "ClusterRole");
+    assert_eq!(
+        cluster_roles.len(),
+        1,
+        "watchNamespaces needs a ClusterRole for PriceLists only"
     );
+    let only = permissions_of("*", &cluster_roles[0]["rules"]);
+    assert!(only.iter().all(|p| p.2 == "pricelists" && p.3 == "get"), "{only:?}");
 }
 
 #[test]

@@ -18,7 +18,7 @@ fn crds_directory_matches_the_types() {
 #[test]
 fn printer_columns_tell_the_story() {
     let yaml = llm_batch_operator::api::crds_yaml();
-    for column in ["Phase", "Completed", "Failed", "Total", "Batch ID", "Age"] {
+    for column in ["Phase", "Completed", "Failed", "Total", "Batch ID", "Cost", "Age"] {
         assert!(
             yaml.contains(&format!("name: {column}\n")),
             "missing printer column {column}"
@@ -28,6 +28,7 @@ fn printer_columns_tell_the_story() {
         ".status.phase",
         ".status.requestCounts.completed",
         ".status.gateway.batchId",
+        ".status.cost.display",
     ] {
         assert!(yaml.contains(path), "missing {path}");
     }

@@ -9,6 +9,7 @@ mod argocd_health;
 mod chart;
 mod cli;
 mod controller;
+mod cost;
 mod crds;
 mod direct_command;
 mod direct_mode;

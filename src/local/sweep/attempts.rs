@@ -35,6 +35,7 @@ impl Attempt {
             phase: self.status.phase,
             request_counts: self.status.request_counts.clone(),
             usage: self.status.usage.clone(),
+            cost: self.status.cost.clone(),
             lines: self.input.as_ref().map(|i| i.lines),
             retryable: self.retryable,
         }

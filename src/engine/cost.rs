@@ -1,0 +1,45 @@
+//! A Batch's `status.cost` and `Priced` condition, once its results are counted: the usage
+//! priced with the gateway's prices (in the context), the batch discount in batch mode only.
+
+use super::Context;
+use crate::api::{BatchMode, BatchStatus, Conditions, condition_types as ct, reasons};
+
+/// Sets `status.cost` from `status.usage` and says in `Priced` whether every model that
+/// answered had a price. Without prices in `ctx` (a gateway without `spec.pricing`) neither is
+/// set.
+pub(super) fn price(status: &mut BatchStatus, ctx: &Context) {
+    let Some(prices) = &ctx.prices else {
+        return;
+    };
+    let usage = status.usage.clone().unwrap_or_default();
+    let mode = status.mode.unwrap_or(BatchMode::Batch);
+    let cost = crate::pricing::cost(&usage, prices, mode);
+    let notes = match prices.notes.is_empty() {
+        true => String::new(),
+        false => format!(" ({})", prices.notes.join("; ")),
+    };
+    let (priced, reason, message) = match (cost.unpriced.is_empty(), prices.notes.is_empty()) {
+        (true, _) => (true, reasons::PRICED, format!("{} in {mode} mode{notes}", cost.display)),
+        (false, true) => (
+            false,
+            reasons::UNPRICED_MODELS,
+            format!(
+                "no price for {}: their tokens are not in the cost ({} for the rest)",
+                cost.unpriced.join(", "),
+                cost.display
+            ),
+        ),
+        (false, false) => (
+            false,
+            reasons::PRICES_UNAVAILABLE,
+            format!(
+                "no price for {}{notes}: their tokens are not in the cost",
+                cost.unpriced.join(", ")
+            ),
+        ),
+    };
+    status.cost = Some(cost);
+    status
+        .conditions
+        .set_condition(ct::PRICED, priced, reason, message, ctx.generation, ctx.now);
+}
