@@ -302,10 +302,16 @@ pub struct InputStatus {
     pub requests: u64,
     /// Size in bytes.
     pub bytes: u64,
-    /// Estimated tokens, as `tokensPerHour` admission counts them: per line, its bytes / 4
-    /// plus its `max_completion_tokens`, `max_tokens` or `max_output_tokens`.
+    /// Estimated tokens, as `tokensPerHour` admission counts them: the input tokens of
+    /// `estimates` plus each line's `max_completion_tokens`, `max_tokens` or
+    /// `max_output_tokens`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_tokens: Option<u64>,
+    /// The estimate by model, before anything is sent (at most 50 models by name, the rest
+    /// under `(other)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 52))]
+    pub estimates: Vec<ModelEstimate>,
     /// A digest (hex) of the prepared bytes of an object-store input: the upload pass reads the
     /// object again and must find exactly these bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -313,6 +319,33 @@ pub struct InputStatus {
     /// The keyed digest of the custom_ids as uploaded, that the results are checked against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ids: Option<InputIds>,
+}
+
+/// The estimated tokens of one model's requests.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelEstimate {
+    /// The model the requests name (`body.model`).
+    pub model: String,
+    /// Requests naming it.
+    pub requests: u64,
+    /// Input tokens, counted as `countedBy` says.
+    pub input_tokens: u64,
+    /// The sum of the requests' output ceilings (`max_completion_tokens`, `max_tokens`,
+    /// `max_output_tokens`).
+    pub output_tokens: u64,
+    /// Requests without an output ceiling: each counts `spec.pricing.defaultMaxOutputTokens`
+    /// in the cost estimate.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub without_output_ceiling: u64,
+    /// How the input tokens were counted: a tokenizer (`o200k_base`) over every request, the
+    /// same over a sample of the bytes (`o200k_base, 1.0% of bytes sampled`), or `bytes/4`
+    /// for a model without a known tokenizer.
+    pub counted_by: String,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A keyed multiset hash of the input's custom_ids: the wrapping sum of the first 8 bytes of

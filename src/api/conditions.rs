@@ -34,6 +34,8 @@ pub mod reasons {
     /// Waiting for room under the gateway's maxActiveBatches or tokensPerHour, or sent back
     /// by the gateway's enqueued-token limit.
     pub const GATEWAY_BUDGET: &str = "GatewayBudget";
+    /// Waiting for room under the gateway's money budget (`spec.limits.budget`).
+    pub const BUDGET_EXHAUSTED: &str = "BudgetExhausted";
     /// The gateway's budget let the Batch start after a wait.
     pub const ADMITTED: &str = "Admitted";
     pub const INPUT_ON_GATEWAY: &str = "InputOnGateway";

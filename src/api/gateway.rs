@@ -33,6 +33,8 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.limits) || !has(self.limits.budget) || has(self.pricing)")
+    .message("spec.limits.budget needs spec.pricing: a budget in money needs the prices to estimate with"))]
 pub struct BatchGatewaySpec {
     /// Base URL of the OpenAI-compatible API, ending in /v1 (paths such as /files are appended).
     #[x_kube(validation = Rule::new("self.matches('^https?://[^/]+(/.*)?/v1/?$')")
@@ -56,6 +58,13 @@ pub struct BatchGatewaySpec {
     /// What the models cost: with it, every Batch's status says what its results cost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pricing: Option<super::Pricing>,
+}
+
+impl BatchGatewaySpec {
+    /// The currency of prices, costs and the budget.
+    pub fn currency(&self) -> &str {
+        self.pricing.as_ref().map_or("USD", |p| p.currency.as_str())
+    }
 }
 
 /// Bearer-token authentication from a Secret in the gateway's namespace.
@@ -113,6 +122,23 @@ pub struct GatewayLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub download_timeout: Option<String>,
+    /// Most money spent in any rolling window, in `spec.pricing`'s currency: a Batch is
+    /// admitted only while the window's spend, the estimates of admitted unfinished Batches
+    /// and its own estimate fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<SpendBudget>,
+}
+
+/// A budget in money over a rolling window.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpendBudget {
+    /// The most spent per window, a decimal such as `50` or `12.5`.
+    #[schemars(regex(pattern = super::PRICE_PATTERN))]
+    pub amount: String,
+    /// The rolling window, e.g. `24h` or `720h`.
+    #[schemars(regex(pattern = r"^([0-9]+(m|h))+$"))]
+    pub window: String,
 }
 
 /// Adaptive polling: soon after submit, backing off to `max` as the batch ages.
@@ -145,6 +171,9 @@ pub struct BatchGatewayStatus {
     /// Estimated tokens of the Batches admitted in the last hour (what `tokensPerHour` bounds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admitted_tokens: Option<u64>,
+    /// Spend in the current window of `spec.limits.budget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend: Option<GatewaySpend>,
     /// What the last probe found (whether `/v1/batches` exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<super::GatewayCapabilities>,
@@ -155,6 +184,21 @@ pub struct BatchGatewayStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+/// What a gateway's Batches spent in its budget's window.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpend {
+    /// The window, as `spec.limits.budget.window` says.
+    pub window: String,
+    /// What the Batches that finished within the window cost (decimal).
+    pub spent: String,
+    /// The estimates of the admitted Batches still running (decimal).
+    pub committed: String,
+    /// `spec.limits.budget.amount`.
+    pub budget: String,
+    pub currency: String,
 }
 
 /// OpenAI's ceiling on requests per batch file.
@@ -182,6 +226,21 @@ impl GatewayLimits {
             .as_deref()
             .map(|q| super::parse_bytes(q).map_err(|e| InvalidField::new("spec.limits.maxResultBytes", e)))
             .transpose()
+    }
+
+    /// The money budget, when set: (amount, window).
+    pub fn spend_budget(&self) -> Result<Option<(rust_decimal::Decimal, Duration)>, InvalidField> {
+        let Some(budget) = &self.budget else {
+            return Ok(None);
+        };
+        let amount = budget.amount.parse::<rust_decimal::Decimal>().map_err(|e| {
+            InvalidField::new(
+                "spec.limits.budget.amount",
+                format!("{:?} is not a decimal ({e})", budget.amount),
+            )
+        })?;
+        let window = parse_duration("spec.limits.budget.window", Some(&budget.window), Duration::ZERO)?;
+        Ok(Some((amount, window)))
     }
 
     /// The longest download of one result file, when set (`None`: the client's default).

@@ -38,6 +38,12 @@ pub struct Pricing {
     /// A cluster-scoped PriceList with the prices a platform team keeps for many namespaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_list_ref: Option<PriceListRef>,
+    /// The output tokens a request without `max_tokens` (or `max_completion_tokens`,
+    /// `max_output_tokens`) counts in a cost estimate; without it such requests estimate no
+    /// output, and the estimate says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub default_max_output_tokens: Option<u64>,
 }
 
 impl Default for Pricing {
@@ -47,6 +53,7 @@ impl Default for Pricing {
             batch_discount: default_discount(),
             models: Vec::new(),
             price_list_ref: None,
+            default_max_output_tokens: None,
         }
     }
 }
@@ -124,10 +131,16 @@ pub struct PriceListSpec {
 pub struct Cost {
     /// The currency of every amount.
     pub currency: String,
-    /// The exact cost of the priced models, as a decimal string (never rounded).
+    /// What the input was estimated to cost before anything was sent (its input tokens and
+    /// its requests' output ceilings at the gateway's prices), a decimal string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated: Option<String>,
+    /// The exact cost of the priced models' answers, as a decimal string (never rounded);
+    /// empty until the results are counted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub actual: String,
     /// `actual` rounded for people and the Cost column, e.g. `0.0123 USD` (`+ unpriced` when
-    /// some model had no price).
+    /// some model had no price); before the results, the estimate as `~0.0123 USD`.
     pub display: String,
     /// Cost per model that answered (priced models only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

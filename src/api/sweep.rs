@@ -243,6 +243,11 @@ pub struct SweepPlan {
     /// Line-aligned byte ranges, in order; chunk `i` is `chunks[i]`.
     #[schemars(length(max = 2000))]
     pub chunks: Vec<PlannedChunk>,
+    /// The token estimate of the whole input by model, as scanned (see the Batch's
+    /// `status.input.estimates`); each child's is its chunk's share.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 52))]
+    pub estimates: Vec<super::ModelEstimate>,
 }
 
 /// One line-aligned slice of the input.

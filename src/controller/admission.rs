@@ -29,7 +29,7 @@ pub async fn admit(
     ctx: &Context,
 ) -> Result<Outcome, Error> {
     let ns = batch.namespace().unwrap_or_default();
-    let budget = Budget::of(&gateway.spec.limits);
+    let budget = Budget::of(&gateway.spec);
     if let Some(why) = admission::held_back(status, Timestamp::now()) {
         return Ok(Outcome::AwaitingBudget { message: why });
     }
@@ -54,6 +54,7 @@ pub async fn admit(
         Verdict::Wait(why) => Outcome::AwaitingBudget {
             message: format!("waiting for room on BatchGateway {}: {why}", gateway.name_any()),
         },
+        Verdict::OverBudget(over) => Outcome::OverBudget(over),
         Verdict::Never(why) => Outcome::SpecInvalid { message: why },
     })
 }

@@ -123,7 +123,7 @@ async fn take_steps(batch: &Batch, gateway: &Gateway, draft: &mut Draft, ctx: &C
         if failure == Some(ErrorClass::Unauthorized) {
             ctx.reread_gateway_key(&cluster_io::gateway_key(&gateway.object));
         }
-        let prices = match counts_results(&outcome) {
+        let prices = match priced(&outcome) {
             true => prices::resolve(&ctx.client, &gateway.object).await,
             false => None,
         };
@@ -160,7 +160,7 @@ fn wait_on(batch: &Batch, outcome: &Outcome, ctx: &Context) -> Option<Duration> 
             }
             Some(WAITING)
         }
-        Outcome::AwaitingBudget { .. } => {
+        Outcome::AwaitingBudget { .. } | Outcome::OverBudget(_) => {
             let gateway = batch.spec.gateway_ref.name.clone();
             ctx.batch_waiters.wait(Awaited::Room { ns, gateway }, batch);
             Some(AWAITING_BUDGET)
@@ -278,10 +278,13 @@ async fn wait_for_gateway(
     Ok(Requeue::requeue(WAITING))
 }
 
-/// Outcomes that count the results, and so are priced (the gateway's prices are read for these
-/// only).
-fn counts_results(outcome: &Outcome) -> bool {
-    matches!(outcome, Outcome::Downloaded(_) | Outcome::DirectFinished { .. })
+/// Outcomes that are priced: a validated input (its estimate) and counted results (the
+/// gateway's prices are read for these only).
+fn priced(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::InputValidated { .. } | Outcome::Downloaded(_) | Outcome::DirectFinished { .. }
+    )
 }
 
 fn context(batch: &Batch, polling: PollingPolicy, prices: Option<Arc<Prices>>) -> engine::Context {

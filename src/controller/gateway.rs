@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::gateway_condition_types::{BATCH_API, READY};
 use crate::api::gateway_reasons::{self, BATCH_API_FOUND, BATCH_API_NOT_FOUND};
-use crate::api::{BatchGateway, BatchGatewayStatus, Conditions, GatewayCapabilities};
+use crate::api::{BatchGateway, BatchGatewayStatus, Conditions, GatewayCapabilities, GatewaySpend};
 use crate::engine::admission;
 use crate::steps;
 
@@ -42,6 +42,7 @@ pub async fn reconcile(gateway: Arc<BatchGateway>, ctx: Arc<Context>) -> Result<
     status.active_batches = Some(admission::active(&entries));
     status.waiting_batches = Some(admission::waiting(&entries));
     status.admitted_tokens = Some(admission::window_tokens(&entries, Timestamp::now()));
+    status.spend = spend(&gateway, &entries);
     status.conditions.set_condition(
         READY,
         ready,
@@ -57,6 +58,19 @@ pub async fn reconcile(gateway: Arc<BatchGateway>, ctx: Arc<Context>) -> Result<
     } else {
         REFRESH_EVERY
     }))
+}
+
+/// Spend in the window of the gateway's money budget, when it has one.
+fn spend(gateway: &BatchGateway, entries: &[admission::Entry]) -> Option<GatewaySpend> {
+    let limit = admission::Budget::of(&gateway.spec).spend?;
+    let spend = admission::spend(entries, limit.window, Timestamp::now());
+    Some(GatewaySpend {
+        window: limit.window_text,
+        spent: spend.spent.normalize().to_string(),
+        committed: spend.committed.normalize().to_string(),
+        budget: limit.amount.normalize().to_string(),
+        currency: limit.currency,
+    })
 }
 
 /// Requeues with per-object exponential backoff.

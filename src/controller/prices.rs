@@ -1,6 +1,6 @@
-//! A gateway's prices when a Batch's results are counted: its `spec.pricing`, and the
-//! cluster-scoped PriceList it references, read with one GET at that moment only (never on
-//! other steps, and never watched: a PriceList changes rarely and is read once per Batch).
+//! A gateway's prices when a Batch's input is estimated and when its results are counted: its
+//! `spec.pricing`, and the cluster-scoped PriceList it references, read with one GET at those
+//! moments only (never watched: a PriceList changes rarely and is read twice per Batch).
 
 use std::sync::Arc;
 

@@ -1,37 +1,70 @@
 //! Admission against a gateway's budget, for sweeps and standalone Batches alike: at most
-//! `maxActiveBatches` admitted and unfinished at once, and at most `tokensPerHour` estimated
-//! tokens admitted in any rolling hour. Waiting Batches are admitted strictly in order of
+//! `maxActiveBatches` admitted and unfinished at once, at most `tokensPerHour` estimated
+//! tokens admitted in any rolling hour, and at most `budget.amount` spent in any rolling
+//! `budget.window` (the cost of Batches that finished within it, the estimates of admitted
+//! ones still running, and the candidate's estimate). Waiting Batches are admitted strictly in order of
 //! creation (then name), so a large Batch at the head is never starved by smaller ones behind
 //! it. Pure: the drivers gather the entries (the controller from the API, `run -f` from its own
 //! runs) and perform the verdict.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
+use rust_decimal::Decimal;
 
-use crate::api::{BatchStatus, GatewayLimits};
+use crate::api::{BatchGatewaySpec, BatchStatus};
 use crate::backoff::Backoff;
 
 /// The window `tokensPerHour` counts over.
 pub const WINDOW: Duration = Duration::from_secs(3600);
 
 /// A gateway's admission limits; `None` is no limit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Budget {
     pub max_active_batches: Option<u32>,
     pub tokens_per_hour: Option<u64>,
+    pub spend: Option<SpendLimit>,
+}
+
+/// At most `amount` spent in any rolling `window`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpendLimit {
+    pub amount: Decimal,
+    pub window: Duration,
+    /// `24h`, as the spec says it.
+    pub window_text: String,
+    pub currency: String,
 }
 
 impl Budget {
-    pub fn of(limits: &GatewayLimits) -> Self {
+    /// The limits of a gateway (a money budget that does not parse is reported by the
+    /// gateway's Ready condition, and admits nothing).
+    pub fn of(spec: &BatchGatewaySpec) -> Self {
+        let limits = &spec.limits;
+        let spend = limits.budget.as_ref().map(|b| match limits.spend_budget() {
+            Ok(Some((amount, window))) => SpendLimit {
+                amount,
+                window,
+                window_text: b.window.clone(),
+                currency: spec.currency().to_string(),
+            },
+            _ => SpendLimit {
+                amount: Decimal::ZERO,
+                window: WINDOW,
+                window_text: b.window.clone(),
+                currency: spec.currency().to_string(),
+            },
+        });
         Budget {
             max_active_batches: limits.max_active_batches,
             tokens_per_hour: limits.tokens_per_hour,
+            spend,
         }
     }
 
     pub fn is_unlimited(&self) -> bool {
-        self.max_active_batches.is_none() && self.tokens_per_hour.is_none()
+        self.max_active_batches.is_none() && self.tokens_per_hour.is_none() && self.spend.is_none()
     }
 }
 
@@ -47,6 +80,10 @@ pub struct Entry {
     pub admitted: Option<Timestamp>,
     /// Not admitted before this time (a backoff after the gateway sent it back).
     pub not_before: Option<Timestamp>,
+    /// What it costs: its actual cost once its results are counted, its estimate before.
+    pub cost: Option<Decimal>,
+    /// When it finished (its cost counts for a budget window from then).
+    pub finished: Option<Timestamp>,
 }
 
 /// Where a Batch is in its life, for admission.
@@ -88,6 +125,11 @@ impl Entry {
             state,
             admitted,
             not_before: admission.not_before.map(|t| t.0),
+            cost: status.cost.as_ref().and_then(|c| match c.actual.is_empty() {
+                false => Decimal::from_str(&c.actual).ok(),
+                true => c.estimated.as_deref().and_then(|e| Decimal::from_str(e).ok()),
+            }),
+            finished: status.completion_time.as_ref().map(|t| t.0),
         }
     }
 }
@@ -98,8 +140,77 @@ pub enum Verdict {
     Admit,
     /// Not yet; the message says what it waits for.
     Wait(String),
-    /// It can never fit (more estimated tokens than `tokensPerHour`).
+    /// Not while the money budget's window holds what it holds (`BudgetExhausted`).
+    OverBudget(OverBudget),
+    /// It can never fit (more estimated tokens than `tokensPerHour`, or an estimate over the
+    /// whole money budget).
     Never(String),
+}
+
+/// Why a Batch waits for the money budget, and what would make room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverBudget {
+    pub message: String,
+    /// Admitted Batches still running hold estimates: their end may make room.
+    pub running: bool,
+    /// When enough finished spend leaves the window (`None`: not before the running ones end).
+    pub room_at: Option<Timestamp>,
+}
+
+/// A gateway's spend against its money budget.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Spend {
+    /// Cost of the Batches that finished within the window.
+    pub spent: Decimal,
+    /// Estimates (or costs so far) of the admitted Batches still running.
+    pub committed: Decimal,
+    pub running: usize,
+}
+
+impl Spend {
+    pub fn total(&self) -> Decimal {
+        self.spent.saturating_add(self.committed)
+    }
+}
+
+/// The spend counted against a `window` budget at `now`.
+pub fn spend(entries: &[Entry], window: Duration, now: Timestamp) -> Spend {
+    let mut spend = Spend::default();
+    for entry in entries {
+        let cost = entry.cost.unwrap_or_default();
+        match (entry.finished, entry.state) {
+            (Some(done), _) if within(done, window, now) => spend.spent = spend.spent.saturating_add(cost),
+            (None, EntryState::Active) => {
+                spend.committed = spend.committed.saturating_add(cost);
+                spend.running += 1;
+            }
+            _ => {}
+        }
+    }
+    spend
+}
+
+/// When `needed` more fits: the time enough of the finished spend has left the window
+/// (`None` when the finished spend alone cannot make room).
+fn room_at(entries: &[Entry], limit: &SpendLimit, needed: Decimal, now: Timestamp) -> Option<Timestamp> {
+    let mut finished: Vec<(Timestamp, Decimal)> = entries
+        .iter()
+        .filter_map(|e| Some((e.finished?, e.cost?)))
+        .filter(|(done, _)| within(*done, limit.window, now))
+        .collect();
+    finished.sort();
+    let mut freed = Decimal::ZERO;
+    for (done, cost) in finished {
+        freed = freed.saturating_add(cost);
+        if freed >= needed {
+            return Some(done + limit.window);
+        }
+    }
+    None
+}
+
+fn within(at: Timestamp, window: Duration, now: Timestamp) -> bool {
+    now.duration_since(at).unsigned_abs() < window || at > now
 }
 
 /// Tokens admitted within the window before `now`.
@@ -160,6 +271,17 @@ pub fn judge(key: &str, entries: &[Entry], budget: &Budget, now: Timestamp) -> V
     let mut tokens_left = budget
         .tokens_per_hour
         .map(|limit| limit.saturating_sub(window_tokens(entries, now)));
+    if let Some(limit) = &budget.spend
+        && let Some(never) = over_whole_budget(candidate, limit)
+    {
+        return Verdict::Never(never);
+    }
+    let spend_now = budget.spend.as_ref().map(|limit| spend(entries, limit.window, now));
+    let mut money_left = budget
+        .spend
+        .as_ref()
+        .zip(spend_now.as_ref())
+        .map(|(limit, spend)| limit.amount - spend.total());
     for (ahead, entry) in queue.iter().enumerate() {
         if entry.state == EntryState::Validating {
             if entry.key == key {
@@ -173,12 +295,15 @@ pub fn judge(key: &str, entries: &[Entry], budget: &Budget, now: Timestamp) -> V
         let held_back = entry.not_before.filter(|t| *t > now);
         let no_slot = slots == Some(0);
         let no_tokens = tokens_left.is_some_and(|left| entry.tokens > left);
-        if held_back.is_none() && !no_slot && !no_tokens {
+        let cost = entry.cost.unwrap_or_default();
+        let no_money = money_left.is_some_and(|left| cost > left);
+        if held_back.is_none() && !no_slot && !no_tokens && !no_money {
             if entry.key == key {
                 return Verdict::Admit;
             }
             slots = slots.map(|s| s - 1);
             tokens_left = tokens_left.map(|left| left - entry.tokens);
+            money_left = money_left.map(|left| left - cost);
             continue;
         }
         if entry.key != key {
@@ -186,6 +311,11 @@ pub fn judge(key: &str, entries: &[Entry], budget: &Budget, now: Timestamp) -> V
                 "{} earlier Batch(es) of this gateway wait first (admission is in order of creation)",
                 ahead + 1
             ));
+        }
+        if let (true, None, false, 0, Some(limit), Some(spend)) =
+            (no_money, held_back, no_slot, ahead, &budget.spend, &spend_now)
+        {
+            return Verdict::OverBudget(over_budget(entries, limit, spend, cost, now));
         }
         return Verdict::Wait(match (held_back, no_slot) {
             (Some(t), _) => sent_back(t),
@@ -210,6 +340,47 @@ pub fn judge(key: &str, entries: &[Entry], budget: &Budget, now: Timestamp) -> V
     Verdict::Wait("not validated yet".into())
 }
 
+/// Why a Batch whose estimate alone is over the whole money budget can never start.
+fn over_whole_budget(candidate: &Entry, limit: &SpendLimit) -> Option<String> {
+    let cost = candidate.cost?;
+    (cost > limit.amount).then(|| {
+        format!(
+            "the input is estimated at {cost} {currency}, more than the gateway's budget of {amount} {currency} per \
+             {window}: split it (a BatchSweep with maxCost) or raise spec.limits.budget",
+            currency = limit.currency,
+            amount = limit.amount,
+            window = limit.window_text
+        )
+    })
+}
+
+/// The wait of a Batch estimated at `cost` that the money budget has no room for.
+fn over_budget(entries: &[Entry], limit: &SpendLimit, spend: &Spend, cost: Decimal, now: Timestamp) -> OverBudget {
+    let needed = cost - (limit.amount - spend.total());
+    let room_at = room_at(entries, limit, needed, now);
+    let frees = match (room_at, spend.running) {
+        (Some(at), _) => format!("room frees up at {at}, as earlier spend leaves the window"),
+        (None, 0) => "nothing frees room before the window rolls".to_string(),
+        (None, n) => format!("room frees up as the {n} running Batch(es) finish below their estimates"),
+    };
+    let message = format!(
+        "budget exhausted: {spent} {c} spent in the last {window} and {committed} {c} estimated for {running} \
+         running Batch(es), of {amount} {c}; this Batch is estimated at {cost} {c}; {frees}",
+        spent = spend.spent.normalize(),
+        committed = spend.committed.normalize(),
+        running = spend.running,
+        amount = limit.amount.normalize(),
+        window = limit.window_text,
+        c = limit.currency,
+        cost = cost.normalize(),
+    );
+    OverBudget {
+        message,
+        running: spend.running > 0,
+        room_at,
+    }
+}
+
 /// How long a Batch sent back for the gateway's enqueued-token limit waits before it is
 /// admitted again: 15 s, doubling per requeue, at most half an hour.
 pub fn requeue_backoff(requeues: u32) -> Duration {
@@ -232,6 +403,8 @@ mod tests {
             state: EntryState::Waiting,
             admitted: None,
             not_before: None,
+            cost: None,
+            finished: None,
         }
     }
 
@@ -254,6 +427,7 @@ mod tests {
         let budget = Budget {
             max_active_batches: Some(2),
             tokens_per_hour: None,
+            spend: None,
         };
         let entries = [active_since("x", 0, 1), waiting("b", 2, 1), waiting("a", 1, 1)];
         assert_eq!(judge("a", &entries, &budget, at(5)), Verdict::Admit);
@@ -273,6 +447,7 @@ mod tests {
         let budget = Budget {
             max_active_batches: None,
             tokens_per_hour: Some(100),
+            spend: None,
         };
         let mut done = active_since("old", 0, 70);
         done.state = EntryState::Idle;
@@ -290,6 +465,7 @@ mod tests {
         let budget = Budget {
             max_active_batches: Some(5),
             tokens_per_hour: None,
+            spend: None,
         };
         let mut earlier = waiting("earlier", 0, 0);
         earlier.state = EntryState::Validating;
@@ -319,6 +495,7 @@ mod tests {
         let budget = Budget {
             max_active_batches: None,
             tokens_per_hour: Some(100),
+            spend: None,
         };
         let entries = [waiting("huge", 0, 500), waiting("next", 1, 10)];
         assert!(matches!(judge("huge", &entries, &budget, at(1)), Verdict::Never(m) if m.contains("500")));
@@ -330,6 +507,7 @@ mod tests {
         let budget = Budget {
             max_active_batches: Some(5),
             tokens_per_hour: None,
+            spend: None,
         };
         let mut back = waiting("back", 0, 10);
         back.not_before = Some(at(120));
@@ -342,5 +520,95 @@ mod tests {
         assert_eq!(requeue_backoff(1), Duration::from_secs(15));
         assert_eq!(requeue_backoff(2), Duration::from_secs(30));
         assert_eq!(requeue_backoff(40), Duration::from_secs(1800));
+    }
+
+    fn money(amount: i64) -> Budget {
+        Budget {
+            spend: Some(SpendLimit {
+                amount: Decimal::from(amount),
+                window: Duration::from_secs(86_400),
+                window_text: "24h".into(),
+                currency: "USD".into(),
+            }),
+            ..Budget::default()
+        }
+    }
+
+    fn costing(entry: Entry, cost: i64) -> Entry {
+        Entry {
+            cost: Some(Decimal::from(cost)),
+            ..entry
+        }
+    }
+
+    fn finished_at(key: &str, at_second: i64, cost: i64) -> Entry {
+        Entry {
+            state: EntryState::Idle,
+            finished: Some(at(at_second)),
+            ..costing(active_since(key, at_second - 10, 0), cost)
+        }
+    }
+
+    #[test]
+    fn a_money_budget_admits_while_spend_running_estimates_and_the_candidate_fit() {
+        let budget = money(10);
+        let entries = [
+            finished_at("done", 100, 3),
+            costing(active_since("running", 200, 0), 4),
+            costing(waiting("fits", 300, 0), 3),
+            costing(waiting("over", 301, 0), 1),
+        ];
+        assert_eq!(judge("fits", &entries, &budget, at(400)), Verdict::Admit);
+        let Verdict::Wait(why) = judge("over", &entries, &budget, at(400)) else {
+            panic!("the earlier Batch takes the room first")
+        };
+        assert!(why.contains("1 earlier Batch(es)"), "{why}");
+
+        let entries = [
+            entries[0].clone(),
+            entries[1].clone(),
+            costing(waiting("over", 301, 0), 4),
+        ];
+        let Verdict::OverBudget(over) = judge("over", &entries, &budget, at(400)) else {
+            panic!("3 spent + 4 running + 4 is over 10")
+        };
+        assert!(over.running, "the running Batch may end below its estimate");
+        assert_eq!(
+            over.room_at,
+            Some(at(100 + 86_400)),
+            "the finished 3 leaves the window then"
+        );
+        assert!(
+            over.message
+                .contains("3 USD spent in the last 24h and 4 USD estimated for 1 running"),
+            "{}",
+            over.message
+        );
+        // A day after the first Batch finished, its cost has left the window.
+        assert_eq!(judge("over", &entries, &budget, at(100 + 86_400)), Verdict::Admit);
+    }
+
+    #[test]
+    fn finished_spend_alone_waits_for_the_window_and_an_estimate_over_the_budget_never_fits() {
+        let budget = money(5);
+        let entries = [
+            finished_at("a", 0, 2),
+            finished_at("b", 50, 2),
+            costing(waiting("c", 60, 0), 3),
+        ];
+        let Verdict::OverBudget(over) = judge("c", &entries, &budget, at(100)) else {
+            panic!("4 spent + 3 is over 5")
+        };
+        assert!(!over.running);
+        assert_eq!(over.room_at, Some(at(86_400)), "a's 2 leaving makes room for 3");
+
+        let entries = [costing(waiting("huge", 0, 0), 6)];
+        let Verdict::Never(why) = judge("huge", &entries, &budget, at(1)) else {
+            panic!("an estimate over the whole budget can never start")
+        };
+        assert!(
+            why.contains("estimated at 6 USD, more than the gateway's budget of 5 USD per 24h"),
+            "{why}"
+        );
     }
 }

@@ -145,6 +145,7 @@ mod tests {
             requests: 3,
             bytes: 10,
             estimated_tokens: Some(30),
+            estimates: Vec::new(),
             digest: None,
             ids: None,
         });
@@ -177,6 +178,7 @@ mod tests {
             requests: 10,
             bytes: 100,
             estimated_tokens: None,
+            estimates: Vec::new(),
             digest: None,
             ids: None,
         });

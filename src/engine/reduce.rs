@@ -27,6 +27,7 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
             requests,
             bytes,
             estimated_tokens,
+            estimates,
             digest,
             ids,
         } => {
@@ -34,9 +35,11 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
                 requests,
                 bytes,
                 estimated_tokens: Some(estimated_tokens),
+                estimates,
                 digest: digest.map(|d| format!("{d:016x}")),
                 ids,
             });
+            super::cost::estimate(&mut next, ctx);
             next.phase = Some(BatchPhase::Pending);
             let message = format!("{requests} requests, {bytes} bytes (about {estimated_tokens} tokens), valid");
             set(&mut next, ct::ADMITTED, true, reasons::INPUT_VALID, message, ctx);
@@ -46,6 +49,7 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
                 requests: 0,
                 bytes: bytes.unwrap_or(0),
                 estimated_tokens: None,
+                estimates: Vec::new(),
                 digest: None,
                 ids: None,
             });
@@ -96,6 +100,17 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
         Outcome::AwaitingBudget { message } => {
             next.phase = Some(BatchPhase::Pending);
             set(&mut next, ct::ADMITTED, false, reasons::GATEWAY_BUDGET, message, ctx);
+        }
+        Outcome::OverBudget(over) => {
+            next.phase = Some(BatchPhase::Pending);
+            set(
+                &mut next,
+                ct::ADMITTED,
+                false,
+                reasons::BUDGET_EXHAUSTED,
+                over.message,
+                ctx,
+            );
         }
         Outcome::CancelledBeforeSubmit => {
             let message = "cancelled before anything was submitted";

@@ -76,6 +76,7 @@ fn submitted() -> BatchStatus {
     status = reduce(
         &status,
         Outcome::InputValidated {
+            estimates: Vec::new(),
             requests: 20,
             bytes: 4000,
             estimated_tokens: 1000,
@@ -221,6 +222,46 @@ fn prices(models: &[(&str, &str)]) -> crate::pricing::Prices {
         ..Default::default()
     };
     crate::pricing::Prices::new(&pricing, crate::pricing::PriceListLookup::NotReferenced).unwrap()
+}
+
+#[test]
+fn a_validated_input_is_estimated_and_its_results_keep_the_estimate_beside_the_actual_cost() {
+    let estimate = |model: &str, input, output, uncapped| crate::api::ModelEstimate {
+        model: model.to_string(),
+        requests: 2,
+        input_tokens: input,
+        output_tokens: output,
+        without_output_ceiling: uncapped,
+        counted_by: "o200k_base".to_string(),
+    };
+    let mut pricing = prices(&[("gpt-4o-mini", "1")]);
+    pricing.default_max_output = Some(500_000);
+    let validated = Outcome::InputValidated {
+        estimates: vec![
+            estimate("gpt-4o-mini", 1_000_000, 500_000, 1),
+            estimate("claude", 10, 10, 0),
+        ],
+        requests: 4,
+        bytes: 400,
+        estimated_tokens: 1_500_020,
+        digest: None,
+        ids: None,
+    };
+    let status = reduce(&BatchStatus::default(), validated, &priced_at(1, pricing.clone()));
+    let cost = status.cost.clone().unwrap();
+    // (1M input + 0.5M ceilings + 1 uncapped × 0.5M) × 1 per million, half in batch mode.
+    assert_eq!(cost.estimated.as_deref(), Some("1"));
+    assert_eq!(
+        (cost.actual.as_str(), cost.display.as_str()),
+        ("", "~1.0000 USD + unpriced")
+    );
+    assert_eq!(cost.unpriced, ["claude"]);
+
+    let downloaded = downloaded_with(&[("gpt-4o-mini", 1_000_000, 200_000)]);
+    let done = reduce(&status, Outcome::Downloaded(downloaded), &priced_at(2, pricing));
+    let cost = done.cost.unwrap();
+    assert_eq!((cost.estimated.as_deref(), cost.actual.as_str()), (Some("1"), "0.6"));
+    assert_eq!(cost.display, "0.6000 USD");
 }
 
 #[test]
@@ -607,6 +648,7 @@ fn adopted_batch_is_reported_as_adopted() {
     let mut status = reduce(
         &BatchStatus::default(),
         Outcome::InputValidated {
+            estimates: Vec::new(),
             requests: 1,
             bytes: 10,
             estimated_tokens: 3,
@@ -802,6 +844,7 @@ fn waiting_for_budget_keeps_the_batch_pending_and_says_why() {
     let mut status = reduce(
         &in_batch_mode(),
         Outcome::InputValidated {
+            estimates: Vec::new(),
             requests: 1,
             bytes: 10,
             estimated_tokens: 3,
@@ -853,6 +896,7 @@ fn the_attempts_start_is_in_status_before_anything_is_uploaded() {
     let ctx = ctx_at(0);
     let spec = spec();
     let validated = Outcome::InputValidated {
+        estimates: Vec::new(),
         requests: 1,
         bytes: 10,
         estimated_tokens: 3,

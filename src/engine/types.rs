@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::{InputIds, Usage};
+use crate::api::{InputIds, ModelEstimate, Usage};
 
 /// A batch to create upstream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,6 +158,8 @@ pub enum Outcome {
         requests: u64,
         bytes: u64,
         estimated_tokens: u64,
+        /// The estimate by model (empty where the input was not read here).
+        estimates: Vec<ModelEstimate>,
         /// Of the prepared bytes, for an input that is read again to upload (object storage).
         digest: Option<u64>,
         /// The keyed digest of the custom_ids as uploaded; `None` when not computed here.
@@ -167,6 +169,8 @@ pub enum Outcome {
     Admitted,
     /// The gateway's budget has no room yet; `message` says what the Batch waits for.
     AwaitingBudget { message: String },
+    /// The gateway's money budget has no room yet (`BudgetExhausted`).
+    OverBudget(super::admission::OverBudget),
     /// The input is invalid; `message` names the lines and fields.
     InputInvalid { message: String },
     /// The input is a file already on the gateway (`spec.input.fileId`), of `bytes` bytes.

@@ -1,17 +1,13 @@
 //! The per-line rules, and the bounded store of the problems they find.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
+use super::estimate::{self, Estimator};
 use super::id_digest::IdDigest;
 use super::ids::CustomIds;
 use super::lines::Line;
 use super::report::Problem;
 use super::request::{self, Body, ObjectOr, Request, Scalar};
-
-/// At most this many distinct `body.model` values are tallied in the summary, so that a file
-/// with a different model on every line cannot grow memory without bound.
-const MAX_DISTINCT_MODELS: usize = 1024;
 
 /// Messages quote at most this many characters of a value from the file.
 const MAX_QUOTED_CHARS: usize = 64;
@@ -53,9 +49,8 @@ pub(crate) struct LineChecker {
     /// The keyed digest of the custom_ids (as checked: after any rewrite).
     pub id_digest: IdDigest,
     pub requests: u64,
-    pub models: BTreeMap<String, u64>,
-    /// Estimated tokens: a quarter of each line's bytes plus its output ceiling.
-    pub estimated_tokens: u64,
+    /// The token estimate, by model.
+    pub estimate: Estimator,
     pub problems: Problems,
 }
 
@@ -68,8 +63,7 @@ impl LineChecker {
             unique_ids: true,
             id_digest: IdDigest::random(),
             requests: 0,
-            models: BTreeMap::new(),
-            estimated_tokens: 0,
+            estimate: Estimator::default(),
             problems: Problems::new(problem_cap),
         }
     }
@@ -81,9 +75,9 @@ impl LineChecker {
             return;
         }
         self.requests += 1;
-        self.estimated_tokens += line.len.div_ceil(4).max(1);
         let n = line.number;
         if line.is_truncated() {
+            self.estimate.add_unread(line.len);
             let (len, max) = (line.len, self.max_line);
             let msg = format_args!("the line is {len} bytes, longer than the {max}-byte limit");
             return self.problems.add(n, Some("line"), msg);
@@ -91,22 +85,29 @@ impl LineChecker {
         let text = match std::str::from_utf8(line.content) {
             Ok(text) => text,
             Err(e) => {
+                self.estimate.add_unread(line.len);
                 let at = e.valid_up_to() + 1;
                 let msg = format_args!("invalid UTF-8 at byte {at} of the line");
                 return self.problems.add(n, None, msg);
             }
         };
         if n == 1 && text.starts_with('\u{feff}') {
+            self.estimate.add_unread(line.len);
             let msg = format_args!("the file starts with a byte order mark (BOM); remove it");
             return self.problems.add(n, Some("line"), msg);
         }
         match request::parse(text) {
-            Ok(ObjectOr::Object(request)) => self.check_request(n, request),
+            Ok(ObjectOr::Object(request)) => {
+                self.estimate.add(estimated(text, &request));
+                self.check_request(n, request);
+            }
             Ok(ObjectOr::Other(kind)) => {
+                self.estimate.add(estimate::Request::unnamed(text));
                 let msg = format_args!("a request must be a JSON object, got {kind}");
                 self.problems.add(n, Some("line"), msg);
             }
             Err(e) => {
+                self.estimate.add(estimate::Request::unnamed(text));
                 let msg = format_args!("not valid JSON: {}", JsonError(&e));
                 self.problems.add(n, Some("line"), msg);
             }
@@ -187,21 +188,12 @@ impl LineChecker {
             Some(Scalar::Str(model)) if model.is_empty() => {
                 self.problems.add(n, Some(MODEL), format_args!("body.model is empty"));
             }
-            Some(Scalar::Str(model)) => self.tally_model(&model),
+            Some(Scalar::Str(_)) => {}
             Some(other) => self.not_a_string(n, MODEL, &other),
         }
-        self.estimated_tokens += body.max_output.unwrap_or(0);
         if body.stream == Some(Scalar::Bool(true)) {
             let msg = format_args!("body.stream is true; streaming is not supported in a batch");
             self.problems.add(n, Some("body.stream"), msg);
-        }
-    }
-
-    fn tally_model(&mut self, model: &str) {
-        if let Some(count) = self.models.get_mut(model) {
-            *count += 1;
-        } else if self.models.len() < MAX_DISTINCT_MODELS {
-            self.models.insert(model.to_owned(), 1);
         }
     }
 
@@ -212,6 +204,22 @@ impl LineChecker {
     fn not_a_string(&mut self, n: u64, field: &str, value: &Scalar<'_>) {
         let msg = format_args!("{field} must be a string, got {}", value.kind());
         self.problems.add(n, Some(field), msg);
+    }
+}
+
+/// What the token estimate reads of a parsed request line.
+fn estimated<'a>(text: &'a str, request: &'a Request<'_>) -> estimate::Request<'a> {
+    let Some(ObjectOr::Object(body)) = &request.body else {
+        return estimate::Request::unnamed(text);
+    };
+    let model = match &body.model {
+        Some(Scalar::Str(model)) if !model.is_empty() => Some(model.as_ref()),
+        _ => None,
+    };
+    estimate::Request {
+        text,
+        model,
+        output_ceiling: body.max_output,
     }
 }
 

@@ -24,7 +24,7 @@ pub struct ChunkLimits {
 }
 
 /// One line-aligned slice of the source: `start..end` in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
     /// Offset of the chunk's first byte.
     pub start: u64,
@@ -38,12 +38,14 @@ pub struct Chunk {
 
 /// A chunk validated as it is planned: its request lines once prepared with the checking
 /// rewrite.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedChunk {
     /// Bytes of the prepared lines (what an upload of the chunk sends).
     pub bytes: u64,
     /// Estimated tokens of the prepared lines (see [`super::Summary::estimated_tokens`]).
     pub estimated_tokens: u64,
+    /// The estimate by model (see [`super::Summary::estimates`]).
+    pub estimates: Vec<crate::api::ModelEstimate>,
 }
 
 /// Why a source cannot be chunked.
@@ -191,7 +193,7 @@ impl Placement {
                 Err(e) => return self.error = Some(e),
             }
         }
-        self.chunks.push(self.current);
+        self.chunks.push(self.current.clone());
     }
 
     fn finish(mut self) -> Result<Vec<Chunk>, ChunkError> {
@@ -245,6 +247,7 @@ impl Check {
             true => Ok(CheckedChunk {
                 bytes: report.summary.bytes,
                 estimated_tokens: report.summary.estimated_tokens,
+                estimates: report.summary.estimates,
             }),
             false => Err(ChunkError::Invalid(report.render(20))),
         }
@@ -318,7 +321,7 @@ mod tests {
             let (bytes, report) =
                 super::super::prepare_bytes(source.as_bytes(), Some(range), rewrite.clone(), ENDPOINT, limits);
             assert!(report.is_valid(), "{}", report.render(5));
-            let checked = chunk.checked.unwrap();
+            let checked = chunk.checked.clone().unwrap();
             assert_eq!(checked.bytes, bytes.len() as u64);
             assert_eq!(checked.estimated_tokens, report.summary.estimated_tokens);
         }

@@ -23,6 +23,7 @@
 
 mod checks;
 mod chunks;
+mod estimate;
 mod id_digest;
 mod ids;
 mod lines;
@@ -39,6 +40,7 @@ mod prepare_tests;
 mod tests;
 
 pub use chunks::{CheckedChunk, Chunk, ChunkError, ChunkLimits, ChunkPlanner};
+pub use estimate::{EXACT_BYTES, SAMPLE_EVERY, add_estimates};
 pub use id_digest::IdDigest;
 pub use lines::{Line, LineSplitter, Terminator};
 pub use prepare::{Preparer, prepare_bytes};

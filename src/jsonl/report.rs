@@ -82,9 +82,11 @@ pub struct Summary {
     pub bytes: u64,
     /// Requests per `body.model`, over lines whose `body.model` is a string.
     pub models: BTreeMap<String, u64>,
-    /// Estimated tokens (what `tokensPerHour` admission counts): per line, its bytes / 4 for
-    /// the input plus its `max_completion_tokens`/`max_tokens`/`max_output_tokens`.
+    /// Estimated tokens (what `tokensPerHour` admission counts): the input tokens of
+    /// `estimates` plus each line's `max_completion_tokens`/`max_tokens`/`max_output_tokens`.
     pub estimated_tokens: u64,
+    /// The token estimate by model (see [`super::estimate`]).
+    pub estimates: Vec<crate::api::ModelEstimate>,
     /// The keyed digest of the custom_ids (see [`super::IdDigest`]); `None` where no lines
     /// were checked here.
     pub ids: Option<super::IdDigest>,

@@ -82,8 +82,9 @@ pub(super) fn report(checker: LineChecker, bytes: u64, limits: Limits) -> Report
     let summary = Summary {
         requests: checker.requests,
         bytes,
-        models: checker.models,
-        estimated_tokens: checker.estimated_tokens,
+        models: checker.estimate.requests(),
+        estimated_tokens: checker.estimate.total_tokens(),
+        estimates: checker.estimate.by_model(),
         ids: Some(checker.id_digest),
     };
     let file_problems = file_problems(&summary, limits);

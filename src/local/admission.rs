@@ -34,7 +34,7 @@ impl Board {
     /// Whether `plan`'s Batch (with `status`) may start; on yes it counts as admitted at once.
     pub fn admit(&self, plan: &Plan, status: &BatchStatus) -> Outcome {
         let budget = match &plan.gateway {
-            GatewayTarget::Remote(gw) => Budget::of(&gw.spec.limits),
+            GatewayTarget::Remote(gw) => Budget::of(&gw.spec),
             GatewayTarget::Builtin { .. } => Budget::default(),
         };
         let now = Timestamp::now();
@@ -57,6 +57,7 @@ impl Board {
             Verdict::Wait(why) => Outcome::AwaitingBudget {
                 message: format!("waiting for room on the gateway: {why}"),
             },
+            Verdict::OverBudget(over) => Outcome::OverBudget(over),
             Verdict::Never(why) => Outcome::SpecInvalid { message: why },
         }
     }

@@ -14,6 +14,7 @@ use super::state::{BatchState, StateDir, write_atomically};
 
 use crate::api::{Batch, BatchMode, BatchPhase, BatchStatus, GatewayMode};
 use crate::backoff::Backoff;
+use crate::engine::admission::OverBudget;
 use crate::engine::{self, Action, ErrorClass, Outcome, PollingPolicy};
 use crate::gateway::GatewayClient;
 use crate::steps::bucket::{self, input_description};
@@ -34,6 +35,18 @@ pub enum Ending {
     Stopped(String),
     /// Ctrl-C.
     Interrupted,
+}
+
+/// Why `run -f` ends a Batch the money budget holds back, rather than wait for the window to
+/// roll (it waits only for running Batches, whose end may make room).
+fn held_back_by_budget(over: &OverBudget) -> String {
+    match over.room_at {
+        Some(at) => format!(
+            "held back by the gateway's budget ({}); it could run after {at}",
+            over.message
+        ),
+        None => format!("held back by the gateway's budget ({})", over.message),
+    }
 }
 
 /// Everything one batch's run needs.
@@ -85,12 +98,19 @@ impl BatchRun<'_> {
             crash_if_asked(step);
             self.announce(&outcome);
             let failure = outcome.failure().map(|(class, message)| (class, message.to_string()));
-            let awaiting_budget = matches!(outcome, Outcome::AwaitingBudget { .. });
+            let awaiting_budget = matches!(outcome, Outcome::AwaitingBudget { .. } | Outcome::OverBudget(_));
+            let held_back = match &outcome {
+                Outcome::OverBudget(over) if !over.running => Some(held_back_by_budget(over)),
+                _ => None,
+            };
             self.state.status = engine::reduce(&self.state.status, outcome, &self.context());
             if let Err(e) = self.persist() {
                 break Ending::Stopped(format!("cannot save state: {e}"));
             }
             self.progress.update(&self.state.status);
+            if let Some(why) = held_back {
+                break Ending::Stopped(why);
+            }
             if awaiting_budget && !self.pause(AWAITING_BUDGET).await {
                 break Ending::Interrupted;
             }

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::Prices;
-use crate::api::{BatchMode, Cost, MAX_USAGE_MODELS, ModelCost, ModelUsage, OTHER_MODELS, Usage};
+use crate::api::{BatchMode, Cost, MAX_USAGE_MODELS, ModelCost, ModelEstimate, ModelUsage, OTHER_MODELS, Usage};
 
 /// Decimal places of `Cost::display`.
 const DISPLAY_PLACES: u32 = 4;
@@ -46,6 +46,41 @@ pub fn cost(usage: &Usage, prices: &Prices, mode: BatchMode) -> Cost {
     cost
 }
 
+/// What an input was estimated to cost before anything was sent: each model's estimated input
+/// tokens at its input price (no cache discount assumed) and its requests' output ceilings
+/// (`prices.default_max_output` for a request without one) at its output price.
+pub fn estimate(estimates: &[ModelEstimate], prices: &Prices, mode: BatchMode) -> Cost {
+    let factor = prices.factor(mode);
+    let mut total = Decimal::ZERO;
+    let mut unpriced = Vec::new();
+    for model in estimates {
+        let amount = prices.find(&model.model).and_then(|entry| {
+            let usage = ModelUsage {
+                input_tokens: model.input_tokens,
+                output_tokens: model.output_tokens.saturating_add(
+                    model
+                        .without_output_ceiling
+                        .saturating_mul(prices.default_max_output.unwrap_or(0)),
+                ),
+                ..Default::default()
+            };
+            total.checked_add(model_cost(&usage, entry, factor)?)
+        });
+        match amount {
+            Some(sum) => total = sum,
+            None => unpriced.push(model.model.clone()),
+        }
+    }
+    let mut cost = Cost {
+        currency: prices.currency.clone(),
+        estimated: Some(exact(total)),
+        unpriced,
+        ..Default::default()
+    };
+    show(&mut cost);
+    cost
+}
+
 /// One model's cost; `None` when it does not fit a decimal.
 fn model_cost(usage: &ModelUsage, entry: &super::Entry, factor: Decimal) -> Option<Decimal> {
     let cached = usage.cached_input_tokens.min(usage.input_tokens);
@@ -72,6 +107,7 @@ pub fn add(into: &mut Option<Cost>, from: &Cost) {
         let models = from.by_model.iter().map(|m| &m.model).chain(&from.unpriced);
         let foreign = models.map(|m| format!("{m} ({})", from.currency));
         merge_unpriced(sum, foreign);
+        show(sum);
         return;
     }
     let mut by_model: BTreeMap<String, (Decimal, Option<String>)> = sum
@@ -97,8 +133,14 @@ pub fn add(into: &mut Option<Cost>, from: &Cost) {
         })
         .collect();
     merge_unpriced(sum, from.unpriced.iter().cloned());
-    let total = parse(&sum.actual).saturating_add(parse(&from.actual));
-    set_total(sum, total);
+    if let Some(estimated) = &from.estimated {
+        let total = sum.estimated.as_deref().map_or(Decimal::ZERO, parse);
+        sum.estimated = Some(exact(total.saturating_add(parse(estimated))));
+    }
+    if !from.actual.is_empty() {
+        sum.actual = exact(parse(&sum.actual).saturating_add(parse(&from.actual)));
+    }
+    show(sum);
 }
 
 /// Adds models to `unpriced`, at most [`MAX_USAGE_MODELS`] by name and the rest as
@@ -114,12 +156,21 @@ fn merge_unpriced(cost: &mut Cost, models: impl Iterator<Item = String>) {
         }
     }
     cost.unpriced.sort();
-    set_total(cost, parse(&cost.actual));
 }
 
 fn set_total(cost: &mut Cost, total: Decimal) {
     cost.actual = exact(total);
-    cost.display = display(total, &cost.currency, !cost.unpriced.is_empty());
+    show(cost);
+}
+
+/// The display of the actual cost, or of the estimate (`~0.0123 USD`) while there is none.
+fn show(cost: &mut Cost) {
+    let unpriced = !cost.unpriced.is_empty();
+    cost.display = match (cost.actual.is_empty(), &cost.estimated) {
+        (false, _) => display(parse(&cost.actual), &cost.currency, unpriced),
+        (true, Some(estimated)) => format!("~{}", display(parse(estimated), &cost.currency, unpriced)),
+        (true, None) => String::new(),
+    };
 }
 
 /// The exact amount, without trailing zeros: `0.000225`.

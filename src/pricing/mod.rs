@@ -7,6 +7,6 @@ mod cost;
 mod prices;
 mod usage;
 
-pub use cost::{add as add_cost, cost, display};
+pub use cost::{add as add_cost, cost, display, estimate};
 pub use prices::{Entry, PriceListLookup, Prices, decimal};
 pub use usage::{LineTokens, MAX_MODEL_NAME, add as add_usage, add_line, fold};

@@ -17,6 +17,8 @@ pub struct Prices {
     pub currency: String,
     /// Of the list price, what batch mode pays less, as a fraction (0.5 for `50%`).
     pub batch_discount: Decimal,
+    /// The output tokens an estimate counts for a request without an output ceiling.
+    pub default_max_output: Option<u64>,
     /// By `model` key: inline entries replace the PriceList's.
     entries: BTreeMap<String, Entry>,
     /// Why some prices are missing (a PriceList not found, in another currency): said in the
@@ -54,6 +56,7 @@ impl Prices {
         let mut prices = Prices {
             currency: pricing.currency.clone(),
             batch_discount: percentage("spec.pricing.batchDiscount", &pricing.batch_discount)?,
+            default_max_output: pricing.default_max_output_tokens,
             entries: BTreeMap::new(),
             notes: Vec::new(),
         };
@@ -82,6 +85,7 @@ impl Prices {
         Prices {
             currency: currency.to_string(),
             batch_discount: Decimal::ZERO,
+            default_max_output: None,
             entries: BTreeMap::new(),
             notes: vec![why.into()],
         }

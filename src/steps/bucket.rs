@@ -23,6 +23,7 @@ pub async fn validate(input: &ObjectInput, validated: Option<ValidatedInput>) ->
                     requests: validated.requests,
                     bytes: validated.bytes,
                     estimated_tokens: validated.estimated_tokens,
+                    estimates: validated.estimates,
                     digest: None,
                     ids: None,
                 };
@@ -37,6 +38,7 @@ pub async fn validate(input: &ObjectInput, validated: Option<ValidatedInput>) ->
             requests: report.summary.requests,
             bytes: report.summary.bytes,
             estimated_tokens: report.summary.estimated_tokens,
+            estimates: report.summary.estimates,
             digest: Some(digest),
             ids: steps::input_ids(report.summary.ids),
         },

@@ -133,6 +133,7 @@ async fn validate<D: Driver>(driver: &mut D, status: &BatchStatus) -> Result<Out
             requests: summary.requests,
             bytes: summary.bytes,
             estimated_tokens: summary.estimated_tokens,
+            estimates: summary.estimates,
             digest: None,
             ids: super::input_ids(summary.ids),
         },

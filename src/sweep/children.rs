@@ -3,7 +3,7 @@
 use crate::api::MAX_CHUNKS;
 use crate::api::{
     BatchOutput, BatchSpec, BatchSweepSpec, ByteRange, GatewayLimits, InputOverrides, InvalidField, LocalObjectRef,
-    PlannedChunk, PvcSink, SweepPlan,
+    ModelEstimate, PlannedChunk, PvcSink, SweepPlan,
 };
 use crate::jsonl::{Chunk, ChunkLimits, ChunkPlanner, Rewrite};
 
@@ -35,12 +35,15 @@ pub struct ChildPlan {
 pub const VALIDATED_INPUT_ANNOTATION: &str = "llmbatch.io/validated-input";
 
 /// What the sweep's scan found a child's input to be, once prepared for that child.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidatedInput {
     pub requests: u64,
     pub bytes: u64,
     pub estimated_tokens: u64,
+    /// The chunk's share of the scan's estimate by model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub estimates: Vec<ModelEstimate>,
 }
 
 impl ValidatedInput {
@@ -55,6 +58,28 @@ impl ValidatedInput {
         let json = batch.metadata.annotations.as_ref()?.get(VALIDATED_INPUT_ANNOTATION)?;
         serde_json::from_str(json).ok()
     }
+}
+
+/// The share `part / whole` of a scan's estimate (rounded up), under `model` when a matrix
+/// child replaces every line's model.
+fn share(estimates: &[ModelEstimate], part: u64, whole: u64, model: Option<&str>) -> Vec<ModelEstimate> {
+    let scale = |n: u64| {
+        let scaled = (u128::from(n) * u128::from(part)).div_ceil(u128::from(whole.max(1)));
+        u64::try_from(scaled).unwrap_or(u64::MAX)
+    };
+    let shares = estimates.iter().map(|e| ModelEstimate {
+        model: model.unwrap_or(&e.model).to_string(),
+        requests: scale(e.requests),
+        input_tokens: scale(e.input_tokens),
+        output_tokens: scale(e.output_tokens),
+        without_output_ceiling: scale(e.without_output_ceiling),
+        counted_by: format!("{}, the chunk's share of the sweep's scan", e.counted_by),
+    });
+    let mut merged = Vec::new();
+    for estimate in shares {
+        crate::jsonl::add_estimates(&mut merged, &[estimate]);
+    }
+    merged
 }
 
 /// The rewrite the sweep's scan validates every chunk with: the first child's of chunk 0.
@@ -91,13 +116,16 @@ impl ChildPlan {
         let (bytes, tokens) = (self.range.upload_bytes?, self.range.estimated_tokens?);
         let growth = self.rewrite().growth_over(&checked_with(plan.checked_model.clone()))?;
         let requests = i64::try_from(self.range.requests).ok()?;
-        // A line's estimate is a quarter of its bytes, rounded up: at most this much more.
-        let token_growth = if growth >= 0 { (growth + 3) / 4 } else { growth / 4 };
         let add = |base: u64, per_line: i64| u64::try_from(i64::try_from(base).ok()? + requests * per_line).ok();
+        // The estimate counts the text the model reads: renaming the model or prefixing the
+        // custom_ids changes none of it (another model's tokenizer may count it differently).
+        let estimated_tokens = tokens;
+        let scanned: u64 = plan.chunks.iter().filter_map(|c| c.estimated_tokens).sum();
         Some(ValidatedInput {
             requests: self.range.requests,
             bytes: add(bytes, growth)?,
-            estimated_tokens: add(tokens, token_growth)?,
+            estimated_tokens,
+            estimates: share(&plan.estimates, estimated_tokens, scanned, self.model.as_deref()),
         })
     }
 
@@ -249,14 +277,21 @@ pub fn plan_of(spec: &BatchSweepSpec, bytes: u64, chunks: &[Chunk]) -> Result<Sw
         bytes,
         checked_model: scan_rewrite(spec).model,
         requests: chunks.iter().map(|c| c.requests).sum(),
+        estimates: chunks
+            .iter()
+            .filter_map(|c| c.checked.as_ref())
+            .fold(Vec::new(), |mut all, c| {
+                crate::jsonl::add_estimates(&mut all, &c.estimates);
+                all
+            }),
         chunks: chunks
             .iter()
             .map(|c| PlannedChunk {
                 start: c.start,
                 end: c.end,
                 requests: c.requests,
-                upload_bytes: c.checked.map(|c| c.bytes),
-                estimated_tokens: c.checked.map(|c| c.estimated_tokens),
+                upload_bytes: c.checked.as_ref().map(|c| c.bytes),
+                estimated_tokens: c.checked.as_ref().map(|c| c.estimated_tokens),
             })
             .collect(),
     })

@@ -267,6 +267,7 @@ fn raising_max_attempts_gives_a_finished_sweep_more_attempts_and_lowering_it_kee
 /// A child that cost `actual` USD for `model`.
 fn costing(mut seen: ObservedChild, model: &str, actual: &str) -> ObservedChild {
     seen.cost = Some(crate::api::Cost {
+        estimated: None,
         currency: "USD".into(),
         actual: actual.into(),
         display: String::new(),

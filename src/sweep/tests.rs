@@ -36,6 +36,7 @@ pub(super) fn plan(chunks: u64) -> SweepPlan {
         bytes: chunks * 100,
         requests: chunks * 10,
         checked_model: None,
+        estimates: Vec::new(),
         chunks: (0..chunks)
             .map(|i| PlannedChunk {
                 start: i * 100,

@@ -1,0 +1,402 @@
+//! Token estimates of an input before anything is sent: per model, its input tokens counted
+//! with the model family's own tokenizer (OpenAI's BPE tables, embedded in the binary) and the
+//! sum of its requests' output ceilings.
+//!
+//! A tokenizer reads about 30 MB/s, a tenth of the validator's pace, so past the first
+//! [`EXACT_BYTES`] of a model's requests only one byte in [`SAMPLE_EVERY`] is tokenized (whole
+//! lines, taken as the running share falls behind) and the rest is counted at the sampled
+//! tokens-per-byte ratio. Models without a known tokenizer count a quarter of the bytes of the
+//! same text, sampled the same way.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use tiktoken_rs::CoreBPE;
+use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
+
+use crate::api::{MAX_USAGE_MODELS, ModelEstimate, OTHER_MODELS};
+
+/// A model's requests are tokenized in full up to this many bytes.
+pub const EXACT_BYTES: u64 = 64 << 10;
+/// Past [`EXACT_BYTES`], one byte in this many is tokenized.
+pub const SAMPLE_EVERY: u64 = 100;
+/// Tokens each chat message adds to its content (role and separators), as OpenAI counts them.
+const TOKENS_PER_MESSAGE: u64 = 3;
+/// Tokens that prime the reply of a chat request.
+const TOKENS_PER_REPLY: u64 = 3;
+/// Models tallied by name; further ones are summed under `(other)` at bytes / 4.
+const MAX_DISTINCT_MODELS: usize = 1024;
+
+/// The running estimate of one input.
+#[derive(Debug, Default)]
+pub(crate) struct Estimator {
+    models: BTreeMap<String, Tally>,
+    /// Requests past [`MAX_DISTINCT_MODELS`] or naming no model.
+    rest: Tally,
+}
+
+/// One model's requests so far.
+#[derive(Debug, Default)]
+struct Tally {
+    requests: u64,
+    line_bytes: u64,
+    /// A quarter of each line's bytes, rounded up: the count without a tokenizer.
+    quarter_bytes: u64,
+    output_ceiling: u64,
+    without_ceiling: u64,
+    tokenizer: Option<Counter>,
+    sampled_bytes: u64,
+    sampled_tokens: u64,
+}
+
+/// How a model's text is counted.
+#[derive(Clone, Copy)]
+enum Counter {
+    Tokenizer { name: &'static str, bpe: &'static CoreBPE },
+    QuarterOfBytes,
+}
+
+impl Counter {
+    fn count(self, text: &str) -> u64 {
+        match self {
+            Counter::Tokenizer { bpe, .. } => bpe.encode_ordinary(text).len() as u64,
+            Counter::QuarterOfBytes => (text.len() as u64).div_ceil(4),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Counter::Tokenizer { name, .. } => name,
+            Counter::QuarterOfBytes => "bytes/4",
+        }
+    }
+}
+
+impl std::fmt::Debug for Counter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One request line, as the estimate reads it.
+pub(crate) struct Request<'a> {
+    pub text: &'a str,
+    pub model: Option<&'a str>,
+    pub output_ceiling: Option<u64>,
+}
+
+impl Request<'_> {
+    /// A line whose model is not known (it is not a request object).
+    pub(crate) fn unnamed(text: &str) -> Request<'_> {
+        Request {
+            text,
+            model: None,
+            output_ceiling: None,
+        }
+    }
+}
+
+impl Estimator {
+    /// Counts a line that cannot be read (too long, not UTF-8): a quarter of its bytes.
+    pub(crate) fn add_unread(&mut self, bytes: u64) {
+        self.rest.requests += 1;
+        self.rest.line_bytes += bytes;
+        self.rest.quarter_bytes += bytes.div_ceil(4).max(1);
+        self.rest.without_ceiling += 1;
+    }
+
+    /// Counts one request line.
+    pub(crate) fn add(&mut self, request: Request<'_>) {
+        let tally = match request.model {
+            Some(model) => match self.models.contains_key(model) || self.models.len() < MAX_DISTINCT_MODELS {
+                true => self
+                    .models
+                    .entry(model.to_owned())
+                    .or_insert_with(|| Tally::for_model(model)),
+                false => &mut self.rest,
+            },
+            None => &mut self.rest,
+        };
+        tally.add(&request);
+    }
+
+    /// Requests per model, as the validator's summary lists them.
+    pub(crate) fn requests(&self) -> BTreeMap<String, u64> {
+        self.models.iter().map(|(m, t)| (m.clone(), t.requests)).collect()
+    }
+
+    /// Input tokens plus output ceilings, over every request.
+    pub(crate) fn total_tokens(&self) -> u64 {
+        self.tallies()
+            .map(|(_, t)| t.input_tokens().saturating_add(t.output_ceiling))
+            .fold(0, u64::saturating_add)
+    }
+
+    /// The estimate by model: at most [`MAX_USAGE_MODELS`] by name (the largest by input
+    /// tokens), the rest summed under `(other)`.
+    pub(crate) fn by_model(&self) -> Vec<ModelEstimate> {
+        let mut all: Vec<ModelEstimate> = self.tallies().map(|(m, t)| t.estimate(m)).collect();
+        if all.len() > MAX_USAGE_MODELS {
+            all.sort_by(|a, b| b.input_tokens.cmp(&a.input_tokens).then(a.model.cmp(&b.model)));
+            let rest = all.split_off(MAX_USAGE_MODELS);
+            all.push(rest.into_iter().fold(other_models(), sum));
+            all.sort_by(|a, b| a.model.cmp(&b.model));
+        }
+        all
+    }
+
+    fn tallies(&self) -> impl Iterator<Item = (&str, &Tally)> {
+        let rest = (self.rest.requests > 0).then_some((OTHER_MODELS, &self.rest));
+        self.models.iter().map(|(m, t)| (m.as_str(), t)).chain(rest)
+    }
+}
+
+impl Tally {
+    fn for_model(model: &str) -> Tally {
+        Tally {
+            tokenizer: Some(counter(model)),
+            ..Tally::default()
+        }
+    }
+
+    fn add(&mut self, request: &Request<'_>) {
+        let bytes = request.text.len() as u64;
+        self.requests += 1;
+        self.line_bytes += bytes;
+        self.quarter_bytes += bytes.div_ceil(4).max(1);
+        match request.output_ceiling {
+            Some(ceiling) => self.output_ceiling = self.output_ceiling.saturating_add(ceiling),
+            None => self.without_ceiling += 1,
+        }
+        if let Some(counter) = self.tokenizer
+            && self.samples(bytes)
+        {
+            self.sampled_bytes += bytes;
+            self.sampled_tokens += prompt_tokens(counter, request.text);
+        }
+    }
+
+    /// Whether the next line (of `bytes`) is tokenized: always within the first
+    /// [`EXACT_BYTES`], then whenever the sampled share would otherwise fall behind.
+    fn samples(&self, bytes: u64) -> bool {
+        self.sampled_bytes < EXACT_BYTES || self.sampled_bytes * SAMPLE_EVERY < self.line_bytes + bytes
+    }
+
+    fn input_tokens(&self) -> u64 {
+        match self.tokenizer {
+            None => self.quarter_bytes,
+            Some(_) if self.sampled_bytes == self.line_bytes => self.sampled_tokens,
+            Some(_) => {
+                let scaled = u128::from(self.line_bytes) * u128::from(self.sampled_tokens);
+                u64::try_from(scaled.div_ceil(u128::from(self.sampled_bytes.max(1)))).unwrap_or(u64::MAX)
+            }
+        }
+    }
+
+    fn counted_by(&self) -> String {
+        match self.tokenizer {
+            None => "bytes/4 of the lines".to_string(),
+            Some(c) if self.sampled_bytes == self.line_bytes => c.name().to_string(),
+            Some(c) => {
+                let share = self.sampled_bytes as f64 * 100.0 / self.line_bytes.max(1) as f64;
+                format!("{}, {share:.1}% of bytes sampled", c.name())
+            }
+        }
+    }
+
+    fn estimate(&self, model: &str) -> ModelEstimate {
+        ModelEstimate {
+            model: model.to_string(),
+            requests: self.requests,
+            input_tokens: self.input_tokens(),
+            output_tokens: self.output_ceiling,
+            without_output_ceiling: self.without_ceiling,
+            counted_by: self.counted_by(),
+        }
+    }
+}
+
+/// Adds `from` (a chunk's estimate) to `into`, model by model, at most [`MAX_USAGE_MODELS`]
+/// by name and the rest under `(other)`.
+pub fn add_estimates(into: &mut Vec<ModelEstimate>, from: &[ModelEstimate]) {
+    for estimate in from {
+        let listed = into.len() - usize::from(into.iter().any(|e| e.model == OTHER_MODELS));
+        let name = match into.iter().any(|e| e.model == estimate.model) || listed < MAX_USAGE_MODELS {
+            true => estimate.model.as_str(),
+            false => OTHER_MODELS,
+        };
+        match into.iter_mut().find(|e| e.model == name) {
+            Some(existing) => {
+                let mut merged = sum(std::mem::take(existing), estimate.clone());
+                if merged.counted_by != estimate.counted_by {
+                    merged.counted_by = "mixed".to_string();
+                }
+                *existing = merged;
+            }
+            None if name == OTHER_MODELS => into.push(sum(other_models(), estimate.clone())),
+            None => into.push(estimate.clone()),
+        }
+    }
+    into.sort_by(|a, b| a.model.cmp(&b.model));
+}
+
+fn other_models() -> ModelEstimate {
+    ModelEstimate {
+        model: OTHER_MODELS.to_string(),
+        counted_by: "mixed".to_string(),
+        ..ModelEstimate::default()
+    }
+}
+
+fn sum(mut into: ModelEstimate, from: ModelEstimate) -> ModelEstimate {
+    into.model = if into.model.is_empty() { from.model } else { into.model };
+    into.counted_by = if into.counted_by.is_empty() {
+        from.counted_by
+    } else {
+        into.counted_by
+    };
+    into.requests += from.requests;
+    into.input_tokens = into.input_tokens.saturating_add(from.input_tokens);
+    into.output_tokens = into.output_tokens.saturating_add(from.output_tokens);
+    into.without_output_ceiling += from.without_output_ceiling;
+    into
+}
+
+/// The tokenizer of a model family OpenAI publishes one for, else a quarter of the bytes.
+fn counter(model: &str) -> Counter {
+    let (name, tokenizer) = match get_tokenizer(model) {
+        Some(Tokenizer::O200kBase | Tokenizer::O200kHarmony) => ("o200k_base", Tokenizer::O200kBase),
+        Some(Tokenizer::Cl100kBase) => ("cl100k_base", Tokenizer::Cl100kBase),
+        _ => return Counter::QuarterOfBytes,
+    };
+    match tiktoken_rs::bpe_for_tokenizer(tokenizer) {
+        Ok(bpe) => Counter::Tokenizer { name, bpe },
+        Err(_) => Counter::QuarterOfBytes,
+    }
+}
+
+/// The input tokens of one request line: every string the model reads in `body` (all but
+/// `model` itself), token ids given as numbers in `input` or `prompt`, and the chat framing.
+fn prompt_tokens(counter: Counter, line: &str) -> u64 {
+    let Ok(Value::Object(mut request)) = serde_json::from_str::<Value>(line) else {
+        return 0;
+    };
+    let Some(Value::Object(mut body)) = request.remove("body") else {
+        return 0;
+    };
+    body.remove("model");
+    let messages = match body.get("messages") {
+        Some(Value::Array(messages)) => messages.len() as u64 * TOKENS_PER_MESSAGE + TOKENS_PER_REPLY,
+        _ => 0,
+    };
+    let mut tokens = messages;
+    for (key, value) in &body {
+        tokens += text_tokens(counter, value, matches!(key.as_str(), "input" | "prompt"));
+    }
+    tokens
+}
+
+fn text_tokens(counter: Counter, value: &Value, ids_count: bool) -> u64 {
+    match value {
+        Value::String(text) => counter.count(text),
+        Value::Number(_) if ids_count => 1,
+        Value::Array(items) => items.iter().map(|v| text_tokens(counter, v, ids_count)).sum(),
+        Value::Object(fields) => fields.values().map(|v| text_tokens(counter, v, false)).sum(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(model: &str, content: &str, max_tokens: Option<u64>) -> String {
+        let mut body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": content}]});
+        if let Some(m) = max_tokens {
+            body["max_tokens"] = m.into();
+        }
+        serde_json::json!({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": body}).to_string()
+    }
+
+    fn add(estimator: &mut Estimator, line: &str, model: &str, ceiling: Option<u64>) {
+        estimator.add(Request {
+            text: line,
+            model: Some(model),
+            output_ceiling: ceiling,
+        });
+    }
+
+    #[test]
+    fn chat_requests_count_their_text_with_the_family_tokenizer_and_the_framing() {
+        let mut estimator = Estimator::default();
+        let line = chat("gpt-4o-mini", "Hello world", Some(50));
+        add(&mut estimator, &line, "gpt-4o-mini", Some(50));
+        let [estimate] = estimator.by_model().try_into().unwrap();
+        // "user" (1) + "Hello world" (2) + 3 per message + 3 for the reply.
+        assert_eq!(estimate.input_tokens, 9);
+        assert_eq!((estimate.output_tokens, estimate.without_output_ceiling), (50, 0));
+        assert_eq!(estimate.counted_by, "o200k_base");
+        assert_eq!(estimator.total_tokens(), 59);
+    }
+
+    #[test]
+    fn embeddings_count_strings_and_token_ids() {
+        let mut estimator = Estimator::default();
+        let line = r#"{"custom_id":"e","method":"POST","url":"/v1/embeddings","body":{"model":"text-embedding-3-small","input":["Hello world",[1,2,3]]}}"#;
+        add(&mut estimator, line, "text-embedding-3-small", None);
+        let [estimate] = estimator.by_model().try_into().unwrap();
+        assert_eq!(
+            (estimate.input_tokens, estimate.counted_by.as_str()),
+            (5, "cl100k_base")
+        );
+        assert_eq!(estimate.without_output_ceiling, 1);
+    }
+
+    #[test]
+    fn models_without_a_tokenizer_count_a_quarter_of_their_text() {
+        let mut estimator = Estimator::default();
+        let line = chat("llama-3-70b", "Hello world", None);
+        add(&mut estimator, &line, "llama-3-70b", None);
+        let [estimate] = estimator.by_model().try_into().unwrap();
+        // "user" (1) + "Hello world" (3) + 3 per message + 3 for the reply.
+        assert_eq!(estimate.input_tokens, 10);
+        assert_eq!(estimate.counted_by, "bytes/4");
+    }
+
+    #[test]
+    fn past_the_exact_share_a_sample_is_scaled_to_every_byte() {
+        let mut estimator = Estimator::default();
+        let line = chat("gpt-4o", &"lorem ipsum dolor sit amet ".repeat(40), Some(1));
+        let lines = 3 * EXACT_BYTES / line.len() as u64;
+        for _ in 0..lines {
+            add(&mut estimator, &line, "gpt-4o", Some(1));
+        }
+        let tally = &estimator.models["gpt-4o"];
+        assert!(
+            tally.sampled_bytes < tally.line_bytes / 2,
+            "most lines are not tokenized"
+        );
+        let per_line = prompt_tokens(tally.tokenizer.unwrap(), &line);
+        let [estimate] = estimator.by_model().try_into().unwrap();
+        assert_eq!(estimate.input_tokens, per_line * lines, "identical lines scale exactly");
+        assert!(
+            estimate.counted_by.starts_with("o200k_base, "),
+            "{}",
+            estimate.counted_by
+        );
+    }
+
+    #[test]
+    fn at_most_fifty_models_are_listed_by_name() {
+        let mut estimator = Estimator::default();
+        for i in 0..60 {
+            let model = format!("m{i:02}");
+            add(&mut estimator, &chat(&model, "x", Some(1)), &model, Some(1));
+        }
+        let listed = estimator.by_model();
+        assert_eq!(listed.len(), MAX_USAGE_MODELS + 1);
+        let other = listed.iter().find(|e| e.model == OTHER_MODELS).unwrap();
+        assert_eq!(other.requests, 10);
+        assert_eq!(listed.iter().map(|e| e.requests).sum::<u64>(), 60);
+    }
+}
