@@ -199,9 +199,11 @@ impl Draft {
         self.status.attempt.is_some() && self.status.attempt.as_ref() != written
     }
 
-    /// Writes the status (when it changed) and mirrors a new upstream batch id in an annotation.
+    /// Writes the status (when it changed), counts the Batch in the metrics once that write
+    /// finished it, and mirrors a new upstream batch id in an annotation.
     async fn write(&mut self, ctx: &Context) -> Result<(), Error> {
         cluster_io::write_status(&ctx.client, &self.written, &self.status).await?;
+        instrument::finished(&self.written, &self.status, ctx);
         self.written.status = Some(self.status.clone());
         if let Some(id) = self.status.gateway.as_ref().and_then(|g| g.batch_id.clone()) {
             cluster_io::annotate_batch_id(&ctx.client, &self.written, &id).await?;
@@ -384,7 +386,6 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
 /// failure; the steps in between show in the status (one Event per phase made the Events
 /// the largest share of the controller's writes).
 async fn record(batch: &Batch, before: &BatchStatus, after: &BatchStatus, ctx: &Context) {
-    instrument::finished(&key(batch), before, after, ctx);
     if let Some(phase) = after.phase
         && announced(before.phase, phase)
     {

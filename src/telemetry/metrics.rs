@@ -1,7 +1,8 @@
 //! The controller's Prometheus metrics, all prefixed `llmbatch_`. Labels are bounded sets
 //! (controller kind, error kind, gateway or object-store operation, HTTP status, phase, outcome,
-//! direction): never an
-//! object's name, a URL or a secret. README.md documents each one (a test checks it).
+//! direction); only the spend metrics ([`super::spend`]) name a namespace, a BatchGateway and a
+//! model. Never a Batch's name, a URL or a secret. README.md documents each one (a test checks
+//! it).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -17,6 +18,8 @@ use prometheus_client::registry::{Metric, Registry, Unit};
 
 use crate::gateway::{RequestObserver, RequestOutcome};
 use crate::io::observed_store::{Direction, StoreObserver};
+
+use super::spend::{ModelTokens, Spend};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {
@@ -69,11 +72,6 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabels {
-    kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ObjectLabels {
     object: &'static str,
 }
@@ -103,7 +101,7 @@ pub struct Metrics {
     store_bytes: Family<StoreBytesLabels, Counter>,
     store_duration: Family<StoreOperationLabels, Histogram, fn() -> Histogram>,
     request_lines: Family<OutcomeLabels, Counter>,
-    tokens: Family<KindLabels, Counter>,
+    spend: Spend,
     duplicates_prevented: Family<ObjectLabels, Counter>,
     leader: Gauge,
     phases: Arc<PhaseCollector>,
@@ -113,10 +111,10 @@ pub struct Metrics {
 const PREFIX: &str = "llmbatch";
 
 /// Registers metrics and notes each one's exposed name and type.
-struct Catalogued<'a>(&'a mut Registry, &'a mut Vec<(String, &'static str)>);
+pub(super) struct Catalogued<'a>(&'a mut Registry, &'a mut Vec<(String, &'static str)>);
 
 impl Catalogued<'_> {
-    fn add(&mut self, name: &str, help: &str, unit: Option<Unit>, metric: impl Metric) {
+    pub(super) fn add(&mut self, name: &str, help: &str, unit: Option<Unit>, metric: impl Metric) {
         let kind = match metric.metric_type() {
             MetricType::Counter => "counter",
             MetricType::Gauge => "gauge",
@@ -163,7 +161,7 @@ impl Metrics {
             store_bytes: Family::default(),
             store_duration: Family::new_with_constructor(histogram),
             request_lines: Family::default(),
-            tokens: Family::default(),
+            spend: Spend::default(),
             duplicates_prevented: Family::default(),
             leader: Gauge::default(),
             phases: Arc::default(),
@@ -225,12 +223,7 @@ impl Metrics {
             None,
             metrics.request_lines.clone(),
         );
-        r.add(
-            "tokens",
-            "Tokens used by finished Batches by kind (prompt, completion)",
-            None,
-            metrics.tokens.clone(),
-        );
+        metrics.spend.register(r);
         r.add(
             "duplicate_submissions_prevented",
             "Uploads and batch creations skipped because an earlier attempt's file or batch was adopted, by object (file, batch)",
@@ -277,14 +270,31 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// A Batch finished with these request counts and token totals.
-    pub fn batch_finished(&self, completed: u64, failed: u64, prompt_tokens: u64, completion_tokens: u64) {
+    /// A Batch finished with these request counts.
+    pub fn batch_finished(&self, completed: u64, failed: u64) {
         let lines = |outcome| self.request_lines.get_or_create(&OutcomeLabels { outcome });
         lines("completed").inc_by(completed);
         lines("failed").inc_by(failed);
-        let tokens = |kind| self.tokens.get_or_create(&KindLabels { kind });
-        tokens("prompt").inc_by(prompt_tokens);
-        tokens("completion").inc_by(completion_tokens);
+    }
+
+    /// A finished Batch of gateway `namespace/gateway` used these tokens of one model.
+    pub fn tokens_used(&self, namespace: &str, gateway: &str, used: &ModelTokens) {
+        self.spend.tokens(namespace, gateway, used);
+    }
+
+    /// A finished Batch of gateway `namespace/gateway` cost `amount` for one priced model.
+    pub fn cost_incurred(&self, namespace: &str, gateway: &str, model: &str, currency: &str, amount: f64) {
+        self.spend.cost(namespace, gateway, model, currency, amount);
+    }
+
+    /// The spend in gateway `namespace/gateway`'s current budget window, and its budget.
+    pub fn budget(&self, namespace: &str, gateway: &str, currency: &str, spent: f64, limit: f64) {
+        self.spend.budget(namespace, gateway, currency, spent, limit);
+    }
+
+    /// Drops a gateway's budget gauges (its budget was removed, or the gateway deleted).
+    pub fn forget_budget(&self, namespace: &str, gateway: &str, currency: &str) {
+        self.spend.forget_budget(namespace, gateway, currency);
     }
 
     /// An upload (`file`) or batch creation (`batch`) was skipped: an earlier attempt's was adopted.
@@ -428,17 +438,15 @@ mod tests {
     }
 
     #[test]
-    fn finished_batches_add_lines_and_tokens() {
+    fn finished_batches_add_lines() {
         let metrics = Metrics::new();
-        metrics.batch_finished(18, 2, 1000, 200);
-        metrics.batch_finished(1, 0, 10, 5);
+        metrics.batch_finished(18, 2);
+        metrics.batch_finished(1, 0);
         metrics.duplicate_prevented("batch");
         let text = metrics.encode().unwrap();
         for line in [
             r#"llmbatch_request_lines_total{outcome="completed"} 19"#,
             r#"llmbatch_request_lines_total{outcome="failed"} 2"#,
-            r#"llmbatch_tokens_total{kind="prompt"} 1010"#,
-            r#"llmbatch_tokens_total{kind="completion"} 205"#,
             r#"llmbatch_duplicate_submissions_prevented_total{object="batch"} 1"#,
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
@@ -452,7 +460,14 @@ mod tests {
         metrics
             .gateway_observer()
             .observe("get batch", RequestOutcome::Status(200), Duration::ZERO);
-        metrics.batch_finished(1, 1, 1, 1);
+        metrics.batch_finished(1, 1);
+        let used = ModelTokens {
+            model: "m",
+            ..Default::default()
+        };
+        metrics.tokens_used("ns", "gw", &used);
+        metrics.cost_incurred("ns", "gw", "m", "USD", 0.5);
+        metrics.budget("ns", "gw", "USD", 1.0, 2.0);
         metrics.duplicate_prevented("file");
         let store = metrics.store_observer();
         store.request("put", "success", Duration::ZERO);

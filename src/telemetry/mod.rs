@@ -5,8 +5,10 @@ mod health;
 mod logging;
 mod metrics;
 mod server;
+mod spend;
 
 pub use health::Health;
 pub use logging::{LogFormat, init_logging};
 pub use metrics::{GatewayMetrics, Metrics, PhaseCounts};
 pub use server::{app, serve};
+pub use spend::ModelTokens;

@@ -24,6 +24,7 @@ mod leader_election;
 mod least_privilege;
 mod local_run;
 mod local_sweep;
+mod metrics;
 mod object_store;
 mod operations;
 mod simulator_openai_sdk;

@@ -19,7 +19,7 @@ use llm_batch_operator::controller::{self, Context, Options};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_count_reconciles_gateway_calls_and_outcomes_without_object_names() {
+async fn metrics_count_reconciles_gateway_calls_and_outcomes_without_batch_names_or_secrets() {
     let client = admin_client().await;
     let ns = fresh_namespace(&client, "ops-metrics").await;
     let sim = simulator().await;
@@ -53,7 +53,11 @@ async fn metrics_count_reconciles_gateway_calls_and_outcomes_without_object_name
         r#"llmbatch_gateway_request_duration_seconds_count{operation="get_batch"}"#,
         1.0,
     );
-    at_least(r#"llmbatch_tokens_total{kind="prompt"}"#, 1.0);
+    let tokens = |type_: &str| {
+        format!(r#"llmbatch_tokens_total{{namespace="{ns}",gateway="gw",model="gpt-4o-mini",type="{type_}"}}"#)
+    };
+    at_least(&tokens("input"), 1.0);
+    at_least(&tokens("output"), 1.0);
     assert_eq!(
         sample(
             &text,
@@ -72,7 +76,9 @@ async fn metrics_count_reconciles_gateway_calls_and_outcomes_without_object_name
     );
     assert_eq!(sample(&text, r#"llmbatch_batches{phase="Succeeded"}"#), Some(1.0));
     assert_eq!(sample(&text, "llmbatch_leader"), Some(1.0));
-    for secret_or_name in ["tickets-abc", ns.as_str(), KEY, "gw-key", "127.0.0.1"] {
+    // The spend metrics name the namespace, gateway and model; nothing names the Batch, a
+    // Secret, a URL or the key.
+    for secret_or_name in ["tickets-abc", KEY, "gw-key", "127.0.0.1"] {
         assert!(
             !text.contains(secret_or_name),
             "{secret_or_name} in the metrics:\n{text}"

@@ -38,6 +38,11 @@ impl FailSome {
         Self::new(matches, |n| (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61 == 0)
     }
 
+    /// Every match fails.
+    pub fn all(matches: fn(&Request<Body>) -> bool) -> Self {
+        Self::new(matches, |_| true)
+    }
+
     fn new(matches: fn(&Request<Body>) -> bool, fails: fn(usize) -> bool) -> Self {
         FailSome {
             matches,
@@ -61,6 +66,14 @@ impl FailSome {
 /// Status writes (PATCH .../status).
 pub fn status_writes(request: &Request<Body>) -> bool {
     request.method() == http::Method::PATCH && request.uri().path().ends_with("/status")
+}
+
+/// The body of a request whose body is in memory (as kube's JSON bodies are), else empty.
+pub fn body_bytes(request: &Request<Body>) -> bytes::Bytes {
+    let Some(body) = request.body().try_clone() else {
+        return bytes::Bytes::new();
+    };
+    futures::executor::block_on(body.collect_bytes()).unwrap_or_default()
 }
 
 impl Layer<Generic> for FailSome {

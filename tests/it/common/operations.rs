@@ -104,6 +104,11 @@ pub struct ControllerProcess {
 
 impl ControllerProcess {
     pub fn start(kubeconfig: &str, pod_name: &str, args: &[&str]) -> ControllerProcess {
+        Self::start_logging(kubeconfig, pod_name, args, "info")
+    }
+
+    /// [`Self::start`] with `RUST_LOG` set to `filter`.
+    pub fn start_logging(kubeconfig: &str, pod_name: &str, args: &[&str], filter: &str) -> ControllerProcess {
         let mut child = super::bin()
             .args(["controller", "--metrics-addr", "127.0.0.1:0", "--log-format", "json"])
             // The simulator is on loopback, which a controller refuses unless allowed.
@@ -111,7 +116,7 @@ impl ControllerProcess {
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", pod_name)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .env_remove("WATCH_NAMESPACE")
             .env_remove("POD_NAMESPACE")
             .stdout(Stdio::null())
