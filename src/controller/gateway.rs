@@ -42,7 +42,9 @@ pub async fn reconcile(gateway: Arc<BatchGateway>, ctx: Arc<Context>) -> Result<
     status.active_batches = Some(admission::active(&entries));
     status.waiting_batches = Some(admission::waiting(&entries));
     status.admitted_tokens = Some(admission::window_tokens(&entries, Timestamp::now()));
+    let before = status.spend.take();
     status.spend = spend(&gateway, &entries);
+    gauge_spend(&gateway, before.as_ref(), status.spend.as_ref(), &ctx);
     status.conditions.set_condition(
         READY,
         ready,
@@ -71,6 +73,23 @@ fn spend(gateway: &BatchGateway, entries: &[admission::Entry]) -> Option<Gateway
         budget: limit.amount.normalize().to_string(),
         currency: limit.currency,
     })
+}
+
+/// Shows the spend (finished and committed) and the budget in the budget gauges; drops them
+/// when the budget is gone.
+fn gauge_spend(gateway: &BatchGateway, before: Option<&GatewaySpend>, now: Option<&GatewaySpend>, ctx: &Context) {
+    let (ns, name) = (gateway.namespace().unwrap_or_default(), gateway.name_any());
+    let number = |text: &str| text.parse::<f64>().unwrap_or(0.0);
+    if let Some(old) = before
+        && now.is_none_or(|n| n.currency != old.currency)
+    {
+        ctx.metrics.forget_budget(&ns, &name, &old.currency);
+    }
+    if let Some(spend) = now {
+        let spent = number(&spend.spent) + number(&spend.committed);
+        ctx.metrics
+            .budget(&ns, &name, &spend.currency, spent, number(&spend.budget));
+    }
 }
 
 /// Requeues with per-object exponential backoff.
