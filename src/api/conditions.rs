@@ -91,6 +91,8 @@ pub mod reasons {
     pub const WITHIN_BUDGET: &str = "WithinBudget";
     pub const PLAN_FAILED: &str = "PlanFailed";
     pub const SUSPEND_REQUESTED: &str = "SuspendRequested";
+    /// A sweep's `spec.budget.maxCost` holds its next child back.
+    pub const BUDGET_REACHED: &str = "BudgetReached";
     pub const RESUMED: &str = "Resumed";
 }
 

@@ -69,10 +69,24 @@ pub struct BatchSweepSpec {
     /// Stop creating children (running ones finish); set back to false to continue.
     #[serde(default)]
     pub suspend: bool,
+    /// The most the sweep may cost, in the gateway's pricing currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<SweepBudget>,
     /// Resubmit lines that failed retryably (429, 5xx, timeout, expired batch) as follow-up
     /// Batches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
+}
+
+/// A sweep's budget in money.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepBudget {
+    /// No child is created once what the sweep's children cost (finished ones), are estimated
+    /// at (running ones) and the next child's estimate would pass this, a decimal such as
+    /// `25`; running children finish. Raising it continues the sweep.
+    #[schemars(regex(pattern = super::PRICE_PATTERN))]
+    pub max_cost: String,
 }
 
 /// Most attempts a line may get (`spec.retry.maxAttempts`).

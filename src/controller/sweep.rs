@@ -25,18 +25,29 @@ use super::caches::{Awaited, Caches};
 use super::cluster_io::{self, InputError};
 use super::object_io;
 use super::{Context, Error, MANAGER};
-use crate::api::{Batch, BatchSpec, BatchSweep, BatchSweepStatus, SweepPhase, SweepPlan};
+use crate::api::{Batch, BatchMode, BatchSpec, BatchSweep, BatchSweepStatus, SweepPhase, SweepPlan};
 use crate::io::object_storage::StorageErrorKind;
 use crate::io::{ScanError, scan_object};
+use crate::pricing::Prices;
 use crate::steps::retry::follow_up_input;
 use crate::sweep::{
-    self, ChildPlan, ObservedChild, RETRY_LINES_ANNOTATION, RETRYABLE_ANNOTATION, SWEEP_LABEL, ValidatedInput,
+    self, ChildPlan, ObservedChild, RETRY_LINES_ANNOTATION, RETRYABLE_ANNOTATION, SWEEP_LABEL, Spending, ValidatedInput,
 };
 
 /// How soon a sweep waiting for its input or gateway looks again.
 const WAITING: Duration = Duration::from_secs(15);
 /// A running sweep looks at its children at least this often (their changes wake it sooner).
 const RESYNC: Duration = Duration::from_secs(300);
+
+/// The prices and mode of the sweep's gateway, read only for a sweep with `spec.budget` (one
+/// PriceList GET per reconcile then).
+async fn budget_prices(sweep: &BatchSweep, ctx: &Context) -> Option<(Arc<Prices>, BatchMode)> {
+    sweep.spec.budget.as_ref()?;
+    let ns = sweep.namespace().unwrap_or_default();
+    let gateway = ctx.caches().gateway(&ns, &sweep.spec.template.gateway_ref.name)?;
+    let mode = gateway.status.as_ref().and_then(|s| s.mode).unwrap_or(BatchMode::Batch);
+    Some((super::prices::resolve(&ctx.client, &gateway).await?, mode))
+}
 
 /// Entry point of the BatchSweep controller.
 pub async fn reconcile(sweep: Arc<BatchSweep>, ctx: Arc<Context>) -> Result<Requeue, Error> {
@@ -75,7 +86,21 @@ pub async fn reconcile(sweep: Arc<BatchSweep>, ctx: Arc<Context>) -> Result<Requ
     let children = sweep::plan_children(&name, &sweep.spec, &plan);
     let (mut observed, batches) = observe_children(&ctx.caches(), &sweep);
     ctx.sweep_writes(&key, |w| w.show_in(&mut observed));
-    let decision = sweep::decide(&sweep.spec, generation, &status, &children, &observed, Timestamp::now());
+    let prices = budget_prices(&sweep, &ctx).await;
+    let spending = prices.as_ref().map(|(prices, mode)| Spending {
+        plan: &plan,
+        prices,
+        mode: *mode,
+    });
+    let decision = sweep::decide(
+        &sweep.spec,
+        generation,
+        &status,
+        &children,
+        &observed,
+        spending,
+        Timestamp::now(),
+    );
     let mut created = Vec::new();
     for child in &decision.create {
         match &child.retry_of {

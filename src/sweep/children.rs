@@ -120,13 +120,19 @@ impl ChildPlan {
         // The estimate counts the text the model reads: renaming the model or prefixing the
         // custom_ids changes none of it (another model's tokenizer may count it differently).
         let estimated_tokens = tokens;
-        let scanned: u64 = plan.chunks.iter().filter_map(|c| c.estimated_tokens).sum();
         Some(ValidatedInput {
             requests: self.range.requests,
             bytes: add(bytes, growth)?,
             estimated_tokens,
-            estimates: share(&plan.estimates, estimated_tokens, scanned, self.model.as_deref()),
+            estimates: self.planned_estimates(plan),
         })
+    }
+
+    /// The child's share of the scan's estimate: its chunk's tokens of the whole input's.
+    pub fn planned_estimates(&self, plan: &SweepPlan) -> Vec<ModelEstimate> {
+        let scanned: u64 = plan.chunks.iter().filter_map(|c| c.estimated_tokens).sum();
+        let part = self.range.estimated_tokens.unwrap_or(0);
+        share(&plan.estimates, part, scanned, self.model.as_deref())
     }
 
     /// The child's Batch spec: the sweep's input sliced to the chunk and rewritten for the model,

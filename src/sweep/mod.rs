@@ -2,6 +2,7 @@
 //! Batches the sweep has, what each one runs, which to create next, and what the sweep's
 //! status says. The drivers scan the input, create the children and write the status.
 
+mod budget;
 mod children;
 mod naming;
 mod progress;
@@ -13,6 +14,7 @@ mod retry_tests;
 #[cfg(test)]
 mod tests;
 
+pub use budget::Spending;
 pub use children::{
     ChildPlan, TooManyChunks, VALIDATED_INPUT_ANNOTATION, ValidatedInput, chunk_limits, chunk_planner, plan_children,
     plan_of, scan_rewrite,

@@ -11,6 +11,7 @@ use crate::api::{
 };
 
 use super::ChildPlan;
+use super::budget::{Held, Spending, within_budget};
 use super::retry::{Chain, ChainState, chains};
 
 /// What the driver saw of one existing child Batch (a first attempt or a follow-up).
@@ -45,6 +46,7 @@ pub fn decide(
     status: &BatchSweepStatus,
     children: &[ChildPlan],
     observed: &BTreeMap<String, ObservedChild>,
+    spending: Option<Spending<'_>>,
     now: Timestamp,
 ) -> Decision {
     let chains = chains(children, observed, spec.max_attempts());
@@ -59,6 +61,7 @@ pub fn decide(
         let firsts = chains.iter().filter(|c| c.state == ChainState::Waiting);
         retries.chain(firsts).filter_map(Chain::next).take(slots).collect()
     };
+    let (create, held) = within_budget(spec, &chains, create, spending);
 
     let mut next = status.clone();
     next.observed_generation = generation;
@@ -76,7 +79,7 @@ pub fn decide(
         SweepPhase::Failed
     } else if all_done {
         SweepPhase::Succeeded
-    } else if spec.suspend {
+    } else if spec.suspend || (held.is_some() && counts.running == 0) {
         SweepPhase::Suspended
     } else {
         SweepPhase::Running
@@ -88,7 +91,7 @@ pub fn decide(
     next.cost = tally.cost.clone();
     next.retries = (spec.max_attempts() > 1 || tally.retries.batches > 0).then(|| tally.retries.clone());
     next.children = listed(&chains, &create);
-    set_conditions(&mut next, spec, &counts, generation, now);
+    set_conditions(&mut next, spec, &counts, held.as_ref(), generation, now);
     if phase.is_terminal() && counts.running == 0 {
         next.completion_time.get_or_insert(Time(now));
     } else if !phase.is_terminal() {
@@ -200,6 +203,7 @@ fn set_conditions(
     status: &mut BatchSweepStatus,
     spec: &BatchSweepSpec,
     counts: &ChildCounts,
+    held: Option<&Held>,
     generation: Option<i64>,
     now: Timestamp,
 ) {
@@ -245,10 +249,34 @@ fn set_conditions(
             counts.failed, spec.max_failed_batches
         );
         conditions.set_condition(types::FAILED, false, reasons::WITHIN_BUDGET, budget, generation, now);
-        let reason = if done { reasons::SUCCEEDED } else { reasons::RUNNING };
-        conditions.set_condition(types::COMPLETE, done, reason, summary, generation, now);
+        match held {
+            Some(held) => {
+                let message = format!("{}; {summary}", held.message);
+                conditions.set_condition(
+                    types::COMPLETE,
+                    false,
+                    reasons::BUDGET_REACHED,
+                    message,
+                    generation,
+                    now,
+                );
+            }
+            None => {
+                let reason = if done { reasons::SUCCEEDED } else { reasons::RUNNING };
+                conditions.set_condition(types::COMPLETE, done, reason, summary, generation, now);
+            }
+        }
     }
-    if spec.suspend {
+    if let Some(held) = held.filter(|_| !spec.suspend && counts.running == 0) {
+        conditions.set_condition(
+            types::SUSPENDED,
+            true,
+            reasons::BUDGET_REACHED,
+            held.message.clone(),
+            generation,
+            now,
+        );
+    } else if spec.suspend {
         let message = "suspend is set: no new batch starts; running batches finish";
         conditions.set_condition(
             types::SUSPENDED,

@@ -106,7 +106,15 @@ fn a_finished_child_with_retryable_failures_gets_a_follow_up_before_new_children
     let mut observed = BTreeMap::new();
     observed.insert("corpus-c0000".to_string(), expired(6, 4));
     observed.insert("corpus-c0001".to_string(), child(BatchPhase::InProgress, 0, 0));
-    let decision = decide(&s, Some(1), &BatchSweepStatus::default(), &children, &observed, at(10));
+    let decision = decide(
+        &s,
+        Some(1),
+        &BatchSweepStatus::default(),
+        &children,
+        &observed,
+        None,
+        at(10),
+    );
     assert_eq!(names(&decision.create), ["corpus-c0000-r1"]);
     assert_eq!(decision.create[0].retry_of.as_deref(), Some("corpus-c0000"));
     let counts = decision.status.batches.clone().unwrap();
@@ -128,14 +136,22 @@ fn the_counts_of_all_attempts_merge_and_final_errors_are_lines_that_never_succee
     // 10 lines: 6 done, 4 expired; then 3 of 4 done, 1 failed with a 500; then that one again.
     observed.insert("corpus-c0000".to_string(), expired(6, 4));
     observed.insert("corpus-c0000-r1".to_string(), follow_up(BatchPhase::Succeeded, 3, 1));
-    let second = decide(&s, Some(1), &BatchSweepStatus::default(), &children, &observed, at(10));
+    let second = decide(
+        &s,
+        Some(1),
+        &BatchSweepStatus::default(),
+        &children,
+        &observed,
+        None,
+        at(10),
+    );
     assert_eq!(names(&second.create), ["corpus-c0000-r2"]);
     let counts = second.status.request_counts.clone().unwrap();
     assert_eq!((counts.total, counts.completed, counts.failed), (10, 9, 1));
     assert_eq!(counts.not_run, None, "the expired lines ran again");
 
     observed.insert("corpus-c0000-r2".to_string(), follow_up(BatchPhase::Succeeded, 0, 1));
-    let done = decide(&s, Some(1), &second.status, &children, &observed, at(20));
+    let done = decide(&s, Some(1), &second.status, &children, &observed, None, at(20));
     assert!(done.create.is_empty(), "maxAttempts 3: no fourth attempt");
     assert_eq!(done.status.phase, Some(SweepPhase::Succeeded));
     let counts = done.status.request_counts.clone().unwrap();
@@ -192,6 +208,7 @@ fn nothing_is_retried_without_retryable_lines_after_a_cancel_or_without_spec_ret
         &BatchSweepStatus::default(),
         &children,
         &observed,
+        None,
         at(10),
     );
     assert!(decision.create.is_empty());
@@ -208,6 +225,7 @@ fn nothing_is_retried_without_retryable_lines_after_a_cancel_or_without_spec_ret
         &BatchSweepStatus::default(),
         &children,
         &observed,
+        None,
         at(10),
     );
     assert!(decision.create.is_empty());
@@ -231,7 +249,15 @@ fn past_the_failure_budget_no_follow_up_starts() {
     let mut observed = BTreeMap::new();
     observed.insert("corpus-c0000".to_string(), child(BatchPhase::Failed, 0, 0));
     observed.insert("corpus-c0001".to_string(), expired(1, 9));
-    let decision = decide(&s, Some(1), &BatchSweepStatus::default(), &children, &observed, at(10));
+    let decision = decide(
+        &s,
+        Some(1),
+        &BatchSweepStatus::default(),
+        &children,
+        &observed,
+        None,
+        at(10),
+    );
     assert!(decision.create.is_empty());
     assert_eq!(decision.status.phase, Some(SweepPhase::Failed));
 }
@@ -243,18 +269,26 @@ fn raising_max_attempts_gives_a_finished_sweep_more_attempts_and_lowering_it_kee
     let mut observed = BTreeMap::new();
     observed.insert("corpus-c0000".to_string(), expired(6, 4));
     observed.insert("corpus-c0000-r1".to_string(), follow_up(BatchPhase::Expired, 2, 2));
-    let done = decide(&s, Some(1), &BatchSweepStatus::default(), &children, &observed, at(10));
+    let done = decide(
+        &s,
+        Some(1),
+        &BatchSweepStatus::default(),
+        &children,
+        &observed,
+        None,
+        at(10),
+    );
     assert!(done.create.is_empty());
     assert!(done.status.completion_time.is_some());
 
     s.retry = Some(RetrySpec { max_attempts: 3 });
-    let again = decide(&s, Some(2), &done.status, &children, &observed, at(20));
+    let again = decide(&s, Some(2), &done.status, &children, &observed, None, at(20));
     assert_eq!(names(&again.create), ["corpus-c0000-r2"]);
     assert_eq!(again.status.phase, Some(SweepPhase::Running));
     assert_eq!(again.status.completion_time, None);
 
     s.retry = None;
-    let lowered = decide(&s, Some(3), &done.status, &children, &observed, at(30));
+    let lowered = decide(&s, Some(3), &done.status, &children, &observed, None, at(30));
     assert!(lowered.create.is_empty());
     let counts = lowered.status.request_counts.unwrap();
     assert_eq!(
@@ -295,7 +329,15 @@ fn the_sweeps_cost_is_every_attempts_once_by_model_and_chunk() {
         "corpus-c0001".to_string(),
         costing(child(BatchPhase::Succeeded, 10, 0), "n", "0.3"),
     );
-    let done = decide(&s, Some(1), &BatchSweepStatus::default(), &children, &observed, at(10));
+    let done = decide(
+        &s,
+        Some(1),
+        &BatchSweepStatus::default(),
+        &children,
+        &observed,
+        None,
+        at(10),
+    );
     let cost = done.status.cost.clone().unwrap();
     let models: Vec<_> = cost
         .by_model
@@ -305,7 +347,7 @@ fn the_sweeps_cost_is_every_attempts_once_by_model_and_chunk() {
     assert_eq!(models, [("m", "0.12"), ("n", "0.3")]);
     assert_eq!((cost.actual.as_str(), cost.display.as_str()), ("0.42", "0.4200 USD"));
     // Deciding again (a later reconcile) sums again from the children, never onto the last sum.
-    let again = decide(&s, Some(1), &done.status, &children, &observed, at(20));
+    let again = decide(&s, Some(1), &done.status, &children, &observed, None, at(20));
     assert_eq!(again.status.cost.unwrap().actual, "0.42");
 
     let summary = summarise(&children, &observed, 2);

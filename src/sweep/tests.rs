@@ -28,6 +28,7 @@ pub(super) fn spec(models: &[&str], parallelism: u32, max_failed: u32) -> BatchS
         max_failed_batches: max_failed,
         suspend: false,
         retry: None,
+        budget: None,
     }
 }
 
@@ -163,7 +164,15 @@ fn parallelism_bounds_the_children_in_flight() {
     let s = spec(&["a", "b"], 3, 0);
     let children = plan_children("eval", &s, &plan(5));
     let mut observed = BTreeMap::new();
-    let first = decide(&s, Some(1), &BatchSweepStatus::default(), &children, &observed, at(10));
+    let first = decide(
+        &s,
+        Some(1),
+        &BatchSweepStatus::default(),
+        &children,
+        &observed,
+        None,
+        at(10),
+    );
     assert_eq!(names(&first.create), ["eval-a-c0000", "eval-b-c0000", "eval-a-c0001"]);
     assert_eq!(first.status.phase, Some(SweepPhase::Running));
     assert_eq!(first.status.progress.as_deref(), Some("0/10 batches"));
@@ -173,11 +182,11 @@ fn parallelism_bounds_the_children_in_flight() {
     for plan in &first.create {
         observed.insert(plan.name.clone(), ObservedChild::default());
     }
-    let none_free = decide(&s, Some(1), &first.status, &children, &observed, at(20));
+    let none_free = decide(&s, Some(1), &first.status, &children, &observed, None, at(20));
     assert!(none_free.create.is_empty());
 
     observed.insert("eval-a-c0000".into(), child(BatchPhase::Succeeded, 10, 0));
-    let one_free = decide(&s, Some(1), &none_free.status, &children, &observed, at(30));
+    let one_free = decide(&s, Some(1), &none_free.status, &children, &observed, None, at(30));
     assert_eq!(names(&one_free.create), ["eval-b-c0001"]);
     assert_eq!(one_free.status.progress.as_deref(), Some("1/10 batches"));
     assert_eq!(one_free.status.request_counts.as_ref().unwrap().completed, 10);
@@ -195,7 +204,15 @@ fn every_child_succeeded_completes_the_sweep() {
         .iter()
         .map(|c| (c.name.clone(), child(BatchPhase::Succeeded, 9, 1)))
         .collect();
-    let done = decide(&s, Some(2), &BatchSweepStatus::default(), &children, &observed, at(50));
+    let done = decide(
+        &s,
+        Some(2),
+        &BatchSweepStatus::default(),
+        &children,
+        &observed,
+        None,
+        at(50),
+    );
     assert!(done.create.is_empty());
     assert_eq!(done.status.phase, Some(SweepPhase::Succeeded));
     assert!(done.status.conditions.is_true(types::COMPLETE));
@@ -214,7 +231,15 @@ fn past_the_failure_budget_nothing_new_starts_and_running_children_finish() {
     observed.insert(children[0].name.clone(), child(BatchPhase::Failed, 0, 0));
     observed.insert(children[1].name.clone(), child(BatchPhase::InProgress, 0, 0));
     observed.insert(children[2].name.clone(), child(BatchPhase::InProgress, 0, 0));
-    let within = decide(&s, Some(1), &BatchSweepStatus::default(), &children, &observed, at(10));
+    let within = decide(
+        &s,
+        Some(1),
+        &BatchSweepStatus::default(),
+        &children,
+        &observed,
+        None,
+        at(10),
+    );
     assert_eq!(names(&within.create), [children[3].name.as_str()]);
     assert_eq!(
         within.status.conditions.condition(types::FAILED).unwrap().reason,
@@ -222,7 +247,7 @@ fn past_the_failure_budget_nothing_new_starts_and_running_children_finish() {
     );
 
     observed.insert(children[1].name.clone(), child(BatchPhase::Expired, 3, 0));
-    let over = decide(&s, Some(1), &within.status, &children, &observed, at(20));
+    let over = decide(&s, Some(1), &within.status, &children, &observed, None, at(20));
     assert!(over.create.is_empty());
     assert_eq!(over.status.phase, Some(SweepPhase::Failed));
     let failed = over.status.conditions.condition(types::FAILED).unwrap();
@@ -237,8 +262,14 @@ fn past_the_failure_budget_nothing_new_starts_and_running_children_finish() {
     );
     assert_eq!(over.status.completion_time, None, "a child is still running");
 
-    observed.insert(children[2].name.clone(), child(BatchPhase::Succeeded, 10, 0));
-    let finished = decide(&s, Some(1), &over.status, &children, &observed, at(30));
+    let mut third = child(BatchPhase::Succeeded, 10, 0);
+    third.cost = Some(crate::api::Cost {
+        currency: "USD".into(),
+        actual: "1".into(),
+        ..Default::default()
+    });
+    observed.insert(children[2].name.clone(), third);
+    let finished = decide(&s, Some(1), &over.status, &children, &observed, None, at(30));
     assert!(finished.status.completion_time.is_some());
 }
 
@@ -249,13 +280,21 @@ fn suspend_stops_new_children_and_resuming_continues_where_it_stopped() {
     let mut observed: BTreeMap<_, _> = BTreeMap::new();
     observed.insert(children[0].name.clone(), child(BatchPhase::Succeeded, 10, 0));
     s.suspend = true;
-    let suspended = decide(&s, Some(2), &BatchSweepStatus::default(), &children, &observed, at(10));
+    let suspended = decide(
+        &s,
+        Some(2),
+        &BatchSweepStatus::default(),
+        &children,
+        &observed,
+        None,
+        at(10),
+    );
     assert!(suspended.create.is_empty());
     assert_eq!(suspended.status.phase, Some(SweepPhase::Suspended));
     assert!(suspended.status.conditions.is_true(types::SUSPENDED));
 
     s.suspend = false;
-    let resumed = decide(&s, Some(3), &suspended.status, &children, &observed, at(20));
+    let resumed = decide(&s, Some(3), &suspended.status, &children, &observed, None, at(20));
     assert_eq!(
         names(&resumed.create),
         [children[1].name.as_str(), children[2].name.as_str()]
@@ -292,6 +331,7 @@ fn the_children_list_is_bounded() {
         &BatchSweepStatus::default(),
         &children,
         &BTreeMap::new(),
+        None,
         at(1),
     );
     assert_eq!(decision.create.len(), 200);
@@ -410,4 +450,109 @@ fn the_scan_validates_each_chunk_once_for_every_model_of_the_matrix() {
         None,
         "only object-store inputs skip the read"
     );
+}
+
+#[test]
+fn max_cost_creates_children_while_their_estimates_fit_and_a_raise_continues() {
+    let mut s = spec(&["gpt-4o"], 10, 0);
+    s.budget = Some(crate::api::SweepBudget { max_cost: "2.5".into() });
+    let mut plan = plan(5);
+    for chunk in &mut plan.chunks {
+        chunk.estimated_tokens = Some(1_000_000);
+    }
+    plan.estimates = vec![crate::api::ModelEstimate {
+        model: "x".into(),
+        requests: 50,
+        input_tokens: 4_000_000,
+        output_tokens: 1_000_000,
+        counted_by: "o200k_base".into(),
+        ..Default::default()
+    }];
+    let pricing = crate::api::Pricing {
+        batch_discount: "0%".into(),
+        models: vec![crate::api::ModelPrice {
+            model: "gpt-4o".into(),
+            input_per_million: "1".into(),
+            cached_input_per_million: None,
+            output_per_million: "1".into(),
+        }],
+        ..Default::default()
+    };
+    let prices = crate::pricing::Prices::new(&pricing, crate::pricing::PriceListLookup::NotReferenced).unwrap();
+    let spending = Spending {
+        plan: &plan,
+        prices: &prices,
+        mode: crate::api::BatchMode::Batch,
+    };
+    let children = plan_children("eval", &s, &plan);
+    // Each child's share: a fifth of 5M tokens at 1 per million.
+    let decision = decide(
+        &s,
+        Some(1),
+        &BatchSweepStatus::default(),
+        &children,
+        &BTreeMap::new(),
+        Some(spending),
+        at(1),
+    );
+    assert_eq!(decision.create.len(), 2, "2 × 1 fits 2.5, a third does not");
+    let complete = decision.status.conditions.condition(types::COMPLETE).unwrap();
+    assert_eq!(complete.reason, reasons::BUDGET_REACHED);
+    assert!(
+        complete.message.contains("the next (eval-gpt-4o-"),
+        "{}",
+        complete.message
+    );
+
+    // Both finished, for 0.4 each in actual cost: the third fits (0.8 + 1), the fourth does not.
+    let mut observed = BTreeMap::new();
+    for created in &decision.create {
+        let mut done = child(BatchPhase::Succeeded, 10, 0);
+        done.cost = Some(crate::api::Cost {
+            currency: "USD".into(),
+            estimated: Some("1".into()),
+            actual: "0.4".into(),
+            ..Default::default()
+        });
+        observed.insert(created.name.clone(), done);
+    }
+    let next = decide(
+        &s,
+        Some(1),
+        &decision.status,
+        &children,
+        &observed,
+        Some(spending),
+        at(2),
+    );
+    assert_eq!(names(&next.create), [children[2].name.as_str()]);
+
+    // Nothing running and nothing fits: the sweep rests, saying so, until the budget is raised.
+    let mut third = child(BatchPhase::Succeeded, 10, 0);
+    third.cost = Some(crate::api::Cost {
+        currency: "USD".into(),
+        actual: "1".into(),
+        ..Default::default()
+    });
+    observed.insert(children[2].name.clone(), third);
+    let resting = decide(&s, Some(1), &next.status, &children, &observed, Some(spending), at(3));
+    assert!(resting.create.is_empty());
+    assert_eq!(resting.status.phase, Some(SweepPhase::Suspended));
+    let suspended = resting.status.conditions.condition(types::SUSPENDED).unwrap();
+    assert_eq!(
+        (suspended.status.as_str(), suspended.reason.as_str()),
+        ("True", reasons::BUDGET_REACHED)
+    );
+    s.budget = Some(crate::api::SweepBudget { max_cost: "10".into() });
+    let raised = decide(
+        &s,
+        Some(2),
+        &resting.status,
+        &children,
+        &observed,
+        Some(spending),
+        at(4),
+    );
+    assert_eq!(raised.create.len(), 2);
+    assert_eq!(raised.status.phase, Some(SweepPhase::Running));
 }

@@ -3,6 +3,7 @@
 //! suspend), start those, wait for one to end, and again, until it creates nothing and nothing
 //! runs. Attempts that exist from an earlier run go on first, as the cluster's Batches would.
 
+use crate::api::BatchMode;
 use std::collections::BTreeMap;
 
 use futures::FutureExt;
@@ -99,6 +100,8 @@ impl SweepRun {
                 running.extend(driver.adopt(first, order, run));
             }
         }
+        // The children share the sweep's gateway, and so its prices.
+        let prices = runs.values().find_map(|(_, run)| run.plan.gateway.prices());
         let mut status = self.sweep.status.clone().unwrap_or_default();
         status.plan = None; // the plan is kept in the state directory; the summary names the chunks
         loop {
@@ -108,6 +111,11 @@ impl SweepRun {
                 &status,
                 &self.children,
                 &driver.observed(),
+                prices.as_deref().map(|prices| sweep::Spending {
+                    plan: &self.plan,
+                    prices,
+                    mode: BatchMode::Batch,
+                }),
                 Timestamp::now(),
             );
             status = decision.status;

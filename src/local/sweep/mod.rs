@@ -35,6 +35,8 @@ pub struct SweepRun {
     pub name: String,
     pub sweep: BatchSweep,
     pub children: Vec<ChildPlan>,
+    /// The chunks, as planned (with the scan's estimate, for `spec.budget`).
+    plan: SweepPlan,
     /// `spec.template.output.objectStore`, resolved: follow-ups write under it.
     output_base: Option<ObjectLocation>,
 }
@@ -155,6 +157,7 @@ pub async fn expand(
             sweep: sweep.clone(),
             children,
             output_base,
+            plan,
         });
     }
     if problems.is_empty() { Ok(runs) } else { Err(problems) }
