@@ -68,6 +68,12 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             report.summary.bytes,
             models.join(", ")
         );
+        for e in &report.summary.estimates {
+            println!(
+                "  {}: about {} input tokens ({}), {} output tokens at most",
+                e.model, e.input_tokens, e.counted_by, e.output_tokens
+            );
+        }
         Ok(ExitCode::SUCCESS)
     } else {
         println!("{}", report.render(SHOWN_PROBLEMS));

@@ -6,9 +6,16 @@
 //! [`EXACT_BYTES`] of a model's requests only one byte in [`SAMPLE_EVERY`] is tokenized (whole
 //! lines, taken as the running share falls behind) and the rest is counted at the sampled
 //! tokens-per-byte ratio. Models without a known tokenizer count a quarter of the bytes of the
-//! same text, sampled the same way.
+//! same text, sampled the same way. The sampled lines are tokenized on a thread of their own
+//! (which also loads the tables, a fifth of a second once per process), so validation does not
+//! wait for it: at most [`MAX_QUEUED_BYTES`] wait there, and a line that would pass that is not
+//! sampled (a later one is).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use serde_json::Value;
 use tiktoken_rs::CoreBPE;
@@ -26,6 +33,10 @@ const TOKENS_PER_MESSAGE: u64 = 3;
 const TOKENS_PER_REPLY: u64 = 3;
 /// Models tallied by name; further ones are summed under `(other)` at bytes / 4.
 const MAX_DISTINCT_MODELS: usize = 1024;
+/// Sampled lines waiting for the counting thread, in bytes.
+pub const MAX_QUEUED_BYTES: u64 = 2 << 20;
+/// Sampled lines waiting for the counting thread, in lines.
+const MAX_QUEUED_LINES: usize = 4096;
 
 /// The running estimate of one input.
 #[derive(Debug, Default)]
@@ -33,6 +44,32 @@ pub(crate) struct Estimator {
     models: BTreeMap<String, Tally>,
     /// Requests past [`MAX_DISTINCT_MODELS`] or naming no model.
     rest: Tally,
+    counting: Option<Counting>,
+}
+
+/// The thread tokenizing sampled lines, and the lines waiting for it.
+#[derive(Debug)]
+struct Counting {
+    lines: SyncSender<Sample>,
+    queued: Arc<AtomicU64>,
+    thread: JoinHandle<BTreeMap<String, u64>>,
+}
+
+/// A sampled line: its model's tally, how to count it, its text.
+struct Sample {
+    model: String,
+    counter: Counter,
+    text: String,
+}
+
+/// The estimate of a whole input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Estimate {
+    /// Requests per model (at most [`MAX_DISTINCT_MODELS`]).
+    pub requests: BTreeMap<String, u64>,
+    /// Input tokens plus output ceilings, over every request.
+    pub total_tokens: u64,
+    pub by_model: Vec<ModelEstimate>,
 }
 
 /// One model's requests so far.
@@ -52,15 +89,29 @@ struct Tally {
 /// How a model's text is counted.
 #[derive(Clone, Copy)]
 enum Counter {
-    Tokenizer { name: &'static str, bpe: &'static CoreBPE },
+    /// A tokenizer, its tables loaded on first use (on the counting thread).
+    Tokenizer {
+        name: &'static str,
+        tokenizer: Tokenizer,
+    },
+    QuarterOfBytes,
+}
+
+/// A counter ready to count: the tokenizer's tables loaded.
+#[derive(Clone, Copy)]
+enum Loaded {
+    Tokenizer(&'static CoreBPE),
     QuarterOfBytes,
 }
 
 impl Counter {
-    fn count(self, text: &str) -> u64 {
+    fn load(self) -> Loaded {
         match self {
-            Counter::Tokenizer { bpe, .. } => bpe.encode_ordinary(text).len() as u64,
-            Counter::QuarterOfBytes => (text.len() as u64).div_ceil(4),
+            Counter::Tokenizer { tokenizer, .. } => match tiktoken_rs::bpe_for_tokenizer(tokenizer) {
+                Ok(bpe) => Loaded::Tokenizer(bpe),
+                Err(_) => Loaded::QuarterOfBytes,
+            },
+            Counter::QuarterOfBytes => Loaded::QuarterOfBytes,
         }
     }
 
@@ -68,6 +119,15 @@ impl Counter {
         match self {
             Counter::Tokenizer { name, .. } => name,
             Counter::QuarterOfBytes => "bytes/4",
+        }
+    }
+}
+
+impl Loaded {
+    fn count(self, text: &str) -> u64 {
+        match self {
+            Loaded::Tokenizer(bpe) => bpe.encode_ordinary(text).len() as u64,
+            Loaded::QuarterOfBytes => (text.len() as u64).div_ceil(4),
         }
     }
 }
@@ -117,24 +177,42 @@ impl Estimator {
             },
             None => &mut self.rest,
         };
-        tally.add(&request);
+        tally.tally(&request);
+        let bytes = request.text.len() as u64;
+        let (Some(counter), Some(model)) = (tally.tokenizer, request.model) else {
+            return;
+        };
+        if !tally.samples(bytes) {
+            return;
+        }
+        let counting = self.counting.get_or_insert_with(Counting::start);
+        if counting.queue(model, counter, request.text) {
+            tally.sampled_bytes += bytes;
+        }
     }
 
-    /// Requests per model, as the validator's summary lists them.
-    pub(crate) fn requests(&self) -> BTreeMap<String, u64> {
-        self.models.iter().map(|(m, t)| (m.clone(), t.requests)).collect()
-    }
-
-    /// Input tokens plus output ceilings, over every request.
-    pub(crate) fn total_tokens(&self) -> u64 {
-        self.tallies()
-            .map(|(_, t)| t.input_tokens().saturating_add(t.output_ceiling))
-            .fold(0, u64::saturating_add)
+    /// The estimate, once the sampled lines are counted.
+    pub(crate) fn finish(mut self) -> Estimate {
+        if let Some(counting) = self.counting.take() {
+            for (model, tokens) in counting.finish() {
+                if let Some(tally) = self.models.get_mut(&model) {
+                    tally.sampled_tokens += tokens;
+                }
+            }
+        }
+        Estimate {
+            requests: self.models.iter().map(|(m, t)| (m.clone(), t.requests)).collect(),
+            total_tokens: self
+                .tallies()
+                .map(|(_, t)| t.input_tokens().saturating_add(t.output_ceiling))
+                .fold(0, u64::saturating_add),
+            by_model: self.by_model(),
+        }
     }
 
     /// The estimate by model: at most [`MAX_USAGE_MODELS`] by name (the largest by input
     /// tokens), the rest summed under `(other)`.
-    pub(crate) fn by_model(&self) -> Vec<ModelEstimate> {
+    fn by_model(&self) -> Vec<ModelEstimate> {
         let mut all: Vec<ModelEstimate> = self.tallies().map(|(m, t)| t.estimate(m)).collect();
         if all.len() > MAX_USAGE_MODELS {
             all.sort_by(|a, b| b.input_tokens.cmp(&a.input_tokens).then(a.model.cmp(&b.model)));
@@ -159,7 +237,7 @@ impl Tally {
         }
     }
 
-    fn add(&mut self, request: &Request<'_>) {
+    fn tally(&mut self, request: &Request<'_>) {
         let bytes = request.text.len() as u64;
         self.requests += 1;
         self.line_bytes += bytes;
@@ -167,12 +245,6 @@ impl Tally {
         match request.output_ceiling {
             Some(ceiling) => self.output_ceiling = self.output_ceiling.saturating_add(ceiling),
             None => self.without_ceiling += 1,
-        }
-        if let Some(counter) = self.tokenizer
-            && self.samples(bytes)
-        {
-            self.sampled_bytes += bytes;
-            self.sampled_tokens += prompt_tokens(counter, request.text);
         }
     }
 
@@ -240,6 +312,54 @@ pub fn add_estimates(into: &mut Vec<ModelEstimate>, from: &[ModelEstimate]) {
     into.sort_by(|a, b| a.model.cmp(&b.model));
 }
 
+impl Counting {
+    fn start() -> Counting {
+        let (lines, receiver) = sync_channel(MAX_QUEUED_LINES);
+        let queued = Arc::new(AtomicU64::new(0));
+        let counted = queued.clone();
+        let thread = std::thread::spawn(move || count(receiver, &counted));
+        Counting { lines, queued, thread }
+    }
+
+    /// Hands a sampled line to the thread; false when too much already waits.
+    fn queue(&self, model: &str, counter: Counter, text: &str) -> bool {
+        let bytes = text.len() as u64;
+        if self.queued.fetch_add(bytes, Ordering::AcqRel) + bytes > MAX_QUEUED_BYTES {
+            self.queued.fetch_sub(bytes, Ordering::AcqRel);
+            return false;
+        }
+        let sample = Sample {
+            model: model.to_string(),
+            counter,
+            text: text.to_string(),
+        };
+        match self.lines.try_send(sample) {
+            Ok(()) => true,
+            Err(_) => {
+                self.queued.fetch_sub(bytes, Ordering::AcqRel);
+                false
+            }
+        }
+    }
+
+    /// Tokens per model of every sampled line.
+    fn finish(self) -> BTreeMap<String, u64> {
+        drop(self.lines);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// The counting thread: tokenizes lines as they come, until the sender is dropped.
+fn count(lines: Receiver<Sample>, queued: &AtomicU64) -> BTreeMap<String, u64> {
+    let mut tokens = BTreeMap::<String, u64>::new();
+    for sample in lines {
+        let counted = prompt_tokens(sample.counter.load(), &sample.text);
+        queued.fetch_sub(sample.text.len() as u64, Ordering::AcqRel);
+        *tokens.entry(sample.model).or_default() += counted;
+    }
+    tokens
+}
+
 fn other_models() -> ModelEstimate {
     ModelEstimate {
         model: OTHER_MODELS.to_string(),
@@ -264,20 +384,22 @@ fn sum(mut into: ModelEstimate, from: ModelEstimate) -> ModelEstimate {
 
 /// The tokenizer of a model family OpenAI publishes one for, else a quarter of the bytes.
 fn counter(model: &str) -> Counter {
-    let (name, tokenizer) = match get_tokenizer(model) {
-        Some(Tokenizer::O200kBase | Tokenizer::O200kHarmony) => ("o200k_base", Tokenizer::O200kBase),
-        Some(Tokenizer::Cl100kBase) => ("cl100k_base", Tokenizer::Cl100kBase),
-        _ => return Counter::QuarterOfBytes,
-    };
-    match tiktoken_rs::bpe_for_tokenizer(tokenizer) {
-        Ok(bpe) => Counter::Tokenizer { name, bpe },
-        Err(_) => Counter::QuarterOfBytes,
+    match get_tokenizer(model) {
+        Some(Tokenizer::O200kBase | Tokenizer::O200kHarmony) => Counter::Tokenizer {
+            name: "o200k_base",
+            tokenizer: Tokenizer::O200kBase,
+        },
+        Some(Tokenizer::Cl100kBase) => Counter::Tokenizer {
+            name: "cl100k_base",
+            tokenizer: Tokenizer::Cl100kBase,
+        },
+        _ => Counter::QuarterOfBytes,
     }
 }
 
 /// The input tokens of one request line: every string the model reads in `body` (all but
 /// `model` itself), token ids given as numbers in `input` or `prompt`, and the chat framing.
-fn prompt_tokens(counter: Counter, line: &str) -> u64 {
+fn prompt_tokens(counter: Loaded, line: &str) -> u64 {
     let Ok(Value::Object(mut request)) = serde_json::from_str::<Value>(line) else {
         return 0;
     };
@@ -296,7 +418,7 @@ fn prompt_tokens(counter: Counter, line: &str) -> u64 {
     tokens
 }
 
-fn text_tokens(counter: Counter, value: &Value, ids_count: bool) -> u64 {
+fn text_tokens(counter: Loaded, value: &Value, ids_count: bool) -> u64 {
     match value {
         Value::String(text) => counter.count(text),
         Value::Number(_) if ids_count => 1,
@@ -331,12 +453,13 @@ mod tests {
         let mut estimator = Estimator::default();
         let line = chat("gpt-4o-mini", "Hello world", Some(50));
         add(&mut estimator, &line, "gpt-4o-mini", Some(50));
-        let [estimate] = estimator.by_model().try_into().unwrap();
+        let estimate = estimator.finish();
+        assert_eq!(estimate.total_tokens, 59);
+        let [estimate] = estimate.by_model.try_into().unwrap();
         // "user" (1) + "Hello world" (2) + 3 per message + 3 for the reply.
         assert_eq!(estimate.input_tokens, 9);
         assert_eq!((estimate.output_tokens, estimate.without_output_ceiling), (50, 0));
         assert_eq!(estimate.counted_by, "o200k_base");
-        assert_eq!(estimator.total_tokens(), 59);
     }
 
     #[test]
@@ -344,7 +467,7 @@ mod tests {
         let mut estimator = Estimator::default();
         let line = r#"{"custom_id":"e","method":"POST","url":"/v1/embeddings","body":{"model":"text-embedding-3-small","input":["Hello world",[1,2,3]]}}"#;
         add(&mut estimator, line, "text-embedding-3-small", None);
-        let [estimate] = estimator.by_model().try_into().unwrap();
+        let [estimate] = estimator.finish().by_model.try_into().unwrap();
         assert_eq!(
             (estimate.input_tokens, estimate.counted_by.as_str()),
             (5, "cl100k_base")
@@ -357,7 +480,7 @@ mod tests {
         let mut estimator = Estimator::default();
         let line = chat("llama-3-70b", "Hello world", None);
         add(&mut estimator, &line, "llama-3-70b", None);
-        let [estimate] = estimator.by_model().try_into().unwrap();
+        let [estimate] = estimator.finish().by_model.try_into().unwrap();
         // "user" (1) + "Hello world" (3) + 3 per message + 3 for the reply.
         assert_eq!(estimate.input_tokens, 10);
         assert_eq!(estimate.counted_by, "bytes/4");
@@ -376,8 +499,8 @@ mod tests {
             tally.sampled_bytes < tally.line_bytes / 2,
             "most lines are not tokenized"
         );
-        let per_line = prompt_tokens(tally.tokenizer.unwrap(), &line);
-        let [estimate] = estimator.by_model().try_into().unwrap();
+        let per_line = prompt_tokens(tally.tokenizer.unwrap().load(), &line);
+        let [estimate] = estimator.finish().by_model.try_into().unwrap();
         assert_eq!(estimate.input_tokens, per_line * lines, "identical lines scale exactly");
         assert!(
             estimate.counted_by.starts_with("o200k_base, "),
@@ -393,7 +516,7 @@ mod tests {
             let model = format!("m{i:02}");
             add(&mut estimator, &chat(&model, "x", Some(1)), &model, Some(1));
         }
-        let listed = estimator.by_model();
+        let listed = estimator.finish().by_model;
         assert_eq!(listed.len(), MAX_USAGE_MODELS + 1);
         let other = listed.iter().find(|e| e.model == OTHER_MODELS).unwrap();
         assert_eq!(other.requests, 10);

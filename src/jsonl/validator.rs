@@ -78,13 +78,14 @@ impl Validator {
 }
 
 /// The report of a file of `bytes` bytes whose lines `checker` checked.
-pub(super) fn report(checker: LineChecker, bytes: u64, limits: Limits) -> Report {
+pub(super) fn report(mut checker: LineChecker, bytes: u64, limits: Limits) -> Report {
+    let estimate = std::mem::take(&mut checker.estimate).finish();
     let summary = Summary {
         requests: checker.requests,
         bytes,
-        models: checker.estimate.requests(),
-        estimated_tokens: checker.estimate.total_tokens(),
-        estimates: checker.estimate.by_model(),
+        models: estimate.requests,
+        estimated_tokens: estimate.total_tokens,
+        estimates: estimate.by_model,
         ids: Some(checker.id_digest),
     };
     let file_problems = file_problems(&summary, limits);
