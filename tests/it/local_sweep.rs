@@ -442,3 +442,59 @@ fn children_take_their_figures_from_the_scan_and_refuse_an_object_changed_since(
     );
     assert_eq!(sim.count_ok("POST", "/v1/batches"), 4);
 }
+
+/// A sweep of four chunks of 100 lines on a gateway pricing gpt-4o-mini at 1 per million and
+/// counting 1,000 output tokens for a line without `max_tokens`: each child is estimated at
+/// about 0.1 USD, and answers cost a fortieth of that.
+fn budgeted_manifests(sim: &Simulator, max_cost: &str) -> (String, String) {
+    let pricing = "  pricing:\n    batchDiscount: \"0%\"\n    defaultMaxOutputTokens: 1000\n    models:\n      \
+                   - {model: gpt-4o-mini, inputPerMillion: \"1\", outputPerMillion: \"1\"}\n  polling:";
+    let gateway = gateway_manifests(&sim.base_url, KEY, &[]).replacen("  polling:", pricing, 1);
+    let indented: String = chat_lines(400).lines().map(|l| format!("    {l}\n")).collect();
+    let sweep = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: corpus\ndata:\n  batch.jsonl: |\n{indented}---\n\
+         apiVersion: llmbatch.io/v1alpha1\nkind: BatchSweep\nmetadata:\n  name: corpus\nspec:\n  input:\n    configMap:\n      \
+         name: corpus\n      key: batch.jsonl\n  chunk:\n    maxRequests: 100\n  template:\n    gatewayRef:\n      name: gw\n    \
+         endpoint: /v1/chat/completions\n  parallelism: 4\n  budget:\n    maxCost: \"{max_cost}\"\n"
+    );
+    (gateway, sweep)
+}
+
+#[test]
+fn max_cost_starts_children_only_while_their_estimates_fit_and_a_raise_continues() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    let (gateway, sweep) = budgeted_manifests(&sim, "0.05");
+    ws.write("gateway.yaml", &gateway);
+    ws.write("sweep.yaml", &sweep);
+    let held = ws.run(&["sweep.yaml", "gateway.yaml"]);
+    assert_eq!(held.status.code(), Some(1), "{}", text(&held));
+    assert!(
+        text(&held).contains("maxCost 0.05 USD reached: 0 of 4 batches started"),
+        "{}",
+        text(&held)
+    );
+    assert!(sim.journal().is_empty(), "a child over the budget sends nothing");
+    let status = ws.status_yaml("corpus");
+    assert_eq!(status["phase"], "Suspended");
+    assert_eq!(condition(&status, "Suspended")["reason"], "BudgetReached");
+
+    // Two estimates fit 0.25 and three do not: never more than two children run at once, and
+    // as answers cost less than estimated, the others start as the first ones finish.
+    let (_, sweep) = budgeted_manifests(&sim, "0.25");
+    ws.write("sweep.yaml", &sweep);
+    let ran = ws.run(&["sweep.yaml", "gateway.yaml"]);
+    assert!(ran.status.success(), "{}", text(&ran));
+    let status = ws.status_yaml("corpus");
+    assert_eq!(status["phase"], "Succeeded");
+    assert_eq!(sim.count_ok("POST", "/v1/batches"), 4);
+    assert!(
+        most_batches_in_flight(&sim) <= 2,
+        "{} in flight",
+        most_batches_in_flight(&sim)
+    );
+    let cost = &status["cost"];
+    let amount = |v: &serde_yaml::Value| v.as_str().unwrap().parse::<f64>().unwrap();
+    assert!(amount(&cost["actual"]) <= 0.25, "{cost:?}");
+    assert!(amount(&cost["estimated"]) > amount(&cost["actual"]), "{cost:?}");
+}

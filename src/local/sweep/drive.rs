@@ -3,7 +3,6 @@
 //! suspend), start those, wait for one to end, and again, until it creates nothing and nothing
 //! runs. Attempts that exist from an earlier run go on first, as the cluster's Batches would.
 
-use crate::api::BatchMode;
 use std::collections::BTreeMap;
 
 use futures::FutureExt;
@@ -14,7 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::SweepRun;
 use super::attempts::{self, Attempt};
 use super::follow_up::{self, FollowUp};
-use crate::api::{BatchStatus, BatchSweepStatus, MAX_ATTEMPTS, SweepPhase};
+use crate::api::{BatchMode, BatchStatus, BatchSweepStatus, MAX_ATTEMPTS, SweepPhase, condition_types};
 use crate::local::progress::Reporter;
 use crate::local::runner::{BatchRun, Ending};
 use crate::local::state::StateDir;
@@ -94,14 +93,14 @@ impl SweepRun {
             .into_iter()
             .map(|(order, run)| (run.plan.name.clone(), (order, run)))
             .collect();
+        // The children share the sweep's gateway, and so its prices.
+        let prices = runs.values().find_map(|(_, run)| run.plan.gateway.prices());
         let mut running = Running::new();
         for first in &self.children {
             if let Some((order, run)) = runs.remove(&first.name) {
                 running.extend(driver.adopt(first, order, run));
             }
         }
-        // The children share the sweep's gateway, and so its prices.
-        let prices = runs.values().find_map(|(_, run)| run.plan.gateway.prices());
         let mut status = self.sweep.status.clone().unwrap_or_default();
         status.plan = None; // the plan is kept in the state directory; the summary names the chunks
         loop {
@@ -333,7 +332,11 @@ impl<'a> Driver<'a> {
                 "more than maxFailedBatches {} children failed",
                 self.sweep.sweep.spec.max_failed_batches
             )),
-            Some(SweepPhase::Suspended) => Some("the sweep is suspended".into()),
+            Some(SweepPhase::Suspended) if self.sweep.sweep.spec.suspend => Some("the sweep is suspended".into()),
+            Some(SweepPhase::Suspended) => {
+                let complete = status.conditions.iter().find(|c| c.type_ == condition_types::COMPLETE);
+                Some(complete.map_or_else(|| "the sweep rests".to_string(), |c| c.message.clone()))
+            }
             _ if self.cancel.is_cancelled() => None,
             // Children that stopped are unfinished: they keep their parallelism slots.
             _ => Some("children that stopped hold the sweep's parallelism; rerun to resume".into()),
