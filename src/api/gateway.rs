@@ -28,8 +28,18 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
     shortname = "bgw",
     category = "llmbatch",
     doc = "An OpenAI-compatible gateway that Batches are sent to, with its key and limits.",
-    printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
     printcolumn(name = "Mode", type_ = "string", json_path = ".status.mode"),
+    printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

@@ -12,6 +12,8 @@ use crate::api::{
 pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchStatus {
     let mut next = status.clone();
     next.observed_generation = ctx.generation;
+    // Never blank in `kubectl get`: a Batch stuck on its first step (a refused key) is Pending.
+    next.phase.get_or_insert(BatchPhase::Pending);
     if !matches!(outcome, Outcome::GatewayError { .. }) && next.conditions.condition(ct::GATEWAY_READY).is_some() {
         set(
             &mut next,
@@ -293,11 +295,13 @@ fn collect(status: &mut BatchStatus, d: Downloaded, ctx: &Context) {
         .iter()
         .any(|scheme| d.location.starts_with(scheme));
     let on_claim = d.location.strip_prefix("pvc://").and_then(|rest| rest.split_once('/'));
+    let secret = d.location.strip_prefix("Secret ");
     status.output = Some(OutputStatus {
-        secret_name: None,
-        path: match on_claim {
-            Some((_, path)) => Some(path.to_string()),
-            None => (!is_url).then(|| d.location.clone()),
+        secret_name: secret.map(str::to_string),
+        path: match (on_claim, secret) {
+            (Some((_, path)), _) => Some(path.to_string()),
+            (None, Some(_)) => None,
+            (None, None) => (!is_url).then(|| d.location.clone()),
         },
         url: is_url.then(|| d.location.clone()),
         pvc: on_claim.map(|(claim, _)| claim.to_string()),

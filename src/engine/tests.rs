@@ -395,6 +395,11 @@ fn an_output_secret_not_owned_keeps_the_batch_downloading_until_it_can_be_writte
     };
     status = reduce(&status, Outcome::Downloaded(downloaded), &ctx_at(40));
     assert_eq!(status.phase, Some(BatchPhase::Succeeded));
+    let output = status.output.as_ref().unwrap();
+    assert_eq!(
+        (output.secret_name.as_deref(), output.path.as_deref()),
+        (Some("renamed"), None)
+    );
     let stored = status.conditions.condition(ct::OUTPUT_STORED).unwrap();
     assert_eq!(
         (stored.status.as_str(), stored.reason.as_str()),
@@ -1130,4 +1135,14 @@ fn the_upload_passs_id_digest_is_kept_when_validation_read_nothing() {
     // What validation recorded is never replaced.
     status = reduce(&status, uploaded("00000000000000bb"), &ctx_at(2));
     assert_eq!(status.input.unwrap().ids, Some(ids("00000000000000aa")));
+}
+
+#[test]
+fn a_batch_stopped_at_its_first_step_is_pending_never_blank() {
+    let refused = Outcome::GatewayError {
+        class: ErrorClass::Unauthorized,
+        message: "401 Incorrect API key".into(),
+    };
+    let status = reduce(&BatchStatus::default(), refused, &ctx_at(1));
+    assert_eq!(status.phase, Some(BatchPhase::Pending));
 }

@@ -265,6 +265,43 @@ async fn printer_columns_come_back_in_a_server_side_table() {
     assert_eq!(table["rows"][0]["cells"][0], "b");
 }
 
+/// `kubectl get bgw` says whether each gateway is ready, and why not.
+#[tokio::test]
+async fn a_gateways_table_shows_ready_and_its_reason() {
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, "gw-table").await;
+    let api = Api::<BatchGateway>::namespaced(client.clone(), &ns);
+    let gateway: BatchGateway = object(json!({
+        "apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchGateway",
+        "metadata": {"name": "gw"}, "spec": {"url": "http://127.0.0.1:9/v1"},
+    }));
+    api.create(&PostParams::default(), &gateway).await.unwrap();
+    let status = json!({"status": {"mode": "Batch", "conditions": [{
+        "type": "Ready", "status": "False", "reason": "Unauthorized", "message": "401",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }]}});
+    api.patch_status("gw", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    let request = http::Request::get(format!("/apis/llmbatch.io/v1alpha1/namespaces/{ns}/batchgateways"))
+        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .body(Vec::new())
+        .unwrap();
+    let table: Value = serde_json::from_str(&client.request_text(request).await.unwrap()).unwrap();
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["Name", "Ready", "Reason", "Mode", "URL", "Age"]);
+    let cells = &table["rows"][0]["cells"];
+    assert_eq!(
+        (&cells[1], &cells[2], &cells[3]),
+        (&json!("False"), &json!("Unauthorized"), &json!("Batch"))
+    );
+}
+
 #[tokio::test]
 async fn every_example_manifest_applies() {
     let client = admin_client().await;
