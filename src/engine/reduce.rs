@@ -408,12 +408,19 @@ fn final_reason(phase: BatchPhase, status: &BatchStatus) -> (&'static str, Strin
         counts.completed, counts.total, counts.failed
     );
     let not_run = counts.not_run.unwrap_or(0);
+    // The checked counts keep the requests that never ran apart; a gateway's own counts (the
+    // results unchecked) have them among the failed: either way the message adds up.
+    let ran_and_failed = match counts.completed + counts.failed + not_run > counts.total {
+        true => counts.failed.saturating_sub(not_run),
+        false => counts.failed,
+    };
+    let unfinished = format!(
+        "{} of {} requests completed, {ran_and_failed} failed, {not_run} never ran",
+        counts.completed, counts.total
+    );
     match phase {
-        BatchPhase::Expired => (
-            reasons::EXPIRED,
-            format!("the completion window passed: {summary}, {not_run} never ran"),
-        ),
-        BatchPhase::Cancelled => (reasons::CANCELLED, format!("cancelled: {summary}, {not_run} never ran")),
+        BatchPhase::Expired => (reasons::EXPIRED, format!("the completion window passed: {unfinished}")),
+        BatchPhase::Cancelled => (reasons::CANCELLED, format!("cancelled: {unfinished}")),
         BatchPhase::Failed => (
             reasons::BATCH_FAILED,
             format!("the gateway failed the batch: {summary}"),

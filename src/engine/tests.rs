@@ -445,7 +445,10 @@ fn expired_batch_keeps_completed_lines_and_counts_those_never_run() {
     assert_eq!(status.request_counts.as_ref().unwrap().not_run, Some(7));
     let failed = status.conditions.condition(ct::FAILED).unwrap();
     assert_eq!(failed.reason, reasons::EXPIRED);
-    assert!(failed.message.contains("7 never ran"), "{}", failed.message);
+    let counts = status.request_counts.as_ref().unwrap();
+    let said = format!("12 of {} requests completed, 1 failed, 7 never ran", counts.total);
+    assert!(failed.message.contains(&said), "counts that add up: {}", failed.message);
+    assert_eq!(counts.total, 20);
 }
 
 #[test]
@@ -1145,4 +1148,27 @@ fn a_batch_stopped_at_its_first_step_is_pending_never_blank() {
     };
     let status = reduce(&BatchStatus::default(), refused, &ctx_at(1));
     assert_eq!(status.phase, Some(BatchPhase::Pending));
+}
+
+#[test]
+fn a_cancelled_batch_whose_results_were_not_checked_says_counts_that_add_up() {
+    let mut batch = upstream(UpstreamState::Cancelled);
+    batch.counts = Some((20, 10, 10));
+    let cancelled = reduce(&submitted(), Outcome::Observed(batch), &ctx_at(30));
+    // The gateway counts the 10 that never ran among its 10 failed.
+    let downloaded = Downloaded {
+        output_lines: 10,
+        error_lines: 10,
+        not_run: 10,
+        ..Default::default()
+    };
+    let status = reduce(&cancelled, Outcome::Downloaded(downloaded), &ctx_at(31));
+    let failed = status.conditions.condition(ct::FAILED).unwrap();
+    assert!(
+        failed
+            .message
+            .contains("10 of 20 requests completed, 0 failed, 10 never ran"),
+        "{}",
+        failed.message
+    );
 }
