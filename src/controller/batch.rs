@@ -386,6 +386,7 @@ async fn cleanup(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
 /// failure; the steps in between show in the status (one Event per phase made the Events
 /// the largest share of the controller's writes).
 async fn record(batch: &Batch, before: &BatchStatus, after: &BatchStatus, ctx: &Context) {
+    let key = key(batch);
     if let Some(phase) = after.phase
         && announced(before.phase, phase)
     {
@@ -394,8 +395,10 @@ async fn record(batch: &Batch, before: &BatchStatus, after: &BatchStatus, ctx: &
         } else {
             EventType::Normal
         };
-        let note = after.headline();
-        ctx.publish(batch, type_, &phase.to_string(), &note).await;
+        let (reason, note) = (phase.to_string(), after.headline());
+        if ctx.first_said(&key, &reason, &note) {
+            ctx.publish(batch, type_, &reason, &note).await;
+        }
     }
     for type_ in [
         ct::GATEWAY_READY,
@@ -409,6 +412,7 @@ async fn record(batch: &Batch, before: &BatchStatus, after: &BatchStatus, ctx: &
         if let Some(c) = after.conditions.condition(type_)
             && c.status == "False"
             && was != Some((&c.status, &c.reason))
+            && ctx.first_said(&key, &c.reason, &c.message)
         {
             ctx.publish(batch, EventType::Warning, &c.reason, &c.message).await;
         }

@@ -50,8 +50,13 @@ pub struct Context {
     polled: Mutex<HashMap<String, Instant>>,
     /// Batches whose finish was counted in the metrics (a stale cache can replay the last step).
     finished: Mutex<HashSet<String>>,
+    /// Events published per Batch (reason and note), so a replayed step does not repeat one.
+    said: Mutex<HashMap<String, HashSet<(String, String)>>>,
     reconciles: AtomicU64,
 }
+
+/// Events remembered per object by [`Context::first_said`].
+const MAX_SAID: usize = 32;
 
 /// How long a gateway's key, once read from its Secret, is used without reading it again
 /// (a key the gateway refuses is read again at once).
@@ -100,6 +105,7 @@ impl Context {
             ledgers: Mutex::default(),
             polled: Mutex::default(),
             finished: Mutex::default(),
+            said: Mutex::default(),
             reconciles: AtomicU64::new(0),
         }
     }
@@ -243,8 +249,21 @@ impl Context {
         self.finished.lock().expect("finished lock").insert(key.to_string())
     }
 
+    /// True the first time this Event (reason and note) is told about `key` in this process:
+    /// a step replayed on a stale cache, or retried after its status write failed, says nothing
+    /// new. At most [`MAX_SAID`] per object are remembered.
+    pub fn first_said(&self, key: &str, reason: &str, note: &str) -> bool {
+        let mut said = self.said.lock().expect("said lock");
+        let said = said.entry(key.to_string()).or_default();
+        if said.len() >= MAX_SAID {
+            said.clear();
+        }
+        said.insert((reason.to_string(), note.to_string()))
+    }
+
     /// Drops what is kept for a deleted object.
     pub fn forget(&self, key: &str) {
+        self.said.lock().expect("said lock").remove(key);
         self.reset_backoff(key);
         self.polled.lock().expect("poll lock").remove(key);
         self.finished.lock().expect("finished lock").remove(key);
@@ -298,5 +317,23 @@ mod tests {
         assert_eq!(backoff.next("b").as_secs(), 2, "objects back off independently");
         backoff.reset("a");
         assert_eq!(backoff.next("a").as_secs(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_event_is_said_once_per_object_until_it_is_forgotten() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let ctx = Context::new(Client::try_from(config).unwrap());
+        assert!(ctx.first_said("ns/a", "Succeeded", "20 of 20"));
+        assert!(
+            !ctx.first_said("ns/a", "Succeeded", "20 of 20"),
+            "a replayed step repeats nothing"
+        );
+        assert!(
+            ctx.first_said("ns/a", "GatewayUnavailable", "503"),
+            "another Event is new"
+        );
+        assert!(ctx.first_said("ns/b", "Succeeded", "20 of 20"), "per object");
+        ctx.forget("ns/a");
+        assert!(ctx.first_said("ns/a", "Succeeded", "20 of 20"));
     }
 }
