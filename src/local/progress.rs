@@ -36,11 +36,7 @@ impl Reporter {
         let bar = match &self.bars {
             Some(bars) => {
                 let bar = bars.add(ProgressBar::new(0));
-                bar.set_style(
-                    ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} {msg}")
-                        .expect("static template")
-                        .progress_chars("=> "),
-                );
+                bar.set_style(style(false));
                 bar.set_prefix(object.to_string());
                 bar
             }
@@ -50,9 +46,27 @@ impl Reporter {
             reporter: self.clone(),
             object: object.to_string(),
             bar,
+            sized: false,
             last: None,
         }
     }
+}
+
+/// The line of a batch: its name and phase, and a bar once its total is known (a bar at 0/0
+/// would look finished before anything ran).
+fn style(sized: bool) -> ProgressStyle {
+    let template = match sized {
+        true => "{prefix:.bold} [{bar:30}] {pos}/{len} {msg}",
+        false => "{prefix:.bold} {msg}",
+    };
+    ProgressStyle::with_template(template)
+        .expect("static template")
+        .progress_chars("=> ")
+}
+
+/// Whether counts with this total can be drawn as a bar.
+fn sized(total: u64) -> bool {
+    total > 0
 }
 
 /// Reports one batch's changes.
@@ -60,6 +74,8 @@ pub struct BatchProgress {
     reporter: Reporter,
     object: String,
     bar: ProgressBar,
+    /// The bar is drawn (the total is known).
+    sized: bool,
     last: Option<String>,
 }
 
@@ -67,7 +83,11 @@ impl BatchProgress {
     /// Prints a line when the phase or its headline changed; moves the bar.
     pub fn update(&mut self, status: &BatchStatus) {
         let phase = status.phase.unwrap_or_default();
-        if let Some(counts) = &status.request_counts {
+        if let Some(counts) = status.request_counts.as_ref().filter(|c| sized(c.total)) {
+            if !self.sized {
+                self.bar.set_style(style(true));
+                self.sized = true;
+            }
             self.bar.set_length(counts.total);
             self.bar.set_position(counts.completed + counts.failed);
         }
@@ -87,5 +107,14 @@ impl BatchProgress {
     /// Removes the bar.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn no_bar_is_drawn_before_the_total_is_known() {
+        assert!(!super::sized(0), "0/0 would be drawn full");
+        assert!(super::sized(20));
     }
 }
