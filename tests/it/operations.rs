@@ -360,3 +360,70 @@ async fn stopping_before_the_caches_synced_returns_at_once() {
     .expect("the controller hung on shutdown");
     println!("stopped in {:?}", started.elapsed());
 }
+
+/// The troubleshooting table names every reason a condition can carry when something is
+/// wrong, and only reasons the code has.
+#[test]
+fn the_troubleshooting_table_covers_every_problem_reason_and_no_other() {
+    let readme = std::fs::read_to_string(common::repo_path("README.md")).unwrap();
+    let table = readme
+        .split("### Troubleshooting by condition")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").find(|block| block.starts_with("| condition")))
+        .expect("README.md has the troubleshooting table");
+    let listed: std::collections::BTreeSet<&str> = table
+        .lines()
+        .skip(2)
+        .filter_map(|row| row.split('|').nth(2))
+        .flat_map(|cell| cell.split(','))
+        .map(str::trim)
+        .collect();
+    let code = std::fs::read_to_string(common::repo_path("src/api/conditions.rs")).unwrap();
+    let reasons_module = code
+        .split("pub mod reasons {")
+        .nth(1)
+        .unwrap()
+        .split("\n}")
+        .next()
+        .unwrap();
+    let reasons: std::collections::BTreeSet<&str> = reasons_module
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub const "))
+        .filter_map(|l| l.split('"').nth(1))
+        .collect();
+    // Reasons of things going as they should.
+    let healthy = [
+        "InputValid",
+        "Admitted",
+        "InputOnGateway",
+        "Uploading",
+        "BatchCreated",
+        "BatchAdopted",
+        "SendingDirectly",
+        "GatewayReachable",
+        "Succeeded",
+        "Stored",
+        "ResultsMatchInput",
+        "NoInputIds",
+        "ResultsIncomplete",
+        "Priced",
+        "Running",
+        "WithinBudget",
+        "SuspendRequested",
+        "Resumed",
+    ];
+    for reason in &reasons {
+        if !healthy.contains(reason) {
+            assert!(
+                listed.contains(reason),
+                "the troubleshooting table has no row for {reason}"
+            );
+        }
+    }
+    for reason in &listed {
+        assert!(
+            reasons.contains(reason),
+            "the troubleshooting table names {reason}, which the code never sets"
+        );
+    }
+}
