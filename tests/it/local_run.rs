@@ -65,6 +65,21 @@ fn happy_path_against_a_gateway_uploads_and_creates_exactly_once() {
     assert_eq!(sim.journal().len(), before);
 }
 
+/// The harness stops a simulator as a user would (SIGTERM): it ends by itself and leaves no
+/// data directory behind.
+#[test]
+fn a_stopped_simulator_ends_by_itself_and_leaves_nothing_behind() {
+    let mut sim = Simulator::start(&["--api-key", KEY]);
+    let ws = setup(&sim, "tidy", 3, "");
+    assert!(ws.run(&["batch.yaml", "gateway.yaml"]).status.success());
+    let temp = sim.temp.path().to_path_buf();
+    let left = || std::fs::read_dir(&temp).unwrap().count();
+    assert!(left() > 0, "the simulator keeps its files under its TMPDIR");
+    let status = sim.stop().expect("the simulator ends on SIGTERM");
+    assert!(status.success(), "{status}");
+    assert_eq!(left(), 0, "its data directory is removed");
+}
+
 #[test]
 fn rate_limit_and_server_error_storms_are_ridden_out() {
     let sim = Simulator::start(&[

@@ -23,18 +23,23 @@ pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_llm-batch-operator"))
 }
 
-/// A simulator subprocess, killed on drop.
+/// A simulator subprocess with a temp directory of its own, stopped on drop with SIGTERM (as
+/// a user's Ctrl-C would: it removes its data directory) and killed only if it does not end.
 pub struct Simulator {
     child: Child,
     pub base_url: String,
+    /// Its `TMPDIR`: whatever it leaves there goes with it.
+    pub temp: tempfile::TempDir,
 }
 
 impl Simulator {
     /// Starts `llm-batch-operator simulator --addr 127.0.0.1:0 <args>` and waits until it listens.
     pub fn start(args: &[&str]) -> Simulator {
+        let temp = tempfile::tempdir().expect("a temp dir for the simulator");
         let mut child = bin()
             .args(["simulator", "--addr", "127.0.0.1:0"])
             .args(args)
+            .env("TMPDIR", temp.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -51,7 +56,29 @@ impl Simulator {
         };
         // Keep draining stdout so the simulator never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Simulator { child, base_url }
+        Simulator { child, base_url, temp }
+    }
+
+    /// Stops the simulator with SIGTERM and waits (at most 10 s) for it to end by itself;
+    /// `None` when it had to be killed.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
     }
 
     /// Every /v1 request the simulator received, in order.
@@ -72,8 +99,7 @@ impl Simulator {
 
 impl Drop for Simulator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
