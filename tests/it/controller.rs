@@ -1199,3 +1199,64 @@ async fn a_late_gateway_or_input_wakes_its_batch() {
         );
     }
 }
+
+/// The README's keyless cluster path: the simulator gateway example and the quickstart,
+/// applied as they are (the example's simulator address moved to this test's), run to
+/// Succeeded with 20 results in the quickstart's Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyless_cluster_path_runs_the_quickstart_against_the_simulator() {
+    let client = admin_client().await;
+    let ns = fresh_namespace(&client, "keyless").await;
+    let sim = RunningSimulator::start(SimulatorConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let example = std::fs::read_to_string(common::repo_path("examples/cluster/simulator-gateway.yaml")).unwrap();
+    assert!(example.contains("http://127.0.0.1:8080/v1"), "the example's URL moved");
+    let example = example.replace("http://127.0.0.1:8080/v1", &sim.base_url());
+    let gateway: BatchGateway = serde_yaml::from_str(&example).unwrap();
+    Api::<BatchGateway>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &gateway)
+        .await
+        .unwrap();
+    for file in ["tickets.yaml", "batch.yaml"] {
+        let text = std::fs::read_to_string(common::repo_path(&format!("examples/quickstart/{file}"))).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let mut value: Value = serde::Deserialize::deserialize(doc).unwrap();
+            value["metadata"]["namespace"] = json!(ns);
+            match value["kind"].as_str() {
+                Some("ConfigMap") => {
+                    let cm: ConfigMap = serde_json::from_value(value).unwrap();
+                    Api::<ConfigMap>::namespaced(client.clone(), &ns)
+                        .create(&PostParams::default(), &cm)
+                        .await
+                        .unwrap();
+                }
+                Some("Batch") => {
+                    let batch: Batch = serde_json::from_value(value).unwrap();
+                    Api::<Batch>::namespaced(client.clone(), &ns)
+                        .create(&PostParams::default(), &batch)
+                        .await
+                        .unwrap();
+                }
+                other => panic!("the quickstart holds a {other:?}"),
+            }
+        }
+    }
+    let controller = RunningController::start(&client, &ns);
+    let batches = Api::<Batch>::namespaced(client.clone(), &ns);
+    let done = wait_until("the quickstart finished", Duration::from_secs(120), async || {
+        let status = batches.get("ticket-triage").await.unwrap().status.unwrap_or_default();
+        match status.phase.is_some_and(|p| p.is_terminal()) {
+            true => Ok(status),
+            false => Err(status.conditions),
+        }
+    })
+    .await;
+    assert_eq!(done.phase, Some(BatchPhase::Succeeded), "{:?}", done.conditions);
+    assert_eq!(done.request_counts.unwrap().completed, 20);
+    let secret = done.output.unwrap().secret_name.expect("the results' Secret is named");
+    let results = Api::<Secret>::namespaced(client.clone(), &ns).get(&secret).await.unwrap();
+    assert!(results.data.unwrap().contains_key("output.jsonl"));
+    controller.stop().await;
+}
+
