@@ -20,7 +20,7 @@ use super::observed_store::{ObservedStore, StoreObserver};
 use crate::api::ObjectStoreRef;
 use crate::net::{AddressPolicy, StoreResolver};
 
-/// The Secret keys read for each scheme (documented in the README and on `ObjectStoreRef`).
+/// The Secret keys read for each scheme (documented in docs/object-storage.md and on `ObjectStoreRef`).
 pub const S3_KEYS: &[&str] = &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
 pub const GCS_KEYS: &[&str] = &["GOOGLE_SERVICE_ACCOUNT_KEY"];
 pub const AZURE_KEYS: &[&str] = &[

@@ -1,7 +1,7 @@
 //! The controller's Prometheus metrics, all prefixed `llmbatch_`. Labels are bounded sets
 //! (controller kind, error kind, gateway or object-store operation, HTTP status, phase, outcome,
 //! direction); only the spend metrics ([`super::spend`]) name a namespace, a BatchGateway and a
-//! model. Never a Batch's name, a URL or a secret. README.md documents each one (a test checks
+//! model. Never a Batch's name, a URL or a secret. docs/operations.md documents each one (a test checks
 //! it).
 
 use std::sync::{Arc, RwLock};
@@ -242,7 +242,7 @@ impl Metrics {
     }
 
     /// Every metric as exposed (`llmbatch_reconcile_total`) with its type (`counter`), whether
-    /// observed yet or not: what README.md must document.
+    /// observed yet or not: what docs/operations.md must document.
     pub fn catalogue(&self) -> &[(String, &'static str)] {
         &self.catalogue
     }

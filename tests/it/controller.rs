@@ -1255,8 +1255,10 @@ async fn the_keyless_cluster_path_runs_the_quickstart_against_the_simulator() {
     assert_eq!(done.phase, Some(BatchPhase::Succeeded), "{:?}", done.conditions);
     assert_eq!(done.request_counts.unwrap().completed, 20);
     let secret = done.output.unwrap().secret_name.expect("the results' Secret is named");
-    let results = Api::<Secret>::namespaced(client.clone(), &ns).get(&secret).await.unwrap();
+    let results = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get(&secret)
+        .await
+        .unwrap();
     assert!(results.data.unwrap().contains_key("output.jsonl"));
     controller.stop().await;
 }
-

@@ -324,22 +324,22 @@ async fn the_start_up_check_names_each_namespace_where_a_permission_is_missing()
     .await;
 }
 
-/// README.md documents every metric the controller registers, with its type, and no other.
+/// docs/operations.md documents every metric the controller registers, with its type, and no other.
 #[test]
 fn the_readme_metrics_table_matches_the_registry() {
-    let readme = std::fs::read_to_string(common::repo_path("README.md")).unwrap();
+    let readme = std::fs::read_to_string(common::repo_path("docs/operations.md")).unwrap();
     let metrics = llm_batch_operator::telemetry::Metrics::new();
     let registered = metrics.catalogue();
     assert!(registered.len() >= 10, "{registered:?}");
     for (name, kind) in registered {
         let row = format!("| `{name}` | {kind} |");
-        assert!(readme.contains(&row), "README.md has no row starting {row:?}");
+        assert!(readme.contains(&row), "docs/operations.md has no row starting {row:?}");
     }
     for line in readme.lines().filter(|l| l.starts_with("| `llmbatch_")) {
         let name = line.split('`').nth(1).unwrap();
         assert!(
             registered.iter().any(|(r, _)| r == name),
-            "README.md documents {name}, which is not registered"
+            "docs/operations.md documents {name}, which is not registered"
         );
     }
 }
@@ -365,12 +365,12 @@ async fn stopping_before_the_caches_synced_returns_at_once() {
 /// wrong, and only reasons the code has.
 #[test]
 fn the_troubleshooting_table_covers_every_problem_reason_and_no_other() {
-    let readme = std::fs::read_to_string(common::repo_path("README.md")).unwrap();
+    let readme = std::fs::read_to_string(common::repo_path("docs/operations.md")).unwrap();
     let table = readme
-        .split("### Troubleshooting by condition")
+        .split("## Troubleshooting by condition")
         .nth(1)
         .and_then(|rest| rest.split("\n\n").find(|block| block.starts_with("| condition")))
-        .expect("README.md has the troubleshooting table");
+        .expect("docs/operations.md has the troubleshooting table");
     let listed: std::collections::BTreeSet<&str> = table
         .lines()
         .skip(2)
@@ -425,5 +425,57 @@ fn the_troubleshooting_table_covers_every_problem_reason_and_no_other() {
             reasons.contains(reason),
             "the troubleshooting table names {reason}, which the code never sets"
         );
+    }
+}
+
+/// Every relative link of README.md and docs/ points at a file of the repository (and an
+/// anchor at a heading of that file).
+#[test]
+fn the_docs_links_resolve() {
+    let root = std::path::PathBuf::from(common::repo_path(""));
+    let mut pages = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        pages.push(entry.unwrap().path());
+    }
+    let slug = |heading: &str| -> String {
+        let kept: String = heading
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+            .collect();
+        kept.replace(' ', "-")
+    };
+    let anchors = |page: &std::path::Path| -> Vec<String> {
+        let text = std::fs::read_to_string(page).unwrap();
+        text.lines()
+            .filter_map(|l| {
+                l.trim_start_matches('#')
+                    .strip_prefix(' ')
+                    .filter(|_| l.starts_with('#'))
+            })
+            .map(slug)
+            .collect()
+    };
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        for link in text.split("](").skip(1).filter_map(|rest| rest.split(')').next()) {
+            if link.contains("://") || link.starts_with("mailto:") || link.contains(' ') {
+                continue;
+            }
+            let (path, anchor) = link.split_once('#').unwrap_or((link, ""));
+            let target = match path {
+                "" => page.clone(),
+                path => page.parent().unwrap().join(path),
+            };
+            assert!(target.exists(), "{}: {link} points at nothing", page.display());
+            if !anchor.is_empty() {
+                assert!(
+                    anchors(&target).iter().any(|a| a == anchor),
+                    "{}: {link}: no such heading",
+                    page.display()
+                );
+            }
+        }
     }
 }
