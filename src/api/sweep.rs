@@ -336,4 +336,8 @@ pub struct ChildStatus {
     /// Attempts made so far, when more than one: the latest is `<name>-r<attempts - 1>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
+    /// What its attempts cost (or, before their results, are estimated at), as the Batches'
+    /// Cost column shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
 }

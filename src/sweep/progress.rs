@@ -187,6 +187,7 @@ fn listed(chains: &[Chain<'_>], create: &[ChildPlan]) -> Vec<ChildStatus> {
             completed: counts.completed,
             failed: counts.failed,
             attempts: (attempts > 1).then_some(attempts),
+            cost: chain.cost().map(|c| c.display).filter(|d| !d.is_empty()),
         }
     };
     let finished = |chain: &&Chain<'_>| matches!(chain.state, ChainState::Done(_));
