@@ -82,7 +82,9 @@ pub struct Entry {
     pub not_before: Option<Timestamp>,
     /// What it costs: its actual cost once its results are counted, its estimate before.
     pub cost: Option<Decimal>,
-    /// When it finished (its cost counts for a budget window from then).
+    /// When it finished (its cost counts for a budget window from then); `None` for a Batch
+    /// that ended before anything was sent (refused, cancelled or invalid before admission),
+    /// which spent nothing.
     pub finished: Option<Timestamp>,
 }
 
@@ -129,9 +131,22 @@ impl Entry {
                 false => Decimal::from_str(&c.actual).ok(),
                 true => c.estimated.as_deref().and_then(|e| Decimal::from_str(e).ok()),
             }),
-            finished: status.completion_time.as_ref().map(|t| t.0),
+            finished: status
+                .completion_time
+                .as_ref()
+                .map(|t| t.0)
+                .filter(|_| may_have_spent(status)),
         }
     }
+}
+
+/// Whether a Batch got as far as the gateway (admitted, an attempt started, a batch there, or
+/// results counted): one that ended before that spent nothing, whatever it was estimated at.
+fn may_have_spent(status: &BatchStatus) -> bool {
+    status.admission.as_ref().is_some_and(|a| a.admitted_time.is_some())
+        || status.attempt.is_some()
+        || status.gateway.as_ref().is_some_and(|g| g.batch_id.is_some())
+        || status.cost.as_ref().is_some_and(|c| !c.actual.is_empty())
 }
 
 /// What admission says about one waiting Batch.
@@ -265,6 +280,10 @@ pub fn judge(key: &str, entries: &[Entry], budget: &Budget, now: Timestamp) -> V
         .iter()
         .filter(|e| matches!(e.state, EntryState::Waiting | EntryState::Validating))
         .filter(|e| budget.tokens_per_hour.is_none_or(|limit| e.tokens <= limit))
+        .filter(|e| {
+            let over = |limit: &SpendLimit| e.cost.is_some_and(|cost| cost > limit.amount);
+            !budget.spend.as_ref().is_some_and(over)
+        })
         .collect();
     queue.sort_by(|a, b| (a.created, &a.key).cmp(&(b.created, &b.key)));
     let mut slots = budget.max_active_batches.map(|max| max.saturating_sub(active(entries)));
@@ -586,6 +605,37 @@ mod tests {
         );
         // A day after the first Batch finished, its cost has left the window.
         assert_eq!(judge("over", &entries, &budget, at(100 + 86_400)), Verdict::Admit);
+    }
+
+    #[test]
+    fn a_batch_refused_before_anything_was_sent_spent_nothing_and_one_over_the_budget_blocks_nobody() {
+        let budget = money(5);
+        let mut refused = BatchStatus {
+            phase: Some(crate::api::BatchPhase::Failed),
+            completion_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(10))),
+            cost: Some(crate::api::Cost {
+                estimated: Some("6".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let entry = Entry::of("refused".into(), at(0), &refused);
+        assert_eq!((entry.state, entry.finished), (EntryState::Idle, None));
+        let entries = [entry, costing(waiting("next", 1, 0), 4)];
+        assert_eq!(spend(&entries, Duration::from_secs(86_400), at(20)), Spend::default());
+        assert_eq!(judge("next", &entries, &budget, at(20)), Verdict::Admit);
+
+        // Once admitted, what it was estimated at counts until its results say otherwise.
+        refused.admission = Some(crate::api::AdmissionStatus {
+            admitted_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(5))),
+            ..Default::default()
+        });
+        assert_eq!(Entry::of("ran".into(), at(0), &refused).finished, Some(at(10)));
+
+        // Still waiting for its own verdict, an estimate over the whole budget holds up nobody.
+        let entries = [costing(waiting("huge", 0, 0), 6), costing(waiting("next", 1, 0), 4)];
+        assert_eq!(judge("next", &entries, &budget, at(20)), Verdict::Admit);
+        assert!(matches!(judge("huge", &entries, &budget, at(20)), Verdict::Never(_)));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Admission in `run -f`: the Batches of one run share a board per gateway, so a gateway's
-//! `maxActiveBatches` and `tokensPerHour` hold across them (engine::admission decides; order of
-//! creation is the order of the files).
+//! `maxActiveBatches`, `tokensPerHour` and money budget hold across them (engine::admission
+//! decides; order of creation is the order of the files).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,6 +28,24 @@ impl Board {
         match entries.iter_mut().find(|e| e.key == entry.key) {
             Some(existing) => *existing = entry,
             None => entries.push(entry),
+        }
+    }
+
+    /// `plan`'s Batch stopped before its phase was final (held back by the money budget, or
+    /// stopped for the gateway): this run waits for it no more, so it holds up nobody behind it
+    /// in the queue, and once admitted (it may have reached the gateway) its estimate counts as
+    /// spent from now rather than holding a slot.
+    pub fn withdraw(&self, plan: &Plan) {
+        let mut gateways = self.gateways.lock().expect("board lock");
+        let key = plan.object();
+        let entry = gateways
+            .get_mut(&gateway_key(plan))
+            .and_then(|entries| entries.iter_mut().find(|e| e.key == key));
+        if let Some(entry) = entry {
+            if entry.state == EntryState::Active {
+                entry.finished.get_or_insert_with(Timestamp::now);
+            }
+            entry.state = EntryState::Idle;
         }
     }
 

@@ -47,6 +47,8 @@ pub struct Manifests {
     pub secrets: Objects<Secret>,
     /// Documents of other kinds, skipped: `Kind name in origin`.
     pub skipped: Vec<String>,
+    /// The files read, in the order given: the order of "creation" admission follows.
+    pub files: Vec<PathBuf>,
 }
 
 /// A manifest that cannot be used; the message says where and what.
@@ -84,6 +86,7 @@ impl Manifests {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| ManifestError(format!("{}: cannot read: {e}", file.display())))?;
             manifests.add_file(&file, &text)?;
+            manifests.files.push(file);
         }
         if manifests.batches.is_empty() && manifests.sweeps.is_empty() {
             return Err(ManifestError(format!(

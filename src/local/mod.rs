@@ -217,7 +217,11 @@ fn cost_line(cost: &crate::api::Cost) -> String {
         .iter()
         .map(|m| format!("{} {}", m.model, m.actual))
         .collect();
-    let mut line = format!("cost {} (exact {}", cost.display, cost.actual);
+    let mut line = match (cost.actual.is_empty(), &cost.estimated) {
+        // Nothing counted (refused, held back, failed before results): only the estimate.
+        (true, Some(estimated)) => format!("cost {} (estimated {estimated}, no results counted", cost.display),
+        _ => format!("cost {} (exact {}", cost.display, cost.actual),
+    };
     if !models.is_empty() {
         line.push_str(&format!("; {}", models.join(", ")));
     }

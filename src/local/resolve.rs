@@ -101,7 +101,16 @@ pub fn plan_all(
     let mut plans = Vec::new();
     let mut problems = Vec::new();
     let stores = OpenedStores::default();
-    for ((namespace, name), batch) in &manifests.batches {
+    // In the order of the files and of the documents in each (a sweep's children, which share
+    // their sweep's document, by name): the order admission takes them in, as `kubectl apply
+    // -f` would create them.
+    let place = |origin: &super::manifests::Origin| {
+        let file = manifests.files.iter().position(|f| *f == origin.file);
+        (file.unwrap_or(usize::MAX), origin.document)
+    };
+    let mut batches: Vec<_> = manifests.batches.iter().collect();
+    batches.sort_by_key(|(_, batch)| place(&batch.origin));
+    for ((namespace, name), batch) in batches {
         match plan_one(manifests, &stores, namespace, name, batch, force_simulator, pvc_root) {
             Ok(plan) => plans.push(plan),
             Err(mut p) => problems.append(&mut p),

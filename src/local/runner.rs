@@ -137,6 +137,10 @@ impl BatchRun<'_> {
                 _ => transient_failures = 0,
             }
         };
+        if !matches!(ending, Ending::Finished(_)) {
+            // Batches behind this one in the gateway's queue must not wait for it.
+            self.board.withdraw(self.plan);
+        }
         self.progress.finish();
         (ending, self.state.status)
     }

@@ -6,6 +6,7 @@ mod common;
 mod admission;
 mod apiserver;
 mod argocd_health;
+mod budget;
 mod chart;
 mod cli;
 mod controller;
