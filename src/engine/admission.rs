@@ -38,23 +38,18 @@ pub struct SpendLimit {
 }
 
 impl Budget {
-    /// The limits of a gateway (a money budget that does not parse is reported by the
-    /// gateway's Ready condition, and admits nothing).
+    /// The limits of a gateway. A money budget that does not parse (the CRD schema refuses
+    /// such values) admits nothing.
     pub fn of(spec: &BatchGatewaySpec) -> Self {
         let limits = &spec.limits;
-        let spend = limits.budget.as_ref().map(|b| match limits.spend_budget() {
-            Ok(Some((amount, window))) => SpendLimit {
+        let spend = limits.budget.as_ref().map(|b| {
+            let (amount, window) = limits.spend_budget().ok().flatten().unwrap_or((Decimal::ZERO, WINDOW));
+            SpendLimit {
                 amount,
                 window,
                 window_text: b.window.clone(),
                 currency: spec.currency().to_string(),
-            },
-            _ => SpendLimit {
-                amount: Decimal::ZERO,
-                window: WINDOW,
-                window_text: b.window.clone(),
-                currency: spec.currency().to_string(),
-            },
+            }
         });
         Budget {
             max_active_batches: limits.max_active_batches,
@@ -248,7 +243,7 @@ pub fn waiting(entries: &[Entry]) -> u32 {
 }
 
 fn in_window(at: Timestamp, now: Timestamp) -> bool {
-    now.duration_since(at).unsigned_abs() < WINDOW || at > now
+    within(at, WINDOW, now)
 }
 
 /// Why a Batch the gateway sent back must still wait out its backoff, whatever the budget.

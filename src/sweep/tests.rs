@@ -526,8 +526,17 @@ fn max_cost_creates_children_while_their_estimates_fit_and_a_raise_continues() {
         at(2),
     );
     assert_eq!(names(&next.create), [children[2].name.as_str()]);
-    let listed = next.status.children.iter().find(|c| c.name == children[0].name).unwrap();
-    assert_eq!(listed.cost.as_deref(), Some("0.4000 USD"), "each chunk's cost is listed");
+    let listed = next
+        .status
+        .children
+        .iter()
+        .find(|c| c.name == children[0].name)
+        .unwrap();
+    assert_eq!(
+        listed.cost.as_deref(),
+        Some("0.4000 USD"),
+        "each chunk's cost is listed"
+    );
 
     // Nothing running and nothing fits: the sweep rests, saying so, until the budget is raised.
     let mut third = child(BatchPhase::Succeeded, 10, 0);
