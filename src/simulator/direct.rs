@@ -18,13 +18,16 @@ pub async fn answer(OriginalUri(uri): OriginalUri, body: Bytes) -> ApiResult<Jso
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
         return Err(ApiError::bad_request("The simulator does not support streaming.").with_param("stream"));
     }
-    answers::answer(uri.path(), &body)
-        .map(|answer| Json(answer.body))
-        .map_err(|refusal| {
-            let mut err = ApiError::bad_request(refusal.message);
-            if let Some(param) = refusal.param {
-                err = err.with_param(param);
-            }
-            err
-        })
+    // Off the async workers: the first answer for a model family loads its tokenizer.
+    let path = uri.path().to_owned();
+    let answered = tokio::task::spawn_blocking(move || answers::answer(&path, &body))
+        .await
+        .map_err(ApiError::internal)?;
+    answered.map(|answer| Json(answer.body)).map_err(|refusal| {
+        let mut err = ApiError::bad_request(refusal.message);
+        if let Some(param) = refusal.param {
+            err = err.with_param(param);
+        }
+        err
+    })
 }

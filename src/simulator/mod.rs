@@ -22,6 +22,12 @@
 //! moderations}` with the same deterministic answers as batch lines, so `--no-batch-api`
 //! models a gateway that only answers requests one by one.
 //!
+//! Answers are made up but shaped like real ones, and seeded from a hash of the request, so
+//! the same request always gets the same answer (`answers`): a few sentences from the prompt's
+//! words (`prose`) cut at the request's output-token limit, JSON that validates against a
+//! `json_schema` format (`schema_instance`, its enums picked by `labels`), unit-vector
+//! embeddings (`embeddings`), usage counted with the model family's tokenizer (`tokens`).
+//!
 //! Where OPENAI_BATCH_API.md leaves behaviour open, the simulator chooses: lines left unrun
 //! by a cancel become `batch_cancelled` error lines, and `request_counts.failed` counts every
 //! error-file line (so completed + failed = total at the end of every run that got past
@@ -31,15 +37,22 @@ mod answers;
 mod batches;
 mod config;
 mod direct;
+mod embeddings;
 mod error;
 mod files;
 mod gate;
 mod input;
+mod labels;
 mod params;
 mod processor;
+mod prose;
+mod reply;
 mod results;
+mod rng;
+mod schema_instance;
 mod server;
 mod state;
+mod tokens;
 mod wire;
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
-use super::answers::{self, Refusal, fnv1a, unit_interval};
+use super::answers::{self, Refusal};
+use super::rng::{fnv1a, unit_interval};
 use super::state::SimState;
 use super::wire::{BatchUsage, FileObject, RequestCounts, now_secs};
 

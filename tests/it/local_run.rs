@@ -34,6 +34,30 @@ fn quickstart_runs_on_the_builtin_simulator() {
     assert_eq!(lines.len(), 20);
     assert!(lines.iter().all(|l| l["response"]["status_code"] == 200));
     assert!(!ws.out("ticket-triage").join("errors.jsonl").exists());
+    // Each answer is the JSON classification the ticket's schema asks for.
+    let mut categories = std::collections::BTreeSet::new();
+    for line in &lines {
+        let choice = &line["response"]["body"]["choices"][0];
+        assert_eq!(choice["finish_reason"], "stop", "{line}");
+        let content = choice["message"]["content"].as_str().unwrap();
+        let answer: serde_json::Value = serde_json::from_str(content).unwrap_or_else(|e| panic!("{e}: {content}"));
+        let category = answer["category"].as_str().unwrap_or_default();
+        assert!(
+            ["billing", "bug", "feature", "account", "other"].contains(&category),
+            "{content}"
+        );
+        assert!(
+            ["low", "medium", "high"].contains(&answer["priority"].as_str().unwrap_or_default()),
+            "{content}"
+        );
+        assert!(answer["summary"].as_str().is_some_and(|s| !s.is_empty()), "{content}");
+        assert_eq!(answer.as_object().unwrap().len(), 3, "no other property: {content}");
+        categories.insert(category.to_string());
+    }
+    assert!(
+        categories.len() >= 3,
+        "tickets get different categories: {categories:?}"
+    );
     let status = ws.status_yaml("ticket-triage");
     assert_eq!(status["phase"], "Succeeded");
     assert_eq!(status["requestCounts"]["completed"], 20);

@@ -445,7 +445,7 @@ fn children_take_their_figures_from_the_scan_and_refuse_an_object_changed_since(
 
 /// A sweep of four chunks of 100 lines on a gateway pricing gpt-4o-mini at 1 per million and
 /// counting 1,000 output tokens for a line without `max_tokens`: each child is estimated at
-/// about 0.1 USD, and answers cost a fortieth of that.
+/// about 0.1 USD, and answers cost about a fifteenth of that.
 fn budgeted_manifests(sim: &Simulator, max_cost: &str) -> (String, String) {
     let pricing = "  pricing:\n    batchDiscount: \"0%\"\n    defaultMaxOutputTokens: 1000\n    models:\n      \
                    - {model: gpt-4o-mini, inputPerMillion: \"1\", outputPerMillion: \"1\"}\n  polling:";

@@ -5,12 +5,15 @@ Exits 0 and prints "OK" when every check passes; any failure raises.
 """
 
 import json
+import math
 import sys
 import time
+from typing import Literal, Optional
 
 try:
     import openai
     from openai import OpenAI
+    from pydantic import BaseModel
 except ImportError as err:  # the Rust test checks this first; keep the hint here too
     sys.exit(f"cannot import openai ({err}): run scripts/test-deps")
 
@@ -136,6 +139,56 @@ def check_errors(client, base_url):
         assert err.body["code"] == "invalid_api_key", err.body
 
 
+class Ticket(BaseModel):
+    category: Literal["billing", "bug", "feature", "account", "other"]
+    priority: Literal["low", "medium", "high"]
+    summary: str
+
+
+class Item(BaseModel):
+    name: str
+    quantity: int
+
+
+class Order(BaseModel):
+    items: list[Item]
+    total: float
+    note: Optional[str]
+
+
+def check_answers(client):
+    """The SDK's own structured-output parsing (pydantic) accepts the simulator's answers."""
+    messages = [
+        {"role": "system", "content": "Classify the support ticket."},
+        {"role": "user", "content": "My invoice was charged twice, please refund one payment."},
+    ]
+    parsed = client.chat.completions.parse(model="gpt-4o-mini", messages=messages, response_format=Ticket)
+    ticket = parsed.choices[0].message.parsed
+    assert isinstance(ticket, Ticket) and ticket.category == "billing", parsed
+    again = client.chat.completions.parse(model="gpt-4o-mini", messages=messages, response_format=Ticket)
+    assert again.choices[0].message.content == parsed.choices[0].message.content, "not deterministic"
+
+    order = client.chat.completions.parse(
+        model="gpt-4.1-mini", messages=[{"role": "user", "content": "Two apples and a pear"}], response_format=Order
+    ).choices[0].message.parsed
+    assert isinstance(order, Order) and order.items and all(isinstance(i, Item) for i in order.items), order
+
+    response = client.responses.parse(model="gpt-4o", input="The app crashes on start.", text_format=Ticket)
+    assert isinstance(response.output_parsed, Ticket) and response.output_parsed.category == "bug", response
+
+    cut = client.chat.completions.create(model="gpt-4o-mini", messages=messages, max_completion_tokens=5)
+    assert cut.choices[0].finish_reason == "length" and cut.usage.completion_tokens == 5, cut
+
+    # The SDK asks for base64 and decodes it.
+    embedded = client.embeddings.create(model="text-embedding-3-small", input=["refunds", "crashes"])
+    for item in embedded.data:
+        assert len(item.embedding) == 1536, len(item.embedding)
+        assert abs(math.sqrt(sum(v * v for v in item.embedding)) - 1) < 1e-5
+    assert embedded.data[0].embedding != embedded.data[1].embedding
+    wide = client.embeddings.create(model="text-embedding-3-large", input="x", encoding_format="float")
+    assert len(wide.data[0].embedding) == 3072
+
+
 def main():
     base_url, api_key = sys.argv[1], sys.argv[2]
     client = OpenAI(base_url=base_url, api_key=api_key, max_retries=2, timeout=30)
@@ -143,6 +196,7 @@ def main():
     check_list_pagination(client)
     check_cancel(client, completed)
     check_errors(client, base_url)
+    check_answers(client)
     print(f"OK (openai {openai.__version__})")
 
 
