@@ -522,4 +522,27 @@ mod tests {
         assert_eq!(other.requests, 10);
         assert_eq!(listed.iter().map(|e| e.requests).sum::<u64>(), 60);
     }
+
+    #[test]
+    fn a_hostile_input_cannot_grow_the_estimate_or_its_queue() {
+        let mut estimator = Estimator::default();
+        // Many distinct models: at most MAX_DISTINCT_MODELS are tallied by name.
+        for i in 0..(MAX_DISTINCT_MODELS + 500) {
+            let model = format!("gpt-4o-{i}");
+            add(&mut estimator, &chat(&model, "x", Some(1)), &model, Some(1));
+        }
+        assert_eq!(estimator.models.len(), MAX_DISTINCT_MODELS);
+        // Lines far faster than the tokenizer: what waits for it stays within its bound.
+        let long = chat("gpt-4o", &"word ".repeat(50_000), Some(1));
+        for _ in 0..400 {
+            add(&mut estimator, &long, "gpt-4o", Some(1));
+            let queued = estimator.counting.as_ref().unwrap().queued.load(Ordering::Acquire);
+            assert!(queued <= MAX_QUEUED_BYTES, "{queued} bytes wait for the tokenizer");
+        }
+        let estimate = estimator.finish();
+        assert_eq!(
+            estimate.by_model.iter().map(|e| e.requests).sum::<u64>(),
+            (MAX_DISTINCT_MODELS + 900) as u64
+        );
+    }
 }
