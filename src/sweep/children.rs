@@ -67,18 +67,20 @@ fn share(estimates: &[ModelEstimate], part: u64, whole: u64, model: Option<&str>
         let scaled = (u128::from(n) * u128::from(part)).div_ceil(u128::from(whole.max(1)));
         u64::try_from(scaled).unwrap_or(u64::MAX)
     };
-    let shares = estimates.iter().map(|e| ModelEstimate {
-        model: model.unwrap_or(&e.model).to_string(),
-        requests: scale(e.requests),
-        input_tokens: scale(e.input_tokens),
-        output_tokens: scale(e.output_tokens),
-        without_output_ceiling: scale(e.without_output_ceiling),
-        counted_by: format!("{}, the chunk's share of the sweep's scan", e.counted_by),
-    });
+    let shares: Vec<ModelEstimate> = estimates
+        .iter()
+        .map(|e| ModelEstimate {
+            model: model.unwrap_or(&e.model).to_string(),
+            requests: scale(e.requests),
+            input_tokens: scale(e.input_tokens),
+            output_tokens: scale(e.output_tokens),
+            without_output_ceiling: scale(e.without_output_ceiling),
+            counted_by: format!("{}, the chunk's share of the sweep's scan", e.counted_by),
+        })
+        .collect();
+    // Under a matrix model every entry is renamed to it: adding them merges them into one.
     let mut merged = Vec::new();
-    for estimate in shares {
-        crate::jsonl::add_estimates(&mut merged, &[estimate]);
-    }
+    crate::jsonl::add_estimates(&mut merged, &shares);
     merged
 }
 
