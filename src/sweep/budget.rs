@@ -46,7 +46,7 @@ pub(super) fn within_budget(
         return (create, held);
     };
     let estimate = |child: &ChildPlan| planned(child, spending);
-    let committed: Decimal = chains.iter().map(|c| chain_cost(c, estimate(c.first))).sum();
+    let committed: Decimal = chains.iter().map(|c| chain_cost(c, || estimate(c.first))).sum();
     let mut total = committed;
     let fits = create
         .iter()
@@ -79,8 +79,9 @@ pub(super) fn within_budget(
 }
 
 /// What a chain's attempts cost: a finished attempt its actual cost (nothing when it has
-/// none), an unfinished one its estimate, or the plan's (`planned`) before it has one.
-fn chain_cost(chain: &Chain<'_>, planned: Decimal) -> Decimal {
+/// none), an unfinished one its estimate, or the plan's (`planned`, priced only then) before
+/// it has one.
+fn chain_cost(chain: &Chain<'_>, planned: impl Fn() -> Decimal) -> Decimal {
     chain
         .attempts
         .iter()
@@ -90,7 +91,7 @@ fn chain_cost(chain: &Chain<'_>, planned: Decimal) -> Decimal {
                 (_, Some(cost)) if !cost.actual.is_empty() => amount(&cost.actual),
                 (true, _) => Decimal::ZERO,
                 (false, Some(Cost { estimated: Some(e), .. })) => amount(e),
-                (false, _) => planned,
+                (false, _) => planned(),
             }
         })
         .sum()
