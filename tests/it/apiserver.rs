@@ -230,6 +230,24 @@ async fn status_and_spec_are_written_apart() {
     assert_eq!(bumped.metadata.generation, Some(2));
 }
 
+/// `kubectl get <plural>` as the API server renders it (a Table), in namespace `ns`.
+async fn server_side_table(client: &kube::Client, ns: &str, plural: &str) -> Value {
+    let request = http::Request::get(format!("/apis/llmbatch.io/v1alpha1/namespaces/{ns}/{plural}"))
+        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .body(Vec::new())
+        .unwrap();
+    serde_json::from_str(&client.request_text(request).await.unwrap()).unwrap()
+}
+
+fn column_names(table: &Value) -> Vec<&str> {
+    table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn printer_columns_come_back_in_a_server_side_table() {
     let client = admin_client().await;
@@ -238,19 +256,9 @@ async fn printer_columns_come_back_in_a_server_side_table() {
     api.create(&PostParams::default(), &batch("b", spec(config_map_input())))
         .await
         .unwrap();
-    let request = http::Request::get(format!("/apis/llmbatch.io/v1alpha1/namespaces/{ns}/batches"))
-        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
-        .body(Vec::new())
-        .unwrap();
-    let table: Value = serde_json::from_str(&client.request_text(request).await.unwrap()).unwrap();
-    let columns: Vec<&str> = table["columnDefinitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let table = server_side_table(&client, &ns, "batches").await;
     assert_eq!(
-        columns,
+        column_names(&table),
         [
             "Name",
             "Phase",
@@ -283,18 +291,8 @@ async fn a_gateways_table_shows_ready_and_its_reason() {
     api.patch_status("gw", &PatchParams::default(), &Patch::Merge(&status))
         .await
         .unwrap();
-    let request = http::Request::get(format!("/apis/llmbatch.io/v1alpha1/namespaces/{ns}/batchgateways"))
-        .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
-        .body(Vec::new())
-        .unwrap();
-    let table: Value = serde_json::from_str(&client.request_text(request).await.unwrap()).unwrap();
-    let columns: Vec<&str> = table["columnDefinitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(columns, ["Name", "Ready", "Reason", "Mode", "URL", "Age"]);
+    let table = server_side_table(&client, &ns, "batchgateways").await;
+    assert_eq!(column_names(&table), ["Name", "Ready", "Reason", "Mode", "URL", "Age"]);
     let cells = &table["rows"][0]["cells"];
     assert_eq!(
         (&cells[1], &cells[2], &cells[3]),
