@@ -44,6 +44,8 @@ pub struct Context {
     pub object_stores: crate::io::object_storage::OpenedStores,
     caches: RwLock<Arc<Caches>>,
     sweep_writes: Mutex<HashMap<String, super::sweep::Written>>,
+    /// When each sweep's figures were last written (only those written within the interval).
+    figures_written: Mutex<HashMap<String, Instant>>,
     backoff: Backoff,
     gateways: Mutex<HashMap<String, KnownGateway>>,
     ledgers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<super::admission::Ledger>>>>,
@@ -100,6 +102,7 @@ impl Context {
             object_stores: Default::default(),
             caches: RwLock::default(),
             sweep_writes: Mutex::default(),
+            figures_written: Mutex::default(),
             backoff: Backoff::default(),
             gateways: Mutex::default(),
             ledgers: Mutex::default(),
@@ -226,6 +229,23 @@ impl Context {
             all.remove(key);
         }
         out
+    }
+
+    /// How long until sweep `key`'s figures may be written again, at most every `interval`
+    /// (zero: now).
+    pub fn figures_wait(&self, key: &str, interval: Duration) -> Duration {
+        let written = self.figures_written.lock().expect("figures lock");
+        written
+            .get(key)
+            .map_or(Duration::ZERO, |at| interval.saturating_sub(at.elapsed()))
+    }
+
+    /// Records a write of sweep `key`'s status; writes older than `interval` are forgotten,
+    /// so only sweeps written within it are kept.
+    pub fn figures_written(&self, key: &str, interval: Duration) {
+        let mut written = self.figures_written.lock().expect("figures lock");
+        written.retain(|_, at| at.elapsed() < interval);
+        written.insert(key.to_string(), Instant::now());
     }
 
     /// How long until a poll of this object is due (zero when due now).

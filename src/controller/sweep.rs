@@ -38,6 +38,10 @@ use crate::sweep::{
 const WAITING: Duration = Duration::from_secs(15);
 /// A running sweep looks at its children at least this often (their changes wake it sooner).
 const RESYNC: Duration = Duration::from_secs(300);
+/// A sweep's figures (progress, counts, usage, the children listed) are written at most this
+/// often; its phase and conditions at once. Each write sends the whole status, plan included,
+/// through the API server: with 2,000 children, one per child's step kept it busy.
+const FIGURES_EVERY: Duration = Duration::from_secs(1);
 
 /// The prices and mode of the sweep's gateway, read only for a sweep with `spec.budget` (one
 /// PriceList GET per reconcile then).
@@ -140,8 +144,16 @@ pub async fn reconcile(sweep: Arc<BatchSweep>, ctx: Arc<Context>) -> Result<Requ
         };
         ctx.publish(&*sweep, type_, &phase.to_string(), &progress).await;
     }
-    write_status(&ctx.client, &sweep, &decision.status).await?;
     ctx.reset_backoff(&key);
+    if sweep::only_figures_differ(&status, &decision.status) {
+        let wait = ctx.figures_wait(&key, FIGURES_EVERY);
+        if !wait.is_zero() {
+            return Ok(Requeue::requeue(wait));
+        }
+    }
+    if write_status(&ctx.client, &sweep, &decision.status).await? {
+        ctx.figures_written(&key, FIGURES_EVERY);
+    }
     Ok(Requeue::requeue(RESYNC))
 }
 
@@ -407,10 +419,11 @@ fn is_label_value(text: &str) -> bool {
         && text.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-/// Writes the status through the status subresource (server-side apply), unless unchanged.
-async fn write_status(client: &kube::Client, sweep: &BatchSweep, status: &BatchSweepStatus) -> Result<(), Error> {
+/// Writes the status through the status subresource (server-side apply), unless unchanged;
+/// true when written.
+async fn write_status(client: &kube::Client, sweep: &BatchSweep, status: &BatchSweepStatus) -> Result<bool, Error> {
     if sweep.status.as_ref() == Some(status) {
-        return Ok(());
+        return Ok(false);
     }
     let api = Api::<BatchSweep>::namespaced(client.clone(), &sweep.namespace().unwrap_or_default());
     let patch = json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchSweep", "status": status});
@@ -420,5 +433,5 @@ async fn write_status(client: &kube::Client, sweep: &BatchSweep, status: &BatchS
         &Patch::Apply(&patch),
     )
     .await?;
-    Ok(())
+    Ok(true)
 }

@@ -20,7 +20,7 @@ pub use children::{
     plan_of, scan_rewrite,
 };
 pub use naming::{attempt_name, child_name, fit_dns_label};
-pub use progress::{Decision, ObservedChild, decide, plan_failed};
+pub use progress::{Decision, ObservedChild, decide, only_figures_differ, plan_failed};
 pub use retry::{Chain, ChainState, RETRYABLE_CODES, chains, retry_filename, retryable_custom_id};
 pub use summary::{AttemptSummary, ChildSummary, Summary, Totals, summarise};
 

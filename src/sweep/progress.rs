@@ -102,6 +102,28 @@ pub fn decide(
     Decision { create, status: next }
 }
 
+/// True when `next` differs from `written` only in its figures: progress, counts, usage, cost,
+/// the children listed and the conditions' messages (which quote the counts). A driver may write
+/// those less often than they change; anything else (phase, a condition's status or reason, the
+/// plan, times) is news.
+pub fn only_figures_differ(written: &BatchSweepStatus, next: &BatchSweepStatus) -> bool {
+    fn outline(status: &BatchSweepStatus) -> BatchSweepStatus {
+        let mut outline = BatchSweepStatus {
+            progress: None,
+            batches: None,
+            request_counts: None,
+            usage: None,
+            cost: None,
+            retries: None,
+            children: Vec::new(),
+            ..status.clone()
+        };
+        outline.conditions.iter_mut().for_each(|c| c.message.clear());
+        outline
+    }
+    written != next && outline(written) == outline(next)
+}
+
 /// The status of a sweep whose input could not be planned (unreadable, invalid, empty).
 pub fn plan_failed(
     status: &BatchSweepStatus,
