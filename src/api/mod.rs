@@ -12,6 +12,7 @@ mod invalid;
 mod mode;
 mod pricing;
 mod quantity;
+mod reference;
 mod storage;
 mod sweep;
 
@@ -23,6 +24,7 @@ pub use invalid::InvalidField;
 pub use mode::*;
 pub use pricing::*;
 pub use quantity::{BadQuantity, parse_bytes};
+pub use reference::reference_markdown;
 pub use storage::{ByteRange, InputOverrides, ObjectStoreRef, PvcSink};
 pub use sweep::*;
 

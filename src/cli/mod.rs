@@ -51,12 +51,17 @@ pub enum Command {
     /// Job runs). The key is read from LLM_BATCH_API_KEY.
     #[command(after_help = SINK_EXAMPLES)]
     Sink(sink::SinkArgs),
-    /// Print the CustomResourceDefinitions as YAML (the source of crds/).
-    #[command(
-        after_help = "Example:\n  llm-batch-operator crd > crds/llmbatch.io.yaml\n  llm-batch-operator crd | kubectl apply -f -"
-    )]
-    Crd,
+    /// Print the CustomResourceDefinitions as YAML (the source of crds/), or their field
+    /// reference as Markdown.
+    #[command(after_help = CRD_EXAMPLES)]
+    Crd(CrdArgs),
 }
+
+const CRD_EXAMPLES: &str = "\
+Examples:
+  llm-batch-operator crd > crds/llmbatch.io.yaml
+  llm-batch-operator crd | kubectl apply -f -
+  llm-batch-operator crd --reference > docs/reference.md";
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -131,6 +136,15 @@ pub struct RunArgs {
     pub no_progress: bool,
 }
 
+/// Flags of `crd`.
+#[derive(clap::Args, Debug)]
+pub struct CrdArgs {
+    /// Print every field of every CRD as a Markdown reference instead (the source of
+    /// docs/reference.md): type, required, default, validation and description.
+    #[arg(long)]
+    pub reference: bool,
+}
+
 /// Flags of `simulator`.
 #[derive(clap::Args, Debug)]
 pub struct SimulatorArgs {
@@ -163,7 +177,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Controller(args) => controller::run(args, shutdown_signal()).await,
-        Command::Crd => {
+        Command::Crd(args) if args.reference => {
+            print!("{}", crate::api::reference_markdown());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Crd(_) => {
             print!("{}", crate::api::crds_yaml());
             Ok(ExitCode::SUCCESS)
         }

@@ -1,4 +1,4 @@
-//! The command line as users meet it: `validate`, `crd` and every `--help`.
+//! The command line as users meet it: `validate`, `crd` (and `crd --reference`) and every `--help`.
 
 use crate::common;
 
@@ -64,6 +64,14 @@ fn crd_prints_the_committed_crds() {
     let output = bin().arg("crd").output().unwrap();
     assert!(output.status.success());
     let committed = std::fs::read_to_string(common::repo_path("crds/llmbatch.io.yaml")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), committed);
+}
+
+#[test]
+fn crd_reference_prints_the_committed_field_reference() {
+    let output = bin().args(["crd", "--reference"]).output().unwrap();
+    assert!(output.status.success());
+    let committed = std::fs::read_to_string(common::repo_path("docs/reference.md")).unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), committed);
 }
 
