@@ -10,8 +10,9 @@
 //! The input is read through a counting proxy on 127.0.0.1 between the operator and SeaweedFS,
 //! which parses the HTTP/1.1 exchanges and sums the body bytes of every GET response: the bytes
 //! read from storage, exactly (headers apart, counted separately). Target: about 2x the source
-//! (one scan to plan the chunks, one read per chunk; with models, one per chunk and model). Results go elsewhere (local files for
-//! `run -f`, S3 directly for the controller), so the proxy sees only input reads.
+//! (one scan to plan the chunks, one read per chunk; with models, one per chunk and model). Both
+//! drivers run the same sweep, results to S3 included (each under its own prefix, directly, so
+//! the proxy sees only input reads).
 //!
 //! Figures, never assertions; every wait is bounded; everything binds 127.0.0.1.
 
@@ -206,6 +207,7 @@ fn run_f(work: &Path, sim_url: &str, sweep: &SweepSpec) -> anyhow::Result<Row> {
     let dir = tempfile::tempdir_in(work)?;
     let SweepSpec {
         input_endpoint,
+        output_endpoint,
         max_bytes,
         parallelism,
         ..
@@ -215,7 +217,8 @@ fn run_f(work: &Path, sim_url: &str, sweep: &SweepSpec) -> anyhow::Result<Row> {
         "apiVersion: llmbatch.io/v1alpha1\nkind: BatchSweep\nmetadata:\n  name: bench\nspec:\n  input:\n    objectStore:\n      \
          url: s3://{BUCKET}/{KEY}\n      endpoint: {input_endpoint}\n      secretRef:\n        name: s3\n  chunk:\n    \
          maxBytes: \"{max_bytes}\"\n  parallelism: {parallelism}\n{matrix}  template:\n    gatewayRef:\n      name: gw\n    \
-         endpoint: /v1/chat/completions\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s3\nstringData:\n  \
+         endpoint: /v1/chat/completions\n    output:\n      objectStore:\n        url: s3://{BUCKET}/results/run-f/\n        \
+         endpoint: {output_endpoint}\n        secretRef:\n          name: s3\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s3\nstringData:\n  \
          AWS_ACCESS_KEY_ID: {ACCESS_KEY}\n  AWS_SECRET_ACCESS_KEY: {SECRET_KEY}\n---\n\
          apiVersion: llmbatch.io/v1alpha1\nkind: BatchGateway\nmetadata:\n  name: gw\nspec:\n  url: {sim_url}\n  auth:\n    \
          secretRef:\n      name: gw-key\n      key: api-key\n  polling:\n    initial: 100ms\n    max: 500ms\n---\n\
@@ -332,7 +335,7 @@ async fn in_controller(sim_url: &str, sweep: &SweepSpec) -> anyhow::Result<Row> 
             "parallelism": sweep.parallelism,
             "matrix": sweep.matrix(),
             "template": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
-                         "output": {"objectStore": {"url": format!("s3://{BUCKET}/results/"),
+                         "output": {"objectStore": {"url": format!("s3://{BUCKET}/results/controller/"),
                                                     "endpoint": sweep.output_endpoint, "secretRef": {"name": "s3"}}}}}}));
     sweeps.create(&pp, &batch_sweep).await?;
 

@@ -205,8 +205,14 @@ impl Draft {
         cluster_io::write_status(&ctx.client, &self.written, &self.status).await?;
         instrument::finished(&self.written, &self.status, ctx);
         self.written.status = Some(self.status.clone());
-        if let Some(id) = self.status.gateway.as_ref().and_then(|g| g.batch_id.clone()) {
+        // Once per id and process: the reconcile that the status write wakes may see the
+        // status and not yet the annotation, which is written after it.
+        let key = key(&self.written);
+        if let Some(id) = self.status.gateway.as_ref().and_then(|g| g.batch_id.clone())
+            && !ctx.said(&key, BATCH_ID_ANNOTATION, &id)
+        {
             cluster_io::annotate_batch_id(&ctx.client, &self.written, &id).await?;
+            ctx.first_said(&key, BATCH_ID_ANNOTATION, &id);
             self.written
                 .annotations_mut()
                 .insert(BATCH_ID_ANNOTATION.to_string(), id);

@@ -269,9 +269,9 @@ impl Context {
         self.finished.lock().expect("finished lock").insert(key.to_string())
     }
 
-    /// True the first time this Event (reason and note) is told about `key` in this process:
-    /// a step replayed on a stale cache, or retried after its status write failed, says nothing
-    /// new. At most [`MAX_SAID`] per object are remembered.
+    /// True the first time this Event (reason and note), or annotation (key and value), is told
+    /// about `key` in this process: a step replayed on a stale cache, or retried after its
+    /// status write failed, says nothing new. At most [`MAX_SAID`] per object are remembered.
     pub fn first_said(&self, key: &str, reason: &str, note: &str) -> bool {
         let mut said = self.said.lock().expect("said lock");
         let said = said.entry(key.to_string()).or_default();
@@ -279,6 +279,13 @@ impl Context {
             said.clear();
         }
         said.insert((reason.to_string(), note.to_string()))
+    }
+
+    /// Whether [`Context::first_said`] was told this about `key` already.
+    pub fn said(&self, key: &str, reason: &str, note: &str) -> bool {
+        let said = self.said.lock().expect("said lock");
+        said.get(key)
+            .is_some_and(|said| said.contains(&(reason.to_string(), note.to_string())))
     }
 
     /// Drops what is kept for a deleted object.

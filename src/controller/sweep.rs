@@ -351,14 +351,15 @@ fn observe_children(
     let mut observed = BTreeMap::new();
     let mut batches = BTreeMap::new();
     for batch in children {
-        let status = batch.status.clone().unwrap_or_default();
+        // Only what the fan-out reads is copied: this runs for every child on every reconcile.
+        let status = batch.status.as_ref();
         observed.insert(
             batch.name_any(),
             ObservedChild {
-                phase: status.phase,
-                request_counts: status.request_counts,
-                usage: status.usage,
-                cost: status.cost,
+                phase: status.and_then(|s| s.phase),
+                request_counts: status.and_then(|s| s.request_counts.clone()),
+                usage: status.and_then(|s| s.usage.clone()),
+                cost: status.and_then(|s| s.cost.clone()),
                 lines: annotated(&batch, RETRY_LINES_ANNOTATION),
                 retryable: annotated(&batch, RETRYABLE_ANNOTATION),
             },

@@ -200,19 +200,42 @@ fn parallelism_bounds_the_children_in_flight() {
 fn a_child_finishing_changes_only_figures_and_the_last_one_is_news() {
     let s = spec(&[], 2, 0);
     let children = plan_children("corpus", &s, &plan(2));
-    let mut observed: BTreeMap<_, _> = children.iter().map(|c| (c.name.clone(), ObservedChild::default())).collect();
-    let running = decide(&s, Some(1), &BatchSweepStatus::default(), &children, &observed, None, at(10));
-    assert!(!only_figures_differ(&BatchSweepStatus::default(), &running.status), "the first status is news");
-    assert!(!only_figures_differ(&running.status, &running.status), "nothing changed");
+    let mut observed: BTreeMap<_, _> = children
+        .iter()
+        .map(|c| (c.name.clone(), ObservedChild::default()))
+        .collect();
+    let running = decide(
+        &s,
+        Some(1),
+        &BatchSweepStatus::default(),
+        &children,
+        &observed,
+        None,
+        at(10),
+    );
+    assert!(
+        !only_figures_differ(&BatchSweepStatus::default(), &running.status),
+        "the first status is news"
+    );
+    assert!(
+        !only_figures_differ(&running.status, &running.status),
+        "nothing changed"
+    );
 
     observed.insert("corpus-c0000".into(), child(BatchPhase::Succeeded, 10, 0));
     let one_done = decide(&s, Some(1), &running.status, &children, &observed, None, at(20));
-    assert_ne!(one_done.status.conditions, running.status.conditions, "the message quotes the counts");
+    assert_ne!(
+        one_done.status.conditions, running.status.conditions,
+        "the message quotes the counts"
+    );
     assert!(only_figures_differ(&running.status, &one_done.status));
 
     observed.insert("corpus-c0001".into(), child(BatchPhase::Succeeded, 10, 0));
     let all_done = decide(&s, Some(1), &one_done.status, &children, &observed, None, at(30));
-    assert!(!only_figures_differ(&one_done.status, &all_done.status), "Succeeded is news");
+    assert!(
+        !only_figures_differ(&one_done.status, &all_done.status),
+        "Succeeded is news"
+    );
 }
 
 #[test]

@@ -1133,7 +1133,7 @@ async fn results_that_do_not_match_the_input_fail_the_batch_with_a_warning() {
 }
 
 /// A plain Batch, from creation to Succeeded: its steps with nothing upstream between them are
-/// written together (at most 6 status writes), and the controller reads its own kinds from its
+/// written together (at most 6 status writes, 2 patches), and the controller reads its own kinds from its
 /// caches (no GET of the Batch or its gateway, no LIST but each watch's first).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_batch_takes_few_status_writes_and_no_reads_of_our_kinds() {
@@ -1150,6 +1150,9 @@ async fn a_plain_batch_takes_few_status_writes_and_no_reads_of_our_kinds() {
     println!("API requests of the controller for one Batch: {table:?}");
     let writes = tally.count("patch", "batches/status");
     assert!((1..=6).contains(&writes), "{writes} status writes: {table:?}");
+    // The finalizer, and the batch-id annotation once (not again from a cache that shows the
+    // status written before it but not yet the annotation).
+    assert_eq!(tally.count("patch", "batches"), 2, "{table:?}");
     for (verb, resource) in [("get", "batches"), ("get", "batchgateways"), ("get", "batchsweeps")] {
         assert_eq!(tally.count(verb, resource), 0, "{verb} {resource}: {table:?}");
     }
