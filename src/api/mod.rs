@@ -13,6 +13,7 @@ mod mode;
 mod pricing;
 mod quantity;
 mod reference;
+mod rules;
 mod storage;
 mod sweep;
 
@@ -25,6 +26,7 @@ pub use mode::*;
 pub use pricing::*;
 pub use quantity::{BadQuantity, parse_bytes};
 pub use reference::reference_markdown;
+pub use rules::broken_rules;
 pub use storage::{ByteRange, InputOverrides, ObjectStoreRef, PvcSink};
 pub use sweep::*;
 

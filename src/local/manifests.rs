@@ -128,21 +128,21 @@ impl Manifests {
                 &mut self.batches,
                 "Batch",
                 key,
-                yaml::parse(value, &origin, "Batch")?,
+                yaml::parse_ours(value, &origin, "Batch")?,
                 origin,
             ),
             ("llmbatch.io/v1alpha1", "BatchSweep") => insert(
                 &mut self.sweeps,
                 "BatchSweep",
                 key,
-                yaml::parse(value, &origin, "BatchSweep")?,
+                yaml::parse_ours(value, &origin, "BatchSweep")?,
                 origin,
             ),
             ("llmbatch.io/v1alpha1", "BatchGateway") => insert(
                 &mut self.gateways,
                 "BatchGateway",
                 key,
-                yaml::parse(value, &origin, "BatchGateway")?,
+                yaml::parse_ours(value, &origin, "BatchGateway")?,
                 origin,
             ),
             ("v1", "ConfigMap") => insert(
@@ -180,7 +180,7 @@ impl Manifests {
                 "{origin}: PriceList field metadata.name {problem}, as the API server requires"
             )));
         }
-        let list: PriceList = yaml::parse(value, &origin, "PriceList")?;
+        let list: PriceList = yaml::parse_ours(value, &origin, "PriceList")?;
         if let Some(first) = self.price_lists.get(&name) {
             return Err(ManifestError(format!(
                 "{origin}: PriceList {name} is defined twice (first in {})",

@@ -44,6 +44,23 @@ pub(super) fn parse<T: DeserializeOwned>(
     }
 }
 
+/// Reads one of our kinds as [`parse`] does, then checks it as the API server would: the CRD's
+/// patterns, bounds and CEL rules (`kubectl apply` refuses what breaks one; so does `run -f`,
+/// before anything is sent).
+pub(super) fn parse_ours<K: DeserializeOwned + kube::CustomResourceExt + serde::Serialize>(
+    value: serde_yaml::Value,
+    origin: &Origin,
+    kind: &str,
+) -> Result<K, ManifestError> {
+    let object: K = parse(value, origin, kind)?;
+    match crate::api::broken_rules(&object).first() {
+        None => Ok(object),
+        Some(broken) => Err(ManifestError(format!(
+            "{origin}: {kind} field {broken} (the API server refuses it too)"
+        ))),
+    }
+}
+
 /// `spec.input.requests[0].body` from what `serde_ignored` reports (bounded by [`MAX_DEPTH`]).
 fn field_path(path: &serde_ignored::Path<'_>) -> String {
     use serde_ignored::Path;

@@ -719,3 +719,26 @@ fn adoption_after_a_crash_finds_the_attempts_file_and_batch_behind_500_newer_one
     assert_eq!(sim.count_ok("POST", "/v1/files"), NEWER + 1);
     assert_eq!(sim.count_ok("POST", "/v1/batches"), NEWER + 1);
 }
+
+/// Every manifest the API server refuses (the shared list) is refused by `run -f` too, before
+/// anything is sent: exit 2, the message naming the same field or rule, no connection to the
+/// gateway the files name.
+#[test]
+fn run_f_refuses_what_the_api_server_refuses() {
+    let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    gateway.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/v1", gateway.local_addr().unwrap());
+    for case in common::rejected::manifests() {
+        let ws = Workspace::new();
+        let gw = format!(
+            "apiVersion: llmbatch.io/v1alpha1\nkind: BatchGateway\nmetadata: {{name: gw}}\nspec: {{url: \"{url}\"}}\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\ndata: {{k: \"{{}}\"}}\n---\n"
+        );
+        ws.write("rejected.yaml", &format!("{gw}{}\n", case.object));
+        let output = ws.run(&["rejected.yaml"]);
+        assert_eq!(output.status.code(), Some(2), "{}: {}", case.name, text(&output));
+        assert!(text(&output).contains(case.says), "{}: {}", case.name, text(&output));
+    }
+    let contacted = gateway.accept();
+    assert!(contacted.is_err(), "run -f connected to the gateway: {contacted:?}");
+}

@@ -234,7 +234,7 @@ fn max_attempts_out_of_range_is_named_and_nothing_is_sent() {
     let output = ws.run(&["sweep.yaml", "gateway.yaml"]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(
-        text(&output).contains("spec.retry.maxAttempts is 0"),
+        text(&output).contains("spec.retry.maxAttempts: 0 must be greater than or equal to 1"),
         "{}",
         text(&output)
     );
@@ -252,7 +252,11 @@ fn parallelism_0_is_named_and_nothing_is_sent() {
     ws.write("gateway.yaml", &gateway_manifests(&sim.base_url, KEY, &[]));
     let output = ws.run(&["sweep.yaml", "gateway.yaml"]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-    assert!(text(&output).contains("spec.parallelism is 0"), "{}", text(&output));
+    assert!(
+        text(&output).contains("spec.parallelism: 0 must be greater than or equal to 1"),
+        "{}",
+        text(&output)
+    );
     assert!(sim.journal().is_empty(), "nothing goes upstream");
 }
 

@@ -251,6 +251,7 @@ pub mod e2e;
 pub mod faults;
 pub mod hostile;
 pub mod kubelet;
+pub mod rejected;
 pub mod requests;
 pub mod s3;
 pub mod tools;
