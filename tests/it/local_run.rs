@@ -19,17 +19,54 @@ fn setup(sim: &Simulator, name: &str, lines: usize, extra_spec: &str) -> Workspa
     ws
 }
 
+/// The README's Quickstart: its first command's `run -f` files, and the lines it shows that
+/// carry no id, port or path of a particular run.
+fn readme_quickstart() -> (Vec<String>, Vec<String>) {
+    let readme = std::fs::read_to_string(common::repo_path("README.md")).unwrap();
+    let quickstart = readme.split("## Quickstart").nth(1).expect("a Quickstart section");
+    let command = quickstart
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.lines().next())
+        .unwrap();
+    let args = command.split('#').next().unwrap().trim();
+    let files = args
+        .strip_prefix("cargo run -- run -f ")
+        .unwrap_or_else(|| panic!("the Quickstart's first command is not `cargo run -- run -f`: {command}"))
+        .split(" -f ")
+        .map(|f| common::repo_path(f.trim()))
+        .collect();
+    let shown = quickstart.split("\n```\n").nth(2).expect("the output block");
+    let stable = shown
+        .lines()
+        .filter(|l| {
+            l.starts_with("default/") && !l.contains("batch_") && !l.contains("attempt") && !l.contains("results in")
+        })
+        .map(str::to_string)
+        .collect();
+    (files, stable)
+}
+
 #[test]
 fn quickstart_runs_on_the_builtin_simulator() {
     let ws = Workspace::new();
-    let quickstart = common::repo_path("examples/quickstart");
-    let output = ws.run(&[&quickstart]);
+    let (files, shown) = readme_quickstart();
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    let output = ws.run(&files);
     assert!(output.status.success(), "{}", text(&output));
     assert!(
         text(&output).contains("using the built-in simulator"),
         "{}",
         text(&output)
     );
+    assert!(shown.len() >= 3, "the README shows the run's lines: {shown:?}");
+    for line in &shown {
+        assert!(
+            text(&output).contains(line.as_str()),
+            "the README shows {line:?}; the run printed:\n{}",
+            text(&output)
+        );
+    }
     let lines = ws.lines("ticket-triage", "output.jsonl");
     assert_eq!(lines.len(), 20);
     assert!(lines.iter().all(|l| l["response"]["status_code"] == 200));
