@@ -258,7 +258,7 @@ async fn prepared_input(args: &DirectArgs) -> anyhow::Result<Result<Input, Strin
     let shaped = args.byte_range.is_some() || rewrite.model.is_some() || rewrite.custom_id_prefix.is_some();
     let (source, bytes) = match (&args.input, &args.input_env) {
         (Some(path), _) if !shaped => {
-            let report = jsonl::validate_reader(tokio::fs::File::open(path).await?, &args.endpoint, no_limit).await?;
+            let report = jsonl::validate_file(path, &args.endpoint, no_limit).await?;
             return Ok(match report.is_valid() {
                 true => Ok(Input::File {
                     path: path.clone(),

@@ -42,10 +42,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let report = if args.file.as_os_str() == "-" {
         jsonl::validate_reader(tokio::io::stdin(), &args.endpoint, limits).await
     } else {
-        match tokio::fs::File::open(&args.file).await {
-            Ok(file) => jsonl::validate_reader(file, &args.endpoint, limits).await,
-            Err(e) => Err(e),
-        }
+        jsonl::validate_file(&args.file, &args.endpoint, limits).await
     };
     let report = match report {
         Ok(report) => report,

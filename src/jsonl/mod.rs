@@ -47,7 +47,7 @@ pub use prepare::{Preparer, prepare_bytes};
 pub use report::{Limits, Problem, Report, Summary};
 pub use rewrite::Rewrite;
 pub use slice::{LineAlignedSlice, aligned_range, read_start};
-pub use validator::{DEFAULT_PROBLEM_CAP, Validator, validate_bytes, validate_reader};
+pub use validator::{DEFAULT_PROBLEM_CAP, Validator, validate_bytes, validate_file, validate_reader};
 
 /// Batch endpoints whose request lines this module validates.
 pub const SUPPORTED_ENDPOINTS: &[&str] = &[

@@ -414,3 +414,20 @@ fn estimated_tokens_count_the_text_and_the_output_ceiling() {
         "a ceiling that is not a number counts nothing"
     );
 }
+
+#[tokio::test]
+async fn a_file_read_in_blocks_reports_as_its_bytes_do() {
+    // 3.9 MB: lines cross the 1 MiB block boundaries; one of them is broken.
+    let mut lines: Vec<String> = (0..30_000).map(|i| line(&format!("r{i}"), "m")).collect();
+    lines[20_000] = "{not json".into();
+    let data = file(&lines);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("input.jsonl");
+    std::fs::write(&path, &data).unwrap();
+    let from_file = validate_file(&path, CHAT, Limits::default()).await.unwrap();
+    let from_bytes = validate_with(data.as_bytes(), Limits::default());
+    assert_eq!(from_file.summary.requests, from_bytes.summary.requests);
+    assert_eq!(from_file.summary.bytes, data.len() as u64);
+    assert_eq!(from_file.problem_count, 1);
+    assert_eq!(from_file.render(10), from_bytes.render(10));
+}

@@ -11,6 +11,8 @@ pub const DEFAULT_PROBLEM_CAP: usize = 1000;
 
 /// Size of the reads [`validate_reader`] makes.
 const READ_CHUNK: usize = 64 * 1024;
+/// Size of the reads [`validate_file`] makes: large blocks, few system calls.
+const FILE_BLOCK: usize = 1024 * 1024;
 
 /// Push-based streaming validator of an OpenAI batch input file: feed arbitrary chunks (lines
 /// may span chunks), then [`finish`](Validator::finish).
@@ -128,6 +130,28 @@ pub fn validate_bytes(bytes: &[u8], endpoint: &str, limits: Limits) -> Report {
     let mut validator = Validator::new(endpoint, limits);
     validator.feed(bytes);
     validator.finish()
+}
+
+/// Validates a local file in one blocking pass (std reads of [`FILE_BLOCK`], on a thread of the
+/// blocking pool): an async file read hops to that pool and back for every block, which cost
+/// as much system time as the validation itself.
+pub async fn validate_file(path: &std::path::Path, endpoint: &str, limits: Limits) -> std::io::Result<Report> {
+    let (path, endpoint) = (path.to_path_buf(), endpoint.to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path)?;
+        let mut validator = Validator::new(&endpoint, limits);
+        let mut block = vec![0u8; FILE_BLOCK];
+        loop {
+            match std::io::Read::read(&mut file, &mut block) {
+                Ok(0) => return Ok(validator.finish()),
+                Ok(n) => validator.feed(&block[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Validates everything `reader` yields, reading it in 64 KiB chunks.
