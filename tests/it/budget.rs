@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::apiserver::{admin_client, fresh_namespace};
 use common::cluster::{RunningController, simulator_json};
-use common::{Simulator, Workspace, batch_manifests, object, text, wait_until};
+use common::{Simulator, Workspace, batch_manifests, condition, object, text, wait_until};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -394,15 +394,6 @@ fn run_bounded(ws: &Workspace, files: &[&str]) -> std::process::Output {
     );
     let status = status.unwrap_or_else(|| panic!("run -f had not ended after 120 s:\n{said}"));
     std::process::Output { status, stdout, stderr }
-}
-
-fn condition<'a>(status: &'a serde_yaml::Value, type_: &str) -> &'a serde_yaml::Value {
-    status["conditions"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == type_)
-        .unwrap_or_else(|| panic!("no {type_} condition: {status:?}"))
 }
 
 fn yaml_decimal(value: &serde_yaml::Value) -> Decimal {

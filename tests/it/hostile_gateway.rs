@@ -10,7 +10,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::hostile::{Hostile, Mode};
-use common::{Workspace, batch_manifests, chat_lines, gateway_manifests, text};
+use common::{Workspace, batch_manifests, chat_lines, condition, gateway_manifests, text};
 
 const KEY: &str = "sk-hostile-0123456789abcdef";
 const HEADER_SECRET: &str = "hdr-secret-0123456789";
@@ -268,16 +268,6 @@ fn run_lied_to(mode: Mode) -> (Workspace, serde_yaml::Value, String) {
     let (output, _) = run_measured(&ws, &[]);
     let status = ws.status_yaml("b");
     (ws, status, text(&output))
-}
-
-/// The condition of `type_` in `status`.
-fn condition<'a>(status: &'a serde_yaml::Value, type_: &str) -> &'a serde_yaml::Value {
-    status["conditions"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == type_)
-        .unwrap_or_else(|| panic!("no {type_} condition in {status:?}"))
 }
 
 /// `(total, completed, failed)` of a requestCounts.

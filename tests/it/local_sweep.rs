@@ -6,7 +6,7 @@ use crate::common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::s3::{ACCESS_KEY, SECRET_KEY, SeaweedFs};
-use common::{Simulator, Workspace, chat_lines, gateway_manifests, text};
+use common::{Simulator, Workspace, chat_lines, condition, gateway_manifests, text};
 
 const KEY: &str = "sk-test-sweep-0123456789";
 
@@ -258,14 +258,6 @@ fn parallelism_0_is_named_and_nothing_is_sent() {
         text(&output)
     );
     assert!(sim.journal().is_empty(), "nothing goes upstream");
-}
-
-/// The condition of `type_` in a status.
-fn condition<'a>(status: &'a serde_yaml::Value, type_: &str) -> &'a serde_yaml::Value {
-    status["conditions"]
-        .as_sequence()
-        .and_then(|all| all.iter().find(|c| c["type"] == type_))
-        .unwrap_or_else(|| panic!("no {type_} condition: {status:?}"))
 }
 
 #[test]

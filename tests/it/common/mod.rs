@@ -19,6 +19,14 @@ pub fn repo_path(relative: &str) -> String {
     format!("{}/{relative}", std::env::var("CARGO_MANIFEST_DIR").unwrap())
 }
 
+/// The condition of `type_` in a status written by `run -f` (status.yaml).
+pub fn condition<'a>(status: &'a serde_yaml::Value, type_: &str) -> &'a serde_yaml::Value {
+    status["conditions"]
+        .as_sequence()
+        .and_then(|all| all.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition: {status:?}"))
+}
+
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_llm-batch-operator"))
 }
