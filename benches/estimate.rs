@@ -74,17 +74,10 @@ fn main() -> anyhow::Result<()> {
 
 /// Short chat lines (about 170 bytes) until `bytes` is reached.
 fn write_short_lines(path: &Path, bytes: u64) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let (mut written, mut i) = (0u64, 0u64);
-    while written < bytes {
-        i += 1;
-        let line = format!(
+    support::write_lines(path, bytes, |i| {
+        format!(
             "{{\"custom_id\":\"{i}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"ticket {i}: refund please\"}}],\"max_tokens\":5}}}}\n"
-        );
-        out.write_all(line.as_bytes())?;
-        written += line.len() as u64;
-    }
-    out.flush()?;
+        )
+    })?;
     Ok(())
 }

@@ -64,15 +64,22 @@ pub fn vm_hwm_kib(status: &str) -> Option<u64> {
 /// Chat request lines of about 4.2 KB (200 MB stays under OpenAI's 50,000 requests per batch)
 /// until `bytes` is reached; returns the line count.
 pub fn write_chat_jsonl(path: &std::path::Path, bytes: u64) -> anyhow::Result<u64> {
+    let filler = "The customer writes that the parcel arrived damaged and asks for a replacement. ".repeat(50);
+    write_lines(path, bytes, |i| {
+        format!(
+            "{{\"custom_id\":\"req-{i}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{\"model\":\"gpt-4o-mini\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"{filler}\"}}]}}}}\n"
+        )
+    })
+}
+
+/// Lines `line(1)`, `line(2)`, ... until `bytes` is reached; returns the line count.
+pub fn write_lines(path: &std::path::Path, bytes: u64, line: impl Fn(u64) -> String) -> anyhow::Result<u64> {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let filler = "The customer writes that the parcel arrived damaged and asks for a replacement. ".repeat(50);
     let (mut written, mut i) = (0u64, 0u64);
     while written < bytes {
         i += 1;
-        let line = format!(
-            "{{\"custom_id\":\"req-{i}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{\"model\":\"gpt-4o-mini\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"{filler}\"}}]}}}}\n"
-        );
+        let line = line(i);
         out.write_all(line.as_bytes())?;
         written += line.len() as u64;
     }
