@@ -45,11 +45,11 @@ pub struct Context {
     caches: RwLock<Arc<Caches>>,
     sweep_writes: Mutex<HashMap<String, super::sweep::Written>>,
     /// When each sweep's figures were last written (only those written within the interval).
-    figures_written: Mutex<HashMap<String, Instant>>,
+    figures_written: LastTimes,
     backoff: Backoff,
     gateways: Mutex<HashMap<String, KnownGateway>>,
     ledgers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<super::admission::Ledger>>>>,
-    polled: Mutex<HashMap<String, Instant>>,
+    polled: LastTimes,
     /// Batches whose finish was counted in the metrics (a stale cache can replay the last step).
     finished: Mutex<HashSet<String>>,
     /// Events published per Batch (reason and note), so a replayed step does not repeat one.
@@ -102,11 +102,11 @@ impl Context {
             object_stores: Default::default(),
             caches: RwLock::default(),
             sweep_writes: Mutex::default(),
-            figures_written: Mutex::default(),
+            figures_written: LastTimes::default(),
             backoff: Backoff::default(),
             gateways: Mutex::default(),
             ledgers: Mutex::default(),
-            polled: Mutex::default(),
+            polled: LastTimes::default(),
             finished: Mutex::default(),
             said: Mutex::default(),
             reconciles: AtomicU64::new(0),
@@ -234,34 +234,24 @@ impl Context {
     /// How long until sweep `key`'s figures may be written again, at most every `interval`
     /// (zero: now).
     pub fn figures_wait(&self, key: &str, interval: Duration) -> Duration {
-        let written = self.figures_written.lock().expect("figures lock");
-        written
-            .get(key)
-            .map_or(Duration::ZERO, |at| interval.saturating_sub(at.elapsed()))
+        self.figures_written.wait(key, interval)
     }
 
     /// Records a write of sweep `key`'s status; writes older than `interval` are forgotten,
     /// so only sweeps written within it are kept.
     pub fn figures_written(&self, key: &str, interval: Duration) {
-        let mut written = self.figures_written.lock().expect("figures lock");
-        written.retain(|_, at| at.elapsed() < interval);
-        written.insert(key.to_string(), Instant::now());
+        self.figures_written.forget_older_than(interval);
+        self.figures_written.record(key);
     }
 
     /// How long until a poll of this object is due (zero when due now).
     pub fn poll_wait(&self, key: &str, interval: Duration) -> Duration {
-        let polled = self.polled.lock().expect("poll lock");
-        polled
-            .get(key)
-            .map_or(Duration::ZERO, |at| interval.saturating_sub(at.elapsed()))
+        self.polled.wait(key, interval)
     }
 
     /// Records a poll of this object.
     pub fn polled(&self, key: &str) {
-        self.polled
-            .lock()
-            .expect("poll lock")
-            .insert(key.to_string(), Instant::now());
+        self.polled.record(key);
     }
 
     /// True the first time this object's finish is reported (so metrics count it once).
@@ -292,7 +282,7 @@ impl Context {
     pub fn forget(&self, key: &str) {
         self.said.lock().expect("said lock").remove(key);
         self.reset_backoff(key);
-        self.polled.lock().expect("poll lock").remove(key);
+        self.polled.forget(key);
         self.finished.lock().expect("finished lock").remove(key);
     }
 
@@ -314,6 +304,35 @@ impl Context {
 
 /// Per-object exponential backoff (kube-runtime has none built in): 2 s, 4 s, ... up to 5 min,
 /// reset on success.
+/// When something last happened to each object (a poll, a status write), to space the next.
+#[derive(Default)]
+struct LastTimes(Mutex<HashMap<String, Instant>>);
+
+impl LastTimes {
+    /// How long until `interval` has passed since `key`'s last time (zero: now, or never).
+    fn wait(&self, key: &str, interval: Duration) -> Duration {
+        let times = self.0.lock().expect("times lock");
+        times
+            .get(key)
+            .map_or(Duration::ZERO, |at| interval.saturating_sub(at.elapsed()))
+    }
+
+    fn record(&self, key: &str) {
+        self.0
+            .lock()
+            .expect("times lock")
+            .insert(key.to_string(), Instant::now());
+    }
+
+    fn forget(&self, key: &str) {
+        self.0.lock().expect("times lock").remove(key);
+    }
+
+    fn forget_older_than(&self, age: Duration) {
+        self.0.lock().expect("times lock").retain(|_, at| at.elapsed() < age);
+    }
+}
+
 #[derive(Default)]
 struct Backoff {
     failures: Mutex<HashMap<String, u32>>,
