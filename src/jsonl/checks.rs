@@ -136,9 +136,10 @@ impl LineChecker {
                 self.problems.add(n, Some(FIELD), format_args!("custom_id is empty"));
             }
             Some(Scalar::Str(id)) => {
-                self.id_digest.add(id.as_bytes());
+                let hash = self.id_digest.hash(id.as_bytes());
+                self.id_digest.add_hash(hash);
                 if self.unique_ids
-                    && let Err(first) = self.ids.insert(&id, n)
+                    && let Err(first) = self.ids.insert(&id, hash, n)
                 {
                     let msg = format_args!("custom_id {} is a duplicate of line {first}", Quoted(&id));
                     self.problems.add(n, Some(FIELD), msg);

@@ -168,14 +168,13 @@ impl Estimator {
     /// Counts one request line.
     pub(crate) fn add(&mut self, request: Request<'_>) {
         let tally = match request.model {
-            Some(model) => match self.models.contains_key(model) || self.models.len() < MAX_DISTINCT_MODELS {
-                true => self
-                    .models
-                    .entry(model.to_owned())
-                    .or_insert_with(|| Tally::for_model(model)),
-                false => &mut self.rest,
-            },
-            None => &mut self.rest,
+            // Looked up before an entry is made: an entry takes an owned key, one allocation per line.
+            Some(model) if self.models.contains_key(model) => self.models.get_mut(model).expect("just found"),
+            Some(model) if self.models.len() < MAX_DISTINCT_MODELS => self
+                .models
+                .entry(model.to_owned())
+                .or_insert_with(|| Tally::for_model(model)),
+            _ => &mut self.rest,
         };
         tally.tally(&request);
         let bytes = request.text.len() as u64;
