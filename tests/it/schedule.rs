@@ -336,3 +336,51 @@ async fn after_three_hours_down_exactly_one_catch_up_run_starts() {
     assert_eq!(s.batches_created().await, 2, "one catch-up run, no burst");
     controller.stop().await;
 }
+
+/// `run -f --at`: the schedule's run for that time, once, on the built-in simulator; its
+/// placeholders are the scheduled time in the schedule's zone (here already the next day).
+#[test]
+fn run_f_at_runs_the_templated_batch_once_for_that_time() {
+    let ws = common::Workspace::new();
+    let lines: String = common::chat_lines(4).lines().map(|l| format!("    {l}\n")).collect();
+    ws.write(
+        "nightly.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: tickets-2026-02-01\ndata:\n  batch.jsonl: |\n{lines}---\n\
+             apiVersion: llmbatch.io/v1alpha1\nkind: BatchSchedule\nmetadata:\n  name: nightly\nspec:\n  \
+             schedule: \"30 8 * * *\"\n  timeZone: Asia/Tokyo\n  batchTemplate:\n    gatewayRef:\n      name: gw\n    \
+             endpoint: /v1/chat/completions\n    input:\n      configMap:\n        name: tickets-${{date}}\n        key: batch.jsonl\n"
+        ),
+    );
+    // 23:40 UTC on 31 January is 08:40 on 1 February in Tokyo: the 08:30 run of that day.
+    let scheduled: Timestamp = "2026-01-31T23:30:00Z".parse().unwrap();
+    let run = run_name("nightly", scheduled);
+    let once = |at: &str| ws.run_command(&["nightly.yaml"]).args(["--at", at]).output().unwrap();
+    let output = once("2026-01-31T23:40:00Z");
+    assert!(output.status.success(), "{}", common::text(&output));
+    assert!(
+        common::text(&output).contains(&format!("running {run}, scheduled for 2026-01-31T23:30:00Z")),
+        "{}",
+        common::text(&output)
+    );
+    assert_eq!(ws.status_yaml(&run)["phase"], "Succeeded");
+    assert_eq!(ws.lines(&run, "output.jsonl").len(), 4);
+
+    // The same time in the zone's own words is the same run: resumed, not run again.
+    let again = once("2026-02-01T08:59");
+    assert!(again.status.success(), "{}", common::text(&again));
+    assert!(
+        !common::text(&again).contains("using the built-in simulator"),
+        "nothing left to send: {}",
+        common::text(&again)
+    );
+    assert_eq!(ws.status_yaml(&run)["phase"], "Succeeded");
+
+    let bad = once("yesterday");
+    assert_eq!(bad.status.code(), Some(2), "{}", common::text(&bad));
+    assert!(
+        common::text(&bad).contains("--at \"yesterday\""),
+        "{}",
+        common::text(&bad)
+    );
+}
