@@ -59,6 +59,8 @@ pub struct Aligned {
     strays: Vec<Place>,
     max_line: usize,
     buf: Vec<u8>,
+    /// Where fetched files are, kept while they are read.
+    _fetched: Option<std::sync::Arc<super::source::Fetched>>,
 }
 
 impl Aligned {
@@ -86,6 +88,7 @@ impl Aligned {
             strays: Vec::new(),
             max_line,
             buf: Vec::new(),
+            _fetched: files.fetched.clone(),
         })
     }
 
@@ -270,6 +273,7 @@ mod tests {
             output: write("output.jsonl", output),
             errors: write("errors.jsonl", errors),
             status: None,
+            fetched: None,
         }
     }
 

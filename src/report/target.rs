@@ -14,6 +14,7 @@ use super::source::Source;
 use std::io::Read;
 
 use crate::api::{BatchInput, BatchSweepSpec, Endpoint, GatewayLimits, SweepPlan};
+use crate::io::object_storage::ObjectLocation;
 use crate::jsonl::ChunkPlanner;
 use crate::local::Manifests;
 use crate::pricing::Prices;
@@ -50,8 +51,15 @@ pub struct Part {
     pub model: Option<String>,
     /// Prepended to every input custom_id in the results.
     pub prefix: String,
-    /// Names of the attempts, first to last (follow-ups `<name>-r1`, ... under `spec.retry`).
-    pub attempts: Vec<String>,
+    /// The attempts, first to last (follow-ups `<name>-r1`, ... under `spec.retry`).
+    pub attempts: Vec<Attempt>,
+}
+
+/// One attempt of a part: a Batch of its own.
+pub struct Attempt {
+    pub name: String,
+    /// Its `spec.output.objectStore` prefix, when its results went there.
+    pub objects: Option<ObjectLocation>,
 }
 
 /// The input the results are joined with.
@@ -129,6 +137,13 @@ fn batch(
     let spec = &located.object.spec;
     let at = format!("{} Batch {namespace}/{name}", located.origin);
     let overrides = spec.input.overrides.clone().unwrap_or_default();
+    let objects = match spec.output.as_ref().and_then(|o| o.object_store.as_ref()) {
+        Some(reference) => Some(
+            crate::local::object_location(manifests, namespace, reference, "spec.output.objectStore")
+                .map_err(|e| ReportError::Input(format!("{at}: {e}")))?,
+        ),
+        None => None,
+    };
     Ok(Target {
         kind: "Batch",
         namespace: namespace.to_string(),
@@ -142,7 +157,10 @@ fn batch(
                 name: name.to_string(),
                 model: overrides.model.clone(),
                 prefix: overrides.custom_id_prefix.clone().unwrap_or_default(),
-                attempts: vec![name.to_string()],
+                attempts: vec![Attempt {
+                    name: name.to_string(),
+                    objects,
+                }],
             }],
         }],
         prices: prices(manifests, namespace, &spec.gateway_ref.name, &at)?,
@@ -186,15 +204,37 @@ fn sweep(
             }
         },
     };
+    // One client for every child's prefix (a client per child would cost one each).
+    let base = match spec.template.output.as_ref().and_then(|o| o.object_store.as_ref()) {
+        Some(reference) => Some(
+            crate::local::object_location(manifests, namespace, reference, "spec.template.output.objectStore")
+                .map_err(|e| ReportError::Input(format!("{at}: {e}")))?,
+        ),
+        None => None,
+    };
     let mut groups: Vec<Group> = Vec::new();
     for child in children {
         let mut attempts = Vec::new();
         for attempt in 1..=spec.max_attempts() {
-            let attempt_name = crate::sweep::attempt_name(&child.name, attempt);
-            if attempt > 1 && source.batch(namespace, &attempt_name)?.is_none() {
+            let plan = if attempt == 1 {
+                child.clone()
+            } else {
+                child.follow_up(attempt)
+            };
+            if attempt > 1 && !source.has_batch(namespace, &plan.name)? {
                 break;
             }
-            attempts.push(attempt_name);
+            let objects = match (&base, plan.batch_spec(name, spec).output.and_then(|o| o.object_store)) {
+                (Some(base), Some(own)) => Some(
+                    base.elsewhere(&own.url)
+                        .map_err(|e| ReportError::Input(format!("{at}: {e}")))?,
+                ),
+                _ => None,
+            };
+            attempts.push(Attempt {
+                name: plan.name,
+                objects,
+            });
         }
         let part = Part {
             name: child.name.clone(),

@@ -89,8 +89,8 @@ impl Walk<'_> {
 
     fn chain(&self, part: &Part) -> Result<Chain, ReportError> {
         let mut attempts = Vec::new();
-        for name in &part.attempts {
-            match self.source.batch(&self.target.namespace, name)? {
+        for attempt in &part.attempts {
+            match self.source.batch(&self.target.namespace, attempt)? {
                 Some(files) => attempts.push(Aligned::open(&files, self.max_line)?),
                 None => break,
             }
@@ -318,7 +318,9 @@ fn apply_key(key: &Regex, row: &mut Row) {
 }
 
 fn attempt_label(part: &Part, index: usize) -> String {
-    part.attempts.get(index).cloned().unwrap_or_else(|| part.name.clone())
+    part.attempts
+        .get(index)
+        .map_or_else(|| part.name.clone(), |a| a.name.clone())
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Output;
 
+use common::s3::{ACCESS_KEY, SECRET_KEY, SeaweedFs};
 use common::{Simulator, Workspace, chat_lines, gateway_manifests, text};
 
 const KEY: &str = "sk-test-report-0123456789";
@@ -16,6 +17,11 @@ const PROMPTS: usize = 30;
 /// A sweep over a ConfigMap of 30 prompts, chunks of 12, for two models; the gateway `gw`
 /// prices both (differently) and fails about one line in ten.
 fn run_sweep(ws: &Workspace, sim: &Simulator) {
+    run_sweep_with(ws, sim, "", "");
+}
+
+/// [`run_sweep`] with `template` added to the sweep's `spec.template` and `documents` to its file.
+fn run_sweep_with(ws: &Workspace, sim: &Simulator, template: &str, documents: &str) {
     let indented: String = chat_lines(PROMPTS).lines().map(|l| format!("    {l}\n")).collect();
     ws.write(
         "sweep.yaml",
@@ -23,7 +29,8 @@ fn run_sweep(ws: &Workspace, sim: &Simulator) {
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: prompts\ndata:\n  batch.jsonl: |\n{indented}---\n\
              apiVersion: llmbatch.io/v1alpha1\nkind: BatchSweep\nmetadata:\n  name: eval\nspec:\n  input:\n    configMap:\n      \
              name: prompts\n      key: batch.jsonl\n  chunk:\n    maxRequests: 12\n  matrix:\n    models: [model-a, model-b]\n  \
-             template:\n    gatewayRef:\n      name: gw\n    endpoint: /v1/chat/completions\n  parallelism: 6\n  maxFailedBatches: 6\n"
+             template:\n    gatewayRef:\n      name: gw\n    endpoint: /v1/chat/completions\n{template}  parallelism: 6\n  \
+             maxFailedBatches: 6\n{documents}"
         ),
     );
     let gateway = gateway_manifests(&sim.base_url, KEY, &[("x-sim-line-failure-rate", "0.1")]);
@@ -259,6 +266,78 @@ fn summary_cells(dom: &str) -> BTreeMap<String, BTreeMap<String, String>> {
             (unescape(&row[1]), cells)
         })
         .collect()
+}
+
+#[test]
+fn results_in_object_storage_are_fetched_and_joined_with_the_input() {
+    let s3 = SeaweedFs::start();
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    let endpoint = &s3.endpoint;
+    let template = format!(
+        "    output:\n      objectStore:\n        url: s3://test/eval/\n        endpoint: {endpoint}\n        secretRef:\n          name: s3\n"
+    );
+    let secret = format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s3\nstringData:\n  AWS_ACCESS_KEY_ID: {ACCESS_KEY}\n  \
+         AWS_SECRET_ACCESS_KEY: {SECRET_KEY}\n"
+    );
+    run_sweep_with(&ws, &sim, &template, &secret);
+    assert!(
+        s3.get("eval/model-a-c0000/output.jsonl").is_some(),
+        "{:?}",
+        s3.list("eval/")
+    );
+    // run -f keeps working copies beside each status.yaml: without them, the bucket is read.
+    for entry in std::fs::read_dir(ws.path().join("out/default")).unwrap() {
+        for file in ["output.jsonl", "errors.jsonl"] {
+            let _ = std::fs::remove_file(entry.as_ref().unwrap().path().join(file));
+        }
+    }
+
+    let scratch = ws.path().join("tmp");
+    std::fs::create_dir(&scratch).unwrap();
+    let output = common::bin()
+        .current_dir(ws.path())
+        .env("TMPDIR", &scratch)
+        .args([
+            "report",
+            "-f",
+            "sweep.yaml",
+            "-f",
+            "gateway.yaml",
+            "--out",
+            "out",
+            "--pivot",
+            "model",
+            "-o",
+            "pivot.csv",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(!text(&output).contains(SECRET_KEY), "the S3 secret leaked");
+    let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
+    assert!(left.is_empty(), "fetched files left behind: {left:?}");
+    let pivot = csv_records(&ws.path().join("pivot.csv"));
+    assert_eq!(pivot.len(), PROMPTS);
+    let mut answered = 0;
+    for row in &pivot {
+        for model in ["model-a", "model-b"] {
+            let status = row[&format!("{model}/status")].as_str();
+            assert!(["succeeded", "failed"].contains(&status), "{model}: {row:?}");
+            answered += usize::from(status == "succeeded" && !row[&format!("{model}/answer")].is_empty());
+        }
+    }
+    report(&ws, &["--summary", "-o", "summary.csv"]);
+    let summary = csv_records(&ws.path().join("summary.csv"));
+    let total = summary.iter().find(|r| r["model"] == "(total)").unwrap();
+    let status = ws.status_yaml("eval");
+    assert_eq!(
+        total["succeeded"],
+        status["requestCounts"]["completed"].as_u64().unwrap().to_string()
+    );
+    assert_eq!(total["succeeded"], answered.to_string());
+    assert_eq!(total["missing"], "0");
 }
 
 #[test]
