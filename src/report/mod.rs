@@ -40,6 +40,9 @@ pub enum ReportError {
     Input(String),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    /// Fetching results from object storage (a rerun may get past it).
+    #[error("{0}")]
+    Fetch(String),
     /// Writing the report.
     #[error("writing the report: {0}")]
     Output(String),
@@ -150,7 +153,8 @@ pub fn max_line() -> usize {
     usize::try_from(crate::gateway::ResponseLimits::default().line_bytes).unwrap_or(usize::MAX)
 }
 
-/// Runs `report`: exit 0 when written, 2 when the manifests, names or flags are wrong.
+/// Runs `report`: exit 0 when written, 2 when the manifests, names or flags are wrong, 1 when
+/// files could not be read or written.
 pub fn run(options: ReportOptions) -> anyhow::Result<ExitCode> {
     let out: Box<dyn Write> = match &options.output {
         Some(path) => Box::new(std::io::BufWriter::new(

@@ -145,14 +145,14 @@ fn fetch(prefix: &ObjectLocation, files: &mut BatchFiles) -> Result<(), ReportEr
 async fn download(location: &ObjectLocation, path: &Path, limit: u64) -> Result<bool, ReportError> {
     use futures::StreamExt;
     use tokio::io::AsyncWriteExt;
-    let failed = |e: crate::io::object_storage::StorageError| ReportError::Input(format!("{}: {e}", location.url));
+    let failed = |e: crate::io::object_storage::StorageError| ReportError::Fetch(format!("{}: {e}", location.url));
     let size = match location.size().await {
         Ok(size) => size,
         Err(e) if e.kind == StorageErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(failed(e)),
     };
     if size > limit {
-        return Err(ReportError::Input(format!(
+        return Err(ReportError::Fetch(format!(
             "{}: {size} bytes, more than a result file may hold ({limit})",
             location.url
         )));
@@ -162,7 +162,7 @@ async fn download(location: &ObjectLocation, path: &Path, limit: u64) -> Result<
         .map_err(|e| ReportError::io(path, e))?;
     let mut stream = location.read_from(0, None, size);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ReportError::Input(format!("{}: {e}", location.url)))?;
+        let chunk = chunk.map_err(|e| ReportError::Fetch(format!("{}: {e}", location.url)))?;
         file.write_all(&chunk).await.map_err(|e| ReportError::io(path, e))?;
     }
     file.flush().await.map_err(|e| ReportError::io(path, e))?;

@@ -200,6 +200,7 @@ fn sweep(
                     .map(|g| g.object.spec.limits.clone())
                     .unwrap_or_default();
                 let plan = replan(spec, &limits, input).map_err(|e| ReportError::Input(format!("{at}: {e}")))?;
+                check_plan(source, namespace, name, &plan, &at)?;
                 crate::sweep::plan_children(name, spec, &plan)
             }
         },
@@ -289,6 +290,44 @@ fn replan(spec: &BatchSweepSpec, limits: &GatewayLimits, input: &Input) -> Resul
     };
     let chunks = planner.finish().map_err(|e| format!("spec.input: {e}"))?;
     crate::sweep::plan_of(spec, size, &chunks).map_err(|e| e.to_string())
+}
+
+/// Fails when the chunks found again do not hold the requests `summary.json` says each child
+/// had: the input or the chunking changed since the sweep ran, and rows would be joined wrongly.
+fn check_plan(source: &Source, namespace: &str, name: &str, plan: &SweepPlan, at: &str) -> Result<(), ReportError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Counts {
+        total: u64,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Listed {
+        name: String,
+        chunk: u32,
+        request_counts: Counts,
+    }
+    #[derive(serde::Deserialize)]
+    struct Summary {
+        children: Vec<Listed>,
+    }
+    let Some(summary) = source.sweep_summary::<Summary>(namespace, name)? else {
+        return Ok(());
+    };
+    for child in summary.children {
+        let planned = plan.chunks.get(child.chunk as usize).map(|c| c.requests);
+        if child.request_counts.total > 0 && planned != Some(child.request_counts.total) {
+            return Err(ReportError::Input(format!(
+                "{at}: the input's chunk {} now holds {} requests, and {} ran {}: the input or the chunking \
+                 changed since the sweep ran",
+                child.chunk,
+                planned.map_or("no".to_string(), |n| n.to_string()),
+                child.name,
+                child.request_counts.total
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The children `summary.json` lists, without their byte ranges (for results read without the

@@ -150,6 +150,26 @@ fn a_two_model_sweep_pivots_to_a_row_per_prompt_and_sums_to_the_sweeps_status() 
         summary[0]["cost"], summary[1]["cost"],
         "model-b's prices are higher than model-a's"
     );
+
+    // An input edited since the run would join the wrong lines: refused, naming the chunk.
+    let edited: String = std::fs::read_to_string(ws.path().join("sweep.yaml"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("\"req-30\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    ws.write("sweep.yaml", &edited);
+    let refused = common::bin()
+        .current_dir(ws.path())
+        .args(["report", "-f", "sweep.yaml", "-f", "gateway.yaml", "--out", "out"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("chunk 2 now holds 5 requests, and eval-model-a-c0002 ran 6"),
+        "{}",
+        text(&refused)
+    );
 }
 
 #[test]
