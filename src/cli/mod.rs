@@ -103,7 +103,8 @@ Examples:
   llm-batch-operator report -f eval.yaml --out results/ --pivot model -o answers.csv
   llm-batch-operator report -f eval.yaml --out results/ --format html -o eval.html
   llm-batch-operator report -f eval.yaml --out results/ --summary --format markdown
-Exit codes: 0 written; 2 the files, names or flags are wrong (the message says which).";
+Exit codes: 0 written; 1 results could not be read or the report written; 2 the files, names
+or flags are wrong (the message says which).";
 
 const SINK_EXAMPLES: &str = "\
 Examples:
