@@ -15,6 +15,7 @@ pub mod local;
 pub mod net;
 pub mod pricing;
 pub mod report;
+pub mod schedule;
 pub mod simulator;
 pub mod steps;
 pub mod sweep;

@@ -3,11 +3,17 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use super::{Batch, BatchGateway, BatchSweep, PriceList};
+use super::{Batch, BatchGateway, BatchSchedule, BatchSweep, PriceList};
 
 /// Every CRD of the project, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![BatchGateway::crd(), Batch::crd(), BatchSweep::crd(), PriceList::crd()]
+    vec![
+        BatchGateway::crd(),
+        Batch::crd(),
+        BatchSweep::crd(),
+        PriceList::crd(),
+        BatchSchedule::crd(),
+    ]
 }
 
 /// All CRDs as one multi-document YAML stream (the content of `crds/`).

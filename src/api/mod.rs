@@ -14,6 +14,7 @@ mod pricing;
 mod quantity;
 mod reference;
 mod rules;
+mod schedule;
 mod storage;
 mod sweep;
 
@@ -27,6 +28,7 @@ pub use pricing::*;
 pub use quantity::{BadQuantity, parse_bytes};
 pub use reference::reference_markdown;
 pub use rules::broken_rules;
+pub use schedule::*;
 pub use storage::{ByteRange, InputOverrides, ObjectStoreRef, PvcSink};
 pub use sweep::*;
 

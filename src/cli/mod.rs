@@ -74,6 +74,8 @@ Examples:
   llm-batch-operator run -f examples/quickstart/
   # the same Batch against a real gateway: add a BatchGateway and its Secret to the files
   llm-batch-operator run -f batch.yaml -f gateway.yaml --out results/
+  # a BatchSchedule's run for 02:00 on 31 January (in its timeZone), once
+  llm-batch-operator run -f schedule.yaml -f gateway.yaml --at 2026-01-31T02:00
 
 Exit codes: 0 every Batch Succeeded; 1 a Batch ended Failed, Expired or Cancelled (or
 the run stopped early); 2 invalid manifests or input (nothing was sent); 130 interrupted.
@@ -148,6 +150,11 @@ pub struct RunArgs {
     /// No progress bars, only a line per state change.
     #[arg(long)]
     pub no_progress: bool,
+    /// Run each BatchSchedule once, for its latest scheduled time at or before this time:
+    /// RFC 3339 (2026-01-31T02:00:00Z), or without an offset (2026-01-31T02:00) in the
+    /// schedule's timeZone. Default: now.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
 }
 
 /// Flags of `crd`.
@@ -180,6 +187,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 pvc_root: args.pvc_root,
                 simulator: args.simulator,
                 progress: !args.no_progress,
+                at: args.at,
             })
             .await
         }

@@ -75,6 +75,15 @@ impl Caches {
         self.gateways.iter().find_map(|store| store.get(&key))
     }
 
+    /// The BatchSweeps of namespace `ns` that `keep` selects.
+    pub fn sweeps_where(&self, ns: &str, keep: impl Fn(&BatchSweep) -> bool) -> Vec<std::sync::Arc<BatchSweep>> {
+        self.sweeps
+            .iter()
+            .flat_map(|store| store.state())
+            .filter(|s| s.namespace().as_deref() == Some(ns) && keep(s))
+            .collect()
+    }
+
     /// The Batches of namespace `ns` that `keep` selects.
     pub fn batches_where(&self, ns: &str, keep: impl Fn(&Batch) -> bool) -> Vec<std::sync::Arc<Batch>> {
         self.batches

@@ -42,6 +42,11 @@ pub struct Context {
     pub fresh_attempts: crate::steps::FreshAttempts,
     /// Object-store clients, one per bucket and version of the Secret holding its keys.
     pub object_stores: crate::io::object_storage::OpenedStores,
+    /// The time schedules are reconciled at (a test sets it).
+    pub clock: super::Clock,
+    /// The latest scheduled time each schedule created a run for in this process (the cache
+    /// may not show the run yet).
+    scheduled: Mutex<HashMap<String, k8s_openapi::jiff::Timestamp>>,
     caches: RwLock<Arc<Caches>>,
     sweep_writes: Mutex<HashMap<String, super::sweep::Written>>,
     /// When each sweep's figures were last written (only those written within the interval).
@@ -100,6 +105,8 @@ impl Context {
             sweep_waiters: Waiters::default(),
             fresh_attempts: Default::default(),
             object_stores: Default::default(),
+            clock: super::Clock::system(),
+            scheduled: Mutex::default(),
             caches: RwLock::default(),
             sweep_writes: Mutex::default(),
             figures_written: LastTimes::default(),
@@ -129,6 +136,24 @@ impl Context {
     pub fn with_direct_progress_port(mut self, port: u16) -> Self {
         self.direct_progress = ProgressReader::new(port);
         self
+    }
+
+    /// This context, reading the time from `clock` for schedules.
+    pub fn with_clock(mut self, clock: super::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Remembers that schedule `key` created the run of `time`.
+    pub fn scheduled(&self, key: &str, time: k8s_openapi::jiff::Timestamp) {
+        let mut scheduled = self.scheduled.lock().expect("scheduled lock");
+        let latest = scheduled.entry(key.to_string()).or_insert(time);
+        *latest = (*latest).max(time);
+    }
+
+    /// The latest scheduled time schedule `key` created a run for in this process.
+    pub fn last_scheduled(&self, key: &str) -> Option<k8s_openapi::jiff::Timestamp> {
+        self.scheduled.lock().expect("scheduled lock").get(key).copied()
     }
 
     /// Counts a reconcile (any kind).
@@ -280,6 +305,7 @@ impl Context {
 
     /// Drops what is kept for a deleted object.
     pub fn forget(&self, key: &str) {
+        self.scheduled.lock().expect("scheduled lock").remove(key);
         self.said.lock().expect("said lock").remove(key);
         self.reset_backoff(key);
         self.polled.forget(key);

@@ -5,6 +5,7 @@ mod admission;
 mod batch;
 mod batch_driver;
 mod caches;
+mod clock;
 mod cluster_io;
 mod context;
 mod direct_job;
@@ -19,6 +20,7 @@ mod preflight;
 mod prices;
 mod pvc_sink;
 mod reattach;
+mod schedule;
 mod sweep;
 
 use std::collections::BTreeMap;
@@ -40,6 +42,7 @@ use kube::{Api, Client, ResourceExt};
 use caches::{Awaited, Caches};
 use tokio_util::sync::CancellationToken;
 
+pub use clock::Clock;
 pub use context::Context;
 pub use direct_progress::DEFAULT_PROGRESS_PORT;
 pub use error::Error;
@@ -49,7 +52,7 @@ pub use preflight::{
     required_rules,
 };
 
-use crate::api::{Batch, BatchGateway, BatchSweep};
+use crate::api::{Batch, BatchGateway, BatchSchedule, BatchSweep};
 
 /// The field manager of every write the controller makes.
 pub const MANAGER: &str = "llm-batch-operator";
@@ -201,6 +204,7 @@ struct Scope {
     batches: Watched<Batch>,
     gateways: Watched<BatchGateway>,
     sweeps: Controller<BatchSweep>,
+    schedules: Controller<BatchSchedule>,
     config_maps: BoxFuture<'static, ()>,
     wake_batches: UnboundedReceiver<ObjectRef<Batch>>,
     namespace: Option<String>,
@@ -214,15 +218,20 @@ impl Scope {
         let client = &context.client;
         let (wake_batch, wake_batches) = mpsc::unbounded();
         let (wake_sweep, wake_sweeps) = mpsc::unbounded();
+        let (wake_schedule, wake_schedules) = mpsc::unbounded();
         let batches = {
             let (store, writer) = reflector::store();
             let (ctx, wake_batch, wake_sweep) = (context.clone(), wake_batch.clone(), wake_sweep.clone());
+            let wake_schedule = wake_schedule.clone();
             let stream = lean_watch(scoped::<Batch>(client, ns))
                 .reflect(writer)
                 .touched_objects()
                 .inspect_ok(move |batch| {
-                    if let Some(sweep) = owning_sweep(batch) {
+                    if let Some(sweep) = owner::<BatchSweep>(batch) {
                         let _ = wake_sweep.unbounded_send(sweep);
+                    }
+                    if let Some(schedule) = owner::<BatchSchedule>(batch) {
+                        let _ = wake_schedule.unbounded_send(schedule);
                     }
                     if let Some(room) = Awaited::room_freed_by(batch) {
                         ctx.batch_waiters.wake(&room, &wake_batch);
@@ -266,20 +275,36 @@ impl Scope {
             let (store, writer) = reflector::store();
             let stream = lean_watch(scoped::<BatchSweep>(client, ns))
                 .reflect(writer)
-                .touched_objects();
+                .touched_objects()
+                .inspect_ok(move |sweep| {
+                    if let Some(schedule) = owner::<BatchSchedule>(sweep) {
+                        let _ = wake_schedule.unbounded_send(schedule);
+                    }
+                });
             Controller::for_stream(stream, store).reconcile_on(wake_sweeps)
+        };
+        // A schedule looks again when one of its runs changes, and when a test's clock moves.
+        let schedules = {
+            let (store, writer) = reflector::store();
+            let stream = lean_watch(scoped::<BatchSchedule>(client, ns))
+                .reflect(writer)
+                .touched_objects();
+            Controller::for_stream(stream, store)
+                .reconcile_on(wake_schedules)
+                .reconcile_all_on(context.clock.moves())
         };
         Scope {
             batches,
             gateways,
             sweeps,
+            schedules,
             config_maps,
             wake_batches,
             namespace: ns.map(str::to_string),
         }
     }
 
-    /// The three controllers and the ConfigMap watch, each ending with `stop`.
+    /// The four controllers and the ConfigMap watch, each ending with `stop`.
     fn run(self, context: &Arc<Context>, stop: &CancellationToken) -> Vec<BoxFuture<'static, ()>> {
         let (batch_stream, batch_store) = self.batches;
         let mut batches = Controller::for_stream(batch_stream, batch_store.clone())
@@ -329,6 +354,20 @@ impl Scope {
             .take_until(never_synced)
             .for_each(log_failure)
             .boxed();
+        let never_synced = unsynced_when_stopped(stop, self.schedules.store());
+        let schedules = self
+            .schedules
+            .graceful_shutdown_on(stop.clone().cancelled_owned())
+            .run(
+                |s, ctx| async move {
+                    instrument::measured("batchschedule", &ctx.clone(), schedule::reconcile(s, ctx)).await
+                },
+                schedule::error_policy,
+                context.clone(),
+            )
+            .take_until(never_synced)
+            .for_each(log_failure)
+            .boxed();
         let stop = stop.clone();
         let config_maps = async move {
             tokio::select! {
@@ -337,17 +376,17 @@ impl Scope {
             }
         }
         .boxed();
-        vec![batches, gateways, sweeps, config_maps]
+        vec![batches, gateways, sweeps, schedules, config_maps]
     }
 }
 
-/// The BatchSweep that owns `batch`, if any.
-fn owning_sweep(batch: &Batch) -> Option<ObjectRef<BatchSweep>> {
-    let owner = batch
+/// The object of kind `K` that controls `object`, if any.
+fn owner<K: kube::Resource<DynamicType = ()>>(object: &impl ResourceExt) -> Option<ObjectRef<K>> {
+    let owner = object
         .owner_references()
         .iter()
-        .find(|o| o.kind == "BatchSweep" && o.controller == Some(true))?;
-    Some(ObjectRef::new(&owner.name).within(&batch.namespace()?))
+        .find(|o| o.kind == K::kind(&()) && o.controller == Some(true))?;
+    Some(ObjectRef::new(&owner.name).within(&object.namespace()?))
 }
 
 /// Resolves when `stop` comes before the controller's cache has synced. kube-runtime's graceful

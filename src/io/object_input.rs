@@ -71,18 +71,16 @@ impl ObjectInput {
         }
         let mut source = self.location.read_from(self.read_offset(), self.likely_end(), size);
         let mut preparer = self.preparer();
-        let (mut out, mut digest) = (Vec::new(), Digest::default());
+        // The prepared bytes go straight into their digest: nothing else of them is kept.
+        let mut digest = Digest::default();
         while !preparer.is_done() {
             match source.next().await {
                 None => break,
-                Some(Ok(chunk)) => preparer.feed(&chunk, &mut out),
+                Some(Ok(chunk)) => preparer.feed(&chunk, &mut digest),
                 Some(Err(e)) => return Err(storage_error(e)),
             }
-            digest.add(&out);
-            out.clear();
         }
-        let report = preparer.finish(&mut out);
-        digest.add(&out);
+        let report = preparer.finish(&mut digest);
         Ok(match report.is_valid() {
             true => Checked::Valid(report, digest.value()),
             false => Checked::Invalid(format!(

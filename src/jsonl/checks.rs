@@ -4,7 +4,7 @@ use std::fmt;
 
 use super::estimate::{self, Estimator};
 use super::id_digest::IdDigest;
-use super::ids::CustomIds;
+use super::ids::{CustomIds, Duplicate};
 use super::lines::Line;
 use super::report::Problem;
 use super::request::{self, Body, ObjectOr, Request, Scalar};
@@ -35,6 +35,27 @@ impl Problems {
         if self.stored.len() < self.cap {
             self.stored.push(Problem::at_line(line, message.to_string(), field));
         }
+    }
+
+    /// Counts the duplicates (in line order) and stores the first of all problems by line: on
+    /// one line, the duplicate comes first, as custom_id is the first field checked.
+    fn merge_duplicates(&mut self, duplicates: &[Duplicate<'_>]) {
+        self.count += duplicates.len() as u64;
+        let as_problem = |d: &Duplicate<'_>| {
+            let message = format!("custom_id {} is a duplicate of line {}", Quoted(d.id), d.first);
+            Problem::at_line(d.line, message, Some("custom_id"))
+        };
+        let mut duplicates = duplicates.iter().take(self.cap).peekable();
+        let mut merged = Vec::with_capacity(self.cap.min(self.stored.len() + duplicates.len()));
+        for problem in std::mem::take(&mut self.stored) {
+            while let Some(d) = duplicates.next_if(|d| Some(d.line) <= problem.line) {
+                merged.push(as_problem(d));
+            }
+            merged.push(problem);
+        }
+        merged.extend(duplicates.map(as_problem));
+        merged.truncate(self.cap);
+        self.stored = merged;
     }
 }
 
@@ -136,12 +157,10 @@ impl LineChecker {
                 self.problems.add(n, Some(FIELD), format_args!("custom_id is empty"));
             }
             Some(Scalar::Str(id)) => {
-                self.id_digest.add(id.as_bytes());
-                if self.unique_ids
-                    && let Err(first) = self.ids.insert(&id, n)
-                {
-                    let msg = format_args!("custom_id {} is a duplicate of line {first}", Quoted(&id));
-                    self.problems.add(n, Some(FIELD), msg);
+                let hash = self.id_digest.hash(id.as_bytes());
+                self.id_digest.add_hash(hash);
+                if self.unique_ids {
+                    self.ids.add(&id, hash, n);
                 }
             }
             Some(other) => self.not_a_string(n, FIELD, &other),
@@ -194,6 +213,14 @@ impl LineChecker {
         if body.stream == Some(Scalar::Bool(true)) {
             let msg = format_args!("body.stream is true; streaming is not supported in a batch");
             self.problems.add(n, Some("body.stream"), msg);
+        }
+    }
+
+    /// Adds the duplicate custom_ids, known once every line is in, to the problems found line
+    /// by line, keeping them in line order.
+    pub(crate) fn add_duplicates(&mut self) {
+        if self.unique_ids {
+            self.problems.merge_duplicates(&self.ids.duplicates());
         }
     }
 

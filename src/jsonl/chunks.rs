@@ -6,7 +6,7 @@
 //! the first starts at 0, each next one where the previous ended, the last ends at the source's
 //! length. Blank lines ride along with the chunk they fall in and are not requests.
 
-use super::{Limits, LineSplitter, Preparer, Rewrite};
+use super::{Discard, Limits, LineSplitter, Preparer, Rewrite};
 
 /// Bytes of a line the planner looks at: enough to tell a blank line from a request.
 const PEEK: usize = 64;
@@ -109,7 +109,6 @@ impl ChunkPlanner {
                 max_bytes: limits.max_bytes,
             },
             preparer: None,
-            out: Vec::new(),
         });
         self
     }
@@ -223,8 +222,6 @@ struct Check {
     rewrite: Rewrite,
     limits: Limits,
     preparer: Option<Preparer>,
-    /// Prepared bytes of one line (counted by the preparer, then dropped).
-    out: Vec<u8>,
 }
 
 impl Check {
@@ -233,16 +230,14 @@ impl Check {
         let preparer = self
             .preparer
             .get_or_insert_with(|| Preparer::new(endpoint, limits, rewrite.clone()));
-        preparer.feed_line(line, &mut self.out);
-        self.out.clear();
+        preparer.feed_line(line, &mut Discard);
     }
 
     fn finish(&mut self) -> Result<CheckedChunk, ChunkError> {
         let Some(preparer) = self.preparer.take() else {
             return Err(ChunkError::Empty);
         };
-        let report = preparer.finish(&mut self.out);
-        self.out.clear();
+        let report = preparer.finish(&mut Discard);
         match report.is_valid() {
             true => Ok(CheckedChunk {
                 bytes: report.summary.bytes,

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
 use serde_json::Value;
@@ -33,10 +33,15 @@ const TOKENS_PER_MESSAGE: u64 = 3;
 const TOKENS_PER_REPLY: u64 = 3;
 /// Models tallied by name; further ones are summed under `(other)` at bytes / 4.
 const MAX_DISTINCT_MODELS: usize = 1024;
-/// Sampled lines waiting for the counting thread, in bytes.
+/// Sampled lines waiting for the counting thread, in bytes (each line's, plus
+/// [`SAMPLE_OVERHEAD`] for its bookkeeping).
 pub const MAX_QUEUED_BYTES: u64 = 2 << 20;
-/// Sampled lines waiting for the counting thread, in lines.
-const MAX_QUEUED_LINES: usize = 4096;
+/// What a waiting sample costs besides its text (its model's name, two allocations).
+const SAMPLE_OVERHEAD: u64 = 64;
+/// Sampled lines go to the thread in batches of this many bytes or [`BATCH_LINES`] lines: one
+/// wake-up of the thread per line cost more system time than validating the lines in between.
+const BATCH_BYTES: u64 = 64 << 10;
+const BATCH_LINES: usize = 256;
 
 /// The running estimate of one input.
 #[derive(Debug, Default)]
@@ -50,12 +55,17 @@ pub(crate) struct Estimator {
 /// The thread tokenizing sampled lines, and the lines waiting for it.
 #[derive(Debug)]
 struct Counting {
-    lines: SyncSender<Sample>,
+    lines: Sender<Vec<Sample>>,
+    /// Sampled lines not yet handed over.
+    batch: Vec<Sample>,
+    batch_bytes: u64,
+    /// Bytes of the samples in the batch and on their way (bounded by [`MAX_QUEUED_BYTES`]).
     queued: Arc<AtomicU64>,
     thread: JoinHandle<BTreeMap<String, u64>>,
 }
 
 /// A sampled line: its model's tally, how to count it, its text.
+#[derive(Debug)]
 struct Sample {
     model: String,
     counter: Counter,
@@ -168,14 +178,13 @@ impl Estimator {
     /// Counts one request line.
     pub(crate) fn add(&mut self, request: Request<'_>) {
         let tally = match request.model {
-            Some(model) => match self.models.contains_key(model) || self.models.len() < MAX_DISTINCT_MODELS {
-                true => self
-                    .models
-                    .entry(model.to_owned())
-                    .or_insert_with(|| Tally::for_model(model)),
-                false => &mut self.rest,
-            },
-            None => &mut self.rest,
+            // Looked up before an entry is made: an entry takes an owned key, one allocation per line.
+            Some(model) if self.models.contains_key(model) => self.models.get_mut(model).expect("just found"),
+            Some(model) if self.models.len() < MAX_DISTINCT_MODELS => self
+                .models
+                .entry(model.to_owned())
+                .or_insert_with(|| Tally::for_model(model)),
+            _ => &mut self.rest,
         };
         tally.tally(&request);
         let bytes = request.text.len() as u64;
@@ -314,47 +323,58 @@ pub fn add_estimates(into: &mut Vec<ModelEstimate>, from: &[ModelEstimate]) {
 
 impl Counting {
     fn start() -> Counting {
-        let (lines, receiver) = sync_channel(MAX_QUEUED_LINES);
+        let (lines, receiver) = channel();
         let queued = Arc::new(AtomicU64::new(0));
         let counted = queued.clone();
         let thread = std::thread::spawn(move || count(receiver, &counted));
-        Counting { lines, queued, thread }
+        Counting {
+            lines,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            queued,
+            thread,
+        }
     }
 
-    /// Hands a sampled line to the thread; false when too much already waits.
-    fn queue(&self, model: &str, counter: Counter, text: &str) -> bool {
-        let bytes = text.len() as u64;
+    /// Takes a sampled line for the thread; false when too much already waits.
+    fn queue(&mut self, model: &str, counter: Counter, text: &str) -> bool {
+        let bytes = text.len() as u64 + SAMPLE_OVERHEAD;
         if self.queued.fetch_add(bytes, Ordering::AcqRel) + bytes > MAX_QUEUED_BYTES {
             self.queued.fetch_sub(bytes, Ordering::AcqRel);
             return false;
         }
-        let sample = Sample {
+        self.batch.push(Sample {
             model: model.to_string(),
             counter,
             text: text.to_string(),
-        };
-        match self.lines.try_send(sample) {
-            Ok(()) => true,
-            Err(_) => {
-                self.queued.fetch_sub(bytes, Ordering::AcqRel);
-                false
-            }
+        });
+        self.batch_bytes += bytes;
+        if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_LINES {
+            self.hand_over();
         }
+        true
+    }
+
+    fn hand_over(&mut self) {
+        self.batch_bytes = 0;
+        // The thread only ends once this sender is dropped, so the send cannot fail.
+        let _ = self.lines.send(std::mem::take(&mut self.batch));
     }
 
     /// Tokens per model of every sampled line.
-    fn finish(self) -> BTreeMap<String, u64> {
+    fn finish(mut self) -> BTreeMap<String, u64> {
+        self.hand_over();
         drop(self.lines);
         self.thread.join().unwrap_or_default()
     }
 }
 
 /// The counting thread: tokenizes lines as they come, until the sender is dropped.
-fn count(lines: Receiver<Sample>, queued: &AtomicU64) -> BTreeMap<String, u64> {
+fn count(batches: Receiver<Vec<Sample>>, queued: &AtomicU64) -> BTreeMap<String, u64> {
     let mut tokens = BTreeMap::<String, u64>::new();
-    for sample in lines {
+    for sample in batches.into_iter().flatten() {
         let counted = prompt_tokens(sample.counter.load(), &sample.text);
-        queued.fetch_sub(sample.text.len() as u64, Ordering::AcqRel);
+        queued.fetch_sub(sample.text.len() as u64 + SAMPLE_OVERHEAD, Ordering::AcqRel);
         *tokens.entry(sample.model).or_default() += counted;
     }
     tokens

@@ -1,131 +1,181 @@
-//! A compact set of `custom_id`s, remembering the line each was first seen on.
+//! The custom_ids of an input, kept to find the duplicates once it has been read whole.
 //!
-//! The ids' bytes live back to back in one arena; a hash table maps a 64-bit hash of each id to
-//! its place in the arena and its line (about 40 bytes per id plus the id itself, with no
-//! allocation per id). The rare id whose hash is taken by a different id goes to a small
-//! ordinary map, so the set stays exact.
+//! Every id is appended as it comes (its bytes to one arena, a 24-byte entry with its keyed
+//! hash, its place and its line to one of 256 lists chosen by the hash), with no allocation per
+//! id and no random access into a large table: a hash set of millions of ids spends its time
+//! waiting on cache misses and on rehashing as it grows. [`CustomIds::duplicates`] then sorts
+//! each list by hash
+//! (each fits a cache) and compares the bytes of the ids whose hashes are equal, so the result
+//! is exact.
+//!
+//! The hash is the caller's: the keyed hash the id digest computes anyway (a secret key, so an
+//! input cannot be crafted to collide).
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+/// Lists the entries are spread over, by the top byte of their hash.
+const PARTS: usize = 256;
 
-/// Where an id's bytes are in the arena, and the line it was first seen on.
+/// One id: its keyed hash, where its bytes are in the arena, the line it is on.
 #[derive(Debug, Clone, Copy)]
-struct Slot {
+struct Entry {
+    hash: u64,
     start: u64,
-    len: u32,
     line: u64,
 }
 
-/// Exact set of ids with their first line.
-#[derive(Debug, Default)]
+/// An id seen again: on `line`, first seen on `first`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Duplicate<'a> {
+    pub line: u64,
+    pub first: u64,
+    pub id: &'a str,
+}
+
+/// Every id with its line, duplicates included.
+#[derive(Debug)]
 pub(crate) struct CustomIds {
-    hasher: RandomState,
+    /// Each id's length (LEB128) and bytes, back to back.
     arena: Vec<u8>,
-    slots: HashMap<u64, Slot, BuildHasherDefault<PrehashedHasher>>,
-    collided: HashMap<Box<str>, u64>,
+    parts: Vec<Vec<Entry>>,
+}
+
+impl Default for CustomIds {
+    fn default() -> Self {
+        Self {
+            arena: Vec::new(),
+            parts: vec![Vec::new(); PARTS],
+        }
+    }
 }
 
 impl CustomIds {
-    /// Records `id` as seen on `line`; if it was seen before, returns that earlier line instead.
-    pub(crate) fn insert(&mut self, id: &str, line: u64) -> Result<(), u64> {
-        let hash = self.hasher.hash_one(id);
-        match self.slots.entry(hash) {
-            Entry::Vacant(vacant) => {
-                vacant.insert(store(&mut self.arena, id, line));
-                Ok(())
-            }
-            Entry::Occupied(slot) if slot_bytes(&self.arena, slot.get()) == id.as_bytes() => Err(slot.get().line),
-            Entry::Occupied(_) => match self.collided.get(id) {
-                Some(&first) => Err(first),
-                None => {
-                    self.collided.insert(id.into(), line);
-                    Ok(())
-                }
-            },
+    /// Records `id`, whose keyed hash is `hash`, as seen on `line`.
+    pub(crate) fn add(&mut self, id: &str, hash: u64, line: u64) {
+        let start = self.arena.len() as u64;
+        let mut len = id.len() as u64;
+        while len >= 0x80 {
+            self.arena.push(len as u8 | 0x80);
+            len >>= 7;
         }
+        self.arena.push(len as u8);
+        self.arena.extend_from_slice(id.as_bytes());
+        self.parts[(hash >> 56) as usize].push(Entry { hash, start, line });
     }
 
-    /// Number of distinct ids.
+    /// Every id seen on an earlier line too, in line order, each with the line it was first
+    /// seen on.
+    pub(crate) fn duplicates(&mut self) -> Vec<Duplicate<'_>> {
+        let mut found = Vec::new();
+        for part in &mut self.parts {
+            part.sort_unstable_by_key(|e| (e.hash, e.line));
+            for run in part.chunk_by(|a, b| a.hash == b.hash).filter(|run| run.len() > 1) {
+                duplicates_in_run(&self.arena, run, &mut found);
+            }
+        }
+        found.sort_unstable_by_key(|d: &Duplicate<'_>| d.line);
+        found
+    }
+
+    /// Number of ids added.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.slots.len() + self.collided.len()
+        self.parts.iter().map(Vec::len).sum()
     }
 }
 
-fn store(arena: &mut Vec<u8>, id: &str, line: u64) -> Slot {
-    let start = arena.len() as u64;
-    arena.extend_from_slice(id.as_bytes());
-    Slot {
-        start,
-        len: u32::try_from(id.len()).unwrap_or(u32::MAX),
-        line,
-    }
-}
-
-fn slot_bytes<'a>(arena: &'a [u8], slot: &Slot) -> &'a [u8] {
-    let start = slot.start as usize;
-    &arena[start..start + slot.len as usize]
-}
-
-/// Passes an already-hashed `u64` key through unchanged.
-#[derive(Debug, Default)]
-struct PrehashedHasher(u64);
-
-impl Hasher for PrehashedHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used for `u64` keys; fold anything else in for completeness.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+/// The duplicates among entries of one hash, in line order: each entry whose bytes equal an
+/// earlier entry's (the first with those bytes). Distinct ids under one hash are rare (the hash
+/// is keyed), so the list of distinct ones stays short.
+fn duplicates_in_run<'a>(arena: &'a [u8], run: &[Entry], found: &mut Vec<Duplicate<'a>>) {
+    let mut distinct: Vec<(&'a str, u64)> = Vec::new();
+    for entry in run {
+        let id = id_at(arena, entry.start);
+        match distinct.iter().find(|(seen, _)| *seen == id) {
+            Some(&(_, first)) => found.push(Duplicate {
+                line: entry.line,
+                first,
+                id,
+            }),
+            None => distinct.push((id, entry.line)),
         }
     }
+}
 
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+/// The id whose length prefix starts at `start`.
+fn id_at(arena: &[u8], start: u64) -> &str {
+    let (mut at, mut len, mut shift) = (start as usize, 0usize, 0);
+    loop {
+        let byte = arena[at];
+        at += 1;
+        len |= usize::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            break;
+        }
+        shift += 7;
     }
+    std::str::from_utf8(&arena[at..at + len]).expect("ids are stored from str")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jsonl::IdDigest;
+
+    fn add(ids: &mut CustomIds, id: &str, line: u64) {
+        let hash = IdDigest::with_key([7; 16]).hash(id.as_bytes());
+        ids.add(id, hash, line);
+    }
+
+    fn dup(line: u64, first: u64, id: &str) -> Duplicate<'_> {
+        Duplicate { line, first, id }
+    }
 
     #[test]
-    fn remembers_first_line() {
+    fn every_repeat_names_the_first_line() {
         let mut ids = CustomIds::default();
-        assert_eq!(ids.insert("a", 1), Ok(()));
-        assert_eq!(ids.insert("b", 2), Ok(()));
-        assert_eq!(ids.insert("a", 3), Err(1));
-        assert_eq!(ids.insert("a", 4), Err(1));
-        assert_eq!(ids.insert("", 5), Ok(()));
-        assert_eq!(ids.insert("", 6), Err(5));
-        assert_eq!(ids.len(), 3);
+        for (n, id) in ["a", "b", "a", "a", "", "", "b"].into_iter().enumerate() {
+            add(&mut ids, id, n as u64 + 1);
+        }
+        assert_eq!(ids.len(), 7);
+        assert_eq!(
+            ids.duplicates(),
+            [dup(3, 1, "a"), dup(4, 1, "a"), dup(6, 5, ""), dup(7, 2, "b")]
+        );
     }
 
     #[test]
     fn many_ids_are_exact() {
         let mut ids = CustomIds::default();
         for n in 0..20_000u64 {
-            assert_eq!(ids.insert(&format!("req-{n}"), n + 1), Ok(()));
+            add(&mut ids, &format!("req-{n}"), n + 1);
         }
         for n in (0..20_000u64).step_by(7) {
-            assert_eq!(ids.insert(&format!("req-{n}"), 0), Err(n + 1));
+            add(&mut ids, &format!("req-{n}"), 20_001 + n);
         }
-        assert_eq!(ids.len(), 20_000);
+        let found = ids.duplicates();
+        assert_eq!(found.len(), 20_000usize.div_ceil(7));
+        for d in &found {
+            assert_eq!(d.line, 20_000 + d.first);
+            assert_eq!(d.id, format!("req-{}", d.first - 1));
+        }
     }
 
     #[test]
-    fn hash_collisions_stay_exact() {
+    fn different_ids_under_one_hash_are_told_apart() {
         let mut ids = CustomIds::default();
-        // Force a collision: put a different id under the hash of "x".
-        let hash = ids.hasher.hash_one("x");
-        let slot = store(&mut ids.arena, "y", 1);
-        ids.slots.insert(hash, slot);
-        assert_eq!(ids.insert("x", 2), Ok(()));
-        assert_eq!(ids.insert("x", 3), Err(2));
-        assert_eq!(ids.len(), 2);
+        ids.add("y", 42, 1);
+        ids.add("x", 42, 2);
+        ids.add("x", 42, 3);
+        ids.add("y", 42, 4);
+        assert_eq!(ids.duplicates(), [dup(3, 2, "x"), dup(4, 1, "y")]);
+    }
+
+    #[test]
+    fn long_ids_keep_their_length() {
+        let mut ids = CustomIds::default();
+        let long = "é".repeat(10_000);
+        add(&mut ids, &long, 1);
+        add(&mut ids, "short", 2);
+        add(&mut ids, &long, 3);
+        assert_eq!(ids.duplicates(), [dup(3, 1, &long)]);
     }
 }

@@ -43,7 +43,7 @@ pub use chunks::{CheckedChunk, Chunk, ChunkError, ChunkLimits, ChunkPlanner};
 pub use estimate::{EXACT_BYTES, SAMPLE_EVERY, add_estimates};
 pub use id_digest::IdDigest;
 pub use lines::{Line, LineSplitter, Terminator};
-pub use prepare::{Preparer, prepare_bytes};
+pub use prepare::{Discard, Prepared, Preparer, prepare_bytes};
 pub use report::{Limits, Problem, Report, Summary};
 pub use rewrite::Rewrite;
 pub use slice::{LineAlignedSlice, aligned_range, read_start};

@@ -12,6 +12,27 @@ use super::rewrite::Rewrite;
 use super::slice::LineAlignedSlice;
 use super::validator::{DEFAULT_PROBLEM_CAP, report};
 
+/// Where a [`Preparer`] puts the prepared bytes: a buffer to upload, or whatever only needs to
+/// see them once (a digest; [`Discard`] when the report's count of them is enough), so they are
+/// not copied for nothing.
+pub trait Prepared {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Prepared for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Prepared bytes that only the report counts.
+#[derive(Debug, Default)]
+pub struct Discard;
+
+impl Prepared for Discard {
+    fn put(&mut self, _: &[u8]) {}
+}
+
 /// Push-based: feed the source's chunks, collect the bytes to upload, then [`finish`](Self::finish).
 ///
 /// Without a rewrite, lines pass through exactly as they are (terminators and blank lines
@@ -65,13 +86,13 @@ impl Preparer {
         self.slice.as_ref().is_some_and(LineAlignedSlice::is_done)
     }
 
-    /// True once a line-level problem was found.
+    /// True once a line-level problem was found (duplicate custom_ids are only known at the end).
     pub fn has_problems(&self) -> bool {
         self.checker.problems.count > 0
     }
 
-    /// Feeds the source's next chunk; appends what goes upstream to `out`.
-    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+    /// Feeds the source's next chunk; puts what goes upstream to `out`.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut impl Prepared) {
         let chunk = match &mut self.slice {
             Some(slice) => slice.take(chunk),
             None => chunk,
@@ -87,12 +108,12 @@ impl Preparer {
     }
 
     /// Passes one line split elsewhere (a sweep's scan splits once, to plan and to check).
-    pub(crate) fn feed_line(&mut self, line: Line<'_>, out: &mut Vec<u8>) {
+    pub(crate) fn feed_line(&mut self, line: Line<'_>, out: &mut impl Prepared) {
         pass(line, &mut self.checker, &self.rewrite, out, &mut self.out_bytes);
     }
 
     /// Ends the source: the last line, then the report (its byte count is what went upstream).
-    pub fn finish(self, out: &mut Vec<u8>) -> Report {
+    pub fn finish(self, out: &mut impl Prepared) -> Report {
         let Self {
             splitter,
             mut checker,
@@ -106,16 +127,17 @@ impl Preparer {
     }
 }
 
-fn pass(line: Line<'_>, checker: &mut LineChecker, rewrite: &Rewrite, out: &mut Vec<u8>, out_bytes: &mut u64) {
-    let before = out.len();
+fn pass(line: Line<'_>, checker: &mut LineChecker, rewrite: &Rewrite, out: &mut impl Prepared, out_bytes: &mut u64) {
     if rewrite.is_noop() {
         checker.check(line);
-        out.extend_from_slice(line.content);
-        out.extend_from_slice(match line.terminator {
+        let terminator: &[u8] = match line.terminator {
             Terminator::Lf => b"\n",
             Terminator::CrLf => b"\r\n",
             Terminator::None => b"",
-        });
+        };
+        out.put(line.content);
+        out.put(terminator);
+        *out_bytes += (line.content.len() + terminator.len()) as u64;
     } else if !line.is_blank() {
         let rewritten = match std::str::from_utf8(line.content) {
             Ok(text) if !line.is_truncated() => rewrite.apply(text),
@@ -127,10 +149,10 @@ fn pass(line: Line<'_>, checker: &mut LineChecker, rewrite: &Rewrite, out: &mut 
             len: content.len() as u64,
             ..line
         });
-        out.extend_from_slice(content);
-        out.push(b'\n');
+        out.put(content);
+        out.put(b"\n");
+        *out_bytes += content.len() as u64 + 1;
     }
-    *out_bytes += (out.len() - before) as u64;
 }
 
 /// Prepares a whole input already in memory; returns the bytes to upload and the report.

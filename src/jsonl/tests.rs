@@ -170,6 +170,33 @@ fn custom_id_rules() {
 }
 
 #[test]
+fn duplicates_take_their_place_among_the_other_problems() {
+    // Duplicates are found once the whole file is read; the report still lists every problem
+    // in line order, the duplicate first on its line, and the cap keeps the first by line.
+    let data = file(&[
+        line("a", "m"),
+        line("a", "m").replace("POST", "GET"),
+        line("b", ""),
+        line("a", "m"),
+        line("c", "m").replace("POST", "GET"),
+    ]);
+    let all = vec![
+        "line 2: custom_id \"a\" is a duplicate of line 1 (custom_id)",
+        "line 2: method must be \"POST\", got \"GET\" (method)",
+        "line 3: body.model is empty (body.model)",
+        "line 4: custom_id \"a\" is a duplicate of line 1 (custom_id)",
+        "line 5: method must be \"POST\", got \"GET\" (method)",
+    ];
+    assert_eq!(problems(&data), all);
+    let mut capped = Validator::new(CHAT, Limits::default()).with_problem_cap(3);
+    capped.feed(data.as_bytes());
+    let report = capped.finish();
+    assert_eq!(report.problem_count, 5);
+    let shown: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, all[..3]);
+}
+
+#[test]
 fn custom_ids_compare_decoded() {
     let data = file(&[line("é", "m"), line("\\u00e9", "m")]);
     assert_eq!(

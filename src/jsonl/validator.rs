@@ -61,7 +61,8 @@ impl Validator {
         self.splitter.feed(chunk, |line| checker.check(line));
     }
 
-    /// True once a line-level problem was found (file-level ones are only known at the end).
+    /// True once a line-level problem was found (file-level ones and duplicate custom_ids are
+    /// only known at the end).
     pub fn has_problems(&self) -> bool {
         self.checker.problems.count > 0
     }
@@ -81,6 +82,7 @@ impl Validator {
 
 /// The report of a file of `bytes` bytes whose lines `checker` checked.
 pub(super) fn report(mut checker: LineChecker, bytes: u64, limits: Limits) -> Report {
+    checker.add_duplicates();
     let estimate = std::mem::take(&mut checker.estimate).finish();
     let summary = Summary {
         requests: checker.requests,

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde::Deserialize;
 
 use super::{paths, yaml};
-use crate::api::{Batch, BatchGateway, BatchSweep, PriceList};
+use crate::api::{Batch, BatchGateway, BatchSchedule, BatchSweep, PriceList};
 
 /// Objects keyed by `(namespace, name)`.
 pub type Objects<T> = BTreeMap<(String, String), Located<T>>;
@@ -40,6 +40,8 @@ impl fmt::Display for Origin {
 pub struct Manifests {
     pub batches: Objects<Batch>,
     pub sweeps: Objects<BatchSweep>,
+    /// Each runs once (see `local::schedule`), as a Batch or sweep added to the above.
+    pub schedules: Objects<BatchSchedule>,
     pub gateways: Objects<BatchGateway>,
     /// Cluster-scoped: keyed by name alone.
     pub price_lists: BTreeMap<String, Located<PriceList>>,
@@ -88,9 +90,9 @@ impl Manifests {
             manifests.add_file(&file, &text)?;
             manifests.files.push(file);
         }
-        if manifests.batches.is_empty() && manifests.sweeps.is_empty() {
+        if manifests.batches.is_empty() && manifests.sweeps.is_empty() && manifests.schedules.is_empty() {
             return Err(ManifestError(format!(
-                "no Batch or BatchSweep (apiVersion llmbatch.io/v1alpha1) found in {}",
+                "no Batch, BatchSweep or BatchSchedule (apiVersion llmbatch.io/v1alpha1) found in {}",
                 paths
                     .iter()
                     .map(|p| p.display().to_string())
@@ -136,6 +138,13 @@ impl Manifests {
                 "BatchSweep",
                 key,
                 yaml::parse_ours(value, &origin, "BatchSweep")?,
+                origin,
+            ),
+            ("llmbatch.io/v1alpha1", "BatchSchedule") => insert(
+                &mut self.schedules,
+                "BatchSchedule",
+                key,
+                yaml::parse_ours(value, &origin, "BatchSchedule")?,
                 origin,
             ),
             ("llmbatch.io/v1alpha1", "BatchGateway") => insert(
@@ -196,6 +205,7 @@ impl Manifests {
 const USED_KINDS: &[(&str, &str)] = &[
     ("llmbatch.io/v1alpha1", "Batch"),
     ("llmbatch.io/v1alpha1", "BatchSweep"),
+    ("llmbatch.io/v1alpha1", "BatchSchedule"),
     ("llmbatch.io/v1alpha1", "BatchGateway"),
     ("v1", "ConfigMap"),
     ("v1", "Secret"),

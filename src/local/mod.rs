@@ -10,6 +10,7 @@ mod paths;
 mod progress;
 mod resolve;
 mod runner;
+mod schedule;
 mod state;
 mod sweep;
 mod yaml;
@@ -51,6 +52,9 @@ pub struct RunOptions {
     pub simulator: bool,
     /// Draw progress bars on a terminal.
     pub progress: bool,
+    /// `--at`: the time each BatchSchedule runs for (its latest scheduled time at or before
+    /// it); now when `None`.
+    pub at: Option<String>,
 }
 
 /// Exit codes of `run -f`.
@@ -73,6 +77,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         Ok(m) => m,
         Err(e) => return Ok(invalid(&[e.to_string()])),
     };
+    match schedule::expand(&mut manifests, options.at.as_deref(), jiff::Timestamp::now()) {
+        Ok(said) => said.into_iter().for_each(|line| reporter.say(line)),
+        Err(problems) => return Ok(invalid(&problems)),
+    }
     let state_dir = StateDir::open(&options.state_dir)?;
     let sweeps = match sweep::expand(&mut manifests, &state_dir, resolve::input_bytes).await {
         Ok(sweeps) => sweeps,
@@ -80,7 +88,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     };
     for skipped in &manifests.skipped {
         reporter.say(format!(
-            "ignoring {skipped} (run -f uses Batch, BatchSweep, BatchGateway, PriceList, ConfigMap and Secret)"
+            "ignoring {skipped} (run -f uses Batch, BatchSweep, BatchSchedule, BatchGateway, PriceList, ConfigMap and Secret)"
         ));
     }
     let mut plans = match resolve::plan_all(&manifests, options.simulator, options.pvc_root.as_deref()) {

@@ -12,7 +12,7 @@ use mlua::{Lua, Table, Value as LuaValue};
 use serde::Deserialize;
 use serde_json::Value;
 
-const KINDS: [&str; 3] = ["Batch", "BatchGateway", "BatchSweep"];
+const KINDS: [&str; 4] = ["Batch", "BatchGateway", "BatchSweep", "BatchSchedule"];
 
 #[derive(Deserialize)]
 struct HealthTests {
@@ -141,6 +141,63 @@ fn the_batch_script_reads_the_status_the_controller_writes() {
     batch.status.as_mut().unwrap().observed_generation = Some(2);
     let got = health(&script, &serde_json::to_value(&batch).unwrap());
     assert_eq!(got.message, "Waiting for the operator to observe generation 3");
+}
+
+/// A BatchSchedule whose status the controller's own decision wrote: Healthy after a run that
+/// succeeded, Degraded after one that failed, Suspended once suspended.
+#[test]
+fn the_schedule_script_reads_the_status_the_controller_writes() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use llm_batch_operator::api::{BatchSchedule, ScheduledRun};
+    use llm_batch_operator::schedule::{Inputs, ObservedRun, RunOutcome, decide};
+    let mut schedule: BatchSchedule = serde_json::from_value(serde_json::json!({
+        "apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchSchedule",
+        "metadata": {"name": "nightly", "namespace": "default", "generation": 1},
+        "spec": {"schedule": "@daily", "batchTemplate": {"gatewayRef": {"name": "gw"},
+                 "endpoint": "/v1/chat/completions",
+                 "input": {"configMap": {"name": "in-${date}", "key": "batch.jsonl"}}}}
+    }))
+    .unwrap();
+    let script = read(&kind_dir("BatchSchedule").join("health.lua"));
+    let day: k8s_openapi::jiff::Timestamp = "2026-01-31T00:00:00Z".parse().unwrap();
+    let mut health_after = |outcome: RunOutcome, phase: &str, suspend: bool| {
+        schedule.spec.suspend = suspend;
+        let run = ObservedRun {
+            summary: ScheduledRun {
+                name: "nightly-29496960".into(),
+                scheduled_time: Time(day),
+                phase: Some(phase.into()),
+                completion_time: Some(Time(day)),
+                request_counts: None,
+                usage: None,
+                cost: None,
+            },
+            scheduled: day,
+            outcome,
+            deleting: false,
+        };
+        let decision = decide(&Inputs {
+            spec: &schedule.spec,
+            generation: Some(1),
+            status: &Default::default(),
+            created: day,
+            remembered: None,
+            runs: &[run],
+            now: day,
+        });
+        schedule.status = Some(decision.status);
+        health(&script, &serde_json::to_value(&schedule).unwrap())
+    };
+    assert_eq!(
+        health_after(RunOutcome::Succeeded, "Succeeded", false).status,
+        "Healthy"
+    );
+    let failed = health_after(RunOutcome::Failed, "Expired", false);
+    assert_eq!(
+        (failed.status.as_str(), failed.message.as_str()),
+        ("Degraded", "The last run ended Expired")
+    );
+    assert_eq!(health_after(RunOutcome::Failed, "Failed", true).status, "Suspended");
 }
 
 /// The argocd-cm patch holding every script, as resource_customizations/argocd-cm.yaml has it.

@@ -29,6 +29,7 @@ mod metrics;
 mod object_store;
 mod operations;
 mod report;
+mod schedule;
 mod simulator_openai_sdk;
 mod simulator_server;
 mod sweep;

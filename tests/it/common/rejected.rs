@@ -31,6 +31,14 @@ fn sweep(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchSweep", "metadata": {"name": name}, "spec": full})
 }
 
+fn schedule(name: &str, spec: Value) -> Value {
+    let mut full = json!({"schedule": "@daily",
+        "batchTemplate": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
+                          "input": {"configMap": {"name": "c", "key": "k"}}}});
+    full.as_object_mut().unwrap().extend(spec.as_object().unwrap().clone());
+    json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchSchedule", "metadata": {"name": name}, "spec": full})
+}
+
 fn price(model: &str, input: &str) -> Value {
     json!({"model": model, "inputPerMillion": input, "outputPerMillion": "0.60"})
 }
@@ -125,6 +133,34 @@ pub fn manifests() -> Vec<Rejected> {
             "sweep-of-a-file",
             sweep("sweep-of-a-file", json!({"input": {"fileId": "file-1"}})),
             "already on the gateway",
+        ),
+        case(
+            "schedule-with-seconds",
+            schedule("schedule-with-seconds", json!({"schedule": "0 0 2 * * *"})),
+            "five cron fields",
+        ),
+        case(
+            "schedule-of-nothing",
+            {
+                let mut nothing = schedule("schedule-of-nothing", json!({}));
+                nothing["spec"].as_object_mut().unwrap().remove("batchTemplate");
+                nothing
+            },
+            "exactly one of batchTemplate or sweepTemplate",
+        ),
+        case(
+            "schedule-of-both",
+            schedule(
+                "schedule-of-both",
+                json!({"sweepTemplate": {"input": {"configMap": {"name": "c", "key": "k"}},
+                    "template": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions"}}}),
+            ),
+            "exactly one of batchTemplate or sweepTemplate",
+        ),
+        case(
+            "a-schedule-whose-name-leaves-no-room-for-its-runs-minutes",
+            schedule("a-schedule-whose-name-leaves-no-room-for-its-runs-minutes", json!({})),
+            "at most 52 characters",
         ),
     ]
 }
