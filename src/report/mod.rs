@@ -20,6 +20,7 @@ pub mod join;
 pub mod lines;
 pub mod rows;
 pub mod source;
+pub mod spill;
 pub mod summary;
 pub mod target;
 pub mod walk;
@@ -104,21 +105,25 @@ pub fn write(options: &ReportOptions, out: Box<dyn Write>) -> Result<Reported, R
         target::Input::Unavailable(why) => Some(why.clone()),
         _ => None,
     };
+    // Models only --key tells: the pivot spills rows by prompt and groups them at the end.
+    let spilled = options.pivot && target.models.is_empty() && key.is_some();
     if options.pivot {
-        if target.models.is_empty() {
+        if target.models.is_empty() && key.is_none() {
             return Err(ReportError::Input(format!(
-                "--pivot model needs the models as columns: {} {}/{} has no spec.matrix (a Batch: no spec.input.overrides.model)",
+                "--pivot model needs the models as columns: {} {}/{} has no spec.matrix (a Batch: no \
+                 spec.input.overrides.model); or say with --key which part of a custom_id is the model",
                 target.kind, target.namespace, target.name
             )));
         }
-        if let Some(why) = &unjoined {
+        if let Some(why) = &unjoined
+            && !spilled
+        {
             return Err(ReportError::Input(format!("--pivot model joins the input: {why}")));
         }
     }
-    let shape = if options.pivot {
-        walk::Shape::Pivot
-    } else {
-        walk::Shape::Rows
+    let shape = match options.pivot && !spilled {
+        true => walk::Shape::Pivot,
+        false => walk::Shape::Rows,
     };
     let walk = walk::Walk {
         target: &target,
@@ -139,6 +144,11 @@ pub fn write(options: &ReportOptions, out: Box<dyn Write>) -> Result<Reported, R
         for row in summary.rows() {
             sink.row(row)?;
         }
+    } else if spilled {
+        let mut spill = spill::PivotSpill::new()?;
+        walk.run(&mut spill, &mut summary)?;
+        summary.finish(prices);
+        spill.replay(sink.as_mut())?;
     } else {
         sink.begin(&walk.columns())?;
         walk.run(sink.as_mut(), &mut summary)?;

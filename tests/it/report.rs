@@ -361,6 +361,63 @@ fn results_in_object_storage_are_fetched_and_joined_with_the_input() {
 }
 
 #[test]
+fn key_splits_a_mixed_batchs_custom_ids_and_pivots_prompts_whose_rows_are_far_apart() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    // Every prompt for model-a, then every prompt for model-b: a prompt's two rows are apart.
+    let mut lines = Vec::new();
+    for model in ["model-a", "model-b"] {
+        for p in 1..=10 {
+            lines.push(format!(
+                r#"{{"custom_id":"{model}:q{p}","method":"POST","url":"/v1/chat/completions","body":{{"model":"{model}","messages":[{{"role":"user","content":"Question {p} about refunds"}}]}}}}"#
+            ));
+        }
+    }
+    ws.write("sweep.yaml", &common::batch_manifests("mixed", &lines.join("\n"), ""));
+    ws.write("gateway.yaml", &gateway_manifests(&sim.base_url, KEY, &[]));
+    let output = ws.run(&["sweep.yaml", "gateway.yaml"]);
+    assert!(output.status.success(), "{}", text(&output));
+
+    let key = "^(?P<model>[^:]+):(?P<prompt>.+)$";
+    report(&ws, &["--key", key, "--pivot", "model", "-o", "pivot.csv"]);
+    let pivot = csv_records(&ws.path().join("pivot.csv"));
+    let prompts: BTreeSet<&str> = pivot.iter().map(|r| r["prompt_id"].as_str()).collect();
+    assert_eq!(
+        prompts,
+        (1..=10)
+            .map(|p| format!("q{p}"))
+            .collect::<BTreeSet<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect()
+    );
+    for row in &pivot {
+        for model in ["model-a", "model-b"] {
+            assert_eq!(row[&format!("{model}/status")], "succeeded", "{row:?}");
+            assert!(!row[&format!("{model}/answer")].is_empty(), "{row:?}");
+        }
+    }
+    // Without --key the models are not known: the pivot says what to do.
+    let refused = common::bin()
+        .current_dir(ws.path())
+        .args([
+            "report",
+            "-f",
+            "sweep.yaml",
+            "-f",
+            "gateway.yaml",
+            "--out",
+            "out",
+            "--pivot",
+            "model",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("--key"), "{}", text(&refused));
+}
+
+#[test]
 fn a_name_not_in_the_files_is_refused_with_what_they_hold() {
     let ws = Workspace::new();
     ws.write("b.yaml", &common::batch_manifests("tickets", &chat_lines(2), ""));
