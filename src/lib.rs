@@ -14,6 +14,7 @@ pub mod jsonl;
 pub mod local;
 pub mod net;
 pub mod pricing;
+pub mod report;
 pub mod schedule;
 pub mod simulator;
 pub mod steps;

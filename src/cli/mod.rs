@@ -3,6 +3,7 @@
 
 mod controller;
 mod direct;
+mod report;
 mod sink;
 mod validate;
 
@@ -51,6 +52,10 @@ pub enum Command {
     /// Job runs). The key is read from LLM_BATCH_API_KEY.
     #[command(after_help = SINK_EXAMPLES)]
     Sink(sink::SinkArgs),
+    /// Report on the results of a Batch or BatchSweep that `run -f` ran: a row per request (or
+    /// per prompt, a column group per model) joined with its input, and a summary by model.
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(report::ReportArgs),
     /// Print the CustomResourceDefinitions as YAML (the source of crds/), or their field
     /// reference as Markdown.
     #[command(after_help = CRD_EXAMPLES)]
@@ -93,6 +98,15 @@ Examples:
       --input requests.jsonl --checkpoint-dir progress/ --max-concurrent-requests 32 --requests-per-minute 3000
 Prints {\"conclusion\",\"total\",\"completed\",\"failed\"} when done; results are in
 progress/output.jsonl and progress/errors.jsonl. Rerun the same command to resume.";
+
+const REPORT_EXAMPLES: &str = "\
+Examples:
+  llm-batch-operator run -f eval.yaml --out results/
+  llm-batch-operator report -f eval.yaml --out results/ --pivot model -o answers.csv
+  llm-batch-operator report -f eval.yaml --out results/ --format html -o eval.html
+  llm-batch-operator report -f eval.yaml --out results/ --summary --format markdown
+Exit codes: 0 written; 1 results could not be read or the report written; 2 the files, names
+or flags are wrong (the message says which).";
 
 const SINK_EXAMPLES: &str = "\
 Examples:
@@ -180,6 +194,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(args).await,
         Command::Direct(args) => direct::run(*args).await,
         Command::Sink(args) => sink::run(args).await,
+        Command::Report(args) => report::run(args).await,
         Command::Simulator(args) => {
             crate::simulator::serve_until_signal(args.config, args.addr).await?;
             Ok(ExitCode::SUCCESS)

@@ -24,7 +24,7 @@ use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 pub use manifests::{Located, ManifestError, Manifests, Origin};
-pub use resolve::{GatewayTarget, Plan};
+pub use resolve::{GatewayTarget, Plan, gateway_prices, input_bytes, location as object_location};
 pub use state::{BatchState, StateDir};
 
 use crate::api::{BatchPhase, BatchStatus};

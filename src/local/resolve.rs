@@ -422,6 +422,15 @@ fn gateway_target(
     Ok(GatewayTarget::Remote(Box::new(gateway)))
 }
 
+/// The prices of BatchGateway `namespace/name` in the files: `None` when it is not there or has
+/// no `spec.pricing` (`llm-batch-operator report` costs each request with them).
+pub fn gateway_prices(manifests: &Manifests, namespace: &str, name: &str) -> Result<Option<Arc<Prices>>, String> {
+    match manifests.gateways.get(&(namespace.to_string(), name.to_string())) {
+        Some(gateway) => prices(manifests, gateway.object.spec.pricing.as_ref()),
+        None => Ok(None),
+    }
+}
+
 /// A gateway's prices: `spec.pricing`, with the PriceList it references (which must be among
 /// the files).
 fn prices(manifests: &Manifests, pricing: Option<&crate::api::Pricing>) -> Result<Option<Arc<Prices>>, String> {

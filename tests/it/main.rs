@@ -28,6 +28,7 @@ mod local_sweep;
 mod metrics;
 mod object_store;
 mod operations;
+mod report;
 mod schedule;
 mod simulator_openai_sdk;
 mod simulator_server;
