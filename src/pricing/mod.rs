@@ -9,4 +9,4 @@ mod usage;
 
 pub use cost::{add as add_cost, cost, display, estimate};
 pub use prices::{Entry, PriceListLookup, Prices, decimal};
-pub use usage::{LineTokens, MAX_MODEL_NAME, add as add_usage, add_line, fold};
+pub use usage::{LineTokens, LineUsage, MAX_MODEL_NAME, add as add_usage, add_line, fold};

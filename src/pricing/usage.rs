@@ -1,6 +1,8 @@
 //! Token usage by model: one answer's tokens as the output line reports them, summed into
 //! `status.usage` with a bounded `byModel` list (a gateway may name any model in any answer).
 
+use serde::Deserialize;
+
 use crate::api::{MAX_USAGE_MODELS, ModelUsage, OTHER_MODELS, UNKNOWN_MODEL, Usage};
 
 /// Longest model name kept (the rest is cut off, at a character boundary).
@@ -17,6 +19,40 @@ pub struct LineTokens {
     pub output: u64,
     /// The gateway's `total_tokens`, when it reports one.
     pub total: Option<u64>,
+}
+
+/// Chat completions, completions and embeddings report prompt/completion tokens (cached ones in
+/// `prompt_tokens_details`); responses report input/output tokens (`input_tokens_details`).
+/// Reasoning tokens are part of the output tokens in both.
+#[derive(Debug, Deserialize, Default)]
+pub struct LineUsage {
+    #[serde(alias = "input_tokens")]
+    prompt_tokens: Option<u64>,
+    #[serde(alias = "output_tokens")]
+    completion_tokens: Option<u64>,
+    total_tokens: Option<u64>,
+    #[serde(alias = "input_tokens_details")]
+    prompt_tokens_details: Option<InputDetails>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct InputDetails {
+    cached_tokens: Option<u64>,
+}
+
+impl LineUsage {
+    pub fn tokens(&self) -> LineTokens {
+        LineTokens {
+            input: self.prompt_tokens.unwrap_or(0),
+            cached_input: self
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+            output: self.completion_tokens.unwrap_or(0),
+            total: self.total_tokens,
+        }
+    }
 }
 
 /// Adds one answer of `model` (`None`: the answer names none) to `usage`.

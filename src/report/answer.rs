@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::pricing::LineTokens;
+use crate::pricing::{LineTokens, LineUsage};
 
 /// Longest answer or error text kept in a row, in characters (the rest is cut, with `…`).
 pub const MAX_TEXT_CHARS: usize = 32 * 1024;
@@ -304,41 +304,6 @@ struct ContentPart {
     kind: Option<String>,
     #[serde(default, deserialize_with = "string_or_nothing")]
     text: Option<String>,
-}
-
-/// Chat completions, completions and embeddings report prompt/completion tokens; responses
-/// report input/output tokens. Cached input in `*_tokens_details.cached_tokens`.
-#[derive(Deserialize, Default)]
-struct LineUsage {
-    #[serde(default, alias = "input_tokens")]
-    prompt_tokens: Option<u64>,
-    #[serde(default, alias = "output_tokens")]
-    completion_tokens: Option<u64>,
-    #[serde(default)]
-    total_tokens: Option<u64>,
-    #[serde(default, alias = "input_tokens_details")]
-    prompt_tokens_details: Option<InputDetails>,
-}
-
-#[derive(Deserialize, Default)]
-struct InputDetails {
-    #[serde(default)]
-    cached_tokens: Option<u64>,
-}
-
-impl LineUsage {
-    fn tokens(&self) -> LineTokens {
-        LineTokens {
-            input: self.prompt_tokens.unwrap_or(0),
-            cached_input: self
-                .prompt_tokens_details
-                .as_ref()
-                .and_then(|d| d.cached_tokens)
-                .unwrap_or(0),
-            output: self.completion_tokens.unwrap_or(0),
-            total: self.total_tokens,
-        }
-    }
 }
 
 /// The first element of an array; the others are skipped without being kept.

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::api::Usage;
 use crate::engine::{Downloaded, ResultCheck};
 use crate::jsonl::IdDigest;
-use crate::pricing::{LineTokens, add_line};
+use crate::pricing::{LineUsage, add_line};
 
 /// The custom_ids seen across a batch's output and error files, kept as their keyed hashes
 /// (8 bytes each). The first line of an id counts; a later one is a duplicate. At the end the
@@ -144,40 +144,6 @@ struct Body {
 enum ModelName {
     Str(String),
     Other(serde::de::IgnoredAny),
-}
-
-/// Chat completions, completions and embeddings report prompt/completion tokens (cached ones in
-/// `prompt_tokens_details`); responses report input/output tokens (`input_tokens_details`).
-/// Reasoning tokens are part of the output tokens in both.
-#[derive(Deserialize, Default)]
-struct LineUsage {
-    #[serde(alias = "input_tokens")]
-    prompt_tokens: Option<u64>,
-    #[serde(alias = "output_tokens")]
-    completion_tokens: Option<u64>,
-    total_tokens: Option<u64>,
-    #[serde(alias = "input_tokens_details")]
-    prompt_tokens_details: Option<InputDetails>,
-}
-
-#[derive(Deserialize, Default)]
-struct InputDetails {
-    cached_tokens: Option<u64>,
-}
-
-impl LineUsage {
-    fn tokens(&self) -> LineTokens {
-        LineTokens {
-            input: self.prompt_tokens.unwrap_or(0),
-            cached_input: self
-                .prompt_tokens_details
-                .as_ref()
-                .and_then(|d| d.cached_tokens)
-                .unwrap_or(0),
-            output: self.completion_tokens.unwrap_or(0),
-            total: self.total_tokens,
-        }
-    }
 }
 
 #[derive(Deserialize)]
