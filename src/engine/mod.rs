@@ -30,7 +30,7 @@ pub use metadata::{
     upload_attempt_started, upload_filename,
 };
 pub use reduce::reduce;
-pub use stalled::{StalledPolicy, last_change, stalled};
+pub use stalled::{StalledPolicy, last_change, newly_stalled, stalled};
 pub use types::*;
 
 /// What the driver should do next for one Batch.

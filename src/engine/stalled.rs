@@ -134,6 +134,23 @@ pub(super) fn track(
     }
 }
 
+/// The `Progressing=False Stalled` condition of `after` when `before` was not stalled: what a
+/// driver announces once per transition (a Warning Event, a line of `run -f`).
+pub fn newly_stalled<'a>(
+    before: &BatchStatus,
+    after: &'a BatchStatus,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    let stalled = |s: &BatchStatus| {
+        s.conditions
+            .condition(ct::PROGRESSING)
+            .is_some_and(|c| c.status == "False" && c.reason == reasons::STALLED)
+    };
+    match stalled(before) {
+        true => None,
+        false => after.conditions.condition(ct::PROGRESSING).filter(|_| stalled(after)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,8 +266,11 @@ mod tests {
         assert_eq!(progressing(&status), None, "no condition while it never stalled");
         step(&mut status, &finalizing, at(60));
         assert_eq!(progressing(&status), None, "at the threshold is not past it");
+        let quiet = status.clone();
         step(&mut status, &finalizing, at(61));
         assert_eq!(progressing(&status), Some(("False".into(), "Stalled".into())));
+        assert!(newly_stalled(&quiet, &status).is_some(), "announced on the transition");
+        assert!(newly_stalled(&status, &status).is_none(), "and only then");
         let message = status.conditions.condition(ct::PROGRESSING).unwrap().message.clone();
         assert!(message.contains("finalizing") && message.contains("1m"), "{message}");
         step(&mut status, &finalizing, at(500));
