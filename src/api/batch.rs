@@ -398,6 +398,10 @@ pub struct GatewayStatus {
     /// The gateway's own status word (validating, in_progress, completed, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// When the gateway's status word or request counts were last seen to change (the clock of
+    /// `Progressing=False Stalled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change_time: Option<Time>,
     /// The gateway's own `request_counts`, kept when they differ from what the result files
     /// prove (`status.requestCounts`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

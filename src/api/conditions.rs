@@ -26,6 +26,10 @@ pub mod condition_types {
     pub const PRICED: &str = "Priced";
     /// A sweep's `suspend` is set: no new child starts.
     pub const SUSPENDED: &str = "Suspended";
+    /// The upstream batch moves (False, `Stalled`: its state and request counts have not
+    /// changed for longer than the gateway's `spec.stalledAfter`). Set once a batch first
+    /// stalls; never fatal by itself.
+    pub const PROGRESSING: &str = "Progressing";
 }
 
 /// Reasons (CamelCase, stable: alerting keys on them).
@@ -93,7 +97,10 @@ pub mod reasons {
     pub const SUSPEND_REQUESTED: &str = "SuspendRequested";
     /// A sweep's `spec.budget.maxCost` holds its next child back.
     pub const BUDGET_REACHED: &str = "BudgetReached";
+    /// Also Progressing's reason once a stalled upstream batch moves again.
     pub const RESUMED: &str = "Resumed";
+    /// The upstream batch's state and counts have not changed for longer than its threshold.
+    pub const STALLED: &str = "Stalled";
 }
 
 /// Condition types a BatchGateway carries.

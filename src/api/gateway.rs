@@ -62,6 +62,10 @@ pub struct BatchGatewaySpec {
     /// How often running batches are polled.
     #[serde(default)]
     pub polling: Polling,
+    /// How long an upstream batch may sit in one state with unchanged request counts before
+    /// its Batch's `Progressing` condition turns False (`Stalled`). Never fatal: polling goes on.
+    #[serde(default, skip_serializing_if = "StalledAfter::is_empty")]
+    pub stalled_after: StalledAfter,
     /// Auto (probe for a batch API), Batch, or Direct (send each line, paced by `limits`).
     #[serde(default)]
     pub mode: super::GatewayMode,
@@ -163,6 +167,49 @@ pub struct Polling {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
     pub max: Option<String>,
+}
+
+/// Per upstream state, how long without a change in the state or the request counts counts as
+/// stalled. Omitted fields use the defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StalledAfter {
+    /// In `validating` (default 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub validating: Option<String>,
+    /// In `in_progress` with no request count changing (default 6h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub in_progress: Option<String>,
+    /// In `finalizing` (default 2h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub finalizing: Option<String>,
+}
+
+impl StalledAfter {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Threshold in `validating` (default 1h).
+    pub fn validating(&self) -> Result<Duration, InvalidField> {
+        let default = Duration::from_secs(3600);
+        parse_duration("spec.stalledAfter.validating", self.validating.as_deref(), default)
+    }
+
+    /// Threshold in `in_progress` without a count change (default 6h).
+    pub fn in_progress(&self) -> Result<Duration, InvalidField> {
+        let default = Duration::from_secs(6 * 3600);
+        parse_duration("spec.stalledAfter.inProgress", self.in_progress.as_deref(), default)
+    }
+
+    /// Threshold in `finalizing` (default 2h).
+    pub fn finalizing(&self) -> Result<Duration, InvalidField> {
+        let default = Duration::from_secs(2 * 3600);
+        parse_duration("spec.stalledAfter.finalizing", self.finalizing.as_deref(), default)
+    }
 }
 
 /// What the operator last learnt about the gateway.

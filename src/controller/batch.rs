@@ -413,6 +413,7 @@ async fn record(batch: &Batch, before: &BatchStatus, after: &BatchStatus, ctx: &
         ct::OUTPUT_STORED,
         ct::RESULTS_VERIFIED,
         ct::PRICED,
+        ct::PROGRESSING,
     ] {
         let was = before.conditions.condition(type_).map(|c| (&c.status, &c.reason));
         if let Some(c) = after.conditions.condition(type_)

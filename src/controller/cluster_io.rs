@@ -219,6 +219,7 @@ async fn build_client(ctx: &Context, gateway: &BatchGateway) -> Result<(GatewayC
     let polling = PollingPolicy {
         initial: spec.polling.initial().map_err(|e| unusable(e.to_string()))?,
         max: spec.polling.max().map_err(|e| unusable(e.to_string()))?,
+        stalled: crate::engine::StalledPolicy::from_spec(&spec.stalled_after).map_err(|e| unusable(e.to_string()))?,
     };
     let fingerprint = format!("{:x}", fingerprint.finalize());
     let client = ctx

@@ -215,6 +215,7 @@ mod tests {
         let polling = PollingPolicy {
             initial: Duration::from_secs(10),
             max: Duration::from_secs(300),
+            stalled: crate::engine::StalledPolicy::DEFAULT,
         };
         let started = |ago: i64| BatchStatus {
             start_time: Some(Time(

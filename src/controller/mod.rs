@@ -178,6 +178,9 @@ fn controllers(context: Arc<Context>, namespaces: &[String], stop: CancellationT
     context
         .metrics
         .set_phase_counts(Some(phase_counts(caches.batch_stores().to_vec())));
+    context
+        .metrics
+        .set_stalled_counts(Some(stalled_counts(caches.batch_stores().to_vec())));
     context.health.set_not_ready("watches not synced");
     let health = context.health.clone();
     let synced = async move {
@@ -193,6 +196,7 @@ fn controllers(context: Arc<Context>, namespaces: &[String], stop: CancellationT
         };
         futures::join!(futures::future::join_all(runs), watching);
         context.metrics.set_phase_counts(None);
+        context.metrics.set_stalled_counts(None);
     }
     .boxed()
 }
@@ -450,6 +454,32 @@ fn phase_counts(stores: Vec<Store<Batch>>) -> crate::telemetry::PhaseCounts {
             for batch in store.state() {
                 let phase = batch.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
                 *counts.entry(phase.to_string()).or_default() += 1;
+            }
+        }
+        counts.into_iter().collect()
+    })
+}
+
+/// Batches whose Progressing condition is False (Stalled), by the upstream state they sit in.
+fn stalled_counts(stores: Vec<Store<Batch>>) -> crate::telemetry::PhaseCounts {
+    use crate::api::{Conditions, condition_types, reasons};
+    Arc::new(move || {
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        for store in &stores {
+            for batch in store.state() {
+                let Some(status) = batch.status.as_ref() else { continue };
+                let stalled = status
+                    .conditions
+                    .condition(condition_types::PROGRESSING)
+                    .is_some_and(|c| c.status == "False" && c.reason == reasons::STALLED);
+                if stalled && !status.phase.unwrap_or_default().is_terminal() {
+                    let state = status
+                        .gateway
+                        .as_ref()
+                        .and_then(|g| g.status.clone())
+                        .unwrap_or_default();
+                    *counts.entry(state).or_default() += 1;
+                }
             }
         }
         counts.into_iter().collect()

@@ -120,6 +120,7 @@ mod tests {
             polling: PollingPolicy {
                 initial: Duration::from_secs(1),
                 max: Duration::from_secs(1),
+                stalled: crate::engine::StalledPolicy::DEFAULT,
             },
             now: Timestamp::from_second(1_700_000_000).unwrap(),
             prices: None,

@@ -11,6 +11,7 @@ mod cost;
 mod direct;
 mod metadata;
 mod reduce;
+mod stalled;
 mod types;
 mod verify;
 
@@ -29,6 +30,7 @@ pub use metadata::{
     upload_attempt_started, upload_filename,
 };
 pub use reduce::reduce;
+pub use stalled::{StalledPolicy, last_change, newly_stalled, stalled};
 pub use types::*;
 
 /// What the driver should do next for one Batch.
@@ -103,11 +105,13 @@ pub struct Context {
     pub prices: Option<std::sync::Arc<crate::pricing::Prices>>,
 }
 
-/// Adaptive polling bounds: first interval after submit, and the ceiling.
+/// Adaptive polling bounds: first interval after submit, and the ceiling; and how long a
+/// polled batch may go without a change before it counts as stalled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PollingPolicy {
     pub initial: Duration,
     pub max: Duration,
+    pub stalled: StalledPolicy,
 }
 
 impl PollingPolicy {

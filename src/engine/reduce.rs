@@ -176,6 +176,11 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
 }
 
 fn observe(status: &mut BatchStatus, batch: Upstream, ctx: &Context) {
+    let before = (
+        status.gateway.as_ref().and_then(|g| g.status.clone()),
+        status.request_counts.as_ref().map(|c| (c.total, c.completed, c.failed)),
+    );
+    super::stalled::track(status, before, &batch, ctx);
     let gw = gateway(status);
     gw.status = Some(batch.state.as_wire().to_string());
     gw.output_file_id = batch.output_file_id.clone().or(gw.output_file_id.take());
@@ -253,6 +258,7 @@ fn requeue(status: &mut BatchStatus, batch: &Upstream, ctx: &Context) {
     status.submit_time = None;
     let gw = gateway(status);
     (gw.batch_id, gw.status, gw.output_file_id, gw.error_file_id) = (None, None, None, None);
+    gw.last_change_time = None;
     status.phase = Some(BatchPhase::Pending);
     let message = format!(
         "batch {} was refused for the gateway's enqueued token limit ({}); queued again, not before {not_before}",

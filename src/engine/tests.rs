@@ -35,6 +35,7 @@ fn ctx_at(secs: i64) -> Context {
         polling: PollingPolicy {
             initial: Duration::from_secs(10),
             max: Duration::from_secs(300),
+            stalled: crate::engine::StalledPolicy::DEFAULT,
         },
         now: Timestamp::from_second(1_700_000_000 + secs).unwrap(),
         prices: None,
@@ -711,6 +712,7 @@ fn polling_starts_soon_and_backs_off_to_the_max() {
     let policy = PollingPolicy {
         initial: Duration::from_secs(10),
         max: Duration::from_secs(300),
+        stalled: crate::engine::StalledPolicy::DEFAULT,
     };
     assert_eq!(policy.delay(Duration::ZERO), Duration::from_secs(10));
     assert_eq!(policy.delay(Duration::from_secs(600)), Duration::from_secs(60));

@@ -38,6 +38,7 @@ use runner::{BatchRun, Ending};
 const BUILTIN_POLLING: PollingPolicy = PollingPolicy {
     initial: Duration::from_millis(250),
     max: Duration::from_secs(2),
+    stalled: crate::engine::StalledPolicy::DEFAULT,
 };
 
 /// Options of `run -f`.
@@ -395,6 +396,7 @@ fn client_for(plan: &Plan, simulator: Option<&RunningSimulator>) -> anyhow::Resu
             let polling = PollingPolicy {
                 initial: gw.spec.polling.initial().map_err(anyhow::Error::msg)?,
                 max: gw.spec.polling.max().map_err(anyhow::Error::msg)?,
+                stalled: crate::engine::StalledPolicy::from_spec(&gw.spec.stalled_after).map_err(anyhow::Error::msg)?,
             };
             Ok((GatewayClient::new(config)?, polling))
         }

@@ -402,6 +402,9 @@ fn gateway_target(
         spec.polling.initial().err(),
         spec.polling.max().err(),
         spec.limits.max_bytes().err(),
+        spec.stalled_after.validating().err(),
+        spec.stalled_after.in_progress().err(),
+        spec.stalled_after.finalizing().err(),
     ];
     if let Some(problem) = problems.into_iter().flatten().next() {
         return Err(format!("{at}: {problem}"));

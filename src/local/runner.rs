@@ -103,7 +103,12 @@ impl BatchRun<'_> {
                 Outcome::OverBudget(over) if !over.running => Some(held_back_by_budget(over)),
                 _ => None,
             };
-            self.state.status = engine::reduce(&self.state.status, outcome, &self.context());
+            let before = std::mem::take(&mut self.state.status);
+            self.state.status = engine::reduce(&before, outcome, &self.context());
+            if let Some(stalled) = engine::newly_stalled(&before, &self.state.status) {
+                let object = self.plan.object();
+                self.progress.say(format!("{object}: Stalled: {}", stalled.message));
+            }
             if let Err(e) = self.persist() {
                 break Ending::Stopped(format!("cannot save state: {e}"));
             }

@@ -81,6 +81,11 @@ struct PhaseLabels {
     phase: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
 /// Counts of Batches per phase, read at every scrape (from the controller's caches).
 pub type PhaseCounts = Arc<dyn Fn() -> Vec<(String, i64)> + Send + Sync>;
 
@@ -105,6 +110,7 @@ pub struct Metrics {
     duplicates_prevented: Family<ObjectLabels, Counter>,
     leader: Gauge,
     phases: Arc<PhaseCollector>,
+    stalled: Arc<StalledCollector>,
     catalogue: Vec<(String, &'static str)>,
 }
 
@@ -165,6 +171,7 @@ impl Metrics {
             duplicates_prevented: Family::default(),
             leader: Gauge::default(),
             phases: Arc::default(),
+            stalled: Arc::default(),
             registry: Registry::with_prefix(PREFIX),
             catalogue: Vec::new(),
         };
@@ -238,6 +245,8 @@ impl Metrics {
         );
         r.0.register_collector(Box::new(metrics.phases.clone()));
         r.1.push(("llmbatch_batches".into(), "gauge"));
+        r.0.register_collector(Box::new(metrics.stalled.clone()));
+        r.1.push(("llmbatch_batches_stalled".into(), "gauge"));
         metrics
     }
 
@@ -310,6 +319,11 @@ impl Metrics {
     /// Where Batch counts per phase come from (`None`: nowhere, e.g. while standing by).
     pub fn set_phase_counts(&self, source: Option<PhaseCounts>) {
         *self.phases.source.write().expect("phase source lock") = source;
+    }
+
+    /// Where counts of stalled Batches per upstream state come from (`None`: nowhere).
+    pub fn set_stalled_counts(&self, source: Option<PhaseCounts>) {
+        *self.stalled.source.write().expect("stalled source lock") = source;
     }
 
     /// The observer to wrap object-store locations with, so their calls are counted here.
@@ -399,6 +413,36 @@ impl Collector for PhaseCollector {
     }
 }
 
+/// `llmbatch_batches_stalled{state}`, computed at scrape time.
+#[derive(Default)]
+struct StalledCollector {
+    source: RwLock<Option<PhaseCounts>>,
+}
+
+impl std::fmt::Debug for StalledCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StalledCollector")
+    }
+}
+
+impl Collector for StalledCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let family = Family::<StateLabels, Gauge>::default();
+        if let Some(source) = self.source.read().expect("stalled source lock").as_ref() {
+            for (state, count) in source() {
+                family.get_or_create(&StateLabels { state }).set(count);
+            }
+        }
+        let metric = encoder.encode_descriptor(
+            "batches_stalled",
+            "Batches in this replica's caches whose Progressing condition is False (Stalled), by the upstream batch's state (validating, in_progress, finalizing)",
+            None,
+            family.metric_type(),
+        )?;
+        family.encode(metric)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,6 +457,7 @@ mod tests {
         observer.observe("create batch", RequestOutcome::Status(429), Duration::from_millis(5));
         observer.observe("get batch", RequestOutcome::Timeout, Duration::from_secs(60));
         metrics.set_phase_counts(Some(Arc::new(|| vec![("Succeeded".into(), 3)])));
+        metrics.set_stalled_counts(Some(Arc::new(|| vec![("finalizing".into(), 2)])));
         let store = metrics.store_observer();
         store.request("get_range", "success", Duration::from_millis(7));
         store.bytes("get_range", Direction::Read, 1000);
@@ -428,6 +473,7 @@ mod tests {
             r#"llmbatch_gateway_requests_total{operation="get_batch",code="timeout"} 1"#,
             r#"llmbatch_gateway_request_duration_seconds_count{operation="create_batch"} 2"#,
             r#"llmbatch_batches{phase="Succeeded"} 3"#,
+            r#"llmbatch_batches_stalled{state="finalizing"} 2"#,
             r#"llmbatch_objectstore_requests_total{operation="get_range",outcome="success"} 1"#,
             r#"llmbatch_objectstore_requests_total{operation="head",outcome="not_found"} 1"#,
             r#"llmbatch_objectstore_bytes_total{operation="get_range",direction="read"} 1024"#,

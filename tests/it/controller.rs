@@ -1265,3 +1265,74 @@ async fn the_keyless_cluster_path_runs_the_quickstart_against_the_simulator() {
     assert!(results.data.unwrap().contains_key("output.jsonl"));
     controller.stop().await;
 }
+
+/// Issue 19, stalled detection: a batch the simulator holds in `finalizing` past the gateway's
+/// 1 s threshold turns `Progressing=False Stalled` (a Warning Event, and the stalled gauge
+/// counts it), then recovers (`Resumed`) when it moves on, and the Batch succeeds: never fatal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_held_in_finalizing_is_stalled_then_resumes_and_succeeds() {
+    let s = setup(
+        "ctl-stalled",
+        SimulatorConfig {
+            finalizing_ms: 10_000,
+            ..SimulatorConfig::default()
+        },
+    )
+    .await;
+    let patch = json!({"spec": {"stalledAfter": {"finalizing": "1s"}}});
+    Api::<BatchGateway>::namespaced(s.client.clone(), &s.ns)
+        .patch(
+            "gw",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    s.input("input", &common::chat_lines(3)).await;
+    s.batch("slow", json!({})).await;
+    let context = Arc::new(
+        llm_batch_operator::controller::Context::new(s.client.clone())
+            .with_addresses(llm_batch_operator::net::AddressPolicy::local()),
+    );
+    let controller = RunningController::start_with(context.clone(), &s.ns);
+
+    let message = wait_condition(&s, "slow", "Progressing", "Stalled").await;
+    assert!(message.contains("finalizing") && message.contains("1s"), "{message}");
+    let batch = s.batches().get("slow").await.unwrap();
+    let status = batch.status.unwrap();
+    assert_eq!(status.phase, Some(BatchPhase::Finalizing), "stalled is not fatal");
+    assert!(status.gateway.unwrap().last_change_time.is_some());
+    wait_until(
+        "the stalled gauge never counted the Batch",
+        Duration::from_secs(30),
+        async || {
+            let text = context.metrics.encode().unwrap();
+            match text.contains(r#"llmbatch_batches_stalled{state="finalizing"} 1"#) {
+                true => Ok(()),
+                false => Err(text),
+            }
+        },
+    )
+    .await;
+
+    let batch = s.wait_phase("slow", BatchPhase::Succeeded).await;
+    let status = batch.status.unwrap();
+    let progressing = status.conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
+    assert_eq!(
+        (progressing.status.as_str(), progressing.reason.as_str()),
+        ("True", "Resumed")
+    );
+    assert_eq!(status.request_counts.unwrap().completed, 3);
+    let warnings = s.warnings("slow").await;
+    assert_eq!(
+        warnings.iter().filter(|r| *r == "Stalled").count(),
+        1,
+        "one Warning per transition, not per poll: {warnings:?}"
+    );
+    let text = context.metrics.encode().unwrap();
+    assert!(
+        !text.contains(r#"llmbatch_batches_stalled{state="finalizing"} 1"#),
+        "{text}"
+    );
+    controller.stop().await;
+}

@@ -779,3 +779,29 @@ fn run_f_refuses_what_the_api_server_refuses() {
     let contacted = gateway.accept();
     assert!(contacted.is_err(), "run -f connected to the gateway: {contacted:?}");
 }
+
+/// Stalled detection through `run -f`, the engine the controller drives: a batch the simulator
+/// holds in `finalizing` past the gateway's 1 s threshold is reported stalled once, then
+/// resumes and succeeds; the status says it stalled and moved on.
+#[test]
+fn a_batch_held_in_finalizing_is_reported_stalled_then_succeeds() {
+    let sim = Simulator::start(&["--api-key", KEY, "--finalizing-ms", "5000"]);
+    let ws = setup(&sim, "slow", 3, "");
+    let gateway = gateway_manifests(&sim.base_url, KEY, &[]).replacen(
+        "  polling:\n",
+        "  stalledAfter:\n    finalizing: 1s\n  polling:\n",
+        1,
+    );
+    ws.write("gateway.yaml", &gateway);
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    let said = text(&output);
+    assert!(output.status.success(), "{said}");
+    assert_eq!(said.matches("slow: Stalled: ").count(), 1, "{said}");
+    assert!(said.contains("has been finalizing"), "{said}");
+    let status = ws.status_yaml("slow");
+    assert_eq!(status["phase"], "Succeeded");
+    let progressing = common::condition(&status, "Progressing");
+    assert_eq!(progressing["status"], "True", "{status:?}");
+    assert_eq!(progressing["reason"], "Resumed", "{status:?}");
+    assert!(status["gateway"]["lastChangeTime"].as_str().is_some(), "{status:?}");
+}

@@ -1,5 +1,6 @@
 -- Argo CD health of a llmbatch.io Batch: Healthy once Succeeded, Degraded when it ended
--- Failed, Expired or Cancelled (or the gateway refuses the key), Progressing otherwise.
+-- Failed, Expired or Cancelled (or the gateway refuses the key), Progressing otherwise (a
+-- stalled upstream batch too: its message says so).
 local hs = {}
 
 local function condition(type)
@@ -63,6 +64,13 @@ local admitted = condition("Admitted")
 if admitted ~= nil and admitted.status == "False" then
   hs.status = "Progressing"
   hs.message = describe(phase, admitted)
+  return hs
+end
+-- Stalled upstream: never Degraded by itself, but the message says so.
+local progressing = condition("Progressing")
+if progressing ~= nil and progressing.status == "False" then
+  hs.status = "Progressing"
+  hs.message = describe(phase, progressing)
   return hs
 end
 hs.status = "Progressing"
