@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use llm_batch_operator::api::{Batch, BatchPhase, BatchSchedule};
+use llm_batch_operator::api::{Batch, BatchPhase, BatchSchedule, BatchSweep, SweepPhase};
 use llm_batch_operator::controller::{Clock, Context};
 use llm_batch_operator::net::AddressPolicy;
 use llm_batch_operator::simulator::{RunningSimulator, SimulatorConfig};
@@ -334,6 +334,54 @@ async fn after_three_hours_down_exactly_one_catch_up_run_starts() {
     )
     .await;
     assert_eq!(s.batches_created().await, 2, "one catch-up run, no burst");
+    controller.stop().await;
+}
+
+/// A schedule of a sweep: its run is a BatchSweep named for the scheduled time, owned by the
+/// schedule, reading that date's input, whose chunks run as Batches; the schedule records it.
+#[tokio::test]
+async fn a_sweep_template_runs_one_batchsweep_per_scheduled_time() {
+    let s = setup("sched-sweep", SimulatorConfig::default()).await;
+    let template = json!({"input": {"configMap": {"name": "tickets-${date}", "key": "batch.jsonl"}},
+        "chunk": {"maxRequests": 2},
+        "template": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
+                     "output": {"secret": {"name": "results-${date}"}}}});
+    let created = s
+        .schedule("sweeps", json!({"batchTemplate": null, "sweepTemplate": template}))
+        .await;
+    let t1 = next_minute(created);
+    s.inputs(&[t1], 4).await;
+    let controller = s.controller();
+    s.at("sweeps", plus(t1, 5), Some(plus(t1, 60))).await;
+
+    let sweeps: Api<BatchSweep> = Api::namespaced(s.client.clone(), &s.ns);
+    let name = run_name("sweeps", t1);
+    let run = wait_until(&format!("{name} never succeeded"), WITHIN, async || {
+        let run = sweeps.get_opt(&name).await.unwrap();
+        match run.as_ref().and_then(|r| r.status.as_ref()).and_then(|st| st.phase) {
+            Some(SweepPhase::Succeeded) => Ok(run.unwrap()),
+            phase => Err(phase),
+        }
+    })
+    .await;
+    let owner = &run.owner_references()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("BatchSchedule", "sweeps"));
+    assert_eq!(
+        run.spec.input.config_map.as_ref().unwrap().name,
+        format!("tickets-{}", date(t1))
+    );
+    assert_eq!(s.batches_created().await, 2, "4 lines in chunks of 2");
+    wait_until("the schedule never recorded the sweep's success", WITHIN, async || {
+        let status = s.schedules().get("sweeps").await.unwrap().status.unwrap_or_default();
+        // The success is the sweep's completion time, on the real clock (only schedules run on
+        // the test's clock): that it is there is what counts.
+        let scheduled = status.last_schedule_time.as_ref().map(|t| t.0);
+        match (scheduled, &status.last_successful_time) {
+            (Some(scheduled), Some(_)) if scheduled == t1 => Ok(()),
+            _ => Err(status),
+        }
+    })
+    .await;
     controller.stop().await;
 }
 
