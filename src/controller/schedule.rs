@@ -284,7 +284,6 @@ fn scheduled_time(meta: &kube::api::ObjectMeta) -> Option<Timestamp> {
 }
 
 fn batch_run(batch: &Batch) -> Option<ObservedRun> {
-    let scheduled = scheduled_time(&batch.metadata)?;
     let status = batch.status.clone().unwrap_or_default();
     let phase = status.phase.unwrap_or_default();
     let outcome = match phase {
@@ -292,29 +291,16 @@ fn batch_run(batch: &Batch) -> Option<ObservedRun> {
         p if p.is_terminal() => RunOutcome::Failed,
         _ => RunOutcome::Active,
     };
-    let usage = status.usage.map(|u| crate::api::Usage {
-        by_model: Vec::new(),
-        ..u
-    });
-    let summary = ScheduledRun {
-        name: batch.name_any(),
-        scheduled_time: Time(scheduled),
-        phase: Some(phase.to_string()),
-        completion_time: status.completion_time.filter(|_| outcome != RunOutcome::Active),
+    let figures = RunFigures {
+        completion_time: status.completion_time,
         request_counts: status.request_counts,
-        usage,
-        cost: status.cost.map(|c| c.display),
+        usage: status.usage,
+        cost: status.cost,
     };
-    Some(ObservedRun {
-        summary,
-        scheduled,
-        outcome,
-        deleting: batch.metadata.deletion_timestamp.is_some(),
-    })
+    observed_run(&batch.metadata, phase.to_string(), outcome, figures)
 }
 
 fn sweep_run(sweep: &BatchSweep) -> Option<ObservedRun> {
-    let scheduled = scheduled_time(&sweep.metadata)?;
     let status = sweep.status.clone().unwrap_or_default();
     let phase = status.phase.unwrap_or_default();
     let outcome = match phase {
@@ -322,24 +308,49 @@ fn sweep_run(sweep: &BatchSweep) -> Option<ObservedRun> {
         SweepPhase::Failed => RunOutcome::Failed,
         _ => RunOutcome::Active,
     };
-    let usage = status.usage.map(|u| crate::api::Usage {
-        by_model: Vec::new(),
-        ..u
-    });
-    let summary = ScheduledRun {
-        name: sweep.name_any(),
-        scheduled_time: Time(scheduled),
-        phase: Some(phase.to_string()),
-        completion_time: status.completion_time.filter(|_| outcome != RunOutcome::Active),
+    let figures = RunFigures {
+        completion_time: status.completion_time,
         request_counts: status.request_counts,
-        usage,
-        cost: status.cost.map(|c| c.display),
+        usage: status.usage,
+        cost: status.cost,
+    };
+    observed_run(&sweep.metadata, phase.to_string(), outcome, figures)
+}
+
+/// What a run's status says of it, Batch or BatchSweep alike.
+struct RunFigures {
+    completion_time: Option<Time>,
+    request_counts: Option<crate::api::RequestCounts>,
+    usage: Option<crate::api::Usage>,
+    cost: Option<crate::api::Cost>,
+}
+
+/// A run as the schedule's status lists it (its usage without the by-model list); `None` for an
+/// object without a scheduled time (not one of the schedule's runs).
+fn observed_run(
+    meta: &kube::api::ObjectMeta,
+    phase: String,
+    outcome: RunOutcome,
+    figures: RunFigures,
+) -> Option<ObservedRun> {
+    let scheduled = scheduled_time(meta)?;
+    let summary = ScheduledRun {
+        name: meta.name.clone().unwrap_or_default(),
+        scheduled_time: Time(scheduled),
+        phase: Some(phase),
+        completion_time: figures.completion_time.filter(|_| outcome != RunOutcome::Active),
+        request_counts: figures.request_counts,
+        usage: figures.usage.map(|u| crate::api::Usage {
+            by_model: Vec::new(),
+            ..u
+        }),
+        cost: figures.cost.map(|c| c.display),
     };
     Some(ObservedRun {
         summary,
         scheduled,
         outcome,
-        deleting: sweep.metadata.deletion_timestamp.is_some(),
+        deleting: meta.deletion_timestamp.is_some(),
     })
 }
 
