@@ -41,13 +41,18 @@ fn run_sweep_with(ws: &Workspace, sim: &Simulator, template: &str, documents: &s
     assert!(output.status.success(), "{}", text(&output));
 }
 
-fn report(ws: &Workspace, args: &[&str]) -> Output {
-    let output = common::bin()
+/// `report` on the sweep's files with `args`, whatever its exit.
+fn report_output(ws: &Workspace, args: &[&str]) -> Output {
+    common::bin()
         .current_dir(ws.path())
         .args(["report", "-f", "sweep.yaml", "-f", "gateway.yaml", "--out", "out"])
         .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn report(ws: &Workspace, args: &[&str]) -> Output {
+    let output = report_output(ws, args);
     assert!(output.status.success(), "report {args:?}: {}", text(&output));
     output
 }
@@ -159,11 +164,7 @@ fn a_two_model_sweep_pivots_to_a_row_per_prompt_and_sums_to_the_sweeps_status() 
         .map(|l| format!("{l}\n"))
         .collect();
     ws.write("sweep.yaml", &edited);
-    let refused = common::bin()
-        .current_dir(ws.path())
-        .args(["report", "-f", "sweep.yaml", "-f", "gateway.yaml", "--out", "out"])
-        .output()
-        .unwrap();
+    let refused = report_output(&ws, &[]);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(
         text(&refused).contains("chunk 2 now holds 5 requests, and eval-model-a-c0002 ran 6"),
@@ -398,21 +399,7 @@ fn key_splits_a_mixed_batchs_custom_ids_and_pivots_prompts_whose_rows_are_far_ap
         }
     }
     // Without --key the models are not known: the pivot says what to do.
-    let refused = common::bin()
-        .current_dir(ws.path())
-        .args([
-            "report",
-            "-f",
-            "sweep.yaml",
-            "-f",
-            "gateway.yaml",
-            "--out",
-            "out",
-            "--pivot",
-            "model",
-        ])
-        .output()
-        .unwrap();
+    let refused = report_output(&ws, &["--pivot", "model"]);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(text(&refused).contains("--key"), "{}", text(&refused));
 }
