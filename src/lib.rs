@@ -13,6 +13,7 @@ pub mod job_protocol;
 pub mod jsonl;
 pub mod local;
 pub mod net;
+pub mod notify;
 pub mod pricing;
 pub mod report;
 pub mod schedule;

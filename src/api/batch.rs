@@ -68,6 +68,10 @@ pub struct BatchSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<i64>,
+    /// A webhook told when the Batch finishes (or is held by the gateway's budget). Without
+    /// it, the BatchGateway's `spec.notify` applies, except to a BatchSweep's children.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<super::Notify>,
 }
 
 fn default_completion_window() -> String {
@@ -288,6 +292,10 @@ pub struct BatchStatus {
     /// Where the results were written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputStatus>,
+    /// The events owed to `spec.notify` (or the gateway's) and how their delivery went.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub notifications: Vec<super::NotificationStatus>,
     /// Admitted, Submitted, Complete, Failed, ... (Kubernetes API conventions).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]

@@ -72,6 +72,10 @@ pub struct BatchGatewaySpec {
     /// What the models cost: with it, every Batch's status says what its results cost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pricing: Option<super::Pricing>,
+    /// The webhook of every Batch and BatchSweep sent here that names none of its own (a
+    /// sweep's children excepted: the sweep notifies once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<super::Notify>,
 }
 
 impl BatchGatewaySpec {

@@ -76,6 +76,10 @@ pub struct BatchSweepSpec {
     /// Batches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
+    /// A webhook told when the sweep finishes. Without it, the template's BatchGateway's
+    /// `spec.notify` applies. Its children never notify: the sweep does, once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<super::Notify>,
 }
 
 /// A sweep's budget in money.
@@ -236,6 +240,10 @@ pub struct BatchSweepStatus {
     /// The children, unfinished ones first, at most 50 (the counts cover all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<ChildStatus>,
+    /// The events owed to `spec.notify` (or the gateway's) and how their delivery went.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub notifications: Vec<super::NotificationStatus>,
     /// Complete, Failed, Suspended (Kubernetes API conventions).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]

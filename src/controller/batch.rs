@@ -16,7 +16,7 @@ use super::batch_driver::ClusterBatch;
 use super::caches::Awaited;
 use super::cluster_io::{self, Gateway};
 use super::{Context, Error, FINALIZER, instrument};
-use super::{direct_progress, prices, reattach};
+use super::{direct_progress, notify, prices, reattach};
 use crate::api::{
     BATCH_ID_ANNOTATION, Batch, BatchMode, BatchPhase, BatchStatus, Conditions, DeletionPolicy, condition_types as ct,
     reasons,
@@ -75,6 +75,9 @@ pub(super) fn key(batch: &Batch) -> String {
 async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
     let status = batch.status.clone().unwrap_or_default();
     if status.phase.is_some_and(BatchPhase::is_terminal) {
+        if let Some(wait) = notify(&batch, &status, ctx).await? {
+            return Ok(Requeue::requeue(wait));
+        }
         return expire_after_ttl(&batch, &status, ctx).await;
     }
     let gateway = match cluster_io::gateway_client(ctx, &batch).await? {
@@ -87,7 +90,32 @@ async fn apply(batch: Arc<Batch>, ctx: &Context) -> Result<Requeue, Error> {
     let written = draft.write(ctx).await;
     let requeue = requeue?;
     written?;
+    // A Batch held by the money budget is looked at again every few seconds: no wake needed.
+    notify(&draft.written, &draft.status, ctx).await?;
     Ok(requeue)
+}
+
+/// Delivers the events the Batch owes its webhook (none without one) and records how it went;
+/// the wait until the next attempt while one is pending.
+async fn notify(batch: &Batch, status: &BatchStatus, ctx: &Context) -> Result<Option<Duration>, Error> {
+    let owed = crate::notify::batch_events(batch, status);
+    if owed.is_empty() {
+        return Ok(None);
+    }
+    let gateway = ctx
+        .caches()
+        .gateway(&batch.namespace().unwrap_or_default(), &batch.spec.gateway_ref.name);
+    let in_sweep = batch.owner_references().iter().any(|o| o.kind == "BatchSweep");
+    let Some(target) = notify::target(batch.spec.notify.as_ref(), gateway.as_deref(), !in_sweep) else {
+        return Ok(None);
+    };
+    let done = notify::deliver(ctx, "batch", batch, target, owed, &status.notifications).await;
+    if done.entries != status.notifications {
+        let mut next = status.clone();
+        next.notifications = done.entries;
+        cluster_io::write_status(&ctx.client, batch, &next).await?;
+    }
+    Ok(done.wake)
 }
 
 /// Takes engine steps until the Batch has to wait; the status is written (by the caller, and

@@ -85,7 +85,7 @@ fn missing_key(kind: &str, ns: &str, r: &KeyRef) -> InputError {
     InputError::NotFound(format!("{kind} {ns}/{} has no key {:?}", r.name, r.key))
 }
 
-fn secret_value(secret: &Secret, key: &str) -> Option<Bytes> {
+pub(super) fn secret_value(secret: &Secret, key: &str) -> Option<Bytes> {
     let data = secret
         .data
         .as_ref()

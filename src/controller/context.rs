@@ -34,6 +34,8 @@ pub struct Context {
     /// Where gateways and object stores may be (`--deny-cidr`, `--allow-cidr`); the Jobs get
     /// the same policy.
     pub addresses: Arc<AddressPolicy>,
+    /// Sends `spec.notify` events, to addresses `addresses` allows.
+    pub webhook: crate::notify::Webhook,
     /// Batches waiting for a gateway, an input or room (woken by the watches).
     pub batch_waiters: Waiters<Batch>,
     /// Sweeps waiting for a gateway or an input.
@@ -101,6 +103,7 @@ impl Context {
             job_image: None,
             direct_progress: ProgressReader::new(DEFAULT_PROGRESS_PORT),
             addresses: Arc::new(AddressPolicy::cluster()),
+            webhook: crate::notify::Webhook::new(Arc::new(AddressPolicy::cluster())),
             batch_waiters: Waiters::default(),
             sweep_waiters: Waiters::default(),
             fresh_attempts: Default::default(),
@@ -129,6 +132,7 @@ impl Context {
     /// This context, connecting only where `addresses` allows.
     pub fn with_addresses(mut self, addresses: AddressPolicy) -> Self {
         self.addresses = Arc::new(addresses);
+        self.webhook = crate::notify::Webhook::new(self.addresses.clone());
         self
     }
 

@@ -15,6 +15,7 @@ mod gateway;
 mod instrument;
 mod jobs;
 mod leader;
+mod notify;
 mod object_io;
 mod preflight;
 mod prices;

@@ -23,8 +23,8 @@ use serde_json::json;
 
 use super::caches::{Awaited, Caches};
 use super::cluster_io::{self, InputError};
-use super::object_io;
 use super::{Context, Error, MANAGER};
+use super::{notify, object_io};
 use crate::api::{Batch, BatchMode, BatchSpec, BatchSweep, BatchSweepStatus, SweepPhase, SweepPlan};
 use crate::io::object_storage::StorageErrorKind;
 use crate::io::{ScanError, scan_object};
@@ -62,7 +62,10 @@ pub async fn reconcile(sweep: Arc<BatchSweep>, ctx: Arc<Context>) -> Result<Requ
     let generation = sweep.metadata.generation;
     let settled = status.phase.is_some_and(SweepPhase::is_terminal) && status.completion_time.is_some();
     if settled && status.observed_generation == generation {
-        return Ok(Requeue::await_change());
+        return Ok(match notify(&sweep, &status, &ctx).await? {
+            Some(wait) => Requeue::requeue(wait),
+            None => Requeue::await_change(),
+        });
     }
     let status = match &status.plan {
         Some(_) => status,
@@ -422,6 +425,24 @@ fn is_label_value(text: &str) -> bool {
 
 /// Writes the status through the status subresource (server-side apply), unless unchanged;
 /// true when written.
+/// Delivers the events the finished sweep owes its webhook (none without one) and records how
+/// it went; the wait until the next attempt while one is pending.
+async fn notify(sweep: &BatchSweep, status: &BatchSweepStatus, ctx: &Context) -> Result<Option<Duration>, Error> {
+    let owed = crate::notify::sweep_events(sweep, status);
+    let ns = sweep.namespace().unwrap_or_default();
+    let gateway = ctx.caches().gateway(&ns, &sweep.spec.template.gateway_ref.name);
+    let Some(target) = notify::target(sweep.spec.notify.as_ref(), gateway.as_deref(), true) else {
+        return Ok(None);
+    };
+    let done = notify::deliver(ctx, "batchsweep", sweep, target, owed, &status.notifications).await;
+    if done.entries != status.notifications {
+        let mut next = status.clone();
+        next.notifications = done.entries;
+        write_status(&ctx.client, sweep, &next).await?;
+    }
+    Ok(done.wake)
+}
+
 async fn write_status(client: &kube::Client, sweep: &BatchSweep, status: &BatchSweepStatus) -> Result<bool, Error> {
     if sweep.status.as_ref() == Some(status) {
         return Ok(false);

@@ -109,6 +109,7 @@ mod tests {
             cancel: false,
             deletion_policy: Default::default(),
             ttl_seconds_after_finished: None,
+            notify: None,
         }
     }
 

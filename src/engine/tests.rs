@@ -24,6 +24,7 @@ fn spec() -> BatchSpec {
         cancel: false,
         deletion_policy: Default::default(),
         ttl_seconds_after_finished: None,
+        notify: None,
     }
 }
 

@@ -168,6 +168,7 @@ impl ChildPlan {
             cancel: false,
             deletion_policy: template.deletion_policy,
             ttl_seconds_after_finished: None,
+            notify: None,
         }
     }
 

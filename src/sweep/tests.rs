@@ -28,6 +28,7 @@ pub(super) fn spec(models: &[&str], parallelism: u32, max_failed: u32) -> BatchS
         max_failed_batches: max_failed,
         suspend: false,
         retry: None,
+        notify: None,
         budget: None,
     }
 }

@@ -72,6 +72,12 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ObjectLabels {
     object: &'static str,
 }
@@ -108,6 +114,7 @@ pub struct Metrics {
     request_lines: Family<OutcomeLabels, Counter>,
     spend: Spend,
     duplicates_prevented: Family<ObjectLabels, Counter>,
+    notifications: Family<NotificationLabels, Counter>,
     leader: Gauge,
     phases: Arc<PhaseCollector>,
     stalled: Arc<StalledCollector>,
@@ -169,6 +176,7 @@ impl Metrics {
             request_lines: Family::default(),
             spend: Spend::default(),
             duplicates_prevented: Family::default(),
+            notifications: Family::default(),
             leader: Gauge::default(),
             phases: Arc::default(),
             stalled: Arc::default(),
@@ -236,6 +244,12 @@ impl Metrics {
             "Uploads and batch creations skipped because an earlier attempt's file or batch was adopted, by object (file, batch)",
             None,
             metrics.duplicates_prevented.clone(),
+        );
+        r.add(
+            "notifications",
+            "Webhook delivery attempts by kind (batch, batchsweep) and result (delivered, failed, given_up: the last attempt failed)",
+            None,
+            metrics.notifications.clone(),
         );
         r.add(
             "leader",
@@ -309,6 +323,13 @@ impl Metrics {
     /// An upload (`file`) or batch creation (`batch`) was skipped: an earlier attempt's was adopted.
     pub fn duplicate_prevented(&self, object: &'static str) {
         self.duplicates_prevented.get_or_create(&ObjectLabels { object }).inc();
+    }
+
+    /// One attempt to deliver an event of a `kind` object ended in `result`.
+    pub fn notification(&self, kind: &'static str, result: &'static str) {
+        self.notifications
+            .get_or_create(&NotificationLabels { kind, result })
+            .inc();
     }
 
     /// Whether this replica leads now.
