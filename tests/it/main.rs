@@ -26,6 +26,7 @@ mod least_privilege;
 mod local_run;
 mod local_sweep;
 mod metrics;
+mod notify;
 mod object_store;
 mod operations;
 mod report;
