@@ -92,6 +92,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             "ignoring {skipped} (run -f uses Batch, BatchSweep, BatchSchedule, BatchGateway, PriceList, ConfigMap and Secret)"
         ));
     }
+    if let Some(note) = notify_not_sent(&manifests) {
+        reporter.say(note);
+    }
     let mut plans = match resolve::plan_all(&manifests, options.simulator, options.pvc_root.as_deref()) {
         Ok(plans) => plans,
         Err(problems) => return Ok(invalid(&problems)),
@@ -365,6 +368,35 @@ fn gateway_label(plan: &Plan) -> String {
         GatewayTarget::Builtin { .. } => "builtin".to_string(),
         GatewayTarget::Remote(gw) => gw.spec.url.clone(),
     }
+}
+
+/// `spec.notify` is the controller's to send: say so rather than ignore it in silence.
+fn notify_not_sent(manifests: &manifests::Manifests) -> Option<String> {
+    let named = |(ns, name): &(String, String)| format!("{ns}/{name}");
+    let with_notify: Vec<String> = (manifests.batches.iter())
+        .filter(|(_, b)| b.object.spec.notify.is_some())
+        .map(|(k, _)| named(k))
+        .chain(
+            manifests
+                .sweeps
+                .iter()
+                .filter(|(_, s)| s.object.spec.notify.is_some())
+                .map(|(k, _)| named(k)),
+        )
+        .chain(
+            manifests
+                .gateways
+                .iter()
+                .filter(|(_, g)| g.object.spec.notify.is_some())
+                .map(|(k, _)| named(k)),
+        )
+        .collect();
+    (!with_notify.is_empty()).then(|| {
+        format!(
+            "not sending spec.notify of {}: run -f sends no webhook events (the controller does)",
+            with_notify.join(", ")
+        )
+    })
 }
 
 fn simulator_reason(options: &RunOptions, plans: &[Plan]) -> String {

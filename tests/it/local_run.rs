@@ -805,3 +805,19 @@ fn a_batch_held_in_finalizing_is_reported_stalled_then_succeeds() {
     assert_eq!(progressing["reason"], "Resumed", "{status:?}");
     assert!(status["gateway"]["lastChangeTime"].as_str().is_some(), "{status:?}");
 }
+
+/// `spec.notify` is the controller's to send: `run -f` says it sends nothing and runs the Batch.
+#[test]
+fn a_notify_webhook_is_named_as_not_sent_and_the_batch_still_runs() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let notify = "  notify:\n    url: https://hooks.example.com/llmbatch\n";
+    let ws = setup(&sim, "told", 2, notify);
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("not sending spec.notify of default/told: run -f sends no webhook events"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(phase(&ws, "told"), "Succeeded");
+}
