@@ -29,6 +29,10 @@ const EVERYTHING: &[&str] = &[
     "--set",
     "serviceMonitor.enabled=true",
     "--set",
+    "prometheusRule.enabled=true",
+    "--set",
+    "grafanaDashboard.enabled=true",
+    "--set",
     "simulator.enabled=true",
     "--set",
     "leaderElection.namespace=llmb-leases",
@@ -121,6 +125,10 @@ fn unknown_or_mistyped_values_are_rejected_by_the_schema() {
         (&["--set", "networkPolicy.enabled=yes"][..], "networkPolicy"),
         (&["--set", "networkPolicy.jobNamespaces={Team_A}"][..], "jobNamespaces"),
         (&["--set", "admissionPolicy.enable=true"][..], "enable"),
+        (&["--set", "prometheusRule.enabled=yes"][..], "prometheusRule"),
+        (&["--set", "prometheusRule.budgetThreshold=2"][..], "budgetThreshold"),
+        (&["--set", "prometheusRule.job=a\"b"][..], "job"),
+        (&["--set", "grafanaDashboard.lable=x"][..], "lable"),
     ] {
         let output = helm_template_output(NAMESPACE, values);
         assert!(!output.status.success(), "{values:?} was accepted");
@@ -371,12 +379,12 @@ fn the_controller_gets_the_contract_flags() {
 #[test]
 fn optional_parts_render_only_when_asked() {
     let default = kinds(&documents(&helm_template(NAMESPACE, &[])));
-    for kind in ["PodDisruptionBudget", "ServiceMonitor"] {
+    for kind in ["PodDisruptionBudget", "ServiceMonitor", "PrometheusRule", "ConfigMap"] {
         assert!(!default.contains(&kind.to_string()), "{kind} rendered by default");
     }
     assert_eq!(default.iter().filter(|k| *k == "Deployment").count(), 1);
     let everything = kinds(&documents(&helm_template(NAMESPACE, EVERYTHING)));
-    for kind in ["PodDisruptionBudget", "ServiceMonitor"] {
+    for kind in ["PodDisruptionBudget", "ServiceMonitor", "PrometheusRule", "ConfigMap"] {
         assert!(everything.contains(&kind.to_string()), "{kind} missing");
     }
     let two_without_lease = helm_template_output(
