@@ -457,6 +457,28 @@ fn the_notes_tell_the_next_commands() {
         assert!(default.contains(command), "{command} missing from:\n{default}");
     }
 
+    // The dashboard and the alerts, when on: where they are and which job the alerts select.
+    assert!(
+        !default.contains("Grafana") && !default.contains("PrometheusRule"),
+        "{default}"
+    );
+    let monitored = notes(&[
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "grafanaDashboard.enabled=true",
+    ]);
+    for line in [
+        "ConfigMap llmb-system/llm-batch-operator-dashboard",
+        "labelled grafana_dashboard=1",
+        "PrometheusRule llmb-system/llm-batch-operator",
+        "\"llm-batch-operator-metrics\"",
+        "docs/operations.md#alerts",
+        "serviceMonitor.enabled is false",
+    ] {
+        assert!(monitored.contains(line), "{line} missing from:\n{monitored}");
+    }
+
     // With the simulator, the notes carry a BatchGateway for it: valid, and naming the
     // Service the chart renders.
     let with_simulator = notes(&["--set", "simulator.enabled=true"]);
