@@ -574,6 +574,12 @@ async fn run_and_scrape() -> Samples {
         "{stopped}"
     );
 
+    for scrape in [&healthy, &first_troubled, &troubled] {
+        assert!(
+            !scrape.contains(KEY) && !scrape.contains("sk-wrong-key"),
+            "a key in /metrics"
+        );
+    }
     let budget_ratio = total(&troubled, "llmbatch_budget_spent", &[&gw_labels])
         / total(&troubled, "llmbatch_budget_limit", &[&gw_labels]);
     assert!(budget_ratio > 0.9 && budget_ratio < 1.0, "{budget_ratio}");
@@ -591,6 +597,10 @@ async fn run_and_scrape() -> Samples {
 const HEALTHY_UNTIL: usize = 20;
 const SECOND_FROM: usize = 25;
 const MINUTES: usize = 45;
+/// When the troubled samples are judged: their gauges have held since minute 20 and the
+/// counters grew at 25, so every alert's `for: 5m` has passed while the 15-minute `increase()`
+/// windows still hold the growth.
+const TROUBLED_AT: usize = 31;
 
 /// promtool `input_series` of the samples, as Prometheus would store them: each sample gets the
 /// `job` and `instance` labels of its scrape; a series missing from a sample is missing then
@@ -724,7 +734,7 @@ fn promtool_test(dir: &Path, rules: &Path, tests: Value) -> std::process::Output
 }
 
 /// The alerts on the samples: nothing fires on the healthy one (minute 19); on the troubled ones
-/// (minute 31: every condition held for 5 minutes) exactly the five the run caused fire, with
+/// ([`TROUBLED_AT`]: every condition held for 5 minutes) exactly the five the run caused fire, with
 /// their labels and rendered annotations, and the controller is not down. With `up` 0 from
 /// minute 20 (and no more samples), only LLMBatchControllerDown fires. A wrong expectation
 /// fails promtool, so the check is live.
@@ -771,9 +781,9 @@ async fn the_alerts_fire_exactly_as_a_real_controllers_metrics_say() {
             vec![(labels(&[("job", j), ("code", "401")]), 0.0)],
         ),
     ]);
-    let group = |series: Value, firing_at_31: &Firing| {
+    let group = |series: Value, firing_at_troubled: &Firing| {
         let mut tests = alert_tests(&rules, HEALTHY_UNTIL - 1, &BTreeMap::new());
-        tests.extend(alert_tests(&rules, 31, firing_at_31));
+        tests.extend(alert_tests(&rules, TROUBLED_AT, firing_at_troubled));
         json!({"interval": "1m", "input_series": series, "alert_rule_test": tests})
     };
     let down_series = input_series(&[(&samples.healthy, 0..HEALTHY_UNTIL)], &job, Some(0));
