@@ -14,12 +14,14 @@ use crate::api::{Batch, BatchStatus};
 use crate::engine::Outcome;
 use crate::telemetry::ModelTokens;
 
-/// Runs one reconcile of `controller` and records its result and duration.
+/// Runs one reconcile of `controller` and records its result and duration, and that it is in
+/// flight meanwhile.
 pub async fn measured(
     controller: &'static str,
     ctx: &Context,
     reconcile: impl Future<Output = Result<Requeue, Error>>,
 ) -> Result<Requeue, Error> {
+    let _in_flight = ctx.metrics.reconcile_started(controller);
     let started = Instant::now();
     let result = reconcile.await;
     let error = result.as_ref().err().map(Error::metric_label);

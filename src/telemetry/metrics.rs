@@ -106,6 +106,7 @@ pub struct Metrics {
     reconciles: Family<ReconcileLabels, Counter>,
     reconcile_errors: Family<ReconcileErrorLabels, Counter>,
     reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
+    in_flight: Family<ControllerLabels, Gauge>,
     gateway_requests: Family<GatewayLabels, Counter>,
     gateway_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
     store_requests: Family<StoreLabels, Counter>,
@@ -168,6 +169,7 @@ impl Metrics {
             reconciles: Family::default(),
             reconcile_errors: Family::default(),
             reconcile_duration: Family::new_with_constructor(histogram),
+            in_flight: Family::default(),
             gateway_requests: Family::default(),
             gateway_duration: Family::new_with_constructor(histogram),
             store_requests: Family::default(),
@@ -201,6 +203,12 @@ impl Metrics {
             "Time one reconcile took, by controller",
             Some(Unit::Seconds),
             metrics.reconcile_duration.clone(),
+        );
+        r.add(
+            "reconciles_in_flight",
+            "Reconciles running now, by controller (the Batch controller runs at most 32 at once per watched namespace)",
+            None,
+            metrics.in_flight.clone(),
         );
         r.add(
             "gateway_requests",
@@ -293,6 +301,13 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// A reconcile of `controller` started: it counts as in flight until the guard is dropped.
+    pub fn reconcile_started(&self, controller: &'static str) -> InFlight {
+        let gauge = self.in_flight.get_or_create(&ControllerLabels { controller }).clone();
+        gauge.inc();
+        InFlight(gauge)
+    }
+
     /// A Batch finished with these request counts.
     pub fn batch_finished(&self, completed: u64, failed: u64) {
         let lines = |outcome| self.request_lines.get_or_create(&OutcomeLabels { outcome });
@@ -355,6 +370,16 @@ impl Metrics {
     /// The observer to give gateway clients, so their requests are counted here.
     pub fn gateway_observer(self: &Arc<Self>) -> GatewayMetrics {
         GatewayMetrics(self.clone())
+    }
+}
+
+/// One reconcile in flight, counted in `llmbatch_reconciles_in_flight` until dropped (also when
+/// the reconcile is cancelled).
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -473,6 +498,9 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         metrics.reconciled("batch", None, Duration::from_millis(12));
         metrics.reconciled("batch", Some("kube"), Duration::from_millis(3));
+        let running = metrics.reconcile_started("batchgateway");
+        let done = metrics.reconcile_started("batch");
+        drop(done);
         let observer = metrics.gateway_observer();
         observer.observe("create batch", RequestOutcome::Status(200), Duration::from_millis(5));
         observer.observe("create batch", RequestOutcome::Status(429), Duration::from_millis(5));
@@ -490,6 +518,8 @@ mod tests {
             r#"llmbatch_reconcile_total{controller="batch",result="error"} 1"#,
             r#"llmbatch_reconcile_errors_total{controller="batch",error="kube"} 1"#,
             r#"llmbatch_reconcile_duration_seconds_count{controller="batch"} 2"#,
+            r#"llmbatch_reconciles_in_flight{controller="batchgateway"} 1"#,
+            r#"llmbatch_reconciles_in_flight{controller="batch"} 0"#,
             r#"llmbatch_gateway_requests_total{operation="create_batch",code="429"} 1"#,
             r#"llmbatch_gateway_requests_total{operation="get_batch",code="timeout"} 1"#,
             r#"llmbatch_gateway_request_duration_seconds_count{operation="create_batch"} 2"#,
@@ -502,6 +532,9 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
+        drop(running);
+        let text = metrics.encode().unwrap();
+        assert!(text.contains(r#"llmbatch_reconciles_in_flight{controller="batchgateway"} 0"#));
     }
 
     #[test]
@@ -524,6 +557,7 @@ mod tests {
     fn the_catalogue_names_what_the_registry_exposes() {
         let metrics = Arc::new(Metrics::new());
         metrics.reconciled("batch", Some("kube"), Duration::from_millis(1));
+        drop(metrics.reconcile_started("batch"));
         metrics
             .gateway_observer()
             .observe("get batch", RequestOutcome::Status(200), Duration::ZERO);

@@ -9,6 +9,6 @@ mod spend;
 
 pub use health::Health;
 pub use logging::{LogFormat, init_logging};
-pub use metrics::{GatewayMetrics, Metrics, PhaseCounts};
+pub use metrics::{GatewayMetrics, InFlight, Metrics, PhaseCounts};
 pub use server::{app, serve};
 pub use spend::ModelTokens;

@@ -29,6 +29,10 @@ const EVERYTHING: &[&str] = &[
     "--set",
     "serviceMonitor.enabled=true",
     "--set",
+    "prometheusRule.enabled=true",
+    "--set",
+    "grafanaDashboard.enabled=true",
+    "--set",
     "simulator.enabled=true",
     "--set",
     "leaderElection.namespace=llmb-leases",
@@ -121,6 +125,10 @@ fn unknown_or_mistyped_values_are_rejected_by_the_schema() {
         (&["--set", "networkPolicy.enabled=yes"][..], "networkPolicy"),
         (&["--set", "networkPolicy.jobNamespaces={Team_A}"][..], "jobNamespaces"),
         (&["--set", "admissionPolicy.enable=true"][..], "enable"),
+        (&["--set", "prometheusRule.enabled=yes"][..], "prometheusRule"),
+        (&["--set", "prometheusRule.budgetThreshold=2"][..], "budgetThreshold"),
+        (&["--set", "prometheusRule.job=a\"b"][..], "job"),
+        (&["--set", "grafanaDashboard.lable=x"][..], "lable"),
     ] {
         let output = helm_template_output(NAMESPACE, values);
         assert!(!output.status.success(), "{values:?} was accepted");
@@ -371,12 +379,12 @@ fn the_controller_gets_the_contract_flags() {
 #[test]
 fn optional_parts_render_only_when_asked() {
     let default = kinds(&documents(&helm_template(NAMESPACE, &[])));
-    for kind in ["PodDisruptionBudget", "ServiceMonitor"] {
+    for kind in ["PodDisruptionBudget", "ServiceMonitor", "PrometheusRule", "ConfigMap"] {
         assert!(!default.contains(&kind.to_string()), "{kind} rendered by default");
     }
     assert_eq!(default.iter().filter(|k| *k == "Deployment").count(), 1);
     let everything = kinds(&documents(&helm_template(NAMESPACE, EVERYTHING)));
-    for kind in ["PodDisruptionBudget", "ServiceMonitor"] {
+    for kind in ["PodDisruptionBudget", "ServiceMonitor", "PrometheusRule", "ConfigMap"] {
         assert!(everything.contains(&kind.to_string()), "{kind} missing");
     }
     let two_without_lease = helm_template_output(
@@ -447,6 +455,28 @@ fn the_notes_tell_the_next_commands() {
         "kubectl wait --for=condition=Complete batch/ticket-triage",
     ] {
         assert!(default.contains(command), "{command} missing from:\n{default}");
+    }
+
+    // The dashboard and the alerts, when on: where they are and which job the alerts select.
+    assert!(
+        !default.contains("Grafana") && !default.contains("PrometheusRule"),
+        "{default}"
+    );
+    let monitored = notes(&[
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "grafanaDashboard.enabled=true",
+    ]);
+    for line in [
+        "ConfigMap llmb-system/llm-batch-operator-dashboard",
+        "labelled grafana_dashboard=1",
+        "PrometheusRule llmb-system/llm-batch-operator",
+        "\"llm-batch-operator-metrics\"",
+        "docs/operations.md#alerts",
+        "serviceMonitor.enabled is false",
+    ] {
+        assert!(monitored.contains(line), "{line} missing from:\n{monitored}");
     }
 
     // With the simulator, the notes carry a BatchGateway for it: valid, and naming the

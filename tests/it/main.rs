@@ -4,6 +4,7 @@
 mod common;
 
 mod admission;
+mod alerts;
 mod apiserver;
 mod argocd_health;
 mod budget;

@@ -111,3 +111,9 @@ credentials and metadata never.
 app.kubernetes.io/name: llm-batch-operator
 app.kubernetes.io/managed-by: llm-batch-operator
 {{- end }}
+
+{{/* The job label of the controller's series the alerts select: the metrics Service's name
+(what a ServiceMonitor scrape gets) unless prometheusRule.job says otherwise. */}}
+{{- define "llm-batch-operator.alertJob" -}}
+{{- default (printf "%s-metrics" (include "llm-batch-operator.fullname" .)) .Values.prometheusRule.job }}
+{{- end }}
