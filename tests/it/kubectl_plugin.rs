@@ -17,7 +17,7 @@ use common::{object, text};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use llm_batch_operator::api::{Batch, BatchGateway, BatchPhase};
+use llm_batch_operator::api::{Batch, BatchGateway, BatchPhase, BatchSweep, SweepPhase};
 use llm_batch_operator::simulator::SimulatorConfig;
 use serde_json::json;
 
@@ -314,7 +314,7 @@ async fn get_describe_and_report_read_a_finished_batch_from_the_cluster() {
     assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
     assert!(
         text(&unknown).contains(&format!(
-            "no Batch or BatchSweep or BatchSchedule named nope in namespace {}",
+            "no Batch, BatchSweep or BatchSchedule named nope in namespace {}",
             c.ns
         )),
         "{}",
@@ -322,6 +322,11 @@ async fn get_describe_and_report_read_a_finished_batch_from_the_cluster() {
     );
     let unknown = plugin.run(&["report", "nope", "-n", &c.ns]).await;
     assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains(&format!("no Batch or BatchSweep named nope in namespace {}", c.ns)),
+        "{}",
+        text(&unknown)
+    );
 }
 
 /// A table's rows without their AGE, which moves between two calls.
@@ -469,4 +474,110 @@ async fn cancel_stops_a_running_batch_and_retry_runs_it_again_as_a_new_batch() {
     );
     c.wait_phase("slow-retry-2", BatchPhase::Succeeded).await;
     controller.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_is_reported_pivoted_described_with_its_children_and_not_cancelled_or_retried() {
+    let (c, _sim) = Cluster::new("plugin-sweep", SimulatorConfig::default()).await;
+    c.input(12).await;
+    let sweep: BatchSweep = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchSweep",
+        "metadata": {"name": "eval"},
+        "spec": {"input": {"configMap": {"name": "input", "key": "batch.jsonl"}},
+            "chunk": {"maxRequests": 5}, "matrix": {"models": ["model-a", "model-b"]}, "parallelism": 6,
+            "template": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
+                "output": {"secret": {"name": "eval-results"}}}}}));
+    let sweeps = Api::<BatchSweep>::namespaced(c.client.clone(), &c.ns);
+    sweeps.create(&PostParams::default(), &sweep).await.unwrap();
+    let controller = RunningController::start(&c.client, &c.ns);
+    let sweep = wait_until("eval never succeeded", Duration::from_secs(120), async || {
+        let sweep = sweeps.get("eval").await.unwrap();
+        match sweep.status.as_ref().and_then(|s| s.phase) {
+            Some(SweepPhase::Succeeded) if sweep.status.as_ref().unwrap().completion_time.is_some() => Ok(sweep),
+            _ => Err(sweep.status),
+        }
+    })
+    .await;
+    controller.stop().await;
+    let status = sweep.status.clone().unwrap();
+    let plugin = Plugin::new(&c.ns);
+
+    let listed = table(&plugin.ok(&["get", "sweeps", "--context", "team"]).await);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["NAME"], "eval");
+    assert_eq!(listed[0]["PHASE"], "Succeeded");
+    assert_eq!(&listed[0]["BATCHES"], status.progress.as_ref().unwrap());
+    assert_eq!(listed[0]["TOTAL"], "24");
+
+    // The report reads the plan from the sweep's status and each child's results from its Secret.
+    plugin
+        .ok(&[
+            "report",
+            "eval",
+            "--context",
+            "team",
+            "--pivot",
+            "model",
+            "-o",
+            "pivot.csv",
+        ])
+        .await;
+    let pivot = csv_rows(&std::fs::read_to_string(plugin.path("pivot.csv")).unwrap());
+    assert_eq!(pivot.len(), 12, "one row per prompt");
+    for (i, row) in pivot.iter().enumerate() {
+        assert_eq!(row["prompt_id"], format!("req-{}", i + 1));
+        assert_eq!(row["chunk"], (i / 5).to_string());
+        for model in ["model-a", "model-b"] {
+            assert_eq!(row[&format!("{model}/status")], "succeeded", "{row:?}");
+            assert!(!row[&format!("{model}/answer")].is_empty(), "{row:?}");
+        }
+    }
+    let summary = csv_rows(
+        &plugin
+            .ok(&["report", "sweep/eval", "--context", "team", "--summary"])
+            .await,
+    );
+    let total = summary.iter().find(|r| r["model"] == "(total)").unwrap();
+    let counts = status.request_counts.clone().unwrap();
+    assert_eq!(total["requests"], counts.total.to_string());
+    assert_eq!(total["succeeded"], counts.completed.to_string());
+    assert_eq!(
+        total["total_tokens"],
+        status.usage.clone().unwrap().total_tokens.to_string()
+    );
+
+    let described = plugin.ok(&["describe", "eval", "--context", "team"]).await;
+    let children = section(&described, "Children:");
+    assert_eq!(children.len(), 6, "{described}");
+    assert!(children.iter().all(|c| c["PHASE"] == "Succeeded"), "{described}");
+    let names: Vec<&str> = children.iter().map(|c| c["NAME"].as_str()).collect();
+    assert!(names.contains(&"eval-model-b-c0002"), "{described}");
+
+    // A sweep has no spec.cancel, and is retried through spec.retry: both say so.
+    let cancel = plugin.run(&["cancel", "eval", "--context", "team"]).await;
+    assert_eq!(cancel.status.code(), Some(2), "{}", text(&cancel));
+    assert!(
+        text(&cancel).contains("BatchSweep eval has no spec.cancel: suspend it"),
+        "{}",
+        text(&cancel)
+    );
+    let retry = plugin.run(&["retry", "eval", "--context", "team"]).await;
+    assert_eq!(retry.status.code(), Some(2), "{}", text(&retry));
+    assert!(text(&retry).contains("spec.retry"), "{}", text(&retry));
+
+    // Results on a volume cannot be read from here: the report says so, naming the claim.
+    let on_volume: Batch = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch",
+        "metadata": {"name": "on-volume"},
+        "spec": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
+            "input": {"configMap": {"name": "input", "key": "batch.jsonl"}},
+            "output": {"pvc": {"claimName": "results-volume", "path": "runs"}}}}));
+    c.batches().create(&PostParams::default(), &on_volume).await.unwrap();
+    let refused = plugin.run(&["report", "on-volume", "--context", "team"]).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains(
+            "PersistentVolumeClaim results-volume (path \"runs\"), which cannot be read from outside the cluster"
+        ),
+        "{}",
+        text(&refused)
+    );
 }

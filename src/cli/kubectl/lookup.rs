@@ -135,12 +135,16 @@ pub async fn one(client: &Client, namespace: &str, arg: &str, allowed: &[Kind]) 
     }
 }
 
-/// "no Batch or BatchSweep named x in namespace ns ...".
+/// "no Batch, BatchSweep or BatchSchedule named x in namespace ns ...".
 pub fn not_found(kinds: &[Kind], name: &str, namespace: &str) -> String {
     let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+    let kinds = match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
     format!(
-        "no {} named {name} in namespace {namespace} (`kubectl llmbatch get -n {namespace}` lists them; \
-         -n or --context chooses another namespace)",
-        names.join(" or ")
+        "no {kinds} named {name} in namespace {namespace} (`kubectl llmbatch get -n {namespace}` lists them; \
+         -n or --context chooses another namespace)"
     )
 }
