@@ -17,7 +17,7 @@ use common::{object, text};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use llm_batch_operator::api::{Batch, BatchGateway, BatchPhase, BatchSweep, SweepPhase};
+use llm_batch_operator::api::{Batch, BatchGateway, BatchPhase, BatchSchedule, BatchSweep, SweepPhase};
 use llm_batch_operator::simulator::SimulatorConfig;
 use serde_json::json;
 
@@ -563,6 +563,40 @@ async fn a_sweep_is_reported_pivoted_described_with_its_children_and_not_cancell
     let retry = plugin.run(&["retry", "eval", "--context", "team"]).await;
     assert_eq!(retry.status.code(), Some(2), "{}", text(&retry));
     assert!(text(&retry).contains("spec.retry"), "{}", text(&retry));
+
+    // A schedule (no controller runs it now) is listed and described too.
+    let nightly: BatchSchedule = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchSchedule",
+        "metadata": {"name": "nightly"},
+        "spec": {"schedule": "0 2 * * *", "timeZone": "Europe/Paris",
+            "batchTemplate": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
+                "input": {"configMap": {"name": "input", "key": "batch.jsonl"}}}}}));
+    Api::<BatchSchedule>::namespaced(c.client.clone(), &c.ns)
+        .create(&PostParams::default(), &nightly)
+        .await
+        .unwrap();
+    let schedules = table(
+        &plugin
+            .ok(&["get", "schedules", "--context", "team", "-o", "wide"])
+            .await,
+    );
+    assert_eq!(schedules.len(), 1);
+    assert_eq!(schedules[0]["NAME"], "nightly");
+    assert_eq!(schedules[0]["SCHEDULE"], "0 2 * * *");
+    assert_eq!(schedules[0]["SUSPEND"], "false");
+    assert_eq!(schedules[0]["LAST SCHEDULE"], "<none>");
+    assert_eq!(schedules[0]["TIMEZONE"], "Europe/Paris");
+    let described = plugin.ok(&["describe", "schedule/nightly", "--context", "team"]).await;
+    assert!(
+        described.contains("Runs:      a Batch (batchTemplate)"),
+        "{described}"
+    );
+    let report = plugin.run(&["report", "nightly", "--context", "team"]).await;
+    assert_eq!(report.status.code(), Some(2), "{}", text(&report));
+    assert!(
+        text(&report).contains("no Batch or BatchSweep named nightly"),
+        "{}",
+        text(&report)
+    );
 
     // Results on a volume cannot be read from here: the report says so, naming the claim.
     let on_volume: Batch = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch",
