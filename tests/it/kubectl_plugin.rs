@@ -508,6 +508,13 @@ async fn a_sweep_is_reported_pivoted_described_with_its_children_and_not_cancell
     assert_eq!(&listed[0]["BATCHES"], status.progress.as_ref().unwrap());
     assert_eq!(listed[0]["TOTAL"], "24");
 
+    let everywhere = table(&plugin.ok(&["get", "sweeps", "-A"]).await);
+    let ours: Vec<_> = everywhere.iter().filter(|r| r["NAMESPACE"] == c.ns).collect();
+    assert_eq!(ours.len(), 1, "{everywhere:?}");
+    assert_eq!(ours[0]["NAME"], "eval");
+    let refused = plugin.run(&["get", "eval", "-A"]).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+
     // The report reads the plan from the sweep's status and each child's results from its Secret.
     plugin
         .ok(&[
@@ -586,10 +593,7 @@ async fn a_sweep_is_reported_pivoted_described_with_its_children_and_not_cancell
     assert_eq!(schedules[0]["LAST SCHEDULE"], "<none>");
     assert_eq!(schedules[0]["TIMEZONE"], "Europe/Paris");
     let described = plugin.ok(&["describe", "schedule/nightly", "--context", "team"]).await;
-    assert!(
-        described.contains("Runs:      a Batch (batchTemplate)"),
-        "{described}"
-    );
+    assert!(described.contains("Runs:      a Batch (batchTemplate)"), "{described}");
     let report = plugin.run(&["report", "nightly", "--context", "team"]).await;
     assert_eq!(report.status.code(), Some(2), "{}", text(&report));
     assert!(

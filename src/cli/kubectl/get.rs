@@ -57,7 +57,8 @@ pub async fn run(flags: &KubeFlags, args: GetArgs) -> Result<ExitCode, PluginErr
             }
             found
         }
-        None => list(&client, args.all_namespaces.then_some("").unwrap_or(&namespace), &kinds).await?,
+        None if args.all_namespaces => list(&client, "", &kinds).await?,
+        None => list(&client, &namespace, &kinds).await?,
     };
     if found.is_empty() {
         match args.all_namespaces {
