@@ -217,9 +217,24 @@ pub async fn manifests(client: &Client, subject: Subject, with_input: bool) -> R
         let secret = required::<Secret>(client, ns, &r.name, &format!("{at} output objectStore.secretRef")).await?;
         manifests.secrets.insert(key(ns, &r.name), located(secret));
     }
+    add_gateway(client, ns, &gateway, &mut manifests).await?;
+    match subject {
+        Subject::Batch(b) => {
+            manifests.batches.insert(key(ns, &b.name_any()), located(*b));
+        }
+        Subject::Sweep(s) => {
+            manifests.sweeps.insert(key(ns, &s.name_any()), located(*s));
+        }
+    }
+    Ok(manifests)
+}
+
+/// BatchGateway `namespace/gateway` and the PriceList it references, when it exists (a report
+/// without the gateway has no prices).
+async fn add_gateway(client: &Client, ns: &str, gateway: &str, manifests: &mut Manifests) -> Result<(), ReportError> {
     let gateways = Api::<BatchGateway>::namespaced(client.clone(), ns);
     let found = gateways
-        .get_opt(&gateway)
+        .get_opt(gateway)
         .await
         .map_err(api_error(format!("BatchGateway {ns}/{gateway}")))?;
     if let Some(found) = found {
@@ -236,17 +251,9 @@ pub async fn manifests(client: &Client, subject: Subject, with_input: bool) -> R
                 .ok_or_else(|| ReportError::Input(format!("{what} does not exist")))?;
             manifests.price_lists.insert(r.name.clone(), located(list));
         }
-        manifests.gateways.insert(key(ns, &gateway), located(found));
+        manifests.gateways.insert(key(ns, gateway), located(found));
     }
-    match subject {
-        Subject::Batch(b) => {
-            manifests.batches.insert(key(ns, &b.name_any()), located(*b));
-        }
-        Subject::Sweep(s) => {
-            manifests.sweeps.insert(key(ns, &s.name_any()), located(*s));
-        }
-    }
-    Ok(manifests)
+    Ok(())
 }
 
 async fn required<K>(client: &Client, namespace: &str, name: &str, what: &str) -> Result<K, ReportError>
