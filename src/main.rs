@@ -1,12 +1,19 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use llm_batch_operator::cli::{self, Cli, Command};
+use llm_batch_operator::cli::{self, Cli, Command, kubectl};
 use llm_batch_operator::telemetry::LogFormat;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Linked or installed as kubectl-llmbatch, the binary is the kubectl plugin.
+    let cli = match kubectl::invoked_as_plugin() {
+        true => Cli {
+            command: Command::Kubectl(kubectl::PluginCli::parse().args),
+            log_format: LogFormat::Text,
+        },
+        false => Cli::parse(),
+    };
     let default_level = match cli.command {
         Command::Simulator(_) | Command::Controller(_) => "info",
         _ => "warn",

@@ -3,6 +3,7 @@
 
 mod controller;
 mod direct;
+pub mod kubectl;
 mod report;
 mod sink;
 mod validate;
@@ -56,6 +57,9 @@ pub enum Command {
     /// per prompt, a column group per model) joined with its input, and a summary by model.
     #[command(after_help = REPORT_EXAMPLES)]
     Report(report::ReportArgs),
+    /// The kubectl plugin (`kubectl llmbatch ...` once installed as kubectl-llmbatch): get,
+    /// describe, report, cancel and retry Batches and BatchSweeps in a cluster.
+    Kubectl(kubectl::PluginArgs),
     /// Print the CustomResourceDefinitions as YAML (the source of crds/), or their field
     /// reference as Markdown.
     #[command(after_help = CRD_EXAMPLES)]
@@ -195,6 +199,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Direct(args) => direct::run(*args).await,
         Command::Sink(args) => sink::run(args).await,
         Command::Report(args) => report::run(args).await,
+        Command::Kubectl(args) => kubectl::run(args).await,
         Command::Simulator(args) => {
             crate::simulator::serve_until_signal(args.config, args.addr).await?;
             Ok(ExitCode::SUCCESS)

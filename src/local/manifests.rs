@@ -25,13 +25,26 @@ pub struct Located<T> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
     pub file: PathBuf,
-    /// 1-based position of the document in its file.
+    /// 1-based position of the document in its file (0: read from the API server).
     pub document: usize,
+}
+
+impl Origin {
+    /// An object read from the API server (`kubectl llmbatch report`), not from a file.
+    pub fn api_server() -> Self {
+        Origin {
+            file: PathBuf::from("the API server:"),
+            document: 0,
+        }
+    }
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (document {})", self.file.display(), self.document)
+        match self.document {
+            0 => write!(f, "{}", self.file.display()),
+            n => write!(f, "{} (document {n})", self.file.display()),
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //!
 //! The parts: [`target`] finds what ran from the manifests given to `run -f` (a sweep's children
 //! as the sweep named them, from the plan its status keeps); [`source`] is where the results
-//! are read from (`run -f`'s output directory); [`join`] pairs each input line with its result
+//! are read from (`run -f`'s output directory, or the API server: [`cluster`]); [`join`] pairs each input line with its result
 //! in the input's order, whatever order the gateway wrote; [`walk`] makes the rows; [`summary`]
 //! sums them by model; [`format`] writes them.
 //!
@@ -15,6 +15,7 @@
 //! `invalid` row, never buffered whole.
 
 pub mod answer;
+pub mod cluster;
 pub mod format;
 pub mod join;
 pub mod lines;
@@ -96,7 +97,18 @@ pub struct Reported {
 pub fn write(options: &ReportOptions, out: Box<dyn Write>) -> Result<Reported, ReportError> {
     let manifests = crate::local::Manifests::load(&options.paths).map_err(|e| ReportError::Input(e.to_string()))?;
     let source = Source::Directory(options.results.clone());
-    let target = target::find(&manifests, options.name.as_deref(), &source, options.input.clone())?;
+    write_from(&manifests, &source, options, out)
+}
+
+/// Writes the report of `options.name` among `manifests`, its results read from `source`, to
+/// `out` (`options.paths` and `options.results` are not read).
+pub fn write_from(
+    manifests: &crate::local::Manifests,
+    source: &Source,
+    options: &ReportOptions,
+    out: Box<dyn Write>,
+) -> Result<Reported, ReportError> {
+    let target = target::find(manifests, options.name.as_deref(), source, options.input.clone())?;
     let key = match &options.key {
         Some(text) => Some(regex::Regex::new(text).map_err(|e| ReportError::Input(format!("--key: {e}")))?),
         None => None,
@@ -127,7 +139,7 @@ pub fn write(options: &ReportOptions, out: Box<dyn Write>) -> Result<Reported, R
     };
     let walk = walk::Walk {
         target: &target,
-        source: &source,
+        source,
         key: key.as_ref(),
         max_line: max_line(),
         shape,
@@ -166,13 +178,24 @@ pub fn max_line() -> usize {
 /// Runs `report`: exit 0 when written, 2 when the manifests, names or flags are wrong, 1 when
 /// files could not be read or written.
 pub fn run(options: ReportOptions) -> anyhow::Result<ExitCode> {
-    let out: Box<dyn Write> = match &options.output {
+    let out = output(&options)?;
+    conclude(write(&options, out))
+}
+
+/// Where the report goes: `options.output`, or standard output.
+pub fn output(options: &ReportOptions) -> anyhow::Result<Box<dyn Write>> {
+    Ok(match &options.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
-    };
-    match write(&options, out) {
+    })
+}
+
+/// The exit of a report that `written` ended: its summary line on standard error and 0; the
+/// problem and 2 when it is the user's to fix; an error (1) otherwise.
+pub fn conclude(written: Result<Reported, ReportError>) -> anyhow::Result<ExitCode> {
+    match written {
         Ok(reported) => {
             if let Some(why) = reported.unjoined {
                 eprintln!("note: results not joined with the input ({why}): no missing rows");

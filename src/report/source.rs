@@ -2,7 +2,8 @@
 //! (`DIR/<namespace>/<name>/{output.jsonl,errors.jsonl,status.yaml}`), and for a Batch whose
 //! `spec.output.objectStore` took its results, that prefix: its files are fetched to a scratch
 //! directory while the report reads them, one group of Batches at a time, so the join never sees
-//! where they came from ([`BatchFiles`]). A cluster's output Secret is a further variant.
+//! where they came from ([`BatchFiles`]). In a cluster ([`Source::Cluster`]), the statuses come
+//! from the API server and the results from each Batch's output Secret or object-store prefix.
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,8 @@ pub const STATUS_FILE: &str = "status.yaml";
 pub enum Source {
     /// `run -f --out DIR`.
     Directory(PathBuf),
+    /// The API server (`kubectl llmbatch report`).
+    Cluster(super::cluster::Cluster),
 }
 
 /// One Batch's (one attempt's) result files on this machine.
@@ -61,6 +64,7 @@ impl Source {
     pub fn has_batch(&self, namespace: &str, name: &str) -> Result<bool, ReportError> {
         match self {
             Source::Directory(root) => Ok(object_dir(root, namespace, name)?.is_dir()),
+            Source::Cluster(cluster) => cluster.has_batch(namespace, name),
         }
     }
 
@@ -88,6 +92,7 @@ impl Source {
                 }
                 Ok(Some(files))
             }
+            Source::Cluster(cluster) => cluster.batch(namespace, attempt),
         }
     }
 
@@ -95,6 +100,7 @@ impl Source {
     pub fn sweep_status(&self, namespace: &str, name: &str) -> Result<Option<BatchSweepStatus>, ReportError> {
         match self {
             Source::Directory(root) => read_yaml(&object_dir(root, namespace, name)?.join(STATUS_FILE)),
+            Source::Cluster(cluster) => cluster.sweep_status(namespace, name),
         }
     }
 
@@ -112,6 +118,8 @@ impl Source {
                     .map(Some)
                     .map_err(|e| ReportError::Input(format!("{}: {e}", path.display())))
             }
+            // The cluster's sweep status keeps the plan: nothing needs run -f's summary.
+            Source::Cluster(_) => Ok(None),
         }
     }
 
@@ -119,16 +127,15 @@ impl Source {
     pub fn describe(&self, namespace: &str, name: &str) -> String {
         match self {
             Source::Directory(root) => root.join(namespace).join(name).display().to_string(),
+            Source::Cluster(_) => format!("the API server's {namespace}/{name}"),
         }
     }
 }
 
 /// Fetches `output.jsonl` and `errors.jsonl` under `prefix` (those that exist) into a scratch
 /// directory, each bounded by a result file's limit.
-fn fetch(prefix: &ObjectLocation, files: &mut BatchFiles) -> Result<(), ReportError> {
-    let dir = std::env::temp_dir().join(format!("llmb-report-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).map_err(|e| ReportError::io(&dir, e))?;
-    let fetched = Arc::new(Fetched { dir: dir.clone() });
+pub(super) fn fetch(prefix: &ObjectLocation, files: &mut BatchFiles) -> Result<(), ReportError> {
+    let (dir, fetched) = scratch()?;
     let limit = crate::gateway::ResponseLimits::default().file_bytes;
     for (object, slot) in [(OUTPUT_OBJECT, &mut files.output), (ERRORS_OBJECT, &mut files.errors)] {
         let location = prefix.child(object);
@@ -139,6 +146,13 @@ fn fetch(prefix: &ObjectLocation, files: &mut BatchFiles) -> Result<(), ReportEr
     }
     files.fetched = Some(fetched);
     Ok(())
+}
+
+/// A new scratch directory under `TMPDIR`, removed when the last holder of its [`Fetched`] drops it.
+pub(super) fn scratch() -> Result<(PathBuf, Arc<Fetched>), ReportError> {
+    let dir = std::env::temp_dir().join(format!("llmb-report-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).map_err(|e| ReportError::io(&dir, e))?;
+    Ok((dir.clone(), Arc::new(Fetched { dir })))
 }
 
 /// Writes the object at `location` to `path`; false when there is no such object.
@@ -171,7 +185,7 @@ async fn download(location: &ObjectLocation, path: &Path, limit: u64) -> Result<
 
 /// Runs `future` to its end from the report's (synchronous) walk: on the runtime it runs under
 /// (from a blocking thread), or on one of its own.
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+pub(super) fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => handle.block_on(future),
         Err(_) => tokio::runtime::Builder::new_current_thread()

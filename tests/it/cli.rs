@@ -77,7 +77,7 @@ fn crd_reference_prints_the_committed_field_reference() {
 
 #[test]
 fn every_subcommand_explains_itself_with_an_example() {
-    for command in ["run", "validate", "simulator", "controller", "crd"] {
+    for command in ["run", "validate", "simulator", "controller", "crd", "kubectl"] {
         let output = bin().args([command, "--help"]).output().unwrap();
         assert!(output.status.success(), "{command}");
         assert!(

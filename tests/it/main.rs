@@ -21,6 +21,7 @@ mod hostile_gateway;
 mod image;
 mod jobs;
 mod jsonl_stream;
+mod kubectl_plugin;
 mod kustomize;
 mod leader_election;
 mod least_privilege;
