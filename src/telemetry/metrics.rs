@@ -570,6 +570,7 @@ mod tests {
         metrics.cost_incurred("ns", "gw", "m", "USD", 0.5);
         metrics.budget("ns", "gw", "USD", 1.0, 2.0);
         metrics.duplicate_prevented("file");
+        metrics.notification("batch", "delivered");
         let store = metrics.store_observer();
         store.request("put", "success", Duration::ZERO);
         store.bytes("put", Direction::Write, 1);

@@ -184,7 +184,8 @@ fn batch(b: &Batch) -> String {
         .opt(
             "TTL After Finished",
             spec.ttl_seconds_after_finished.map(|s| format!("{s}s")),
-        );
+        )
+        .opt("Notify", spec.notify.as_ref().map(webhook));
     fields.write(&mut out, 2);
     out.push_str("Status:\n");
     let status = b.status.clone().unwrap_or_default();
@@ -233,6 +234,7 @@ fn batch(b: &Batch) -> String {
         }
         indent(&mut out, &table.render());
     }
+    notifications(&mut out, &status.notifications);
     conditions(&mut out, &status.conditions);
     out
 }
@@ -274,7 +276,8 @@ fn sweep(s: &BatchSweep) -> String {
         .add("Max Failed Batches", spec.max_failed_batches)
         .add("Suspend", spec.suspend)
         .add("Max Attempts", spec.max_attempts())
-        .opt("Budget", spec.budget.as_ref().map(|b| b.max_cost.clone()));
+        .opt("Budget", spec.budget.as_ref().map(|b| b.max_cost.clone()))
+        .opt("Notify", spec.notify.as_ref().map(webhook));
     fields.write(&mut out, 2);
     out.push_str("Status:\n");
     let status = s.status.clone().unwrap_or_default();
@@ -345,6 +348,7 @@ fn sweep(s: &BatchSweep) -> String {
             let _ = writeln!(out, "  ({listed} of {total} children listed: unfinished ones first)");
         }
     }
+    notifications(&mut out, &status.notifications);
     conditions(&mut out, &status.conditions);
     out
 }
@@ -411,6 +415,37 @@ fn indent(out: &mut String, text: &str) {
     for line in text.lines() {
         let _ = writeln!(out, "  {line}");
     }
+}
+
+/// The webhook by its host (its URL may carry a token); signed or not.
+fn webhook(notify: &crate::api::Notify) -> String {
+    let host = url::Url::parse(&notify.url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "<invalid url>".into());
+    match &notify.signing_secret_ref {
+        Some(r) => format!("webhook at {host}, signed with Secret {} (key {})", r.name, r.key),
+        None => format!("webhook at {host}, unsigned"),
+    }
+}
+
+/// How each event owed to the webhook was delivered (nothing when none is owed).
+fn notifications(out: &mut String, entries: &[crate::api::NotificationStatus]) {
+    if entries.is_empty() {
+        return;
+    }
+    out.push_str("Notifications:\n");
+    let mut table = Table::new(&["TYPE", "STATE", "ATTEMPTS", "LAST ATTEMPT", "LAST ERROR"]);
+    for n in entries {
+        table.push(vec![
+            n.type_.clone(),
+            format!("{:?}", n.state),
+            n.attempts.to_string(),
+            age(n.last_attempt_time.as_ref()),
+            n.last_error.clone().unwrap_or_default(),
+        ]);
+    }
+    indent(out, &table.render());
 }
 
 fn conditions(out: &mut String, conditions: &[Condition]) {
@@ -480,4 +515,40 @@ fn last_seen(e: &Event) -> Option<Time> {
         })
         .or_else(|| e.event_time.as_ref().map(|t| Time(t.0)))
         .or_else(|| e.metadata.creation_timestamp.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_batch_shows_its_webhook_by_host_and_how_each_event_went() {
+        let batch: Batch = serde_json::from_value(json!({
+            "apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch",
+            "metadata": {"name": "nightly", "namespace": "team-a"},
+            "spec": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
+                     "input": {"configMap": {"name": "in", "key": "k"}},
+                     "notify": {"url": "https://hooks.example.com/T0K3N/path",
+                                "signingSecretRef": {"name": "hook", "key": "secret"}}},
+            "status": {"phase": "Succeeded", "notifications": [{
+                "type": "io.llmbatch.batch.succeeded", "id": "u.batch.succeeded", "state": "Pending",
+                "attempts": 2, "lastError": "hooks.example.com answered HTTP 503"}]},
+        }))
+        .unwrap();
+        let text = super::batch(&batch);
+        assert!(
+            text.contains("webhook at hooks.example.com, signed with Secret hook (key secret)"),
+            "{text}"
+        );
+        assert!(!text.contains("T0K3N"), "the URL's path stays out: {text}");
+        let row = text
+            .lines()
+            .find(|l| l.contains("io.llmbatch.batch.succeeded"))
+            .unwrap();
+        for cell in ["Pending", "2", "hooks.example.com answered HTTP 503"] {
+            assert!(row.contains(cell), "{row}");
+        }
+    }
 }
