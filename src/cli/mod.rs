@@ -4,7 +4,7 @@
 mod controller;
 mod direct;
 pub mod kubectl;
-mod report;
+pub(crate) mod report;
 mod sink;
 mod validate;
 

@@ -18,8 +18,15 @@ pub struct ReportArgs {
     /// The Batch or BatchSweep, as NAME or NAMESPACE/NAME (when the files hold several).
     #[arg(long)]
     pub name: Option<String>,
-    /// A local copy of the input JSONL, read instead of the manifests' source (for an input in
-    /// object storage or on the gateway).
+    #[command(flatten)]
+    pub report: ReportFlags,
+}
+
+/// What to report and how: the flags `report` and `kubectl llmbatch report` share.
+#[derive(clap::Args, Debug)]
+pub struct ReportFlags {
+    /// A local copy of the input JSONL, read instead of the source the Batch names (for an
+    /// input in object storage or on the gateway).
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
     /// csv, jsonl, markdown or html (one self-contained page: summary, charts, first rows).
@@ -44,18 +51,25 @@ pub struct ReportArgs {
     pub html_rows: usize,
 }
 
+impl ReportFlags {
+    /// The options of a report of `name` from `results`, as these flags ask.
+    pub fn options(self, paths: Vec<PathBuf>, results: PathBuf, name: Option<String>) -> ReportOptions {
+        ReportOptions {
+            paths,
+            results,
+            name,
+            input: self.input,
+            format: self.format,
+            pivot: self.pivot.is_some(),
+            summary: self.summary,
+            key: self.key,
+            output: self.output,
+            html_rows: self.html_rows,
+        }
+    }
+}
+
 pub async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let options = ReportOptions {
-        paths: args.paths,
-        results: args.out,
-        name: args.name,
-        input: args.input,
-        format: args.format,
-        pivot: args.pivot.is_some(),
-        summary: args.summary,
-        key: args.key,
-        output: args.output,
-        html_rows: args.html_rows,
-    };
+    let options = args.report.options(args.paths, args.out, args.name);
     tokio::task::spawn_blocking(move || report::run(options)).await?
 }

@@ -61,11 +61,17 @@ pub struct Context {
     finished: Mutex<HashSet<String>>,
     /// Events published per Batch (reason and note), so a replayed step does not repeat one.
     said: Mutex<HashMap<String, HashSet<(String, String)>>>,
+    /// The latest delivery record of each webhook event this process attempted, by event id: a
+    /// reconcile on a cache that does not show the attempt yet goes on from it instead of
+    /// sending again at once.
+    notifications: Mutex<HashMap<String, crate::api::NotificationStatus>>,
     reconciles: AtomicU64,
 }
 
 /// Events remembered per object by [`Context::first_said`].
 const MAX_SAID: usize = 32;
+/// Webhook delivery records remembered by [`Context::remember_notification`].
+const MAX_NOTIFICATIONS: usize = 4096;
 
 /// How long a gateway's key, once read from its Secret, is used without reading it again
 /// (a key the gateway refuses is read again at once).
@@ -119,6 +125,7 @@ impl Context {
             polled: LastTimes::default(),
             finished: Mutex::default(),
             said: Mutex::default(),
+            notifications: Mutex::default(),
             reconciles: AtomicU64::new(0),
         }
     }
@@ -298,6 +305,21 @@ impl Context {
             said.clear();
         }
         said.insert((reason.to_string(), note.to_string()))
+    }
+
+    /// Remembers the record of an attempt this process made (at most [`MAX_NOTIFICATIONS`]
+    /// are kept: an event forgotten is at worst sent again, with the same id).
+    pub fn remember_notification(&self, entry: &crate::api::NotificationStatus) {
+        let mut known = self.notifications.lock().expect("notifications lock");
+        if known.len() >= MAX_NOTIFICATIONS {
+            known.clear();
+        }
+        known.insert(entry.id.clone(), entry.clone());
+    }
+
+    /// The latest record of event `id` this process wrote, if any.
+    pub fn notification(&self, id: &str) -> Option<crate::api::NotificationStatus> {
+        self.notifications.lock().expect("notifications lock").get(id).cloned()
     }
 
     /// Whether [`Context::first_said`] was told this about `key` already.

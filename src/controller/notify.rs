@@ -28,6 +28,8 @@ pub fn target<'a>(own: Option<&'a Notify>, gateway: Option<&'a BatchGateway>, in
 }
 
 /// Attempts every owed event that is due; `kind` labels the metric (`batch`, `batchsweep`).
+/// Where this process attempted an event since the status it was given was read, it goes on
+/// from its own record.
 pub async fn deliver<K>(
     ctx: &Context,
     kind: &'static str,
@@ -48,6 +50,12 @@ where
     };
     for event in owed {
         let at = entries.iter().position(|e| e.type_ == event.type_);
+        if let Some(known) = ctx.notification(&event.id)
+            && at.is_none_or(|i| known.attempts > entries[i].attempts)
+        {
+            record(&mut entries, at, known);
+        }
+        let at = entries.iter().position(|e| e.type_ == event.type_);
         let entry = at.map(|i| &entries[i]);
         let Some(due) = notify::next_attempt(entry, now) else {
             continue;
@@ -64,12 +72,17 @@ where
             DeliveryState::Failed => give_up(ctx, object, &next).await,
             DeliveryState::Delivered => {}
         }
-        match at {
-            Some(i) => entries[i] = next,
-            None => entries.push(next),
-        }
+        ctx.remember_notification(&next);
+        record(&mut entries, at, next);
     }
     Deliveries { entries, wake }
+}
+
+fn record(entries: &mut Vec<NotificationStatus>, at: Option<usize>, entry: NotificationStatus) {
+    match at {
+        Some(i) => entries[i] = entry,
+        None => entries.push(entry),
+    }
 }
 
 async fn attempt<K: Resource<DynamicType = ()>>(

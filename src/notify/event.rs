@@ -121,6 +121,12 @@ fn finished_at(completion: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v
     completion.map_or_else(Timestamp::now, |t| t.0)
 }
 
+/// `at` to the second: the API server keeps seconds, so the event a reconcile sends right after
+/// the step reads the same as one sent again from the stored status.
+fn to_second(at: Timestamp) -> Timestamp {
+    Timestamp::from_second(at.as_second()).unwrap_or(at)
+}
+
 /// The CloudEvent `io.llmbatch.<suffix>` of `object`; its id is the object's uid and the
 /// suffix, so every attempt (and every controller) sends the same id.
 fn event<K: Resource<DynamicType = ()>>(object: &K, plural: &str, suffix: &str, time: Timestamp, data: Value) -> Event {
@@ -137,7 +143,7 @@ fn event<K: Resource<DynamicType = ()>>(object: &K, plural: &str, suffix: &str, 
         source: &source,
         type_: &type_,
         subject: object.name_any(),
-        time: time.to_string(),
+        time: to_second(time).to_string(),
         datacontenttype: "application/json",
         data,
     };

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use super::lookup::{self, Found, Kind};
 use super::{KubeFlags, PluginError, config};
+use crate::cli::report::ReportFlags;
 use crate::report::cluster::{self, Cluster, Subject};
-use crate::report::{self as reports, Format, ReportError, ReportOptions, Source};
+use crate::report::{self as reports, ReportError, Source};
 
 /// Flags of `report`.
 #[derive(clap::Args, Debug)]
@@ -24,28 +25,8 @@ the cluster).")]
 pub struct ReportArgs {
     /// The Batch or BatchSweep: NAME, or batch/NAME, sweep/NAME.
     pub name: String,
-    /// A local copy of the input JSONL, read instead of the ConfigMap or Secret the spec names
-    /// (for an input in object storage or on the gateway).
-    #[arg(long, value_name = "FILE")]
-    pub input: Option<PathBuf>,
-    /// csv, jsonl, markdown or html (one self-contained page: summary, charts, first rows).
-    #[arg(long, value_enum, default_value_t = Format::Csv)]
-    pub format: Format,
-    /// One row per prompt with a column group per model (a sweep's matrix).
-    #[arg(long, value_name = "BY", value_parser = ["model"])]
-    pub pivot: Option<String>,
-    /// The per-model summary instead of the rows.
-    #[arg(long)]
-    pub summary: bool,
-    /// A regex splitting each custom_id with named groups `prompt`, `model` and `chunk`.
-    #[arg(long, value_name = "REGEX")]
-    pub key: Option<String>,
-    /// Write the report to this file instead of standard output.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Rows the HTML page shows after its summary and charts.
-    #[arg(long, value_name = "N", default_value_t = reports::DEFAULT_HTML_ROWS)]
-    pub html_rows: usize,
+    #[command(flatten)]
+    pub report: ReportFlags,
 }
 
 pub async fn run(flags: &KubeFlags, args: ReportArgs) -> Result<ExitCode, PluginError> {
@@ -62,23 +43,14 @@ pub async fn run(flags: &KubeFlags, args: ReportArgs) -> Result<ExitCode, Plugin
         }
         Found::Schedule(_) => unreachable!("looked up among Batches and BatchSweeps"),
     };
-    let manifests = match cluster::manifests(&client, subject, args.input.is_none()).await {
+    let manifests = match cluster::manifests(&client, subject, args.report.input.is_none()).await {
         Ok(manifests) => manifests,
         Err(ReportError::Input(problem)) => return Err(PluginError::Usage(problem)),
         Err(e) => return Err(PluginError::Runtime(e.into())),
     };
-    let options = ReportOptions {
-        paths: Vec::new(),
-        results: PathBuf::new(),
-        name: Some(format!("{namespace}/{name}")),
-        input: args.input,
-        format: args.format,
-        pivot: args.pivot.is_some(),
-        summary: args.summary,
-        key: args.key,
-        output: args.output,
-        html_rows: args.html_rows,
-    };
+    let options = args
+        .report
+        .options(Vec::new(), PathBuf::new(), Some(format!("{namespace}/{name}")));
     let source = Source::Cluster(Cluster::new(client));
     // The walk reads files and blocks on the API server and object storage from its own thread.
     let written = tokio::task::spawn_blocking(move || {
