@@ -49,13 +49,7 @@ where
         wake = Some(wake.map_or(wait, |w| w.min(wait)));
     };
     for event in owed {
-        let at = entries.iter().position(|e| e.type_ == event.type_);
-        if let Some(known) = ctx.notification(&event.id)
-            && at.is_none_or(|i| known.attempts > entries[i].attempts)
-        {
-            record(&mut entries, at, known);
-        }
-        let at = entries.iter().position(|e| e.type_ == event.type_);
+        let at = latest_record(ctx, &mut entries, &event);
         let entry = at.map(|i| &entries[i]);
         let Some(due) = notify::next_attempt(entry, now) else {
             continue;
@@ -76,6 +70,19 @@ where
         record(&mut entries, at, next);
     }
     Deliveries { entries, wake }
+}
+
+/// Where `event`'s record is in `entries`, once this process's own record has replaced the
+/// status's where it is newer (a cache that does not show the last attempt yet).
+fn latest_record(ctx: &Context, entries: &mut Vec<NotificationStatus>, event: &Event) -> Option<usize> {
+    let at = entries.iter().position(|e| e.type_ == event.type_);
+    match ctx.notification(&event.id) {
+        Some(known) if at.is_none_or(|i| known.attempts > entries[i].attempts) => {
+            record(entries, at, known);
+            entries.iter().position(|e| e.type_ == event.type_)
+        }
+        _ => at,
+    }
 }
 
 fn record(entries: &mut Vec<NotificationStatus>, at: Option<usize>, entry: NotificationStatus) {
