@@ -188,7 +188,7 @@ impl Metrics {
         let r = &mut Catalogued(&mut metrics.registry, &mut metrics.catalogue);
         r.add(
             "reconcile",
-            "Reconciles by controller (batch, batchgateway) and result (success, error)",
+            "Reconciles by controller (batch, batchsweep, batchgateway, batchschedule) and result (success, error)",
             None,
             metrics.reconciles.clone(),
         );
