@@ -6,6 +6,7 @@
 mod admission;
 mod direct;
 mod manifests;
+mod notify;
 mod paths;
 mod progress;
 mod resolve;
@@ -166,6 +167,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             board: &board,
             order,
             fresh_attempts: Default::default(),
+            // A sweep's children leave the telling to the sweep.
+            webhook: plan
+                .webhook
+                .as_ref()
+                .filter(|_| !sweeps.iter().any(|s| s.owns(&plan.namespace, &plan.name))),
         };
         match sweeps.iter().position(|s| s.owns(&plan.namespace, &plan.name)) {
             Some(i) => swept[i].push((order, run)),
@@ -370,31 +376,21 @@ fn gateway_label(plan: &Plan) -> String {
     }
 }
 
-/// `spec.notify` is the controller's to send: say so rather than ignore it in silence.
+/// A sweep's webhook is the controller's to call: say so rather than ignore it in silence.
 fn notify_not_sent(manifests: &manifests::Manifests) -> Option<String> {
-    let named = |(ns, name): &(String, String)| format!("{ns}/{name}");
-    let with_notify: Vec<String> = (manifests.batches.iter())
-        .filter(|(_, b)| b.object.spec.notify.is_some())
-        .map(|(k, _)| named(k))
-        .chain(
-            manifests
-                .sweeps
-                .iter()
-                .filter(|(_, s)| s.object.spec.notify.is_some())
-                .map(|(k, _)| named(k)),
-        )
-        .chain(
-            manifests
-                .gateways
-                .iter()
-                .filter(|(_, g)| g.object.spec.notify.is_some())
-                .map(|(k, _)| named(k)),
-        )
+    let gateway_notifies = |ns: &String, name: &str| {
+        (manifests.gateways.get(&(ns.clone(), name.to_string()))).is_some_and(|g| g.object.spec.notify.is_some())
+    };
+    let sweeps: Vec<String> = (manifests.sweeps.iter())
+        .filter(|((ns, _), s)| {
+            s.object.spec.notify.is_some() || gateway_notifies(ns, &s.object.spec.template.gateway_ref.name)
+        })
+        .map(|((ns, name), _)| format!("{ns}/{name}"))
         .collect();
-    (!with_notify.is_empty()).then(|| {
+    (!sweeps.is_empty()).then(|| {
         format!(
-            "not sending spec.notify of {}: run -f sends no webhook events (the controller does)",
-            with_notify.join(", ")
+            "not sending the webhook events of BatchSweep {}: run -f sends a Batch's, a sweep's only the controller",
+            sweeps.join(", ")
         )
     })
 }

@@ -30,6 +30,23 @@ pub struct Plan {
     pub object_output: Option<ObjectLocation>,
     /// `spec.output.pvc` mapped under `--pvc-root`.
     pub pvc_output: Option<PvcOutput>,
+    /// `spec.notify`, else the BatchGateway's (a sweep's children get none: see `local::run`).
+    pub webhook: Option<LocalWebhook>,
+}
+
+/// A webhook with its signing key read from the files.
+#[derive(Clone)]
+pub struct LocalWebhook {
+    pub notify: crate::api::Notify,
+    pub key: Option<Bytes>,
+}
+
+impl std::fmt::Debug for LocalWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalWebhook")
+            .field("signed", &self.key.is_some())
+            .finish()
+    }
 }
 
 /// A claim's directory on this machine, and how status names it.
@@ -170,6 +187,14 @@ fn plan_one(
         Some(pvc) => Some(pvc_output(pvc, pvc_root).map_err(|p| vec![format!("{at}: {p}")])?),
         None => None,
     };
+    let gateway_notify = match &gateway {
+        GatewayTarget::Remote(gw) => gw.spec.notify.as_ref(),
+        GatewayTarget::Builtin { .. } => None,
+    };
+    let webhook = match spec.notify.as_ref().or(gateway_notify) {
+        Some(notify) => Some(webhook(manifests, namespace, notify).map_err(|p| vec![format!("{at}: {p}")])?),
+        None => None,
+    };
     Ok(Plan {
         namespace: namespace.to_string(),
         name: name.to_string(),
@@ -180,6 +205,24 @@ fn plan_one(
         object_input,
         object_output,
         pvc_output,
+        webhook,
+    })
+}
+
+/// `notify` with its signing key from the files, checked as a signing key.
+fn webhook(manifests: &Manifests, namespace: &str, notify: &crate::api::Notify) -> Result<LocalWebhook, String> {
+    let key = match &notify.signing_secret_ref {
+        Some(r) => {
+            let key = secret_key(manifests, namespace, r).map_err(|e| format!("spec.notify.signingSecretRef: {e}"))?;
+            crate::notify::sign::SigningKey::from_secret(&key)
+                .map_err(|e| format!("spec.notify.signingSecretRef: Secret {namespace}/{}: {e}", r.name))?;
+            Some(key)
+        }
+        None => None,
+    };
+    Ok(LocalWebhook {
+        notify: notify.clone(),
+        key,
     })
 }
 

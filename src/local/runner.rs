@@ -67,6 +67,8 @@ pub struct BatchRun<'a> {
     /// The attempts this run started (a new run, like a restart, searches for what earlier
     /// runs created).
     pub fresh_attempts: steps::FreshAttempts,
+    /// Where the Batch's end is told (`spec.notify`, else its gateway's).
+    pub webhook: Option<&'a super::resolve::LocalWebhook>,
 }
 
 impl BatchRun<'_> {
@@ -145,9 +147,25 @@ impl BatchRun<'_> {
         if !matches!(ending, Ending::Finished(_)) {
             // Batches behind this one in the gateway's queue must not wait for it.
             self.board.withdraw(self.plan);
+        } else if let Some(webhook) = self.webhook {
+            self.tell(webhook).await;
         }
         self.progress.finish();
         (ending, self.state.status)
+    }
+
+    /// Sends the finished Batch's event to its webhook and keeps the record in its status.
+    async fn tell(&mut self, webhook: &super::resolve::LocalWebhook) {
+        let mut object = self.plan.batch.object.clone();
+        object.metadata.uid = Some(self.state.uid.clone());
+        let said = super::notify::deliver(webhook, &object, &mut self.state.status, &self.cancel).await;
+        for line in said {
+            self.progress.say(format!("{}: {line}", self.plan.object()));
+        }
+        if let Err(e) = self.persist() {
+            self.progress
+                .say(format!("{}: cannot save state: {e}", self.plan.object()));
+        }
     }
 
     /// Waits `wait`; false when Ctrl-C came first.

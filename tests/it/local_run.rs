@@ -806,18 +806,84 @@ fn a_batch_held_in_finalizing_is_reported_stalled_then_succeeds() {
     assert!(status["gateway"]["lastChangeTime"].as_str().is_some(), "{status:?}");
 }
 
-/// `spec.notify` is the controller's to send: `run -f` says it sends nothing and runs the Batch.
+/// A webhook receiver for `run -f` tests: a thread answering each request on 127.0.0.1 with
+/// 200 and keeping its body (bounded: `max` requests).
+fn receiver(max: usize) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (got, bodies) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(max) {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = n.trim().parse().unwrap();
+                }
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            let _ = got.send(String::from_utf8(body).unwrap());
+        }
+    });
+    (url, bodies)
+}
+
+/// `run -f` sends a finished Batch's event to its webhook once, records it in the status, and
+/// a rerun sends nothing again; a receiver that is down does not fail the run, and a rerun
+/// delivers what the first run could not.
 #[test]
-fn a_notify_webhook_is_named_as_not_sent_and_the_batch_still_runs() {
+fn a_finished_batch_tells_its_webhook_once_and_a_rerun_delivers_what_was_missed() {
     let sim = Simulator::start(&["--api-key", KEY]);
-    let notify = "  notify:\n    url: https://hooks.example.com/llmbatch\n";
-    let ws = setup(&sim, "told", 2, notify);
+    let (url, bodies) = receiver(2);
+    let ws = setup(&sim, "told", 2, &format!("  notify:\n    url: {url}\n"));
     let output = ws.run(&["batch.yaml", "gateway.yaml"]);
     assert!(output.status.success(), "{}", text(&output));
     assert!(
-        text(&output).contains("not sending spec.notify of default/told: run -f sends no webhook events"),
+        text(&output).contains("default/told: notified 127.0.0.1 (io.llmbatch.batch.succeeded)"),
         "{}",
         text(&output)
     );
-    assert_eq!(phase(&ws, "told"), "Succeeded");
+    let event: serde_json::Value = serde_json::from_str(&bodies.recv().unwrap()).unwrap();
+    assert_eq!(event["type"], "io.llmbatch.batch.succeeded");
+    assert_eq!(event["data"]["requestCounts"]["completed"], 2);
+    let status = ws.status_yaml("told");
+    assert_eq!(status["notifications"][0]["state"].as_str(), Some("Delivered"));
+    assert!(ws.run(&["batch.yaml", "gateway.yaml"]).status.success());
+    assert!(bodies.try_recv().is_err(), "a rerun sends a delivered event again");
+
+    let down = format!("http://127.0.0.1:{}/hook", common::free_port());
+    let ws = setup(&sim, "unheard", 1, &format!("  notify:\n    url: {down}\n"));
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert!(output.status.success(), "the Batch succeeded: {}", text(&output));
+    assert!(
+        text(&output).contains("default/unheard: could not notify 127.0.0.1: could not reach 127.0.0.1"),
+        "{}",
+        text(&output)
+    );
+    let status = ws.status_yaml("unheard");
+    assert_eq!(status["notifications"][0]["attempts"].as_u64(), Some(3));
+    let (url, bodies) = receiver(1);
+    let manifests = std::fs::read_to_string(ws.path().join("batch.yaml"))
+        .unwrap()
+        .replace(&down, &url);
+    ws.write("batch.yaml", &manifests);
+    let output = ws.run(&["batch.yaml", "gateway.yaml"]);
+    assert!(
+        text(&output).contains("default/unheard: notified 127.0.0.1 (io.llmbatch.batch.succeeded)"),
+        "{}",
+        text(&output)
+    );
+    let event: serde_json::Value = serde_json::from_str(&bodies.recv().unwrap()).unwrap();
+    assert_eq!(event["id"].as_str(), status["notifications"][0]["id"].as_str());
 }

@@ -494,3 +494,26 @@ fn max_cost_starts_children_only_while_their_estimates_fit_and_a_raise_continues
     assert!(amount(&cost["actual"]) <= 0.25, "{cost:?}");
     assert!(amount(&cost["estimated"]) > amount(&cost["actual"]), "{cost:?}");
 }
+
+/// A sweep's webhook (here its gateway's default) is the controller's to call: `run -f` names
+/// it and runs the sweep, and its children send nothing of their own.
+#[test]
+fn a_sweeps_webhook_is_named_as_not_sent_and_its_children_send_none() {
+    let sim = Simulator::start(&["--api-key", KEY]);
+    let ws = Workspace::new();
+    let unreachable = format!("http://127.0.0.1:{}/hook", common::free_port());
+    ws.write("sweep.yaml", &retry_manifests(""));
+    let gateway = gateway_manifests(&sim.base_url, KEY, &[]).replace(
+        "    max: 500ms\n",
+        &format!("    max: 500ms\n  notify:\n    url: {unreachable}\n"),
+    );
+    ws.write("gateway.yaml", &gateway);
+    let output = ws.run(&["sweep.yaml", "gateway.yaml"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let said = text(&output);
+    assert!(
+        said.contains("not sending the webhook events of BatchSweep default/corpus"),
+        "{said}"
+    );
+    assert!(!said.contains("notify"), "no child tried the gateway's webhook: {said}");
+}

@@ -115,6 +115,7 @@ impl SweepRun {
             board: follow.board,
             order: follow.order,
             fresh_attempts: Default::default(),
+            webhook: None,
         }
         .run()
         .await
@@ -161,6 +162,7 @@ impl SweepRun {
             object_input: None,
             object_output: self.output_base.as_ref().map(|base| base.child(&suffix)),
             pvc_output,
+            webhook: None,
         })
     }
 }
