@@ -389,7 +389,7 @@ fn notify_not_sent(manifests: &manifests::Manifests) -> Option<String> {
         .collect();
     (!sweeps.is_empty()).then(|| {
         format!(
-            "not sending the webhook events of BatchSweep {}: run -f sends a Batch's, a sweep's only the controller",
+            "not sending the webhook events of BatchSweep {}: a sweep's events are the controller's to send (run -f sends a Batch's)",
             sweeps.join(", ")
         )
     })
