@@ -25,6 +25,16 @@ pub struct Notify {
     pub signing_secret_ref: Option<KeyRef>,
 }
 
+impl Notify {
+    /// The receiver's host, as status, Events and messages name it (the URL may carry a token).
+    pub fn host(&self) -> String {
+        url::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_else(|| "<invalid url>".into())
+    }
+}
+
 /// How far one event's delivery got.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum DeliveryState {

@@ -28,10 +28,7 @@ pub async fn deliver(
 ) -> Vec<String> {
     let sender = Webhook::new(Arc::new(AddressPolicy::local()));
     let key = webhook.key.as_deref().and_then(|k| SigningKey::from_secret(k).ok());
-    let host = url::Url::parse(&webhook.notify.url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_default();
+    let host = webhook.notify.host();
     let mut said = Vec::new();
     let owed = notify::batch_events(batch, status);
     for event in owed.into_iter().filter(|e| !e.type_.ends_with(".budget.held")) {

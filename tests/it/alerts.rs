@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::apiserver::{admin_client, fresh_namespace, server};
-use common::cluster::RunningController;
+use common::cluster::{RunningController, create_input};
 use common::operations::phase;
 use common::tools::{documents, helm_template, succeed, tool};
 use common::{object, repo_path, text, wait_until};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use llm_batch_operator::api::{Batch, BatchGateway, BatchPhase};
@@ -385,14 +385,6 @@ async fn create_batch(client: &Client, ns: &str, name: &str, gateway: &str, inpu
                  "output": {"secret": {"name": format!("{name}-results")}}}}));
     Api::<Batch>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &batch)
-        .await
-        .unwrap();
-}
-
-async fn create_input(client: &Client, ns: &str, name: &str, jsonl: &str) {
-    let cm: ConfigMap = object(json!({"metadata": {"name": name}, "data": {"batch.jsonl": jsonl}}));
-    Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &cm)
         .await
         .unwrap();
 }

@@ -13,9 +13,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use common::apiserver::{admin_client, fresh_namespace};
-use common::cluster::{RunningController, simulator_json};
+use common::cluster::{RunningController, create_input, simulator_json};
 use common::{Simulator, Workspace, batch_manifests, condition, object, text, wait_until};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use llm_batch_operator::api::{Batch, BatchGateway, BatchPhase, BatchStatus, GatewaySpend};
@@ -64,15 +64,6 @@ async fn create_priced_gateway(client: &Client, ns: &str, name: &str, url: &str,
                  "limits": {"budget": {"amount": budget, "window": "24h"}}}}));
     Api::<BatchGateway>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &gateway)
-        .await
-        .unwrap();
-}
-
-/// ConfigMap `name` with `jsonl` under `batch.jsonl`.
-async fn create_input(client: &Client, ns: &str, name: &str, jsonl: &str) {
-    let cm: ConfigMap = object(json!({"metadata": {"name": name}, "data": {"batch.jsonl": jsonl}}));
-    Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &cm)
         .await
         .unwrap();
 }

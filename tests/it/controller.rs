@@ -54,11 +54,7 @@ async fn setup_on(prefix: &str, sim: Arc<RunningSimulator>, limits: Value) -> Se
 
 impl Setup {
     async fn input(&self, name: &str, jsonl: &str) {
-        let cm: ConfigMap = object(json!({"metadata": {"name": name}, "data": {"batch.jsonl": jsonl}}));
-        Api::<ConfigMap>::namespaced(self.client.clone(), &self.ns)
-            .create(&PostParams::default(), &cm)
-            .await
-            .unwrap();
+        common::cluster::create_input(&self.client, &self.ns, name, jsonl).await;
     }
 
     async fn batch(&self, name: &str, extra: Value) {

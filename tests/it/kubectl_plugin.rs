@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::apiserver::server;
 use common::cluster::{RunningController, gateway_on_simulator};
 use common::tools::tool;
-use common::{object, text};
+use common::{csv_rows, object, text};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -348,21 +348,6 @@ fn section(described: &str, title: &str) -> Vec<BTreeMap<String, String>> {
         .map(|l| &l[2..])
         .collect();
     table(&lines.join("\n"))
-}
-
-fn csv_rows(text: &str) -> Vec<BTreeMap<String, String>> {
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
-    reader
-        .records()
-        .map(|r| {
-            header
-                .iter()
-                .cloned()
-                .zip(r.unwrap().iter().map(str::to_string))
-                .collect()
-        })
-        .collect()
 }
 
 /// The Batch's results as `run -f` lays them out (`out/<ns>/<name>/`), and its manifests.

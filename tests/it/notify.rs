@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use llm_batch_operator::api::{
@@ -25,7 +25,7 @@ use llm_batch_operator::api::{
 use llm_batch_operator::simulator::SimulatorConfig;
 use serde_json::{Value, json};
 
-use crate::common::cluster::{RunningController, gateway_on_simulator};
+use crate::common::cluster::{RunningController, create_input, gateway_on_simulator};
 use crate::common::{chat_lines, object, wait_until};
 
 const KEY: &str = "sk-notify-test-key";
@@ -132,14 +132,6 @@ async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: B
     (status, [(header::LOCATION, state.redirect_to.clone())])
 }
 
-async fn input(client: &Client, ns: &str, name: &str, jsonl: &str) {
-    let cm: ConfigMap = object(json!({"metadata": {"name": name}, "data": {"batch.jsonl": jsonl}}));
-    Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &cm)
-        .await
-        .unwrap();
-}
-
 async fn batch(client: &Client, ns: &str, name: &str, notify: Value) {
     let batch: Batch = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch",
         "metadata": {"name": name},
@@ -194,7 +186,7 @@ async fn a_receiver_gets_one_signed_event_per_finished_batch_across_controller_r
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
-    input(&client, &ns, "input", &chat_lines(3)).await;
+    create_input(&client, &ns, "input", &chat_lines(3)).await;
     let notify = json!({"url": receiver.url(), "signingSecretRef": {"name": "hook-key", "key": "key"}});
     batch(&client, &ns, "nightly", notify.clone()).await;
 
@@ -280,7 +272,7 @@ async fn events_wait_for_a_receiver_that_is_down_and_a_sweeps_children_send_none
         .patch("gw", &PatchParams::default(), &Patch::Merge(&gateway_notify))
         .await
         .unwrap();
-    input(&client, &ns, "input", &chat_lines(4)).await;
+    create_input(&client, &ns, "input", &chat_lines(4)).await;
     batch(&client, &ns, "solo", Value::Null).await;
     let sweep: BatchSweep = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "BatchSweep",
         "metadata": {"name": "fan"},
@@ -348,7 +340,7 @@ async fn a_redirecting_receiver_is_not_followed() {
     let elsewhere = Receiver::start().await;
     let receiver = Receiver::start_on("127.0.0.1:0".parse().unwrap(), &elsewhere.url()).await;
     receiver.answer.store(307, Ordering::SeqCst);
-    input(&client, &ns, "input", &chat_lines(2)).await;
+    create_input(&client, &ns, "input", &chat_lines(2)).await;
     batch(&client, &ns, "moved", json!({"url": receiver.url()})).await;
     let controller = local_controller(&client, &ns);
     let moved = wait_batch(&client, &ns, "moved", "a failed attempt", |b| {

@@ -419,10 +419,7 @@ fn indent(out: &mut String, text: &str) {
 
 /// The webhook by its host (its URL may carry a token); signed or not.
 fn webhook(notify: &crate::api::Notify) -> String {
-    let host = url::Url::parse(&notify.url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_else(|| "<invalid url>".into());
+    let host = notify.host();
     match &notify.signing_secret_ref {
         Some(r) => format!("webhook at {host}, signed with Secret {} (key {})", r.name, r.key),
         None => format!("webhook at {host}, unsigned"),

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use llm_batch_operator::api::BatchGateway;
@@ -31,6 +31,15 @@ pub async fn create_gateway(client: &Client, ns: &str, base_url: &str, key: &str
                  "limits": limits, "polling": {"initial": "100ms", "max": "500ms"}}}));
     Api::<BatchGateway>::namespaced(client.clone(), ns)
         .create(&pp, &gateway)
+        .await
+        .unwrap();
+}
+
+/// ConfigMap `name` in `ns` with `jsonl` under `batch.jsonl` (a Batch's input).
+pub async fn create_input(client: &Client, ns: &str, name: &str, jsonl: &str) {
+    let cm: ConfigMap = object(json!({"metadata": {"name": name}, "data": {"batch.jsonl": jsonl}}));
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &cm)
         .await
         .unwrap();
 }
