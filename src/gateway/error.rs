@@ -236,7 +236,7 @@ impl GatewayError {
 }
 
 /// `err` and its sources, joined with ": ".
-fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut next = err.source();
     while let Some(cause) = next {

@@ -44,6 +44,7 @@ pub use client::GatewayClient;
 pub use config::{ApiKey, GatewayConfig, ResponseLimits, RetryPolicy};
 pub use direct::DirectReply;
 pub use error::GatewayError;
+pub(crate) use error::cause_chain;
 pub(crate) use error_body::truncate;
 pub use observer::{Observer, RequestObserver, RequestOutcome};
 pub use pages::{CLOCK_SKEW_SECS, FindError, MAX_EXAMINED};

@@ -11,6 +11,7 @@ use url::Url;
 
 use super::Event;
 use super::sign::SigningKey;
+use crate::gateway::cause_chain;
 use crate::net::{AddressPolicy, AddressRefused, GuardedResolver, refusal_in};
 
 /// The most one attempt may take, connecting included.
@@ -122,14 +123,10 @@ fn transport(host: &str, error: reqwest::Error) -> DeliveryError {
     if error.is_timeout() {
         return DeliveryError::Timeout { host: host.into() };
     }
-    let error = error.without_url();
-    let mut why = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        why = format!("{why}: {cause}");
-        source = cause.source();
+    DeliveryError::Transport {
+        host: host.into(),
+        why: cause_chain(&error.without_url()),
     }
-    DeliveryError::Transport { host: host.into(), why }
 }
 
 #[cfg(test)]
