@@ -10,7 +10,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake clang make pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 # Cargo.toml names the benchmarks; deploy/rbac.yaml is compiled in (the start-up RBAC check).
 COPY benches benches

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod backoff;
+pub mod bpe;
 pub mod cli;
 pub mod controller;
 pub mod direct;

@@ -1,14 +1,13 @@
 //! Token estimates of an input before anything is sent: per model, its input tokens counted
-//! with the model family's own tokenizer (OpenAI's BPE tables, embedded in the binary) and the
+//! with the model family's own byte-pair encoding ([`crate::bpe`]) and the
 //! sum of its requests' output ceilings.
 //!
 //! A tokenizer reads about 30 MB/s, a tenth of the validator's pace, so past the first
 //! [`EXACT_BYTES`] of a model's requests only one byte in [`SAMPLE_EVERY`] is tokenized (whole
 //! lines, taken as the running share falls behind) and the rest is counted at the sampled
 //! tokens-per-byte ratio. Models without a known tokenizer count a quarter of the bytes of the
-//! same text, sampled the same way. The sampled lines are tokenized on a thread of their own
-//! (which also loads the tables, a fifth of a second once per process), so validation does not
-//! wait for it: at most [`MAX_QUEUED_BYTES`] wait there, and a line that would pass that is not
+//! same text, sampled the same way. The sampled lines are tokenized on a thread of their own,
+//! so validation does not wait for it: at most [`MAX_QUEUED_BYTES`] wait there, and a line that would pass that is not
 //! sampled (a later one is).
 
 use std::collections::BTreeMap;
@@ -18,10 +17,9 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 
 use serde_json::Value;
-use tiktoken_rs::CoreBPE;
-use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
 
 use crate::api::{MAX_USAGE_MODELS, ModelEstimate, OTHER_MODELS};
+use crate::bpe::{self, Encoding};
 
 /// A model's requests are tokenized in full up to this many bytes.
 pub const EXACT_BYTES: u64 = 64 << 10;
@@ -99,45 +97,22 @@ struct Tally {
 /// How a model's text is counted.
 #[derive(Clone, Copy)]
 enum Counter {
-    /// A tokenizer, its tables loaded on first use (on the counting thread).
-    Tokenizer {
-        name: &'static str,
-        tokenizer: Tokenizer,
-    },
-    QuarterOfBytes,
-}
-
-/// A counter ready to count: the tokenizer's tables loaded.
-#[derive(Clone, Copy)]
-enum Loaded {
-    Tokenizer(&'static CoreBPE),
+    Tokenizer(&'static Encoding),
     QuarterOfBytes,
 }
 
 impl Counter {
-    fn load(self) -> Loaded {
-        match self {
-            Counter::Tokenizer { tokenizer, .. } => match tiktoken_rs::bpe_for_tokenizer(tokenizer) {
-                Ok(bpe) => Loaded::Tokenizer(bpe),
-                Err(_) => Loaded::QuarterOfBytes,
-            },
-            Counter::QuarterOfBytes => Loaded::QuarterOfBytes,
-        }
-    }
-
     fn name(self) -> &'static str {
         match self {
-            Counter::Tokenizer { name, .. } => name,
+            Counter::Tokenizer(encoding) => encoding.name(),
             Counter::QuarterOfBytes => "bytes/4",
         }
     }
-}
 
-impl Loaded {
     fn count(self, text: &str) -> u64 {
         match self {
-            Loaded::Tokenizer(bpe) => bpe.encode_ordinary(text).len() as u64,
-            Loaded::QuarterOfBytes => (text.len() as u64).div_ceil(4),
+            Counter::Tokenizer(encoding) => encoding.count(text),
+            Counter::QuarterOfBytes => (text.len() as u64).div_ceil(4),
         }
     }
 }
@@ -373,7 +348,7 @@ impl Counting {
 fn count(batches: Receiver<Vec<Sample>>, queued: &AtomicU64) -> BTreeMap<String, u64> {
     let mut tokens = BTreeMap::<String, u64>::new();
     for sample in batches.into_iter().flatten() {
-        let counted = prompt_tokens(sample.counter.load(), &sample.text);
+        let counted = prompt_tokens(sample.counter, &sample.text);
         queued.fetch_sub(sample.text.len() as u64 + SAMPLE_OVERHEAD, Ordering::AcqRel);
         *tokens.entry(sample.model).or_default() += counted;
     }
@@ -404,22 +379,12 @@ fn sum(mut into: ModelEstimate, from: ModelEstimate) -> ModelEstimate {
 
 /// The tokenizer of a model family OpenAI publishes one for, else a quarter of the bytes.
 fn counter(model: &str) -> Counter {
-    match get_tokenizer(model) {
-        Some(Tokenizer::O200kBase | Tokenizer::O200kHarmony) => Counter::Tokenizer {
-            name: "o200k_base",
-            tokenizer: Tokenizer::O200kBase,
-        },
-        Some(Tokenizer::Cl100kBase) => Counter::Tokenizer {
-            name: "cl100k_base",
-            tokenizer: Tokenizer::Cl100kBase,
-        },
-        _ => Counter::QuarterOfBytes,
-    }
+    bpe::for_model(model).map_or(Counter::QuarterOfBytes, Counter::Tokenizer)
 }
 
 /// The input tokens of one request line: every string the model reads in `body` (all but
 /// `model` itself), token ids given as numbers in `input` or `prompt`, and the chat framing.
-fn prompt_tokens(counter: Loaded, line: &str) -> u64 {
+fn prompt_tokens(counter: Counter, line: &str) -> u64 {
     let Ok(Value::Object(mut request)) = serde_json::from_str::<Value>(line) else {
         return 0;
     };
@@ -438,7 +403,7 @@ fn prompt_tokens(counter: Loaded, line: &str) -> u64 {
     tokens
 }
 
-fn text_tokens(counter: Loaded, value: &Value, ids_count: bool) -> u64 {
+fn text_tokens(counter: Counter, value: &Value, ids_count: bool) -> u64 {
     match value {
         Value::String(text) => counter.count(text),
         Value::Number(_) if ids_count => 1,
@@ -519,7 +484,7 @@ mod tests {
             tally.sampled_bytes < tally.line_bytes / 2,
             "most lines are not tokenized"
         );
-        let per_line = prompt_tokens(tally.tokenizer.unwrap().load(), &line);
+        let per_line = prompt_tokens(tally.tokenizer.unwrap(), &line);
         let [estimate] = estimator.finish().by_model.try_into().unwrap();
         assert_eq!(estimate.input_tokens, per_line * lines, "identical lines scale exactly");
         assert!(

@@ -4,12 +4,10 @@
 //! estimate counts it (every string the model reads, token ids given as numbers, and the chat
 //! framing), so the estimate of an input and the usage the simulator reports for it agree.
 //! Other models count a quarter of the characters of the text.
-//!
-//! The tokenizer's tables load on first use, a fifth of a second once per process.
 
 use serde_json::Value;
-use tiktoken_rs::CoreBPE;
-use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
+
+use crate::bpe::{self, Encoding};
 
 /// Tokens each chat message adds to its content (role and separators), as OpenAI counts them.
 const TOKENS_PER_MESSAGE: u64 = 3;
@@ -19,7 +17,7 @@ const TOKENS_PER_REPLY: u64 = 3;
 /// How a model's text is counted.
 #[derive(Clone, Copy)]
 pub enum Counter {
-    Bpe(&'static CoreBPE),
+    Bpe(&'static Encoding),
     /// A quarter of the characters, at least one.
     Chars,
 }
@@ -45,12 +43,7 @@ pub struct PromptText<'a> {
 
 /// The counter of a model: its family's tokenizer, else a quarter of the characters.
 pub fn counter(model: &str) -> Counter {
-    let tokenizer = match get_tokenizer(model) {
-        Some(Tokenizer::O200kBase | Tokenizer::O200kHarmony) => Tokenizer::O200kBase,
-        Some(Tokenizer::Cl100kBase) => Tokenizer::Cl100kBase,
-        _ => return Counter::Chars,
-    };
-    tiktoken_rs::bpe_for_tokenizer(tokenizer).map_or(Counter::Chars, Counter::Bpe)
+    bpe::for_model(model).map_or(Counter::Chars, Counter::Bpe)
 }
 
 /// A quarter of the characters of `text`, at least one.
@@ -62,21 +55,19 @@ impl Counter {
     /// The tokens of `text`.
     pub fn count(self, text: &str) -> u64 {
         match self {
-            Counter::Bpe(bpe) => bpe.encode_ordinary(text).len() as u64,
+            Counter::Bpe(bpe) => bpe.count(text),
             Counter::Chars => chars(text),
         }
     }
 
     /// The first `max` tokens of `text` (whole characters only).
     pub fn cut(self, text: &str, max: u64) -> String {
-        let max = usize::try_from(max).unwrap_or(usize::MAX);
         match self {
-            Counter::Bpe(bpe) => {
-                let tokens = bpe.encode_ordinary(text);
-                let bytes = bpe.decode_bytes(&tokens[..max.min(tokens.len())]).unwrap_or_default();
-                valid_prefix(&bytes).to_owned()
+            Counter::Bpe(bpe) => valid_prefix(&text.as_bytes()[..bpe.prefix_len(text, max)]).to_owned(),
+            Counter::Chars => {
+                let max = usize::try_from(max).unwrap_or(usize::MAX);
+                text.chars().take(max.saturating_mul(4)).collect()
             }
-            Counter::Chars => text.chars().take(max.saturating_mul(4)).collect(),
         }
     }
 
@@ -135,7 +126,7 @@ pub fn content_text(content: &Value) -> String {
 
 /// Every string the model reads in `body` (all but `model`), token ids given as numbers in
 /// `input` or `prompt`, and the framing of `messages`: the cost estimate's count.
-fn request_tokens(bpe: &CoreBPE, body: &Value) -> u64 {
+fn request_tokens(bpe: &Encoding, body: &Value) -> u64 {
     let Value::Object(fields) = body else {
         return 0;
     };
@@ -152,13 +143,13 @@ fn request_tokens(bpe: &CoreBPE, body: &Value) -> u64 {
 }
 
 /// The tokens of one message: its strings, plus its framing in a chat request.
-fn message_tokens(bpe: &CoreBPE, message: &Value, framed: bool) -> u64 {
+fn message_tokens(bpe: &Encoding, message: &Value, framed: bool) -> u64 {
     text_tokens(bpe, message, false) + if framed { TOKENS_PER_MESSAGE } else { 0 }
 }
 
-fn text_tokens(bpe: &CoreBPE, value: &Value, ids_count: bool) -> u64 {
+fn text_tokens(bpe: &Encoding, value: &Value, ids_count: bool) -> u64 {
     match value {
-        Value::String(text) => bpe.encode_ordinary(text).len() as u64,
+        Value::String(text) => bpe.count(text),
         Value::Number(_) if ids_count => 1,
         Value::Array(items) => items.iter().map(|v| text_tokens(bpe, v, ids_count)).sum(),
         Value::Object(fields) => fields.values().map(|v| text_tokens(bpe, v, false)).sum(),

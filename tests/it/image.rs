@@ -78,6 +78,7 @@ fn the_build_stage_gets_every_file_the_build_reads() {
     let mut needed = vec![
         "Cargo.toml".to_string(),
         "Cargo.lock".to_string(),
+        "build.rs".to_string(),
         "src/main.rs".to_string(),
     ];
     needed.extend(compiled_in_files());
