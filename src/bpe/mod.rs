@@ -96,7 +96,9 @@ impl Encoding {
 
     /// Calls `f` with the length of each token of `text`, in order, until it breaks.
     fn each_token(&self, text: &str, mut f: impl FnMut(usize) -> ControlFlow<()>) {
-        let regex = self.regex.get_or_init(|| Regex::new(self.pattern).expect("the encoding's pattern compiles"));
+        let regex = self
+            .regex
+            .get_or_init(|| Regex::new(self.pattern).expect("the encoding's pattern compiles"));
         let mut done = 0;
         for piece in regex.find_iter(text) {
             // Only a pattern backtracking past fancy-regex's limit errs; the rest counts
@@ -174,7 +176,11 @@ impl Encoding {
 
     fn token(&self, rank: u32) -> &'static [u8] {
         let rank = rank as usize;
-        let start = if rank == 0 { 0 } else { read_u32(self.ends, rank - 1) as usize };
+        let start = if rank == 0 {
+            0
+        } else {
+            read_u32(self.ends, rank - 1) as usize
+        };
         &self.bytes[start..read_u32(self.ends, rank) as usize]
     }
 }

@@ -44,14 +44,22 @@ fn texts() -> Vec<String> {
 
 #[test]
 fn counts_are_tiktokens_on_both_encodings() {
-    let encodings = [(&O200K_BASE, tiktoken_rs::o200k_base_singleton()), (&CL100K_BASE, tiktoken_rs::cl100k_base_singleton())];
+    let encodings = [
+        (&O200K_BASE, tiktoken_rs::o200k_base_singleton()),
+        (&CL100K_BASE, tiktoken_rs::cl100k_base_singleton()),
+    ];
     for (ours, theirs) in encodings {
         for text in texts() {
             let tokens = theirs.encode_ordinary(&text);
             assert_eq!(ours.count(&text), tokens.len() as u64, "{} on {text:?}", ours.name());
             for max in [0, 1, 2, 7, tokens.len() / 2, tokens.len(), tokens.len() + 3] {
                 let prefix = theirs.decode_bytes(&tokens[..max.min(tokens.len())]).expect("decodes");
-                assert_eq!(ours.prefix_len(&text, max as u64), prefix.len(), "{} on {text:?} to {max}", ours.name());
+                assert_eq!(
+                    ours.prefix_len(&text, max as u64),
+                    prefix.len(),
+                    "{} on {text:?} to {max}",
+                    ours.name()
+                );
             }
         }
     }
@@ -74,7 +82,10 @@ fn model_families_have_their_encodings() {
     assert_eq!(for_model("gpt-4o-mini").map(Encoding::name), Some("o200k_base"));
     assert_eq!(for_model("gpt-5").map(Encoding::name), Some("o200k_base"));
     assert_eq!(for_model("gpt-4-turbo").map(Encoding::name), Some("cl100k_base"));
-    assert_eq!(for_model("text-embedding-3-small").map(Encoding::name), Some("cl100k_base"));
+    assert_eq!(
+        for_model("text-embedding-3-small").map(Encoding::name),
+        Some("cl100k_base")
+    );
     assert_eq!(for_model("llama-3.1-8b").map(Encoding::name), None);
 }
 
@@ -100,5 +111,8 @@ fn one_long_word_merges_as_tiktoken_does_and_a_hostile_one_is_counted_at_all() {
     // does, would take hours on one word that long; a few seconds here, unoptimised.
     let word_2m = word(2 << 20);
     let tokens = O200K_BASE.count(&word_2m);
-    assert!((word_2m.len() as u64 / 8..word_2m.len() as u64).contains(&tokens), "{tokens}");
+    assert!(
+        (word_2m.len() as u64 / 8..word_2m.len() as u64).contains(&tokens),
+        "{tokens}"
+    );
 }
