@@ -320,8 +320,9 @@ pub struct InputStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 52))]
     pub estimates: Vec<ModelEstimate>,
-    /// A digest (hex) of the prepared bytes of an object-store input: the upload pass reads the
-    /// object again and must find exactly these bytes.
+    /// The SHA-256 of the prepared bytes of an object-store input, as `sha256:` and 64
+    /// lowercase hex digits: the upload pass reads the object again and must find exactly these
+    /// bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
     /// The keyed digest of the custom_ids as uploaded, that the results are checked against.

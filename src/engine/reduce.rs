@@ -38,7 +38,7 @@ pub fn reduce(status: &BatchStatus, outcome: Outcome, ctx: &Context) -> BatchSta
                 bytes,
                 estimated_tokens: Some(estimated_tokens),
                 estimates,
-                digest: digest.map(|d| format!("{d:016x}")),
+                digest,
                 ids,
             });
             super::cost::estimate(&mut next, ctx);

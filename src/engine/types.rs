@@ -160,8 +160,9 @@ pub enum Outcome {
         estimated_tokens: u64,
         /// The estimate by model (empty where the input was not read here).
         estimates: Vec<ModelEstimate>,
-        /// Of the prepared bytes, for an input that is read again to upload (object storage).
-        digest: Option<u64>,
+        /// Of the prepared bytes, for an input that is read again to upload (object storage), as
+        /// `status.input.digest` keeps it.
+        digest: Option<String>,
         /// The keyed digest of the custom_ids as uploaded; `None` when not computed here.
         ids: Option<InputIds>,
     },

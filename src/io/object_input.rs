@@ -39,7 +39,7 @@ pub struct ObjectInput {
 pub enum Checked {
     /// The prepared input is valid: its report (requests, bytes as uploaded) and the digest
     /// of its prepared bytes (see [`Digest`]).
-    Valid(Report, u64),
+    Valid(Report, [u8; 32]),
     /// The input cannot be sent; the message names the object and what to do.
     Invalid(String),
 }
@@ -101,7 +101,7 @@ impl ObjectInput {
     /// An upload that prepares the object again as it streams; `len` is the validated length.
     /// With the validation's `digest`, the bytes must match it (so custom_id uniqueness, proved
     /// then, is not tracked again: its memory grows with the lines).
-    pub async fn upload(&self, len: u64, digest: Option<u64>) -> Result<ValidatedUpload, StorageError> {
+    pub async fn upload(&self, len: u64, digest: Option<[u8; 32]>) -> Result<ValidatedUpload, StorageError> {
         let size = self.location.size().await?;
         let (location, offset, likely_end) = (self.location.clone(), self.read_offset(), self.likely_end());
         let this = self.clone();
@@ -154,5 +154,44 @@ fn storage_error(e: std::io::Error) -> StorageError {
             kind: StorageErrorKind::Transient,
             message: e.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::io::object_storage::in_memory;
+
+    const ENDPOINT: &str = "/v1/chat/completions";
+
+    /// A Batch validated by an earlier version keeps its SipHash (16 hex digits) in status
+    /// across an upgrade: no digest to compare, so the upload pass tracks custom_ids itself.
+    #[tokio::test]
+    async fn an_old_form_digest_is_none_and_the_upload_pass_finds_duplicate_ids_itself() {
+        let expected = Digest::parse("9ae1c6e04f3a2b17");
+        assert_eq!(expected, None);
+        let line = format!(r#"{{"custom_id":"a","method":"POST","url":"{ENDPOINT}","body":{{"model":"m"}}}}"#);
+        let bytes = Bytes::from(format!("{line}\n{line}\n"));
+        let input = ObjectInput {
+            location: in_memory("s3://b/in.jsonl", bytes.clone()).await,
+            range: None,
+            rewrite: Rewrite::default(),
+            endpoint: ENDPOINT.to_string(),
+            limits: Limits::default(),
+            ends_at_a_line: false,
+        };
+        let upload = input.upload(bytes.len() as u64, expected).await.unwrap();
+        let UploadSource::Stream(source) = upload.source.clone() else {
+            unreachable!()
+        };
+        let sent: Result<Vec<Bytes>, _> = (source.open)().collect::<Vec<_>>().await.into_iter().collect();
+        assert!(sent.is_err(), "the upload was not aborted");
+        let refusal = upload.refusal().expect("a refusal");
+        assert!(
+            refusal.contains("custom_id \"a\" is a duplicate of line 1"),
+            "{refusal}"
+        );
     }
 }

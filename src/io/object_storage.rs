@@ -105,6 +105,20 @@ impl ObjectLocation {
     }
 }
 
+/// An object held in memory, for unit tests: `url` names it in messages.
+#[cfg(test)]
+pub(crate) async fn in_memory(url: &str, bytes: Bytes) -> ObjectLocation {
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let path = Path::from("object");
+    store.put(&path, bytes.into()).await.expect("an in-memory put");
+    ObjectLocation {
+        store,
+        path,
+        url: url.to_string(),
+        credentials_from: "nothing".to_string(),
+    }
+}
+
 /// Object stores already opened, one per bucket, endpoint, region and set of credentials: each
 /// client holds its own TLS roots and connection pool, so a client per object (a sweep's
 /// 2,000 children) cost hundreds of MiB and a client build per read. Bounded: past

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 
@@ -23,18 +24,48 @@ const OUT_CAPACITY: usize = CHUNK + 64 * 1024;
 /// Validated chunks waiting to be sent (bounds memory to a few MiB).
 const IN_FLIGHT: usize = 4;
 
-/// A digest of prepared bytes (SipHash, streaming: chunk boundaries do not matter), so a second
-/// pass can tell it read exactly what the first validated.
+/// A SHA-256 digest of prepared bytes (streaming: chunk boundaries do not matter), so a second
+/// pass can tell it read exactly what the first validated. A cryptographic hash, as whoever
+/// controls the object could otherwise make other bytes of the same length and digest (a 64-bit
+/// hash falls to a birthday search) with duplicate custom_ids, which the second pass trusts.
 #[derive(Default)]
-pub struct Digest(std::hash::DefaultHasher);
+pub struct Digest(Sha256);
+
+/// How `status.input.digest` starts: the algorithm, so a later change of it is told apart.
+const STATUS_PREFIX: &str = "sha256:";
 
 impl Digest {
     pub fn add(&mut self, bytes: &[u8]) {
-        std::hash::Hasher::write(&mut self.0, bytes);
+        self.0.update(bytes);
     }
 
-    pub fn value(&self) -> u64 {
-        std::hash::Hasher::finish(&self.0)
+    pub fn value(&self) -> [u8; 32] {
+        self.0.clone().finalize().into()
+    }
+
+    /// The form `status.input.digest` keeps: `sha256:` and 64 lowercase hex digits.
+    pub fn to_status(value: &[u8; 32]) -> String {
+        let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{STATUS_PREFIX}{hex}")
+    }
+
+    /// A value [`Self::to_status`] wrote; `None` for any other text, such as the 16 hex digits
+    /// of the SipHash an earlier version kept for a Batch still in flight across an upgrade.
+    pub fn parse(status: &str) -> Option<[u8; 32]> {
+        let hex = status.strip_prefix(STATUS_PREFIX)?.as_bytes();
+        let nibble = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        };
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut value = [0; 32];
+        for (byte, pair) in value.iter_mut().zip(hex.chunks(2)) {
+            *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some(value)
     }
 }
 
@@ -48,7 +79,7 @@ impl Prepared for Digest {
 #[derive(Clone, Copy, Debug)]
 pub struct Expected {
     pub len: u64,
-    pub digest: Option<u64>,
+    pub digest: Option<[u8; 32]>,
 }
 
 /// Opens the source's bytes for one upload attempt.
@@ -129,7 +160,7 @@ struct Forward {
     sending: bool,
     sent: u64,
     len: u64,
-    expected_digest: Option<u64>,
+    expected_digest: Option<[u8; 32]>,
     digest: Digest,
     refusal: Arc<Mutex<Option<String>>>,
 }
@@ -272,5 +303,27 @@ mod tests {
         assert_eq!(changed.len(), validated.len());
         let error = second_pass(changed, expected).await.unwrap_err();
         assert!(error.contains("differ from what was validated"), "{error}");
+    }
+
+    #[test]
+    fn the_status_form_round_trips_and_no_other_form_parses() {
+        let mut digest = Digest::default();
+        digest.add(b"abc");
+        let status = Digest::to_status(&digest.value());
+        assert_eq!(
+            status,
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(Digest::parse(&status), Some(digest.value()));
+        let upper = status.to_uppercase().replace("SHA256", "sha256");
+        for other in [
+            "9ae1c6e04f3a2b17",
+            &status[7..],
+            &upper,
+            &status[..70],
+            &format!("{status}0"),
+        ] {
+            assert_eq!(Digest::parse(other), None, "{other}");
+        }
     }
 }
