@@ -119,7 +119,7 @@ fn main() -> anyhow::Result<()> {
         },
         || {
             runtime.block_on(async {
-                let upload = object.upload(size, Some(digest)).await?;
+                let upload = object.upload(size, Some(digest.clone())).await?;
                 let file = client
                     .upload_file("bench.jsonl", "batch", upload.source.clone())
                     .await?;

@@ -39,7 +39,7 @@ pub struct ObjectInput {
 pub enum Checked {
     /// The prepared input is valid: its report (requests, bytes as uploaded) and the digest
     /// of its prepared bytes (see [`Digest`]).
-    Valid(Report, [u8; 32]),
+    Valid(Report, String),
     /// The input cannot be sent; the message names the object and what to do.
     Invalid(String),
 }
@@ -101,13 +101,14 @@ impl ObjectInput {
     /// An upload that prepares the object again as it streams; `len` is the validated length.
     /// With the validation's `digest`, the bytes must match it (so custom_id uniqueness, proved
     /// then, is not tracked again: its memory grows with the lines).
-    pub async fn upload(&self, len: u64, digest: Option<[u8; 32]>) -> Result<ValidatedUpload, StorageError> {
+    pub async fn upload(&self, len: u64, digest: Option<String>) -> Result<ValidatedUpload, StorageError> {
         let size = self.location.size().await?;
         let (location, offset, likely_end) = (self.location.clone(), self.read_offset(), self.likely_end());
         let this = self.clone();
-        let prepare = move || match digest {
-            Some(_) => this.preparer().trusting_unique_ids(),
-            None => this.preparer(),
+        let trusting = digest.is_some();
+        let prepare = move || match trusting {
+            true => this.preparer().trusting_unique_ids(),
+            false => this.preparer(),
         };
         Ok(prepared_upload(
             Arc::new(move || location.read_from(offset, likely_end, size)),
@@ -170,7 +171,7 @@ mod tests {
     /// across an upgrade: no digest to compare, so the upload pass tracks custom_ids itself.
     #[tokio::test]
     async fn an_old_form_digest_is_none_and_the_upload_pass_finds_duplicate_ids_itself() {
-        let expected = Digest::parse("9ae1c6e04f3a2b17");
+        let expected = Digest::expected(Some("9ae1c6e04f3a2b17"));
         assert_eq!(expected, None);
         let line = format!(r#"{{"custom_id":"a","method":"POST","url":"{ENDPOINT}","body":{{"model":"m"}}}}"#);
         let bytes = Bytes::from(format!("{line}\n{line}\n"));

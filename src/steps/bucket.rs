@@ -39,7 +39,7 @@ pub async fn validate(input: &ObjectInput, validated: Option<ValidatedInput>) ->
             bytes: report.summary.bytes,
             estimated_tokens: report.summary.estimated_tokens,
             estimates: report.summary.estimates,
-            digest: Some(Digest::to_status(&digest)),
+            digest: Some(digest),
             ids: steps::input_ids(report.summary.ids),
         },
         Ok(Checked::Invalid(message)) => Outcome::InputInvalid { message },
@@ -55,10 +55,7 @@ pub async fn upload(
     input: &ObjectInput,
     validated: &InputStatus,
 ) -> Outcome {
-    // A digest in another form (an earlier version's SipHash, for a Batch validated before an
-    // upgrade) is no digest: the upload pass then checks custom_ids itself and compares no
-    // bytes, which is safe, only costlier in memory.
-    let digest = validated.digest.as_deref().and_then(Digest::parse);
+    let digest = Digest::expected(validated.digest.as_deref());
     let upload = match input.upload(validated.bytes, digest).await {
         Ok(upload) => upload,
         Err(e) => return input_failure(e),
