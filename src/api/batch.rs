@@ -320,7 +320,7 @@ pub struct InputStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 52))]
     pub estimates: Vec<ModelEstimate>,
-    /// The SHA-256 of the prepared bytes of an object-store input, as `sha256:` and 64
+    /// The BLAKE3 digest of the prepared bytes of an object-store input, as `blake3:` and 64
     /// lowercase hex digits: the upload pass reads the object again and must find exactly these
     /// bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -75,10 +75,10 @@ fn input_and_output_round_trip_through_object_storage() {
     assert_eq!(status["phase"], "Succeeded");
     assert_eq!(status["output"]["url"], "s3://test/results/round/");
     assert_eq!(status["input"]["requests"], 50);
-    // The prepared bytes' SHA-256, in the form the upload pass parses back.
+    // The prepared bytes' BLAKE3 digest, in the form the upload pass compares with.
     let digest = status["input"]["digest"].as_str().unwrap_or_default();
     assert!(
-        digest.strip_prefix("sha256:").is_some_and(|hex| hex.len() == 64),
+        digest.strip_prefix("blake3:").is_some_and(|hex| hex.len() == 64),
         "{digest:?}"
     );
     assert_eq!(sim.count_ok("POST", "/v1/files"), 1);
