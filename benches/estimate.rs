@@ -1,5 +1,5 @@
 //! Token-estimate benchmark (`cargo bench --bench estimate`, or `bench/estimate`): the
-//! tokenizer alone (OpenAI's `o200k_base`, as the estimate uses it) on the text of a chat
+//! tokenizer alone (OpenAI's `o200k_base`, counted as the estimate counts it) on the text of a chat
 //! corpus, and the validation pass, which estimates as it checks, on a 200 MB corpus of long
 //! chat lines and on 1 GiB of short ones (`LLMB_BENCH_BYTES` sets that size). Prints MB/s and
 //! this process's peak RSS. Figures, not assertions: nothing here fails on speed.
@@ -24,9 +24,8 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
 
     let text = "The customer writes that the parcel arrived damaged and asks for a replacement. ".repeat(250_000);
-    let bpe = tiktoken_rs::o200k_base_singleton();
     let started = Instant::now();
-    let tokens = bpe.encode_ordinary(&text).len();
+    let tokens = llm_batch_operator::bpe::O200K_BASE.count(&text);
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "tokenizer o200k_base: {:.1} MB of text, {tokens} tokens, {:.1} MB/s",
