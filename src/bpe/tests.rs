@@ -116,3 +116,11 @@ fn one_long_word_merges_as_tiktoken_does_and_a_hostile_one_is_counted_at_all() {
         "{tokens}"
     );
 }
+
+/// fancy-regex gives up on a whitespace run this long (its backtracking limit), where
+/// tiktoken-rs panics: the text from there counts a token per four bytes, more than its tokens.
+#[test]
+fn a_run_the_pattern_gives_up_on_counts_a_token_per_four_bytes() {
+    let spaces = " ".repeat(3 << 20) + "x";
+    assert_eq!(O200K_BASE.count(&spaces), (spaces.len() as u64).div_ceil(4));
+}
