@@ -1,14 +1,14 @@
 //! Token estimates of an input before anything is sent: per model, its input tokens counted
-//! with the model family's own byte-pair encoding ([`crate::bpe`]) and the
-//! sum of its requests' output ceilings.
+//! with the model family's own byte-pair encoding ([`crate::bpe`]) and the sum of its
+//! requests' output ceilings.
 //!
-//! A tokenizer reads about 30 MB/s, a tenth of the validator's pace, so past the first
+//! A tokenizer reads 30 to 60 MB/s, a twentieth of the validator's pace, so past the first
 //! [`EXACT_BYTES`] of a model's requests only one byte in [`SAMPLE_EVERY`] is tokenized (whole
 //! lines, taken as the running share falls behind) and the rest is counted at the sampled
 //! tokens-per-byte ratio. Models without a known tokenizer count a quarter of the bytes of the
 //! same text, sampled the same way. The sampled lines are tokenized on a thread of their own,
-//! so validation does not wait for it: at most [`MAX_QUEUED_BYTES`] wait there, and a line that would pass that is not
-//! sampled (a later one is).
+//! so validation does not wait for it: at most [`MAX_QUEUED_BYTES`] wait there, and a line
+//! that would pass that is not sampled (a later one is).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
