@@ -9,6 +9,7 @@
 //! first (leftmost on a tie), until no joined pair is a token: the ordinary encoding
 //! tiktoken computes (the unit tests hold the counts to tiktoken-rs's).
 
+pub mod request;
 pub mod table;
 
 use std::cmp::Reverse;

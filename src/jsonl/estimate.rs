@@ -25,10 +25,6 @@ use crate::bpe::{self, Encoding};
 pub const EXACT_BYTES: u64 = 64 << 10;
 /// Past [`EXACT_BYTES`], one byte in this many is tokenized.
 pub const SAMPLE_EVERY: u64 = 100;
-/// Tokens each chat message adds to its content (role and separators), as OpenAI counts them.
-const TOKENS_PER_MESSAGE: u64 = 3;
-/// Tokens that prime the reply of a chat request.
-const TOKENS_PER_REPLY: u64 = 3;
 /// Models tallied by name; further ones are summed under `(other)` at bytes / 4.
 const MAX_DISTINCT_MODELS: usize = 1024;
 /// Sampled lines waiting for the counting thread, in bytes (each line's, plus
@@ -382,33 +378,13 @@ fn counter(model: &str) -> Counter {
     bpe::for_model(model).map_or(Counter::QuarterOfBytes, Counter::Tokenizer)
 }
 
-/// The input tokens of one request line: every string the model reads in `body` (all but
-/// `model` itself), token ids given as numbers in `input` or `prompt`, and the chat framing.
+/// The input tokens of one request line ([`bpe::request::body_tokens`]).
 fn prompt_tokens(counter: Counter, line: &str) -> u64 {
     let Ok(Value::Object(mut request)) = serde_json::from_str::<Value>(line) else {
         return 0;
     };
-    let Some(Value::Object(mut body)) = request.remove("body") else {
-        return 0;
-    };
-    body.remove("model");
-    let messages = match body.get("messages") {
-        Some(Value::Array(messages)) => messages.len() as u64 * TOKENS_PER_MESSAGE + TOKENS_PER_REPLY,
-        _ => 0,
-    };
-    let mut tokens = messages;
-    for (key, value) in &body {
-        tokens += text_tokens(counter, value, matches!(key.as_str(), "input" | "prompt"));
-    }
-    tokens
-}
-
-fn text_tokens(counter: Counter, value: &Value, ids_count: bool) -> u64 {
-    match value {
-        Value::String(text) => counter.count(text),
-        Value::Number(_) if ids_count => 1,
-        Value::Array(items) => items.iter().map(|v| text_tokens(counter, v, ids_count)).sum(),
-        Value::Object(fields) => fields.values().map(|v| text_tokens(counter, v, false)).sum(),
+    match request.remove("body") {
+        Some(Value::Object(body)) => bpe::request::body_tokens(&body, &|text| counter.count(text)),
         _ => 0,
     }
 }

@@ -7,12 +7,7 @@
 
 use serde_json::Value;
 
-use crate::bpe::{self, Encoding};
-
-/// Tokens each chat message adds to its content (role and separators), as OpenAI counts them.
-const TOKENS_PER_MESSAGE: u64 = 3;
-/// Tokens that prime the reply of a chat request.
-const TOKENS_PER_REPLY: u64 = 3;
+use crate::bpe::{self, Encoding, request};
 
 /// How a model's text is counted.
 #[derive(Clone, Copy)]
@@ -124,37 +119,18 @@ pub fn content_text(content: &Value) -> String {
     }
 }
 
-/// Every string the model reads in `body` (all but `model`), token ids given as numbers in
-/// `input` or `prompt`, and the framing of `messages`: the cost estimate's count.
+/// The input tokens of `body` as the cost estimate counts them ([`request::body_tokens`]).
 fn request_tokens(bpe: &Encoding, body: &Value) -> u64 {
-    let Value::Object(fields) = body else {
-        return 0;
-    };
-    let framing = match fields.get("messages") {
-        Some(Value::Array(messages)) => messages.len() as u64 * TOKENS_PER_MESSAGE + TOKENS_PER_REPLY,
+    match body {
+        Value::Object(fields) => request::body_tokens(fields, &|text| bpe.count(text)),
         _ => 0,
-    };
-    let text: u64 = fields
-        .iter()
-        .filter(|(key, _)| key.as_str() != "model")
-        .map(|(key, value)| text_tokens(bpe, value, matches!(key.as_str(), "input" | "prompt")))
-        .sum();
-    framing + text
+    }
 }
 
 /// The tokens of one message: its strings, plus its framing in a chat request.
 fn message_tokens(bpe: &Encoding, message: &Value, framed: bool) -> u64 {
-    text_tokens(bpe, message, false) + if framed { TOKENS_PER_MESSAGE } else { 0 }
-}
-
-fn text_tokens(bpe: &Encoding, value: &Value, ids_count: bool) -> u64 {
-    match value {
-        Value::String(text) => bpe.count(text),
-        Value::Number(_) if ids_count => 1,
-        Value::Array(items) => items.iter().map(|v| text_tokens(bpe, v, ids_count)).sum(),
-        Value::Object(fields) => fields.values().map(|v| text_tokens(bpe, v, false)).sum(),
-        _ => 0,
-    }
+    let framing = if framed { request::TOKENS_PER_MESSAGE } else { 0 };
+    request::value_tokens(message, false, &|text| bpe.count(text)) + framing
 }
 
 #[cfg(test)]
