@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::apiserver::{admin_client, fresh_namespace, server};
-use common::cluster::{RunningController, create_input};
+use common::cluster::{RunningController, create_batch, create_input};
 use common::operations::phase;
 use common::tools::{documents, helm_template, succeed, tool};
 use common::{object, repo_path, text, wait_until};
@@ -373,18 +373,6 @@ async fn create_gateway(client: &Client, ns: &str, name: &str, url: &str, key: &
         "metadata": {"name": name}, "spec": spec}));
     Api::<BatchGateway>::namespaced(client.clone(), ns)
         .create(&pp, &gateway)
-        .await
-        .unwrap();
-}
-
-async fn create_batch(client: &Client, ns: &str, name: &str, gateway: &str, input: &str) {
-    let batch: Batch = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch",
-        "metadata": {"name": name},
-        "spec": {"gatewayRef": {"name": gateway}, "endpoint": "/v1/chat/completions",
-                 "input": {"configMap": {"name": input, "key": "batch.jsonl"}},
-                 "output": {"secret": {"name": format!("{name}-results")}}}}));
-    Api::<Batch>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &batch)
         .await
         .unwrap();
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
 use kube::api::{Api, PostParams};
-use llm_batch_operator::api::BatchGateway;
+use llm_batch_operator::api::{Batch, BatchGateway};
 use llm_batch_operator::controller::{self, Context, Options};
 use llm_batch_operator::simulator::{RunningSimulator, SimulatorConfig};
 use serde_json::{Value, json};
@@ -40,6 +40,20 @@ pub async fn create_input(client: &Client, ns: &str, name: &str, jsonl: &str) {
     let cm: ConfigMap = object(json!({"metadata": {"name": name}, "data": {"batch.jsonl": jsonl}}));
     Api::<ConfigMap>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+}
+
+/// Batch `name` in `ns` on gateway `gateway`, reading ConfigMap `input` (`batch.jsonl`), its
+/// results in the Secret `<name>-results`.
+pub async fn create_batch(client: &Client, ns: &str, name: &str, gateway: &str, input: &str) {
+    let batch: Batch = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch",
+        "metadata": {"name": name},
+        "spec": {"gatewayRef": {"name": gateway}, "endpoint": "/v1/chat/completions",
+                 "input": {"configMap": {"name": input, "key": "batch.jsonl"}},
+                 "output": {"secret": {"name": format!("{name}-results")}}}}));
+    Api::<Batch>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &batch)
         .await
         .unwrap();
 }

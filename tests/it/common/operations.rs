@@ -7,12 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::apiserver::server;
-use super::object;
 use super::wait::wait_until;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use llm_batch_operator::api::{Batch, BatchPhase};
 use llm_batch_operator::controller::Context;
 use llm_batch_operator::simulator::{RunningSimulator, SimulatorConfig};
@@ -34,24 +32,11 @@ pub async fn simulator() -> RunningSimulator {
 /// A BatchGateway `gw` (with its key) and a ConfigMap `input` of four requests in `ns`.
 pub async fn prepare(client: &Client, ns: &str, sim: &RunningSimulator) {
     super::cluster::create_gateway(client, ns, &sim.base_url(), KEY, json!({})).await;
-    let pp = PostParams::default();
-    let cm: ConfigMap = object(json!({"metadata": {"name": "input"}, "data": {"batch.jsonl": super::chat_lines(4)}}));
-    Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .create(&pp, &cm)
-        .await
-        .unwrap();
+    super::cluster::create_input(client, ns, "input", &super::chat_lines(4)).await;
 }
 
 pub async fn create_batch(client: &Client, ns: &str, name: &str) {
-    let batch: Batch = object(json!({"apiVersion": "llmbatch.io/v1alpha1", "kind": "Batch",
-        "metadata": {"name": name},
-        "spec": {"gatewayRef": {"name": "gw"}, "endpoint": "/v1/chat/completions",
-                 "input": {"configMap": {"name": "input", "key": "batch.jsonl"}},
-                 "output": {"secret": {"name": format!("{name}-results")}}}}));
-    Api::<Batch>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &batch)
-        .await
-        .unwrap();
+    super::cluster::create_batch(client, ns, name, "gw", "input").await;
 }
 
 pub fn phase(batch: &Batch) -> Option<BatchPhase> {
