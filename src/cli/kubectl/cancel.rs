@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 
-use super::lookup::{self, Found, Kind};
+use super::lookup;
 use super::{KubeFlags, PluginError, api_error, config};
 use crate::api::Batch;
 
@@ -23,12 +23,7 @@ pub struct CancelArgs {
 
 pub async fn run(flags: &KubeFlags, args: CancelArgs) -> Result<ExitCode, PluginError> {
     let (client, namespace) = config::connect(flags).await?;
-    let found = lookup::one(&client, &namespace, &args.name, &[Kind::Batch, Kind::Sweep]).await?;
-    let batch = match found {
-        Found::Batch(b) => b,
-        Found::Sweep(s) => return Err(PluginError::Usage(sweep_refusal(&s.name_any()))),
-        Found::Schedule(_) => unreachable!("looked up among Batches and BatchSweeps"),
-    };
+    let batch = lookup::batch(&client, &namespace, &args.name, sweep_refusal).await?;
     let name = batch.name_any();
     let phase = batch.status.as_ref().and_then(|s| s.phase).unwrap_or_default();
     if phase.is_terminal() {

@@ -1,8 +1,8 @@
 //! Finding an object by the name given: `NAME` looked up among Batches, BatchSweeps and
 //! BatchSchedules, or `KIND/NAME` (kubectl's `batch/x`, `sweep/x`) in one kind.
 
-use kube::Client;
 use kube::api::Api;
+use kube::{Client, ResourceExt};
 
 use super::{PluginError, api_error};
 use crate::api::{Batch, BatchSchedule, BatchSweep};
@@ -132,6 +132,21 @@ pub async fn one(client: &Client, namespace: &str, arg: &str, allowed: &[Kind]) 
                 found[0].kind().name().to_ascii_lowercase()
             )))
         }
+    }
+}
+
+/// The Batch `arg` names, looked up among Batches and BatchSweeps so that a sweep's name gets
+/// `sweep_refusal` (what the command does not do to a sweep, and what does) instead of "not found".
+pub async fn batch(
+    client: &Client,
+    namespace: &str,
+    arg: &str,
+    sweep_refusal: fn(&str) -> String,
+) -> Result<Box<Batch>, PluginError> {
+    match one(client, namespace, arg, &[Kind::Batch, Kind::Sweep]).await? {
+        Found::Batch(batch) => Ok(batch),
+        Found::Sweep(sweep) => Err(PluginError::Usage(sweep_refusal(&sweep.name_any()))),
+        Found::Schedule(_) => unreachable!("looked up among Batches and BatchSweeps"),
     }
 }
 

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use kube::ResourceExt;
 use kube::api::{Api, ObjectMeta, PostParams};
 
-use super::lookup::{self, Found, Kind};
+use super::lookup;
 use super::{KubeFlags, PluginError, api_error, config};
 use crate::api::{Batch, BatchOutput, BatchPhase, LocalObjectRef};
 
@@ -41,12 +41,7 @@ pub struct RetryArgs {
 
 pub async fn run(flags: &KubeFlags, args: RetryArgs) -> Result<ExitCode, PluginError> {
     let (client, namespace) = config::connect(flags).await?;
-    let found = lookup::one(&client, &namespace, &args.name, &[Kind::Batch, Kind::Sweep]).await?;
-    let original = match found {
-        Found::Batch(b) => b,
-        Found::Sweep(s) => return Err(PluginError::Usage(sweep_refusal(&s.name_any()))),
-        Found::Schedule(_) => unreachable!("looked up among Batches and BatchSweeps"),
-    };
+    let original = lookup::batch(&client, &namespace, &args.name, sweep_refusal).await?;
     let name = original.name_any();
     refuse_unfinished(&namespace, &name, original.status.as_ref().and_then(|s| s.phase))?;
     let api = Api::<Batch>::namespaced(client, &namespace);
